@@ -1,0 +1,661 @@
+//! [`Controller`]: states, events, actions and timers of one call.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError, SdpSession};
+
+/// Which side created the dialog. It decides the glare back-off range (RFC 3261 §14.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A caller reached us; the peer owns the Call-ID.
+    Inbound,
+    /// We placed the call; we own the Call-ID.
+    Outbound,
+}
+
+/// Per-call settings the driver fills from config and randomness.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    pub local_media: LocalMedia,
+    /// Random `o=` session id.
+    pub session_id: u64,
+    /// Seed for the glare back-off; tests pin it.
+    pub rng_seed: u64,
+    /// Ring (180) this long before answering an inbound call; zero answers at once.
+    pub answer_after: Duration,
+    /// Give up on an outbound call that has not been answered after this long.
+    pub ring_timeout: Duration,
+}
+
+/// What the driver tells the controller. Serde-tagged so the same vocabulary feeds logs,
+/// the audit trail and the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CallEvent {
+    /// An admitted initial INVITE; `sdp` is `None` for a delayed offer.
+    Invite { sdp: Option<String> },
+    /// The ACK for our 2xx arrived (or the dialog came back to confirmed).
+    Ack,
+    /// The peer sent a re-INVITE or UPDATE; must be answered with `AnswerReOffer`.
+    ReOffer { sdp: Option<String> },
+    /// Final response to our re-INVITE.
+    ReInviteResponse { status: u16, sdp: Option<String> },
+    PeerBye,
+    /// The caller cancelled before we answered (the stack has already sent 487).
+    PeerCancel,
+    /// The dialog layer gave up (no ACK, transaction timeout, 481).
+    DialogFailed { reason: String },
+    /// Outbound: a provisional response (180, 183).
+    Progress { status: u16 },
+    /// Outbound: 2xx to our INVITE.
+    Answered { sdp: Option<String> },
+    /// Outbound: a final non-2xx to our INVITE.
+    Failed { status: u16 },
+    /// Outbound: no response at all, or the target could not be resolved or reached.
+    Unreachable { reason: String },
+    /// Local command: put the peer on hold (we keep sending, e.g. hold audio).
+    Hold,
+    /// Local command: take the peer off hold.
+    Resume,
+    /// Local command: end the call, whatever state it is in.
+    Hangup,
+}
+
+/// What the controller asks the driver to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CallAction {
+    /// Send 180 Ringing to the initial INVITE.
+    Ring,
+    /// Send 200 OK to the initial INVITE with this SDP.
+    Answer { sdp: String },
+    /// Send a final failure to the initial INVITE. `warning` is a full `Warning` value.
+    Reject {
+        status: u16,
+        reason: String,
+        warning: Option<String>,
+    },
+    /// Answer the peer's re-INVITE/UPDATE.
+    AnswerReOffer {
+        status: u16,
+        sdp: Option<String>,
+        warning: Option<String>,
+    },
+    /// Send a re-INVITE with this offer.
+    SendReInvite { sdp: String },
+    /// Outbound: send the initial INVITE with this offer.
+    SendInvite { sdp: String },
+    /// Outbound: CANCEL the pending INVITE.
+    CancelInvite,
+    SendBye,
+    /// The media plane must now use this: codec, where to send, which way.
+    MediaChanged(Negotiated),
+    /// Outbound: how the attempt ended (exactly once per outbound call).
+    Outcome(OriginateOutcome),
+    /// The call is over; release everything. Always the last action.
+    Ended { reason: EndReason },
+}
+
+/// Typed result of an outbound call attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OriginateOutcome {
+    Answered,
+    Busy { status: u16 },
+    NoAnswer,
+    Rejected { status: u16, reason: String },
+    Unreachable { reason: String },
+    /// We hung up ourselves before an answer.
+    Cancelled,
+}
+
+impl OriginateOutcome {
+    /// Classify a final non-2xx response.
+    fn from_status(status: u16) -> Self {
+        match status {
+            486 | 600 => OriginateOutcome::Busy { status },
+            408 | 480 => OriginateOutcome::NoAnswer,
+            _ => OriginateOutcome::Rejected {
+                status,
+                reason: reason_phrase(status).to_string(),
+            },
+        }
+    }
+}
+
+/// Why a call ended, as a stable dotted code for logs, metrics and call records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    PeerBye,
+    LocalBye,
+    PeerCancel,
+    Rejected,
+    MediaFailed,
+    DialogFailed,
+    NotAnswered,
+}
+
+impl EndReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            EndReason::PeerBye => "call.peer_bye",
+            EndReason::LocalBye => "call.local_bye",
+            EndReason::PeerCancel => "call.peer_cancel",
+            EndReason::Rejected => "call.rejected",
+            EndReason::MediaFailed => "call.media_failed",
+            EndReason::DialogFailed => "call.dialog_failed",
+            EndReason::NotAnswered => "call.not_answered",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum State {
+    /// Inbound, ringing until `answer_at`.
+    Offered,
+    /// Inbound, 200 sent, waiting for ACK.
+    WaitAck,
+    /// Outbound, INVITE sent.
+    Calling,
+    /// Outbound, CANCEL sent; waiting for the INVITE's final response.
+    Cancelling,
+    Confirmed,
+    Ended,
+}
+
+/// A read-only view for the HTTP API and logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallSnapshot {
+    pub role: Role,
+    pub state: &'static str,
+    pub local_hold: bool,
+    pub remote_hold: bool,
+    pub reinvite_pending: bool,
+    pub media: Option<Negotiated>,
+}
+
+/// One call's state machine. See the crate docs for the driving loop.
+#[derive(Debug)]
+pub struct Controller {
+    role: Role,
+    state: State,
+    sdp: SdpSession,
+    /// What we want to do with media: `SendRecv`, or `SendOnly` while we hold the peer.
+    want: Direction,
+    /// `want` as of the last completed offer/answer.
+    settled_want: Direction,
+    /// A `want` the peer refused; not retried until `want` changes.
+    refused_want: Option<Direction>,
+    negotiated: Option<Negotiated>,
+    /// The peer has put us on hold (its last offer did not let it receive).
+    remote_hold: bool,
+    /// Direction of our re-INVITE in flight.
+    reinvite_in_flight: Option<Direction>,
+    answer_at: Option<Instant>,
+    pending_answer: Option<(String, Negotiated)>,
+    ring_deadline: Option<Instant>,
+    glare_retry_at: Option<Instant>,
+    outcome_sent: bool,
+    answer_after: Duration,
+    rng: u64,
+    actions: VecDeque<CallAction>,
+}
+
+impl Controller {
+    /// A controller for an inbound call; feed it [`CallEvent::Invite`] next.
+    pub fn inbound(cfg: CallConfig) -> Self {
+        Self::new(Role::Inbound, State::Offered, cfg)
+    }
+
+    /// A controller for an outbound call; its first action is [`CallAction::SendInvite`].
+    pub fn outbound(now: Instant, cfg: CallConfig) -> Self {
+        let ring_timeout = cfg.ring_timeout;
+        let mut c = Self::new(Role::Outbound, State::Calling, cfg);
+        let offer = c.sdp.initial_offer(Direction::SendRecv);
+        c.actions.push_back(CallAction::SendInvite { sdp: offer });
+        c.ring_deadline = Some(now + ring_timeout);
+        c
+    }
+
+    fn new(role: Role, state: State, cfg: CallConfig) -> Self {
+        Self {
+            role,
+            state,
+            sdp: SdpSession::new(cfg.local_media, cfg.session_id),
+            want: Direction::SendRecv,
+            settled_want: Direction::SendRecv,
+            refused_want: None,
+            negotiated: None,
+            remote_hold: false,
+            reinvite_in_flight: None,
+            answer_at: None,
+            pending_answer: None,
+            ring_deadline: None,
+            glare_retry_at: None,
+            outcome_sent: false,
+            answer_after: cfg.answer_after,
+            // xorshift must not start at zero
+            rng: cfg.rng_seed | 1,
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    pub fn snapshot(&self) -> CallSnapshot {
+        CallSnapshot {
+            role: self.role,
+            state: match self.state {
+                State::Offered => "ringing",
+                State::WaitAck => "answered",
+                State::Calling => "calling",
+                State::Cancelling => "cancelling",
+                State::Confirmed => "confirmed",
+                State::Ended => "ended",
+            },
+            local_hold: self.want == Direction::SendOnly,
+            remote_hold: self.remote_hold,
+            reinvite_pending: self.reinvite_in_flight.is_some(),
+            media: self.negotiated.clone(),
+        }
+    }
+
+    /// The next thing the driver must do, in order.
+    pub fn poll_action(&mut self) -> Option<CallAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Controller::handle_timeout`] next needs calling.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Ended {
+            return None;
+        }
+        [self.answer_at, self.ring_deadline, self.glare_retry_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.answer_at.is_some_and(|t| t <= now) {
+            self.answer_at = None;
+            self.send_answer();
+        }
+        if self.ring_deadline.is_some_and(|t| t <= now) {
+            self.ring_deadline = None;
+            if self.state == State::Calling {
+                self.actions.push_back(CallAction::CancelInvite);
+                self.state = State::Cancelling;
+                self.outcome(OriginateOutcome::NoAnswer);
+            }
+        }
+        if self.glare_retry_at.is_some_and(|t| t <= now) {
+            self.glare_retry_at = None;
+            self.maybe_reinvite();
+        }
+    }
+
+    /// Feed one event.
+    pub fn handle(&mut self, now: Instant, event: CallEvent) {
+        if self.state == State::Ended {
+            return;
+        }
+        match event {
+            CallEvent::Invite { sdp } => self.on_invite(now, sdp),
+            CallEvent::Ack => {
+                if self.state == State::WaitAck {
+                    self.state = State::Confirmed;
+                    self.maybe_reinvite();
+                }
+            }
+            CallEvent::ReOffer { sdp } => self.on_reoffer(sdp),
+            CallEvent::ReInviteResponse { status, sdp } => self.on_reinvite_response(now, status, sdp),
+            CallEvent::PeerBye => self.end(EndReason::PeerBye),
+            CallEvent::PeerCancel => self.end(EndReason::PeerCancel),
+            CallEvent::DialogFailed { .. } => {
+                if matches!(self.state, State::Calling | State::Cancelling) {
+                    self.outcome(OriginateOutcome::Unreachable {
+                        reason: "dialog failed".into(),
+                    });
+                }
+                self.end(EndReason::DialogFailed);
+            }
+            CallEvent::Progress { .. } => {}
+            CallEvent::Answered { sdp } => self.on_answered(sdp),
+            CallEvent::Failed { status } => {
+                if matches!(self.state, State::Calling | State::Cancelling) {
+                    self.outcome(OriginateOutcome::from_status(status));
+                    self.end(EndReason::NotAnswered);
+                }
+            }
+            CallEvent::Unreachable { reason } => {
+                if matches!(self.state, State::Calling | State::Cancelling) {
+                    self.outcome(OriginateOutcome::Unreachable { reason });
+                    self.end(EndReason::NotAnswered);
+                }
+            }
+            CallEvent::Hold => self.set_want(Direction::SendOnly),
+            CallEvent::Resume => self.set_want(Direction::SendRecv),
+            CallEvent::Hangup => self.hangup(),
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, sdp: Option<String>) {
+        if self.state != State::Offered || self.pending_answer.is_some() {
+            return;
+        }
+        let prepared = match sdp {
+            Some(offer) => match self.sdp.answer(&offer, self.want) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.actions.push_back(CallAction::Reject {
+                        status: 488,
+                        reason: "Not Acceptable Here".into(),
+                        warning: Some(warning(&e)),
+                    });
+                    self.end(EndReason::Rejected);
+                    return;
+                }
+            },
+            // Delayed offer (RFC 3261 §13.2.1): we offer in the 200 and the answer rides the
+            // ACK. Offering one codec makes any valid answer choose it, and symmetric RTP
+            // learns the peer's address from its first packet.
+            None => {
+                let first = self.sdp.local().codecs.first().copied();
+                let mut single = self.sdp.local().clone();
+                single.codecs = first.into_iter().collect();
+                let mut one = SdpSession::new(single, 0);
+                let offer = one.initial_offer(self.want);
+                match one.accept_answer(&mirror_offer(&offer), self.want) {
+                    Ok(mut n) => {
+                        n.remote = None;
+                        (self.sdp.reoffer(&n, self.want), n)
+                    }
+                    Err(e) => {
+                        self.actions.push_back(CallAction::Reject {
+                            status: 488,
+                            reason: "Not Acceptable Here".into(),
+                            warning: Some(warning(&e)),
+                        });
+                        self.end(EndReason::Rejected);
+                        return;
+                    }
+                }
+            }
+        };
+        self.pending_answer = Some(prepared);
+        if self.answer_after.is_zero() {
+            self.send_answer();
+        } else {
+            self.actions.push_back(CallAction::Ring);
+            self.answer_at = Some(now + self.answer_after);
+        }
+    }
+
+    fn send_answer(&mut self) {
+        let Some((sdp, negotiated)) = self.pending_answer.take() else {
+            return;
+        };
+        self.remote_hold = !negotiated.direction.sends() && self.want.sends();
+        self.negotiated = Some(negotiated.clone());
+        self.settled_want = self.want;
+        self.actions.push_back(CallAction::Answer { sdp });
+        self.actions.push_back(CallAction::MediaChanged(negotiated));
+        self.state = State::WaitAck;
+    }
+
+    fn on_reoffer(&mut self, sdp: Option<String>) {
+        if !matches!(self.state, State::Confirmed | State::WaitAck) {
+            self.actions.push_back(CallAction::AnswerReOffer {
+                status: 500,
+                sdp: None,
+                warning: None,
+            });
+            return;
+        }
+        // Glare: our own re-INVITE is in flight (RFC 3261 §14.2).
+        if self.reinvite_in_flight.is_some() {
+            self.actions.push_back(CallAction::AnswerReOffer {
+                status: 491,
+                sdp: None,
+                warning: None,
+            });
+            return;
+        }
+        let Some(current) = self.negotiated.clone() else {
+            return;
+        };
+        match sdp {
+            Some(offer) => match self.sdp.answer(&offer, self.want) {
+                Ok((answer, n)) => {
+                    // The peer holds us when its offer would not let it receive.
+                    self.remote_hold = !n.direction.sends() && self.want.sends();
+                    self.settled_want = self.want;
+                    self.actions.push_back(CallAction::AnswerReOffer {
+                        status: 200,
+                        sdp: Some(answer),
+                        warning: None,
+                    });
+                    if self.negotiated.as_ref() != Some(&n) {
+                        self.negotiated = Some(n.clone());
+                        self.actions.push_back(CallAction::MediaChanged(n));
+                    }
+                }
+                Err(e) => {
+                    // A refused re-offer leaves the session as it was (RFC 3264 §8).
+                    self.actions.push_back(CallAction::AnswerReOffer {
+                        status: 488,
+                        sdp: None,
+                        warning: Some(warning(&e)),
+                    });
+                }
+            },
+            // An offerless re-INVITE (session refresh, or a peer asking us to offer).
+            None => {
+                let offer = self.sdp.reoffer(&current, self.want);
+                self.actions.push_back(CallAction::AnswerReOffer {
+                    status: 200,
+                    sdp: Some(offer),
+                    warning: None,
+                });
+            }
+        }
+    }
+
+    fn set_want(&mut self, want: Direction) {
+        self.want = want;
+        if self.refused_want != Some(want) {
+            self.refused_want = None;
+        }
+        self.maybe_reinvite();
+    }
+
+    /// Send a re-INVITE if what we want differs from what was last settled and nothing
+    /// (our own re-INVITE, a glare back-off) is in the way.
+    fn maybe_reinvite(&mut self) {
+        if self.state != State::Confirmed
+            || self.reinvite_in_flight.is_some()
+            || self.glare_retry_at.is_some()
+            || self.want == self.settled_want
+            || self.refused_want == Some(self.want)
+        {
+            return;
+        }
+        let Some(current) = self.negotiated.clone() else {
+            return;
+        };
+        let sdp = self.sdp.reoffer(&current, self.want);
+        self.reinvite_in_flight = Some(self.want);
+        self.actions.push_back(CallAction::SendReInvite { sdp });
+    }
+
+    fn on_reinvite_response(&mut self, now: Instant, status: u16, sdp: Option<String>) {
+        let Some(offered) = self.reinvite_in_flight.take() else {
+            return;
+        };
+        match status {
+            200..=299 => {
+                match sdp.as_deref().map(|a| self.sdp.accept_answer(a, offered)) {
+                    Some(Ok(n)) => {
+                        self.settled_want = offered;
+                        if self.negotiated.as_ref() != Some(&n) {
+                            self.negotiated = Some(n.clone());
+                            self.actions.push_back(CallAction::MediaChanged(n));
+                        }
+                    }
+                    // A 2xx without a usable answer: the session cannot continue as agreed.
+                    _ => {
+                        self.actions.push_back(CallAction::SendBye);
+                        self.end(EndReason::MediaFailed);
+                        return;
+                    }
+                }
+                self.maybe_reinvite();
+            }
+            491 => {
+                // RFC 3261 §14.1: the Call-ID's owner waits 2.1–4 s, the other side 0–2 s,
+                // in units of 10 ms, so the two retries do not collide again.
+                let ticks = self.next_random() % 201;
+                let ms = match self.role {
+                    Role::Outbound => 2100 + ticks * 95 / 10,
+                    Role::Inbound => ticks * 10,
+                };
+                self.glare_retry_at = Some(now + Duration::from_millis(ms));
+            }
+            // RFC 5057: these end the dialog, not just the transaction.
+            408 | 481 => {
+                self.actions.push_back(CallAction::SendBye);
+                self.end(EndReason::DialogFailed);
+            }
+            _ => {
+                self.refused_want = Some(offered);
+                self.maybe_reinvite();
+            }
+        }
+    }
+
+    fn on_answered(&mut self, sdp: Option<String>) {
+        match self.state {
+            State::Calling => {}
+            // A 2xx that crossed our CANCEL: the call exists, so end it properly.
+            State::Cancelling => {
+                self.actions.push_back(CallAction::SendBye);
+                self.end(EndReason::NotAnswered);
+                return;
+            }
+            _ => return,
+        }
+        self.ring_deadline = None;
+        let result = sdp
+            .as_deref()
+            .ok_or(NegotiationError::NoAudio)
+            .and_then(|a| self.sdp.accept_answer(a, self.want));
+        match result {
+            Ok(n) => {
+                self.state = State::Confirmed;
+                self.negotiated = Some(n.clone());
+                self.settled_want = self.want;
+                self.actions.push_back(CallAction::MediaChanged(n));
+                self.outcome(OriginateOutcome::Answered);
+                self.maybe_reinvite();
+            }
+            Err(e) => {
+                self.actions.push_back(CallAction::SendBye);
+                self.outcome(OriginateOutcome::Rejected {
+                    status: 488,
+                    reason: e.to_string(),
+                });
+                self.end(EndReason::MediaFailed);
+            }
+        }
+    }
+
+    fn hangup(&mut self) {
+        match self.state {
+            State::Offered => {
+                self.actions.push_back(CallAction::Reject {
+                    status: 480,
+                    reason: "Temporarily Unavailable".into(),
+                    warning: None,
+                });
+                self.end(EndReason::Rejected);
+            }
+            State::Calling => {
+                self.actions.push_back(CallAction::CancelInvite);
+                self.state = State::Cancelling;
+                self.ring_deadline = None;
+                self.outcome(OriginateOutcome::Cancelled);
+            }
+            State::Cancelling | State::Ended => {}
+            State::WaitAck | State::Confirmed => {
+                self.actions.push_back(CallAction::SendBye);
+                self.end(EndReason::LocalBye);
+            }
+        }
+    }
+
+    fn outcome(&mut self, outcome: OriginateOutcome) {
+        if self.role == Role::Outbound && !self.outcome_sent {
+            self.outcome_sent = true;
+            self.actions.push_back(CallAction::Outcome(outcome));
+        }
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        self.state = State::Ended;
+        self.answer_at = None;
+        self.ring_deadline = None;
+        self.glare_retry_at = None;
+        self.actions.push_back(CallAction::Ended { reason });
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+fn warning(e: &NegotiationError) -> String {
+    let text: String = e.to_string().chars().filter(|c| *c != '"').collect();
+    format!("{} warmline \"{text}\"", e.warn_code())
+}
+
+/// The answer a peer must give to a single-codec offer, used to pre-compute the media a
+/// delayed-offer call will have: the same m-line seen from the other side.
+fn mirror_offer(offer: &str) -> String {
+    offer.replace("a=sendonly", "a=recvonly")
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        403 => "Forbidden",
+        404 => "Not Found",
+        410 => "Gone",
+        484 => "Address Incomplete",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        400..=499 => "Client Error",
+        500..=599 => "Server Error",
+        _ => "Global Failure",
+    }
+}

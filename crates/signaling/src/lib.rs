@@ -1,0 +1,20 @@
+//! Sans-IO SIP pieces that rsipstack leaves to the application.
+//!
+//! rsipstack owns transport, transactions and dialogs. What it does not decide — and what a
+//! gateway must decide the same way every time, testably, without sockets — lives here:
+//!
+//! - [`sdp`]: SDP offer/answer for one audio stream (RFC 3264, hold per RFC 6337);
+//! - [`admission`]: whether a new INVITE may become a call (`allow_from`, `max_calls`, drain);
+//! - [`triage`]: a cheap structural check of every inbound datagram, so a malformed request
+//!   gets a `400`/`505` instead of vanishing inside the parser.
+
+pub mod admission;
+pub mod sdp;
+pub mod triage;
+
+pub use admission::{Admission, Verdict};
+pub use sdp::{
+    Codec, CodecName, Direction, LocalMedia, Negotiated, NegotiationError, SdpSession,
+    TelephoneEvent,
+};
+pub use triage::{Triage, triage};

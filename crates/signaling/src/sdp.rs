@@ -1,0 +1,677 @@
+//! SDP offer/answer for one audio stream: RFC 3264, with the hold rules of RFC 6337.
+//!
+//! Parsing is the webrtc-rs `sdp` crate's; the offer/answer rules are ours: which codec wins,
+//! what each side may send, which m-lines are refused, and when `o=` gets a new version.
+//!
+//! Directions are always from one side's own point of view. `want` is what *we* want to do
+//! with media (`SendRecv` normally, `SendOnly` while we hold the peer and play hold audio);
+//! what we put in an SDP is that, narrowed by what the peer allows.
+
+use sdp::description::media::MediaDescription;
+use sdp::description::session::SessionDescription;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::io::Cursor;
+use std::net::{IpAddr, SocketAddr};
+
+/// The audio codecs warmline can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CodecName {
+    #[serde(rename = "PCMU")]
+    Pcmu,
+    #[serde(rename = "PCMA")]
+    Pcma,
+    #[serde(rename = "opus")]
+    Opus,
+}
+
+impl CodecName {
+    /// The static payload type, or the one we use in our own offers.
+    fn default_pt(self) -> u8 {
+        match self {
+            CodecName::Pcmu => 0,
+            CodecName::Pcma => 8,
+            CodecName::Opus => 111,
+        }
+    }
+
+    fn encoding(self) -> &'static str {
+        match self {
+            CodecName::Pcmu => "PCMU",
+            CodecName::Pcma => "PCMA",
+            CodecName::Opus => "opus",
+        }
+    }
+
+    /// RTP clock rate (RFC 7587 fixes Opus at 48 kHz whatever it carries).
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            CodecName::Pcmu | CodecName::Pcma => 8000,
+            CodecName::Opus => 48000,
+        }
+    }
+
+    fn channels(self) -> u8 {
+        match self {
+            CodecName::Opus => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for CodecName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.encoding())
+    }
+}
+
+/// A codec bound to the payload type the session uses for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Codec {
+    pub name: CodecName,
+    pub payload_type: u8,
+}
+
+/// RFC 4733 telephone-event, bound to its payload type and clock rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelephoneEvent {
+    pub payload_type: u8,
+    pub clock_rate: u32,
+}
+
+/// Media direction from one side's own point of view (RFC 3264 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn from_flags(send: bool, recv: bool) -> Self {
+        match (send, recv) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The same stream seen from the other end.
+    pub fn reversed(self) -> Self {
+        Direction::from_flags(self.receives(), self.sends())
+    }
+
+    /// What both this and `other` allow.
+    pub fn narrowed_by(self, other: Direction) -> Self {
+        Direction::from_flags(
+            self.sends() && other.sends(),
+            self.receives() && other.receives(),
+        )
+    }
+
+    pub fn as_attr(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+}
+
+/// Where our RTP lives and which codecs we will accept, in our order of preference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMedia {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub codecs: Vec<CodecName>,
+}
+
+/// The outcome of one offer/answer exchange: what the media plane must do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Negotiated {
+    /// Where to send RTP; `None` when the peer gave no usable address (`c=0.0.0.0` hold).
+    pub remote: Option<SocketAddr>,
+    pub codec: Codec,
+    pub telephone_event: Option<TelephoneEvent>,
+    /// Our direction, as written in our SDP.
+    pub direction: Direction,
+    /// Packetisation time the peer asked for, in ms.
+    pub ptime_ms: u32,
+}
+
+/// Why an offer or answer could not be used. Each maps to a SIP `Warning` code (RFC 3261 §20.43).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiationError {
+    #[error("malformed SDP: {0}")]
+    Malformed(String),
+    #[error("no audio stream offered")]
+    NoAudio,
+    #[error("incompatible transport protocol {0}")]
+    Transport(String),
+    #[error("no common codec (offered {0})")]
+    NoCommonCodec(String),
+    #[error("peer rejected the audio stream")]
+    Rejected,
+}
+
+impl NegotiationError {
+    /// The RFC 3261 warn-code that best describes this failure.
+    pub fn warn_code(&self) -> u16 {
+        match self {
+            NegotiationError::Malformed(_) => 399,
+            NegotiationError::NoAudio | NegotiationError::Rejected => 304,
+            NegotiationError::Transport(_) => 302,
+            NegotiationError::NoCommonCodec(_) => 305,
+        }
+    }
+}
+
+/// Our side of one SDP session: the `o=` identity, its version, and our media endpoint.
+///
+/// RFC 3264 §8: the version goes up by one exactly when what we send differs from what we
+/// sent before, so a re-sent identical SDP keeps its version.
+#[derive(Debug, Clone)]
+pub struct SdpSession {
+    local: LocalMedia,
+    session_id: u64,
+    version: u64,
+    last_sent: Option<String>,
+}
+
+impl SdpSession {
+    /// `session_id` should be unique per session (the driver uses randomness).
+    pub fn new(local: LocalMedia, session_id: u64) -> Self {
+        Self {
+            local,
+            session_id,
+            version: session_id,
+            last_sent: None,
+        }
+    }
+
+    pub fn local(&self) -> &LocalMedia {
+        &self.local
+    }
+
+    /// Answer `offer`, accepting the first usable audio stream and refusing the rest.
+    pub fn answer(
+        &mut self,
+        offer: &str,
+        want: Direction,
+    ) -> Result<(String, Negotiated), NegotiationError> {
+        let sd = parse(offer)?;
+        let mut chosen: Option<(usize, Negotiated)> = None;
+        let mut first_error = NegotiationError::NoAudio;
+        for (index, md) in sd.media_descriptions.iter().enumerate() {
+            if chosen.is_some() || md.media_name.media != "audio" || md.media_name.port.value == 0
+            {
+                continue;
+            }
+            match self.accept_offered(&sd, md, want) {
+                Ok(n) => chosen = Some((index, n)),
+                Err(e) => {
+                    if first_error == NegotiationError::NoAudio {
+                        first_error = e;
+                    }
+                }
+            }
+        }
+        let (chosen_index, negotiated) = chosen.ok_or(first_error)?;
+
+        let mut media = String::new();
+        for (index, md) in sd.media_descriptions.iter().enumerate() {
+            if index == chosen_index {
+                self.write_audio(&mut media, &negotiated, negotiated.direction);
+            } else {
+                // RFC 3264 §6: a refused stream keeps its place, with port zero.
+                let _ = write!(
+                    media,
+                    "m={} 0 {} {}\r\n",
+                    md.media_name.media,
+                    md.media_name.protos.join("/"),
+                    md.media_name.formats.join(" ")
+                );
+            }
+        }
+        Ok((self.finish(&media), negotiated))
+    }
+
+    /// An initial offer: every local codec, in preference order, plus telephone-event.
+    pub fn initial_offer(&mut self, want: Direction) -> String {
+        let mut media = String::new();
+        let mut pts: Vec<String> = self
+            .local
+            .codecs
+            .iter()
+            .map(|c| c.default_pt().to_string())
+            .collect();
+        let te = self.local_telephone_events();
+        pts.extend(te.iter().map(|t| t.payload_type.to_string()));
+        let _ = write!(
+            media,
+            "m=audio {} RTP/AVP {}\r\n",
+            self.local.port,
+            pts.join(" ")
+        );
+        for c in &self.local.codecs {
+            write_rtpmap(&mut media, c.default_pt(), *c);
+        }
+        for t in &te {
+            let _ = write!(
+                media,
+                "a=rtpmap:{} telephone-event/{}\r\na=fmtp:{} 0-16\r\n",
+                t.payload_type, t.clock_rate, t.payload_type
+            );
+        }
+        let _ = write!(media, "a=ptime:20\r\na={}\r\n", want.as_attr());
+        self.finish(&media)
+    }
+
+    /// A re-offer inside an established session: the codec already in use and nothing else,
+    /// so a direction change never renegotiates the codec (RFC 6337 §5.3).
+    pub fn reoffer(&mut self, current: &Negotiated, want: Direction) -> String {
+        let mut media = String::new();
+        self.write_audio(&mut media, current, want);
+        self.finish(&media)
+    }
+
+    /// Read the answer to an offer we made.
+    pub fn accept_answer(
+        &self,
+        answer: &str,
+        want: Direction,
+    ) -> Result<Negotiated, NegotiationError> {
+        let sd = parse(answer)?;
+        let md = sd
+            .media_descriptions
+            .first()
+            .ok_or(NegotiationError::NoAudio)?;
+        if md.media_name.media != "audio" {
+            return Err(NegotiationError::NoAudio);
+        }
+        if md.media_name.port.value == 0 {
+            return Err(NegotiationError::Rejected);
+        }
+        let mut n = self.accept_offered(&sd, md, want)?;
+        // In an answer the peer's direction already accounts for ours; ours is its mirror.
+        n.direction = stream_direction(&sd, md).reversed().narrowed_by(want);
+        Ok(n)
+    }
+
+    /// Pick codec, telephone-event, remote address and direction from one offered m-line.
+    fn accept_offered(
+        &self,
+        sd: &SessionDescription,
+        md: &MediaDescription,
+        want: Direction,
+    ) -> Result<Negotiated, NegotiationError> {
+        let proto = md.media_name.protos.join("/");
+        if proto != "RTP/AVP" && proto != "RTP/AVPF" {
+            return Err(NegotiationError::Transport(proto));
+        }
+        let mut codec: Option<Codec> = None;
+        let mut events: Vec<TelephoneEvent> = Vec::new();
+        for fmt in &md.media_name.formats {
+            let Ok(pt) = fmt.parse::<u8>() else { continue };
+            let name = match rtpmap(md, pt) {
+                Some((enc, rate)) if enc.eq_ignore_ascii_case("telephone-event") => {
+                    events.push(TelephoneEvent {
+                        payload_type: pt,
+                        clock_rate: rate,
+                    });
+                    continue;
+                }
+                Some((enc, rate)) => self.local.codecs.iter().copied().find(|c| {
+                    c.encoding().eq_ignore_ascii_case(enc) && c.clock_rate() == rate
+                }),
+                // Static payload types need no rtpmap (RFC 3551 table 4).
+                None => match pt {
+                    0 => Some(CodecName::Pcmu),
+                    8 => Some(CodecName::Pcma),
+                    _ => None,
+                }
+                .filter(|n| self.local.codecs.contains(n)),
+            };
+            // The offerer's order is its preference (RFC 3264 §5.1): first usable wins.
+            if let (None, Some(name)) = (codec, name) {
+                codec = Some(Codec {
+                    name,
+                    payload_type: pt,
+                });
+            }
+        }
+        let Some(codec) = codec else {
+            return Err(NegotiationError::NoCommonCodec(
+                md.media_name.formats.join(" "),
+            ));
+        };
+        let name = codec.name;
+        let telephone_event = events
+            .iter()
+            .copied()
+            .find(|t| t.clock_rate == name.clock_rate())
+            .or_else(|| events.iter().copied().find(|t| t.clock_rate == 8000));
+
+        let addr = md
+            .connection_information
+            .as_ref()
+            .or(sd.connection_information.as_ref())
+            .and_then(|c| c.address.as_ref())
+            .and_then(|a| a.address.split('/').next()?.parse::<IpAddr>().ok());
+        let offered = stream_direction(sd, md);
+        // c=0.0.0.0 is RFC 2543 hold: "do not send to me", i.e. the peer is send-only.
+        let (remote, offered) = match addr {
+            Some(ip) if !ip.is_unspecified() => (
+                Some(SocketAddr::new(ip, port_of(md))),
+                offered,
+            ),
+            _ => (None, offered.narrowed_by(Direction::SendOnly)),
+        };
+        Ok(Negotiated {
+            remote,
+            codec,
+            telephone_event,
+            direction: offered.reversed().narrowed_by(want),
+            ptime_ms: md
+                .attribute("ptime")
+                .flatten()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(20),
+        })
+    }
+
+    fn write_audio(&self, media: &mut String, n: &Negotiated, direction: Direction) {
+        let mut pts = n.codec.payload_type.to_string();
+        if let Some(t) = n.telephone_event {
+            let _ = write!(pts, " {}", t.payload_type);
+        }
+        let _ = write!(media, "m=audio {} RTP/AVP {}\r\n", self.local.port, pts);
+        write_rtpmap(media, n.codec.payload_type, n.codec.name);
+        if let Some(t) = n.telephone_event {
+            let _ = write!(
+                media,
+                "a=rtpmap:{} telephone-event/{}\r\na=fmtp:{} 0-16\r\n",
+                t.payload_type, t.clock_rate, t.payload_type
+            );
+        }
+        let _ = write!(
+            media,
+            "a=ptime:{}\r\na={}\r\n",
+            n.ptime_ms,
+            direction.as_attr()
+        );
+    }
+
+    fn local_telephone_events(&self) -> Vec<TelephoneEvent> {
+        let mut out = vec![TelephoneEvent {
+            payload_type: 101,
+            clock_rate: 8000,
+        }];
+        if self.local.codecs.contains(&CodecName::Opus) {
+            out.push(TelephoneEvent {
+                payload_type: 102,
+                clock_rate: 48000,
+            });
+        }
+        out
+    }
+
+    /// Wrap media sections in the session header, bumping the version only on change.
+    fn finish(&mut self, media: &str) -> String {
+        let ip = self.local.addr;
+        let fam = if ip.is_ipv6() { "IP6" } else { "IP4" };
+        let tail = format!("s=warmline\r\nc=IN {fam} {ip}\r\nt=0 0\r\n{media}");
+        if self.last_sent.as_deref() != Some(tail.as_str()) {
+            if self.last_sent.is_some() {
+                self.version += 1;
+            }
+            self.last_sent = Some(tail.clone());
+        }
+        format!(
+            "v=0\r\no=warmline {} {} IN {fam} {ip}\r\n{tail}",
+            self.session_id, self.version
+        )
+    }
+}
+
+fn write_rtpmap(media: &mut String, pt: u8, c: CodecName) {
+    if c.channels() > 1 {
+        let _ = write!(
+            media,
+            "a=rtpmap:{pt} {}/{}/{}\r\n",
+            c.encoding(),
+            c.clock_rate(),
+            c.channels()
+        );
+    } else {
+        let _ = write!(media, "a=rtpmap:{pt} {}/{}\r\n", c.encoding(), c.clock_rate());
+    }
+    if c == CodecName::Opus {
+        let _ = write!(media, "a=fmtp:{pt} minptime=10;useinbandfec=1\r\n");
+    }
+}
+
+fn parse(text: &str) -> Result<SessionDescription, NegotiationError> {
+    // The sdp crate wants CRLF or LF lines and a trailing newline; SIP bodies sometimes lack it.
+    let mut owned;
+    let text = if text.ends_with('\n') {
+        text
+    } else {
+        owned = text.to_string();
+        owned.push_str("\r\n");
+        &owned
+    };
+    SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
+        .map_err(|e| NegotiationError::Malformed(e.to_string()))
+}
+
+fn port_of(md: &MediaDescription) -> u16 {
+    u16::try_from(md.media_name.port.value).unwrap_or(0)
+}
+
+/// `encoding/rate` from `a=rtpmap:<pt>`.
+fn rtpmap(md: &MediaDescription, pt: u8) -> Option<(&str, u32)> {
+    md.attributes.iter().find_map(|a| {
+        if a.key != "rtpmap" {
+            return None;
+        }
+        let value = a.value.as_deref()?;
+        let (p, rest) = value.split_once(' ')?;
+        if p.trim().parse::<u8>().ok()? != pt {
+            return None;
+        }
+        let mut parts = rest.trim().split('/');
+        let enc = parts.next()?;
+        let rate = parts.next()?.parse().ok()?;
+        Some((enc, rate))
+    })
+}
+
+/// The direction attribute of a stream: media level wins over session level; default sendrecv.
+fn stream_direction(sd: &SessionDescription, md: &MediaDescription) -> Direction {
+    let find = |attrs: &[sdp::description::common::Attribute]| {
+        attrs.iter().find_map(|a| match a.key.as_str() {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        })
+    };
+    find(&md.attributes)
+        .or_else(|| find(&sd.attributes))
+        .unwrap_or(Direction::SendRecv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(codecs: &[CodecName]) -> SdpSession {
+        SdpSession::new(
+            LocalMedia {
+                addr: "192.0.2.10".parse().unwrap(),
+                port: 20000,
+                codecs: codecs.to_vec(),
+            },
+            42,
+        )
+    }
+
+    fn all() -> SdpSession {
+        local(&[CodecName::Pcmu, CodecName::Pcma, CodecName::Opus])
+    }
+
+    const PBX_OFFER: &str = "v=0\r\no=pbx 1 1 IN IP4 198.51.100.5\r\ns=-\r\nc=IN IP4 198.51.100.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n";
+
+    #[test]
+    fn answer_keeps_offerer_preference_and_telephone_event() {
+        let mut s = all();
+        let (sdp, n) = s.answer(PBX_OFFER, Direction::SendRecv).unwrap();
+        assert_eq!(n.codec, Codec { name: CodecName::Pcma, payload_type: 8 });
+        assert_eq!(n.telephone_event, Some(TelephoneEvent { payload_type: 101, clock_rate: 8000 }));
+        assert_eq!(n.remote, Some("198.51.100.5:4000".parse().unwrap()));
+        assert_eq!(n.direction, Direction::SendRecv);
+        assert!(sdp.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{sdp}");
+        assert!(sdp.contains("c=IN IP4 192.0.2.10\r\n"));
+        assert!(sdp.contains("a=sendrecv\r\n"));
+    }
+
+    #[test]
+    fn local_codec_list_filters_the_offer() {
+        let mut s = local(&[CodecName::Pcmu]);
+        let (_, n) = s.answer(PBX_OFFER, Direction::SendRecv).unwrap();
+        assert_eq!(n.codec.name, CodecName::Pcmu);
+    }
+
+    #[test]
+    fn static_payload_types_need_no_rtpmap() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+        let (_, n) = all().answer(offer, Direction::SendRecv).unwrap();
+        assert_eq!(n.codec, Codec { name: CodecName::Pcmu, payload_type: 0 });
+        assert_eq!(n.telephone_event, None);
+    }
+
+    #[test]
+    fn dynamic_opus_keeps_the_offerers_payload_type() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 96 97 0\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:97 telephone-event/48000\r\n";
+        let (sdp, n) = all().answer(offer, Direction::SendRecv).unwrap();
+        assert_eq!(n.codec, Codec { name: CodecName::Opus, payload_type: 96 });
+        assert_eq!(n.telephone_event, Some(TelephoneEvent { payload_type: 97, clock_rate: 48000 }));
+        assert!(sdp.contains("a=rtpmap:96 opus/48000/2\r\n"), "{sdp}");
+    }
+
+    #[test]
+    fn nothing_in_common_is_incompatible_media_format() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        let err = all().answer(offer, Direction::SendRecv).unwrap_err();
+        assert_eq!(err, NegotiationError::NoCommonCodec("18".into()));
+        assert_eq!(err.warn_code(), 305);
+    }
+
+    #[test]
+    fn srtp_only_offer_is_a_transport_mismatch() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/SAVP 0\r\n";
+        let err = all().answer(offer, Direction::SendRecv).unwrap_err();
+        assert_eq!(err.warn_code(), 302);
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            all().answer("hello", Direction::SendRecv),
+            Err(NegotiationError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn extra_streams_are_refused_in_place() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 7000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=audio 6000 RTP/AVP 0\r\nm=audio 6002 RTP/AVP 0\r\n";
+        let (sdp, _) = all().answer(offer, Direction::SendRecv).unwrap();
+        let m: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m,
+            ["m=video 0 RTP/AVP 96", "m=audio 20000 RTP/AVP 0", "m=audio 0 RTP/AVP 0"]
+        );
+    }
+
+    fn with_dir(dir: &str) -> String {
+        format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na={dir}\r\n")
+    }
+
+    #[test]
+    fn hold_directions_follow_rfc_6337() {
+        // (peer offers, we want) -> we answer
+        let cases = [
+            ("sendrecv", Direction::SendRecv, Direction::SendRecv),
+            ("sendonly", Direction::SendRecv, Direction::RecvOnly),
+            ("inactive", Direction::SendRecv, Direction::Inactive),
+            ("recvonly", Direction::SendRecv, Direction::SendOnly),
+            // we hold the peer (send hold audio, ignore theirs)
+            ("sendrecv", Direction::SendOnly, Direction::SendOnly),
+            ("sendonly", Direction::SendOnly, Direction::Inactive),
+        ];
+        for (offered, want, expect) in cases {
+            let (sdp, n) = all().answer(&with_dir(offered), want).unwrap();
+            assert_eq!(n.direction, expect, "offer {offered}, want {want:?}");
+            assert!(sdp.contains(&format!("a={}\r\n", expect.as_attr())));
+        }
+    }
+
+    #[test]
+    fn old_style_hold_address_means_send_only_peer() {
+        let offer = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+        let (_, n) = all().answer(offer, Direction::SendRecv).unwrap();
+        assert_eq!(n.remote, None);
+        assert_eq!(n.direction, Direction::RecvOnly);
+    }
+
+    #[test]
+    fn version_moves_only_when_the_sdp_changes() {
+        let mut s = all();
+        let (a1, n) = s.answer(PBX_OFFER, Direction::SendRecv).unwrap();
+        let (a2, _) = s.answer(PBX_OFFER, Direction::SendRecv).unwrap();
+        assert_eq!(a1, a2);
+        let hold = s.reoffer(&n, Direction::SendOnly);
+        assert!(hold.contains("o=warmline 42 43 "), "{hold}");
+        assert!(hold.contains("m=audio 20000 RTP/AVP 8 101\r\n"));
+        assert!(hold.contains("a=sendonly\r\n"));
+        let again = s.reoffer(&n, Direction::SendOnly);
+        assert!(again.contains("o=warmline 42 43 "));
+        let resume = s.reoffer(&n, Direction::SendRecv);
+        assert!(resume.contains("o=warmline 42 44 "));
+    }
+
+    #[test]
+    fn our_offer_and_their_answer() {
+        let mut s = all();
+        let offer = s.initial_offer(Direction::SendRecv);
+        assert!(offer.contains("m=audio 20000 RTP/AVP 0 8 111 101 102\r\n"), "{offer}");
+        let answer = "v=0\r\no=uas 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+        let n = s.accept_answer(answer, Direction::SendRecv).unwrap();
+        assert_eq!(n.codec.name, CodecName::Pcma);
+        assert_eq!(n.remote, Some("127.0.0.1:7000".parse().unwrap()));
+        let held = "v=0\r\no=uas 5 6 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\na=recvonly\r\n";
+        assert_eq!(
+            s.accept_answer(held, Direction::SendOnly).unwrap().direction,
+            Direction::SendOnly
+        );
+        let refused = "v=0\r\no=uas 5 6 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\n";
+        assert_eq!(
+            s.accept_answer(refused, Direction::SendRecv),
+            Err(NegotiationError::Rejected)
+        );
+    }
+}

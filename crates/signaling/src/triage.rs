@@ -1,0 +1,332 @@
+//! Triage of inbound SIP datagrams before the stack's parser sees them.
+//!
+//! rsipstack drops a datagram it cannot parse, or whose transaction key it cannot build,
+//! without a word. A PBX that sent it then retransmits for 32 s and gives up. RFC 3261 §8.2 and
+//! §16.3 want a `400 Bad Request` (or `505` for a wrong version) whenever a response can still be
+//! routed, so this module checks the structure a transaction needs — request line, `Via` with a
+//! branch, `From` with a tag, `To`, `Call-ID`, a `CSeq` that matches the method, a sane
+//! `Content-Length` — and builds that response itself. It is one linear scan over the header
+//! block, cheap enough for every packet (see `benches/signaling.rs`).
+
+/// What to do with one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Triage {
+    /// Structurally fine (or a keep-alive): hand it to the stack.
+    Pass,
+    /// Malformed request we can still answer: send these bytes back to the source.
+    Reply { response: Vec<u8>, why: String },
+    /// Malformed and unanswerable (a response, an ACK, no `Via`): drop and count.
+    Drop { why: String },
+}
+
+/// Compact header forms (RFC 3261 §7.3.3) mapped to their long names.
+fn canonical(name: &str) -> Option<&'static str> {
+    const NAMES: [(&str, &str, &str); 6] = [
+        ("via", "v", "Via"),
+        ("from", "f", "From"),
+        ("to", "t", "To"),
+        ("call-id", "i", "Call-ID"),
+        ("cseq", "", "CSeq"),
+        ("content-length", "l", "Content-Length"),
+    ];
+    NAMES.iter().find_map(|(long, short, canon)| {
+        (name.eq_ignore_ascii_case(long) || (!short.is_empty() && name.eq_ignore_ascii_case(short)))
+            .then_some(*canon)
+    })
+}
+
+#[derive(Default)]
+struct Seen<'a> {
+    vias: Vec<&'a str>,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    call_id: Option<&'a str>,
+    cseq: Option<&'a str>,
+    content_length: Option<&'a str>,
+}
+
+/// Check one datagram. Never panics, whatever the bytes.
+pub fn triage(datagram: &[u8]) -> Triage {
+    if datagram.iter().all(u8::is_ascii_whitespace) {
+        return Triage::Pass; // RFC 5626 keep-alive
+    }
+    let (head, body_len) = match find_blank_line(datagram) {
+        Some((end, body_start)) => (&datagram[..end], datagram.len() - body_start),
+        None => (datagram, 0),
+    };
+    let Ok(head) = std::str::from_utf8(head) else {
+        return Triage::Drop {
+            why: "header block is not UTF-8".into(),
+        };
+    };
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let start = lines.next().unwrap_or_default();
+    if start.starts_with("SIP/") {
+        // Responses are never answered; let the stack judge them.
+        return Triage::Pass;
+    }
+
+    // Collect the headers we need, unfolding continuation lines into their header.
+    let mut seen = Seen::default();
+    let mut last: Option<&'static str> = None;
+    let mut header_error: Option<String> = None;
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            continue; // folded continuation; the first line is enough for our checks
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            header_error.get_or_insert_with(|| format!("header line without colon: {line:.40}"));
+            last = None;
+            continue;
+        };
+        let value = value.trim();
+        last = canonical(name.trim());
+        match last {
+            Some("Via") => seen.vias.extend(value.split(',').map(str::trim)),
+            Some("From") => seen.from = Some(value),
+            Some("To") => seen.to = Some(value),
+            Some("Call-ID") => seen.call_id = Some(value),
+            Some("CSeq") => seen.cseq = Some(value),
+            Some("Content-Length") => seen.content_length = Some(value),
+            _ => {}
+        }
+    }
+    let _ = last;
+
+    let mut parts = start.split(' ');
+    let (method, uri, version) = (parts.next(), parts.next(), parts.next());
+    let method = method.unwrap_or_default();
+    let problem = match (uri, version, parts.next()) {
+        _ if method.is_empty() || !method.bytes().all(is_token_char) => {
+            Some((400, "Bad Request-Line".to_string()))
+        }
+        (Some(uri), Some(version), None) => {
+            if !version.eq_ignore_ascii_case("SIP/2.0") {
+                Some((505, "Version Not Supported".to_string()))
+            } else if !(uri.starts_with("sip:") || uri.starts_with("sips:") || uri.starts_with("tel:"))
+            {
+                Some((416, "Unsupported URI Scheme".to_string()))
+            } else {
+                None
+            }
+        }
+        _ => Some((400, "Bad Request-Line".to_string())),
+    };
+    let problem = problem.or_else(|| {
+        header_error
+            .map(|e| (400, e))
+            .or_else(|| check_headers(method, &seen, body_len).map(|e| (400, e)))
+    });
+    let Some((status, why)) = problem else {
+        return Triage::Pass;
+    };
+
+    if method.eq_ignore_ascii_case("ACK") {
+        return Triage::Drop { why }; // an ACK is never answered (RFC 3261 §17.2.3)
+    }
+    if seen.vias.is_empty() {
+        return Triage::Drop {
+            why: format!("{why}; no Via to answer"),
+        };
+    }
+    Triage::Reply {
+        response: build_response(status, &why, &seen),
+        why,
+    }
+}
+
+fn check_headers(method: &str, seen: &Seen<'_>, body_len: usize) -> Option<String> {
+    let Some(top_via) = seen.vias.first() else {
+        return Some("Missing Via".into());
+    };
+    if !top_via.to_ascii_lowercase().contains("branch=") {
+        return Some("Via without branch".into());
+    }
+    let Some(from) = seen.from else {
+        return Some("Missing From".into());
+    };
+    if !from.to_ascii_lowercase().contains("tag=") {
+        return Some("From without tag".into());
+    }
+    if seen.to.is_none() {
+        return Some("Missing To".into());
+    }
+    match seen.call_id {
+        None => return Some("Missing Call-ID".into()),
+        Some(id) if id.is_empty() || id.contains(char::is_whitespace) => {
+            return Some("Bad Call-ID".into());
+        }
+        _ => {}
+    }
+    let Some(cseq) = seen.cseq else {
+        return Some("Missing CSeq".into());
+    };
+    let mut it = cseq.split_whitespace();
+    let seq_ok = it
+        .next()
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| n < 1 << 31);
+    let method_ok = it.next() == Some(method) && it.next().is_none();
+    if !seq_ok || !method_ok {
+        return Some("Bad CSeq".into());
+    }
+    if let Some(cl) = seen.content_length {
+        match cl.parse::<usize>() {
+            Ok(n) if n <= body_len => {}
+            // RFC 3261 §18.3: a UDP message shorter than its Content-Length is answered 400.
+            Ok(_) => return Some("Content-Length larger than body".into()),
+            Err(_) => return Some("Bad Content-Length".into()),
+        }
+    }
+    None
+}
+
+fn build_response(status: u16, why: &str, seen: &Seen<'_>) -> Vec<u8> {
+    let reason: String = why
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .collect();
+    let mut r = format!("SIP/2.0 {status} {reason}\r\n");
+    for via in &seen.vias {
+        r.push_str("Via: ");
+        r.push_str(via);
+        r.push_str("\r\n");
+    }
+    if let Some(from) = seen.from {
+        r.push_str(&format!("From: {from}\r\n"));
+    }
+    if let Some(to) = seen.to {
+        if to.to_ascii_lowercase().contains("tag=") {
+            r.push_str(&format!("To: {to}\r\n"));
+        } else {
+            r.push_str(&format!("To: {to};tag=wl-triage\r\n"));
+        }
+    }
+    if let Some(id) = seen.call_id {
+        r.push_str(&format!("Call-ID: {id}\r\n"));
+    }
+    if let Some(cseq) = seen.cseq {
+        r.push_str(&format!("CSeq: {cseq}\r\n"));
+    }
+    r.push_str(&format!(
+        "Warning: 399 warmline \"{reason}\"\r\nContent-Length: 0\r\n\r\n"
+    ));
+    r.into_bytes()
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// End of the header block and start of the body (`CRLF CRLF`, or bare `LF LF`).
+fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some((i, i + 2));
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some((i, i + 3));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: abc@127.0.0.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 4\r\n\r\nv=0\n";
+
+    fn reply_of(msg: &str) -> (String, String) {
+        match triage(msg.as_bytes()) {
+            Triage::Reply { response, why } => (String::from_utf8(response).unwrap(), why),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn well_formed_request_passes() {
+        assert_eq!(triage(GOOD.as_bytes()), Triage::Pass);
+        assert_eq!(triage(b"\r\n\r\n"), Triage::Pass);
+        assert_eq!(triage(b"SIP/2.0 200 OK\r\n\r\n"), Triage::Pass);
+    }
+
+    #[test]
+    fn compact_forms_are_understood() {
+        let msg = "OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-2\r\nf: <sip:a@x>;tag=9\r\nt: <sip:b@x>\r\ni: xyz\r\nCSeq: 7 OPTIONS\r\nl: 0\r\n\r\n";
+        assert_eq!(triage(msg.as_bytes()), Triage::Pass);
+    }
+
+    #[test]
+    fn bad_cseq_gets_400_with_dialog_headers_echoed() {
+        let (resp, why) = reply_of(&GOOD.replace("CSeq: 1 INVITE", "CSeq: one INVITE"));
+        assert_eq!(why, "Bad CSeq");
+        assert!(resp.starts_with("SIP/2.0 400 Bad CSeq\r\n"), "{resp}");
+        assert!(resp.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n"));
+        assert!(resp.contains("Call-ID: abc@127.0.0.1\r\n"));
+        assert!(resp.contains("To: <sip:bot@127.0.0.1>;tag=wl-triage\r\n"));
+        assert!(resp.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn cseq_method_must_match() {
+        let (_, why) = reply_of(&GOOD.replace("CSeq: 1 INVITE", "CSeq: 1 BYE"));
+        assert_eq!(why, "Bad CSeq");
+    }
+
+    #[test]
+    fn missing_headers_are_named() {
+        for (cut, why) in [
+            ("Call-ID: abc@127.0.0.1\r\n", "Missing Call-ID"),
+            ("From: <sip:a@127.0.0.1>;tag=1\r\n", "Missing From"),
+            ("To: <sip:bot@127.0.0.1>\r\n", "Missing To"),
+            ("CSeq: 1 INVITE\r\n", "Missing CSeq"),
+        ] {
+            assert_eq!(reply_of(&GOOD.replace(cut, "")).1, why);
+        }
+    }
+
+    #[test]
+    fn wrong_version_is_505() {
+        let (resp, _) = reply_of(&GOOD.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"));
+        assert!(resp.starts_with("SIP/2.0 505 "));
+    }
+
+    #[test]
+    fn short_body_is_400() {
+        let (_, why) = reply_of(&GOOD.replace("Content-Length: 4", "Content-Length: 400"));
+        assert_eq!(why, "Content-Length larger than body");
+    }
+
+    #[test]
+    fn unanswerable_messages_are_dropped() {
+        assert!(matches!(triage(b"\xff\xfe garbage"), Triage::Drop { .. }));
+        let no_via = GOOD.replace("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n", "");
+        assert!(matches!(triage(no_via.as_bytes()), Triage::Drop { .. }));
+        let bad_ack = GOOD.replace("INVITE sip", "ACK sip").replace("1 INVITE", "x ACK");
+        assert!(matches!(triage(bad_ack.as_bytes()), Triage::Drop { .. }));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in 0..400 {
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x & 0xff) as u8
+                })
+                .collect();
+            let _ = triage(&buf);
+            let mut prefixed = GOOD.as_bytes()[..len.min(GOOD.len())].to_vec();
+            prefixed.extend_from_slice(&buf);
+            let _ = triage(&prefixed);
+        }
+    }
+}
