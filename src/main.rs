@@ -1,1 +1,176 @@
-fn main() {}
+//! `warmline`: the binary. CLI, config loading, logging, and the drivers that carry the
+//! sans-IO cores' decisions out onto sockets, timers and tasks.
+
+mod config;
+mod http;
+mod rtp_ports;
+mod sip;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "warmline", version, about = "SIP/RTP voice gateway: AI assistant first, warm transfer to a human")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway. Without --config, uses ./warmline.toml if present, else embedded defaults.
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and exit (non-zero, naming file, line and key, on error).
+    CheckConfig {
+        #[arg(long, short, default_value = "warmline.toml")]
+        config: PathBuf,
+    },
+}
+
+const DEFAULT_CONFIG: &str = "warmline.toml";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                eprintln!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let cfg = match load_for_run(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_for_run(explicit: Option<&Path>) -> Result<Config, config::ConfigError> {
+    match explicit {
+        Some(p) => Config::load(p),
+        None if Path::new(DEFAULT_CONFIG).exists() => Config::load(Path::new(DEFAULT_CONFIG)),
+        None => Ok(Config::embedded_default()),
+    }
+}
+
+fn init_logging(level: &str) {
+    // rsipstack logs every datagram at info; keep it at warn unless asked for by name.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        if level.contains("rsipstack") {
+            level.to_string()
+        } else {
+            format!("{level},rsipstack=warn")
+        }
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    init_logging(&cfg.log.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(Arc::new(cfg)))
+}
+
+async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let gw = sip::Gateway::start(cfg.clone(), cancel.clone()).await?;
+    for l in &cfg.sip.listen {
+        tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");
+    }
+    if let Some(addr) = cfg.http.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding HTTP {addr}"))?;
+        tracing::info!(%addr, "HTTP API listening");
+        let app = http::router(gw.clone());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP API stopped");
+            }
+        });
+    }
+    tracing::info!(
+        advertised = %cfg.advertised_ip(),
+        rtp = ?cfg.media.rtp_port_range,
+        max_calls = cfg.sip.max_calls,
+        "warmline ready"
+    );
+
+    shutdown_signal().await;
+    drain(&gw, cfg.shutdown.drain).await;
+    cancel.cancel();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("SIGINT: draining"),
+            }
+        }
+        _ => {
+            tracing::warn!("signal handlers unavailable; waiting for ctrl-c");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Graceful shutdown: refuse new calls (503), let active ones finish for up to `drain`,
+/// then end the rest with BYE and give those BYEs a moment to complete.
+async fn drain(gw: &sip::Gateway, drain: Duration) {
+    gw.begin_drain();
+    let start = Instant::now();
+    while gw.active_calls() > 0 && start.elapsed() < drain {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = gw.active_calls();
+    if left > 0 {
+        tracing::info!(calls = left, "drain time over: hanging up");
+        gw.hangup_all();
+        let bye_start = Instant::now();
+        while gw.active_calls() > 0 && bye_start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // BYE transactions run in their own tasks; let their first transmission go out.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tracing::info!(drained_in_ms = start.elapsed().as_millis() as u64, "stopped");
+}

@@ -1,0 +1,491 @@
+//! Configuration: the TOML contract operators and tests rely on, its embedded defaults, and
+//! validation whose every error names the file, the line and the key.
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use warmline_signaling::CodecName;
+
+/// A configuration problem, located.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is not tied to a line (e.g. unreadable file).
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+impl fmt::Display for SipTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SipTransport::Udp => "udp",
+            SipTransport::Tcp => "tcp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: SipTransport,
+    pub addr: SocketAddr,
+}
+
+/// The validated configuration the drivers run on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub media: MediaConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub outbound: OutboundConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    pub listen: Vec<Listen>,
+    pub public_addr: Option<IpAddr>,
+    pub max_calls: usize,
+    pub allow_from: Vec<IpNet>,
+    pub answer_after: Duration,
+    pub retry_after_s: u32,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub rtp_port_range: (u16, u16),
+    pub codecs: Vec<CodecName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    pub from_user: String,
+    pub ring_timeout: Duration,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShutdownConfig {
+    pub drain: Duration,
+}
+
+// ---- the raw TOML shape: every key optional, unknown keys refused ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Raw {
+    sip: RawSip,
+    media: RawMedia,
+    http: RawHttp,
+    log: RawLog,
+    outbound: RawOutbound,
+    shutdown: RawShutdown,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSip {
+    listen: Vec<String>,
+    public_addr: Option<String>,
+    max_calls: usize,
+    allow_from: Vec<String>,
+    answer_after_ms: u64,
+    retry_after_s: u32,
+    user_agent: String,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        Self {
+            listen: vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5060".into()],
+            public_addr: None,
+            max_calls: 1000,
+            allow_from: Vec::new(),
+            answer_after_ms: 0,
+            retry_after_s: 5,
+            user_agent: concat!("warmline/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMedia {
+    rtp_port_range: [u32; 2],
+    codecs: Vec<CodecName>,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        Self {
+            rtp_port_range: [20000, 29999],
+            codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    /// An empty string turns the HTTP API off.
+    listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOutbound {
+    from_user: String,
+    ring_timeout_s: u64,
+    auth_username: Option<String>,
+    auth_password: Option<String>,
+}
+
+impl Default for RawOutbound {
+    fn default() -> Self {
+        Self {
+            from_user: "warmline".into(),
+            ring_timeout_s: 30,
+            auth_username: None,
+            auth_password: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawShutdown {
+    drain_s: u64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self { drain_s: 30 }
+    }
+}
+
+impl Config {
+    /// The embedded defaults: what `warmline run` uses when no config file exists.
+    pub fn embedded_default() -> Self {
+        Self::from_raw(Raw::default(), Path::new("<embedded defaults>"), "")
+            .unwrap_or_else(|e| unreachable!("embedded defaults are valid: {e}"))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: e.span().map_or(0, |s| line_of(text, s.start)),
+            key: String::new(),
+            message: e.message().to_string(),
+        })?;
+        let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner
+                .span()
+                .map(|s| line_of(text, s.start))
+                .filter(|l| *l > 0)
+                .unwrap_or_else(|| locate(text, &key));
+            ConfigError {
+                file: path.to_path_buf(),
+                line,
+                key: if key == "." { String::new() } else { key },
+                message: inner.message().to_string(),
+            }
+        })?;
+        Self::from_raw(raw, path, text)
+    }
+
+    fn from_raw(raw: Raw, path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            file: path.to_path_buf(),
+            line: locate(text, key),
+            key: key.to_string(),
+            message,
+        };
+
+        if raw.sip.listen.is_empty() {
+            return Err(err("sip.listen", "at least one listen address is needed".into()));
+        }
+        let mut listen = Vec::new();
+        for (i, l) in raw.sip.listen.iter().enumerate() {
+            let parsed = parse_listen(l).map_err(|m| err("sip.listen", format!("entry {i}: {m}")))?;
+            listen.push(parsed);
+        }
+        let public_addr = match raw.sip.public_addr.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+                err("sip.public_addr", format!("`{s}` is not an IP address"))
+            })?),
+        };
+        let mut allow_from = Vec::new();
+        for s in &raw.sip.allow_from {
+            let net = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| err("sip.allow_from", format!("`{s}` is not a CIDR or an IP")))?;
+            allow_from.push(net);
+        }
+        if raw.sip.max_calls == 0 {
+            return Err(err("sip.max_calls", "must be at least 1".into()));
+        }
+
+        let [lo, hi] = raw.media.rtp_port_range;
+        if lo < 1024 || hi > 65535 || lo >= hi || hi - lo < 1 {
+            return Err(err(
+                "media.rtp_port_range",
+                format!("[{lo}, {hi}] must be two ports, 1024..=65535, low < high"),
+            ));
+        }
+        if raw.media.codecs.is_empty() {
+            return Err(err("media.codecs", "at least one codec is needed".into()));
+        }
+
+        let http_listen = match raw.http.listen.as_str() {
+            "" => None,
+            s => Some(s.parse::<SocketAddr>().map_err(|_| {
+                err("http.listen", format!("`{s}` is not an address like 127.0.0.1:8080"))
+            })?),
+        };
+        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+            return Err(err(
+                "log.level",
+                format!("`{}` is not a level or filter (error, warn, info, debug, trace)", raw.log.level),
+            ));
+        }
+        if raw.outbound.auth_username.is_some() != raw.outbound.auth_password.is_some() {
+            return Err(err(
+                "outbound.auth_username",
+                "auth_username and auth_password go together".into(),
+            ));
+        }
+
+        Ok(Config {
+            sip: SipConfig {
+                listen,
+                public_addr,
+                max_calls: raw.sip.max_calls,
+                allow_from,
+                answer_after: Duration::from_millis(raw.sip.answer_after_ms),
+                retry_after_s: raw.sip.retry_after_s,
+                user_agent: raw.sip.user_agent,
+            },
+            media: MediaConfig {
+                // both bounds checked above to fit in u16
+                rtp_port_range: (lo as u16, hi as u16),
+                codecs: raw.media.codecs,
+            },
+            http: HttpConfig {
+                listen: http_listen,
+            },
+            log: LogConfig {
+                level: raw.log.level,
+            },
+            outbound: OutboundConfig {
+                from_user: raw.outbound.from_user,
+                ring_timeout: Duration::from_secs(raw.outbound.ring_timeout_s),
+                auth_username: raw.outbound.auth_username,
+                auth_password: raw.outbound.auth_password,
+            },
+            shutdown: ShutdownConfig {
+                drain: Duration::from_secs(raw.shutdown.drain_s),
+            },
+        })
+    }
+
+    /// The address peers should use to reach us: `public_addr`, else the first listen IP.
+    pub fn advertised_ip(&self) -> IpAddr {
+        self.sip
+            .public_addr
+            .unwrap_or_else(|| self.sip.listen[0].addr.ip())
+    }
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (transport, addr) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` should look like udp:127.0.0.1:5060"))?;
+    let transport = match transport.to_ascii_lowercase().as_str() {
+        "udp" => SipTransport::Udp,
+        "tcp" => SipTransport::Tcp,
+        other => return Err(format!("transport `{other}` is not udp or tcp")),
+    };
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("`{addr}` is not an ip:port"))?;
+    Ok(Listen { transport, addr })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of `table.key` in `text`, or of `[table]`, or 0 if neither appears.
+///
+/// Our config is flat (one level of tables), so a line scan is exact and keeps the
+/// deserialised types free of span wrappers.
+fn locate(text: &str, dotted: &str) -> usize {
+    let (table, key) = match dotted.split_once('.') {
+        Some((t, k)) => (t, k.split(['.', '[']).next().unwrap_or(k)),
+        None => ("", dotted),
+    };
+    let mut current = "";
+    let mut table_line = 0;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim();
+            if current == table {
+                table_line = i + 1;
+            }
+            continue;
+        }
+        if current == table
+            && l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return i + 1;
+        }
+    }
+    table_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn embedded_defaults_are_the_documented_contract() {
+        let c = Config::embedded_default();
+        assert_eq!(c.sip.listen.len(), 2);
+        assert_eq!(c.sip.listen[0].addr, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(c.media.rtp_port_range, (20000, 29999));
+        assert_eq!(c.http.listen, Some("127.0.0.1:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn full_contract_parses() {
+        let c = parse(
+            r#"
+[sip]
+listen = ["udp:127.0.0.1:5070", "tcp:127.0.0.1:5070"]
+public_addr = "203.0.113.9"
+max_calls = 50
+allow_from = ["127.0.0.0/8", "::1"]
+[media]
+rtp_port_range = [30000, 30100]
+[http]
+listen = "127.0.0.1:9090"
+[log]
+level = "debug"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.sip.max_calls, 50);
+        assert_eq!(c.advertised_ip(), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(c.sip.allow_from.len(), 2);
+        assert_eq!(c.sip.listen[1].transport, SipTransport::Tcp);
+    }
+
+    #[test]
+    fn type_error_names_file_line_and_key() {
+        let e = parse("[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\nmax_calls = \"lots\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "sip.max_calls"), "{e}");
+        assert!(e.to_string().starts_with("test.toml:3: key `sip.max_calls`: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let e = parse("[sip]\nmax_calls = 3\nmax_call = 4\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("max_call"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        let e = parse("[media]\n\nrtp_port_range = [30000, 20000]\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "media.rtp_port_range"));
+        let e = parse("[sip]\nallow_from = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "sip.allow_from"));
+        let e = parse("[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "sip.listen"));
+        let e = parse("[http]\nlisten = \"nope\"\n").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn toml_syntax_error_has_a_line() {
+        let e = parse("[sip]\nmax_calls = = 3\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+}

@@ -1,0 +1,97 @@
+//! RTP port reservation from `[media] rtp_port_range`.
+//!
+//! A port in an SDP answer must be ours for real: each call binds its RTP socket (even port)
+//! and RTCP socket (the next odd port, RFC 3550 §11) before the answer is built, and holds them
+//! until the call ends. The media plane takes the sockets over; until then they keep the ports
+//! from being handed out twice.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("no free RTP port pair in {lo}..={hi} on {ip}")]
+    Exhausted { ip: IpAddr, lo: u16, hi: u16 },
+}
+
+/// Hands out even/odd port pairs round-robin, so a just-freed port is not reused at once
+/// (late packets of the old call would land in the new one).
+#[derive(Debug)]
+pub struct PortPool {
+    ip: IpAddr,
+    lo: u16,
+    hi: u16,
+    cursor: AtomicU32,
+}
+
+/// A bound RTP/RTCP socket pair owned by one call leg.
+#[derive(Debug)]
+pub struct RtpReservation {
+    pub rtp: UdpSocket,
+    /// Held so the pair stays ours; the media plane (RTCP) takes it over.
+    #[allow(dead_code)]
+    pub rtcp: UdpSocket,
+}
+
+impl RtpReservation {
+    pub fn port(&self) -> u16 {
+        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
+impl PortPool {
+    pub fn new(ip: IpAddr, (lo, hi): (u16, u16)) -> Self {
+        let lo = lo + (lo % 2);
+        Self {
+            ip,
+            lo,
+            hi,
+            cursor: AtomicU32::new(0),
+        }
+    }
+
+    pub fn reserve(&self) -> Result<RtpReservation, PortError> {
+        let pairs = u32::from((self.hi - self.lo) / 2).max(1);
+        for _ in 0..pairs {
+            let n = self.cursor.fetch_add(1, Ordering::Relaxed) % pairs;
+            // n < pairs <= (hi - lo) / 2, so the port stays inside the range
+            let port = self.lo + (n as u16) * 2;
+            let Ok(rtp) = UdpSocket::bind(SocketAddr::new(self.ip, port)) else {
+                continue;
+            };
+            let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(self.ip, port + 1)) else {
+                continue;
+            };
+            return Ok(RtpReservation { rtp, rtcp });
+        }
+        Err(PortError::Exhausted {
+            ip: self.ip,
+            lo: self.lo,
+            hi: self.hi,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserves_even_ports_inside_the_range_and_skips_busy_ones() {
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (41001, 41010));
+        let a = pool.reserve().unwrap();
+        let b = pool.reserve().unwrap();
+        assert_eq!(a.port() % 2, 0);
+        assert!((41002..=41010).contains(&a.port()));
+        assert_ne!(a.port(), b.port());
+        assert_eq!(a.rtcp.local_addr().unwrap().port(), a.port() + 1);
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_not_a_panic() {
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (41100, 41103));
+        let held: Vec<_> = std::iter::from_fn(|| pool.reserve().ok()).take(10).collect();
+        assert!(!held.is_empty());
+        assert!(matches!(pool.reserve(), Err(PortError::Exhausted { .. })));
+    }
+}

@@ -1,0 +1,349 @@
+//! The SIP driver: the rsipstack endpoint and its transports, the loop over new server
+//! transactions, admission, the registry of live calls, and outbound call placement.
+//!
+//! Decisions are not made here: admission asks [`warmline_signaling::Admission`], and every
+//! call runs a [`warmline_call::Controller`] inside the task in [`call`].
+
+pub mod call;
+pub mod udp_guard;
+
+use crate::config::{Config, SipTransport};
+use crate::rtp_ports::PortPool;
+use anyhow::Context as _;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode, Uri};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnection};
+use rsipstack::EndpointBuilder;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use udp_guard::{GuardStats, GuardedUdp};
+use warmline_call::{CallEvent, CallSnapshot, OriginateOutcome, Role};
+use warmline_signaling::{Admission, Verdict};
+
+/// Methods we answer; sent in `Allow` on OPTIONS and 405.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+
+/// What the HTTP API and logs see of one call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallInfo {
+    pub id: String,
+    pub role: Role,
+    pub from: String,
+    pub to: String,
+    pub rtp_port: u16,
+    #[serde(flatten)]
+    pub snapshot: CallSnapshot,
+}
+
+/// How the rest of the gateway talks to a live call.
+#[derive(Debug, Clone)]
+pub struct CallHandle {
+    pub commands: mpsc::UnboundedSender<CallEvent>,
+    pub info: Arc<Mutex<CallInfo>>,
+}
+
+/// A request to place an outbound call.
+#[derive(Debug, Clone, Default)]
+pub struct Originate {
+    pub to: String,
+    pub ring_timeout: Option<std::time::Duration>,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+}
+
+/// The running SIP side of warmline.
+pub struct Gateway {
+    pub cfg: Arc<Config>,
+    dialog_layer: Arc<DialogLayer>,
+    admission: Admission,
+    draining: AtomicBool,
+    ports: PortPool,
+    calls: Mutex<HashMap<String, CallHandle>>,
+    pub guard_stats: Arc<GuardStats>,
+    contact: Uri,
+    advertised: IpAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OriginateError {
+    #[error("bad target URI `{0}`")]
+    BadUri(String),
+    #[error("gateway is shutting down")]
+    Draining,
+    #[error("no RTP port: {0}")]
+    Ports(#[from] crate::rtp_ports::PortError),
+    #[error("could not start the INVITE: {0}")]
+    Stack(String),
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("contact", &self.contact.to_string())
+            .field("active_calls", &self.active_calls())
+            .field("draining", &self.is_draining())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Bind every listener and start serving. Returns once the sockets are bound.
+    pub async fn start(cfg: Arc<Config>, cancel: CancellationToken) -> anyhow::Result<Arc<Self>> {
+        let advertised = cfg.advertised_ip();
+        let guard_stats = Arc::new(GuardStats::default());
+        let transport_layer = TransportLayer::new(cancel.clone());
+        for l in &cfg.sip.listen {
+            let external = cfg.sip.public_addr.map(|ip| SocketAddr::new(ip, l.addr.port()));
+            match l.transport {
+                SipTransport::Udp => {
+                    let socket = bind_udp(l.addr)
+                        .with_context(|| format!("binding SIP udp:{}", l.addr))?;
+                    let guarded = GuardedUdp::new(socket, guard_stats.clone());
+                    let conn = UdpConnection::from_socket(
+                        Arc::new(guarded),
+                        external,
+                        Some(cancel.child_token()),
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("udp transport {}: {e}", l.addr))?;
+                    transport_layer.add_transport(conn.into());
+                }
+                SipTransport::Tcp => {
+                    let conn = TcpListenerConnection::new(l.addr, external)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("binding SIP tcp:{}: {e}", l.addr))?;
+                    transport_layer.add_transport(conn.into());
+                }
+            }
+        }
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport_layer)
+            .with_user_agent(&cfg.sip.user_agent)
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| anyhow::anyhow!("transaction receiver: {e}"))?;
+        let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let port = cfg.sip.listen[0].addr.port();
+        let contact = Uri::try_from(format!("sip:warmline@{}", host_port(advertised, port)).as_str())
+            .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
+        let media_ip = cfg.sip.listen[0].addr.ip();
+        let gw = Arc::new(Gateway {
+            admission: Admission::new(
+                cfg.sip.allow_from.clone(),
+                cfg.sip.max_calls,
+                cfg.sip.retry_after_s,
+            ),
+            ports: PortPool::new(media_ip, cfg.media.rtp_port_range),
+            dialog_layer,
+            draining: AtomicBool::new(false),
+            calls: Mutex::new(HashMap::new()),
+            guard_stats,
+            contact,
+            advertised,
+            cfg,
+        });
+        tokio::spawn(async move { endpoint.serve().await });
+        let looped = gw.clone();
+        tokio::spawn(async move {
+            let mut incoming = incoming;
+            while let Some(tx) = incoming.recv().await {
+                let gw = looped.clone();
+                tokio::spawn(async move { gw.on_transaction(tx).await });
+            }
+        });
+        Ok(gw)
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls_lock().len()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Refuse new calls from now on (503 + Retry-After).
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn call(&self, id: &str) -> Option<CallHandle> {
+        self.calls_lock().get(id).cloned()
+    }
+
+    pub fn list_calls(&self) -> Vec<CallInfo> {
+        self.calls_lock().values().map(snapshot_of).collect()
+    }
+
+    /// Ask every live call to end (BYE, CANCEL or a final response, as its state needs).
+    pub fn hangup_all(&self) {
+        for h in self.calls_lock().values() {
+            let _ = h.commands.send(CallEvent::Hangup);
+        }
+    }
+
+    fn calls_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallHandle>> {
+        lock(&self.calls)
+    }
+
+    fn register(&self, id: String, handle: CallHandle) {
+        self.calls_lock().insert(id, handle);
+    }
+
+    fn unregister(&self, id: &str) {
+        self.calls_lock().remove(id);
+    }
+
+    async fn on_transaction(self: Arc<Self>, mut tx: Transaction) {
+        let in_dialog = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|h| h.tag().ok().flatten())
+            .is_some();
+        let method = tx.original.method;
+        let result = match (method, in_dialog) {
+            (Method::Invite, false) => {
+                self.on_invite(tx).await;
+                Ok(())
+            }
+            (Method::Options, false) => {
+                tx.reply_with(StatusCode::OK, capability_headers(), None).await
+            }
+            (Method::Ack, _) => Ok(()),
+            (_, true) | (Method::Bye, false) => match self.dialog_layer.match_dialog(&tx) {
+                Some(mut dialog) => dialog.handle(&mut tx).await,
+                None => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+            },
+            _ => {
+                tx.reply_with(
+                    StatusCode::MethodNotAllowed,
+                    vec![Header::Other("Allow".into(), ALLOW.into())],
+                    None,
+                )
+                .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%method, error = %e, "transaction ended with an error");
+        }
+    }
+
+    async fn on_invite(self: &Arc<Self>, mut tx: Transaction) {
+        let src = source_ip(&tx);
+        let verdict = match src {
+            Some(ip) => self.admission.check(ip, self.active_calls(), self.is_draining()),
+            None => Verdict::Reject {
+                status: 403,
+                reason: "Forbidden",
+                retry_after: None,
+            },
+        };
+        if let Verdict::Reject {
+            status,
+            reason,
+            retry_after,
+        } = verdict
+        {
+            tracing::info!(?src, status, reason, "INVITE refused");
+            let mut headers = Vec::new();
+            if let Some(s) = retry_after {
+                headers.push(Header::Other("Retry-After".into(), s.to_string()));
+            }
+            headers.push(Header::Other(
+                "Warning".into(),
+                format!("399 warmline \"{reason}\""),
+            ));
+            if let Err(e) = tx.reply_with(StatusCode::from(status), headers, None).await {
+                tracing::debug!(error = %e, "could not send refusal");
+            }
+            return;
+        }
+        call::run_inbound(self.clone(), tx).await;
+    }
+
+    /// Place an outbound call; the receiver yields its typed outcome exactly once.
+    pub fn originate(
+        self: &Arc<Self>,
+        req: Originate,
+    ) -> Result<(String, oneshot::Receiver<OriginateOutcome>), OriginateError> {
+        if self.is_draining() {
+            return Err(OriginateError::Draining);
+        }
+        let callee = Uri::try_from(req.to.as_str()).map_err(|_| OriginateError::BadUri(req.to.clone()))?;
+        let rtp = self.ports.reserve()?;
+        call::start_outbound(self.clone(), callee, req, rtp)
+    }
+}
+
+pub fn snapshot_of(h: &CallHandle) -> CallInfo {
+    lock(&h.info).clone()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn capability_headers() -> Vec<Header> {
+    vec![
+        Header::Other("Allow".into(), ALLOW.into()),
+        Header::Other("Accept".into(), "application/sdp".into()),
+        Header::Other("Supported".into(), "replaces, timer".into()),
+    ]
+}
+
+fn host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// The address the INVITE really came from (the socket peer, not what Via claims).
+fn source_ip(tx: &Transaction) -> Option<IpAddr> {
+    let addr = tx.connection.as_ref()?.get_remote_addr()?;
+    match &addr.addr.host {
+        rsipstack::sip::Host::IpAddr(ip) => Some(*ip),
+        rsipstack::sip::Host::Domain(_) => None,
+    }
+}
+
+/// SIP UDP socket with a receive buffer sized for call bursts: the kernel default (208 KiB)
+/// overflows under a few thousand INVITEs per second and shows up as retransmissions.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+impl Gateway {
+    pub(crate) fn contact(&self) -> &Uri {
+        &self.contact
+    }
+
+    pub(crate) fn advertised(&self) -> IpAddr {
+        self.advertised
+    }
+
+    pub(crate) fn dialog_layer(&self) -> &Arc<DialogLayer> {
+        &self.dialog_layer
+    }
+
+    pub(crate) fn ports(&self) -> &PortPool {
+        &self.ports
+    }
+}

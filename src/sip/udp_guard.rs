@@ -1,0 +1,61 @@
+//! The UDP socket rsipstack reads from, with [`warmline_signaling::triage`] in front.
+//!
+//! rsipstack takes any [`rsipstack::platform::net::UdpSocket`], so the guard sits exactly where
+//! datagrams enter the stack: a malformed request is answered (`400`/`505`) or dropped and
+//! counted here, and never reaches a parser that would drop it silently.
+
+use rsipstack::platform::net::UdpSocket as PlatformUdpSocket;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use warmline_signaling::{Triage, triage};
+
+/// Counters of what the guard kept from the stack.
+#[derive(Debug, Default)]
+pub struct GuardStats {
+    pub answered: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct GuardedUdp {
+    socket: tokio::net::UdpSocket,
+    stats: Arc<GuardStats>,
+}
+
+impl GuardedUdp {
+    pub fn new(socket: tokio::net::UdpSocket, stats: Arc<GuardStats>) -> Self {
+        Self { socket, stats }
+    }
+}
+
+#[async_trait::async_trait]
+impl PlatformUdpSocket for GuardedUdp {
+    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
+        loop {
+            let (len, src) = self.socket.recv_from(buf).await?;
+            match triage(&buf[..len]) {
+                Triage::Pass => return Ok((len, src)),
+                Triage::Reply { response, why } => {
+                    self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%src, %why, "malformed SIP request answered");
+                    if let Err(e) = self.socket.send_to(&response, src).await {
+                        tracing::debug!(%src, error = %e, "could not answer malformed request");
+                    }
+                }
+                Triage::Drop { why } => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%src, %why, "malformed SIP datagram dropped");
+                }
+            }
+        }
+    }
+
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
+        Ok(self.socket.send_to(buf, addr).await?)
+    }
+
+    fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
+        Ok(self.socket.local_addr()?)
+    }
+}
