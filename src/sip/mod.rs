@@ -123,7 +123,12 @@ impl Gateway {
                 }
             }
         }
+        let option = rsipstack::transaction::endpoint::EndpointOption {
+            callid_suffix: Some(advertised.to_string()),
+            ..Default::default()
+        };
         let endpoint = EndpointBuilder::new()
+            .with_option(option)
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport_layer)
             .with_user_agent(&cfg.sip.user_agent)
