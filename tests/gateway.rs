@@ -1,0 +1,341 @@
+//! The real `warmline` binary on loopback ports it picks, against SIPp and raw SIP over UDP:
+//! every scenario in `sipp-scenarios/`, refusals (403, 488, 503), malformed input, the RTP
+//! port in the answer being really bound, and the SIGTERM drain.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
+
+fn free_port() -> u16 {
+    // Both UDP and TCP must be free on the SIP port.
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn require_sipp() {
+    let ok = Command::new("sipp").arg("-v").output().is_ok();
+    assert!(
+        ok,
+        "sipp is not installed: run the README's test command (it installs sip-tester)"
+    );
+}
+
+struct Gw {
+    child: Child,
+    sip: u16,
+    http: u16,
+    rtp: (u16, u16),
+    _dir: tempfile::TempDir,
+}
+
+impl Gw {
+    fn start(extra_sip: &str, extra: &str) -> Gw {
+        let sip = free_port();
+        let http = free_port();
+        let slot = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
+        // 200 port pairs per gateway; slots never overlap inside one test process.
+        let base = 30000 + (std::process::id() % 8) as u16 * 4000 + slot * 400;
+        let rtp = (base, base + 399);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("warmline.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\", \"tcp:127.0.0.1:{sip}\"]\n{extra_sip}\n\
+                 [media]\nrtp_port_range = [{}, {}]\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+                 [log]\nlevel = \"info\"\n{extra}\n",
+                rtp.0, rtp.1
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_warmline"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("warmline.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let gw = Gw {
+            child,
+            sip,
+            http,
+            rtp,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while http_req(gw.http, "GET", "/healthz", "").0 != 200 {
+            assert!(start.elapsed() < Duration::from_secs(10), "warmline did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gw
+    }
+
+    fn sip_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.sip)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("warmline.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scenarios() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sipp-scenarios")
+}
+
+/// Minimal HTTP/1.1 client: (status, body). Status 0 when nothing answers.
+fn http_req(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn sipp(args: &[&str], local_port: u16) -> std::process::Child {
+    let dir = tempfile::tempdir().unwrap().keep();
+    Command::new("sipp")
+        .args(args)
+        .args(["-i", "127.0.0.1", "-nostdin", "-timeout", "30s", "-timeout_error"])
+        .args(["-p", &local_port.to_string()])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp")
+}
+
+fn wait_ok(mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what}: sipp exited with {status}");
+}
+
+/// Send one SIP request over UDP and return the first final (>= 200) response.
+fn udp_request(to: u16, text: &str) -> String {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = s.local_addr().unwrap().port();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.send_to(text.replace("{me}", &me.to_string()).as_bytes(), ("127.0.0.1", to))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, _) = s.recv_from(&mut buf).expect("a SIP response");
+        let resp = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !resp.starts_with("SIP/2.0 1") {
+            return resp;
+        }
+    }
+}
+
+fn invite(call_id: &str, sdp_mline: &str, rtpmap: &str) -> String {
+    let body = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{sdp_mline}\r\n{rtpmap}"
+    );
+    format!(
+        "INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{{me}};branch=z9hG4bK-{call_id}\r\nFrom: <sip:t@127.0.0.1>;tag=t1\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:t@127.0.0.1:{{me}}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn every_sipp_scenario_passes_through_run_sh() {
+    require_sipp();
+    let gw = Gw::start("answer_after_ms = 1000", "");
+    let out = Command::new(scenarios().join("run.sh"))
+        .arg(gw.sip_addr())
+        .arg(format!("127.0.0.1:{}", gw.http))
+        .env("WARMLINE_RINGS", "1")
+        .env("LOAD_CALLS", "100")
+        .env("LOAD_RATE", "50")
+        .env("SIPP_BASE_PORT", free_port().saturating_sub(20).to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "run.sh failed:\n{text}\n{}", gw.log());
+    assert!(text.contains("11 passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn answer_carries_a_bound_rtp_port_from_the_range() {
+    require_sipp();
+    let gw = Gw::start("", "");
+    let cid = format!("rtp-{}@127.0.0.1", std::process::id());
+    let child = sipp(
+        &[&gw.sip_addr(), "-sf", scenarios().join("uac_basic.xml").to_str().unwrap(), "-m", "1", "-d", "1500", "-cid_str", &cid],
+        free_port(),
+    );
+    let start = Instant::now();
+    let body = loop {
+        let (status, body) = http_req(gw.http, "GET", &format!("/v1/calls/{cid}"), "");
+        if status == 200 && body.contains("\"confirmed\"") {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "call never confirmed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let port: u16 = body
+        .split("\"rtp_port\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|p| p.parse().ok())
+        .expect("rtp_port");
+    assert!((gw.rtp.0..=gw.rtp.1).contains(&port), "{port} outside {:?}", gw.rtp);
+    assert_eq!(port % 2, 0, "RTP on an even port");
+    assert!(
+        UdpSocket::bind(("127.0.0.1", port)).is_err(),
+        "port {port} in the answer is not bound by warmline"
+    );
+    wait_ok(child, "basic call");
+    // released when the call ends
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(UdpSocket::bind(("127.0.0.1", port)).is_ok(), "RTP port leaked");
+}
+
+#[test]
+fn refusals_carry_the_right_codes_and_headers() {
+    // no common codec: 488 with a 305 Warning
+    let gw = Gw::start("", "");
+    let r = udp_request(gw.sip, &invite("g729", "m=audio 6000 RTP/AVP 18", "a=rtpmap:18 G729/8000\r\n"));
+    assert!(r.starts_with("SIP/2.0 488 "), "{r}");
+    assert!(r.contains("Warning: 305 warmline"), "{r}");
+    drop(gw);
+
+    // source outside allow_from: 403
+    let gw = Gw::start("allow_from = [\"192.0.2.0/24\"]", "");
+    let r = udp_request(gw.sip, &invite("acl", "m=audio 6000 RTP/AVP 0", ""));
+    assert!(r.starts_with("SIP/2.0 403 "), "{r}");
+    drop(gw);
+
+    // max_calls reached: 503 with Retry-After, and the admitted call is unharmed
+    require_sipp();
+    let gw = Gw::start("max_calls = 1\nretry_after_s = 9", "");
+    let held = sipp(
+        &[&gw.sip_addr(), "-sf", scenarios().join("uac_basic.xml").to_str().unwrap(), "-m", "1", "-d", "2000"],
+        free_port(),
+    );
+    let start = Instant::now();
+    while !http_req(gw.http, "GET", "/v1/stats", "").1.contains("\"active_calls\":1") {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = udp_request(gw.sip, &invite("full", "m=audio 6000 RTP/AVP 0", ""));
+    assert!(r.starts_with("SIP/2.0 503 "), "{r}");
+    assert!(r.contains("Retry-After: 9"), "{r}");
+    wait_ok(held, "call admitted before the limit");
+}
+
+#[test]
+fn malformed_requests_get_400_and_other_calls_go_on() {
+    require_sipp();
+    let gw = Gw::start("", "");
+    let good = invite("bad-cseq", "m=audio 6000 RTP/AVP 0", "");
+    let r = udp_request(gw.sip, &good.replace("CSeq: 1 INVITE", "CSeq: one INVITE"));
+    assert!(r.starts_with("SIP/2.0 400 Bad CSeq"), "{r}");
+    assert!(r.contains("Call-ID: bad-cseq"), "{r}");
+    let r = udp_request(gw.sip, &good.replace("Call-ID: bad-cseq\r\n", ""));
+    assert!(r.starts_with("SIP/2.0 400 Missing Call-ID"), "{r}");
+    let r = udp_request(gw.sip, &good.replace(" SIP/2.0\r\nVia", " SIP/3.0\r\nVia"));
+    assert!(r.starts_with("SIP/2.0 505 "), "{r}");
+    // pure garbage is dropped, counted, and nothing else is disturbed
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(b"\x00\x01garbage\xff", ("127.0.0.1", gw.sip)).unwrap();
+    let child = sipp(
+        &[&gw.sip_addr(), "-sf", scenarios().join("uac_basic.xml").to_str().unwrap(), "-m", "5", "-r", "5"],
+        free_port(),
+    );
+    wait_ok(child, "calls after malformed input");
+    let stats = http_req(gw.http, "GET", "/v1/stats", "").1;
+    assert!(stats.contains("\"malformed_answered\":3"), "{stats}");
+    assert!(stats.contains("\"malformed_dropped\":1"), "{stats}");
+}
+
+#[test]
+fn sigterm_refuses_new_calls_then_byes_the_rest_and_exits() {
+    require_sipp();
+    let mut gw = Gw::start("", "[shutdown]\ndrain_s = 1");
+    let cid = format!("drain-{}@127.0.0.1", std::process::id());
+    let waiting = sipp(
+        &[&gw.sip_addr(), "-sf", scenarios().join("uac_wait_bye.xml").to_str().unwrap(), "-m", "1", "-cid_str", &cid],
+        free_port(),
+    );
+    let start = Instant::now();
+    while !http_req(gw.http, "GET", &format!("/v1/calls/{cid}"), "").1.contains("\"confirmed\"") {
+        assert!(start.elapsed() < Duration::from_secs(5), "call never confirmed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = gw.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(200));
+    let r = udp_request(gw.sip, &invite("late", "m=audio 6000 RTP/AVP 0", ""));
+    assert!(r.starts_with("SIP/2.0 503 ") && r.contains("Retry-After"), "{r}");
+    wait_ok(waiting, "call ended by warmline's BYE after the drain time");
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "warmline did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn check_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[sip]\nmax_calls = 10\n\n[media]\nrtp_port_range = [30000, 100]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:5: key `media.rtp_port_range`"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "[sip]\nmax_calls = 10\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
