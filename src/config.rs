@@ -271,19 +271,30 @@ impl Config {
         };
 
         if raw.sip.listen.is_empty() {
-            return Err(err("sip.listen", "at least one listen address is needed".into()));
+            return Err(err(
+                "sip.listen",
+                "at least one listen address is needed".into(),
+            ));
         }
         let mut listen = Vec::new();
         for (i, l) in raw.sip.listen.iter().enumerate() {
-            let parsed = parse_listen(l).map_err(|m| err("sip.listen", format!("entry {i}: {m}")))?;
+            let parsed =
+                parse_listen(l).map_err(|m| err("sip.listen", format!("entry {i}: {m}")))?;
             listen.push(parsed);
         }
         let public_addr = match raw.sip.public_addr.as_deref() {
             None | Some("") => None,
-            Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
-                err("sip.public_addr", format!("`{s}` is not an IP address"))
-            })?),
+            Some(s) => Some(
+                s.parse::<IpAddr>()
+                    .map_err(|_| err("sip.public_addr", format!("`{s}` is not an IP address")))?,
+            ),
         };
+        if public_addr.is_none() && listen[0].addr.ip().is_unspecified() {
+            return Err(err(
+                "sip.public_addr",
+                "listening on a wildcard address needs public_addr for SDP c= and Contact".into(),
+            ));
+        }
         let mut allow_from = Vec::new();
         for s in &raw.sip.allow_from {
             let net = s
@@ -310,13 +321,19 @@ impl Config {
         let http_listen = match raw.http.listen.as_str() {
             "" => None,
             s => Some(s.parse::<SocketAddr>().map_err(|_| {
-                err("http.listen", format!("`{s}` is not an address like 127.0.0.1:8080"))
+                err(
+                    "http.listen",
+                    format!("`{s}` is not an address like 127.0.0.1:8080"),
+                )
             })?),
         };
         if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
             return Err(err(
                 "log.level",
-                format!("`{}` is not a level or filter (error, warn, info, debug, trace)", raw.log.level),
+                format!(
+                    "`{}` is not a level or filter (error, warn, info, debug, trace)",
+                    raw.log.level
+                ),
             ));
         }
         if raw.outbound.auth_username.is_some() != raw.outbound.auth_password.is_some() {
@@ -459,9 +476,14 @@ level = "debug"
 
     #[test]
     fn type_error_names_file_line_and_key() {
-        let e = parse("[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\nmax_calls = \"lots\"\n").unwrap_err();
+        let e =
+            parse("[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\nmax_calls = \"lots\"\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (3, "sip.max_calls"), "{e}");
-        assert!(e.to_string().starts_with("test.toml:3: key `sip.max_calls`: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("test.toml:3: key `sip.max_calls`: "),
+            "{e}"
+        );
     }
 
     #[test]
@@ -481,6 +503,21 @@ level = "debug"
         assert_eq!((e.line, e.key.as_str()), (2, "sip.listen"));
         let e = parse("[http]\nlisten = \"nope\"\n").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn wildcard_listen_needs_public_addr() {
+        let e = parse("[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\n").unwrap_err();
+        assert_eq!(e.key, "sip.public_addr");
+        assert!(
+            parse("[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\npublic_addr = \"192.0.2.1\"\n").is_ok()
+        );
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/warmline.toml"));
+        Config::load(path).unwrap();
     }
 
     #[test]

@@ -97,7 +97,9 @@ async fn originate(State(gw): State<Arc<Gateway>>, Json(body): Json<OriginateBod
     };
     let (id, outcome) = match gw.originate(req) {
         Ok(x) => x,
-        Err(e @ OriginateError::BadUri(_)) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ OriginateError::BadUri(_)) => {
+            return error(StatusCode::BAD_REQUEST, &e.to_string());
+        }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     // Ring timeout, then the CANCEL's 487, bounded by transaction Timer B (32 s).

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "warmline", version, about = "SIP/RTP voice gateway: AI assistant first, warm transfer to a human")]
+#[command(
+    name = "warmline",
+    version,
+    about = "SIP/RTP voice gateway: AI assistant first, warm transfer to a human"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -139,7 +143,10 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: draining"),
@@ -172,5 +179,8 @@ async fn drain(gw: &sip::Gateway, drain: Duration) {
         // BYE transactions run in their own tasks; let their first transmission go out.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    tracing::info!(drained_in_ms = start.elapsed().as_millis() as u64, "stopped");
+    tracing::info!(
+        drained_in_ms = start.elapsed().as_millis() as u64,
+        "stopped"
+    );
 }

@@ -90,7 +90,9 @@ mod tests {
     #[test]
     fn exhaustion_is_an_error_not_a_panic() {
         let pool = PortPool::new("127.0.0.1".parse().unwrap(), (41100, 41103));
-        let held: Vec<_> = std::iter::from_fn(|| pool.reserve().ok()).take(10).collect();
+        let held: Vec<_> = std::iter::from_fn(|| pool.reserve().ok())
+            .take(10)
+            .collect();
         assert!(!held.is_empty());
         assert!(matches!(pool.reserve(), Err(PortError::Exhausted { .. })));
     }

@@ -2,6 +2,9 @@
 //! every scenario in `sipp-scenarios/`, refusals (403, 488, 503), malformed input, the RTP
 //! port in the answer being really bound, and the SIGTERM drain.
 
+// Test support code: a failed setup step should panic with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -76,7 +79,10 @@ impl Gw {
         };
         let start = Instant::now();
         while http_req(gw.http, "GET", "/healthz", "").0 != 200 {
-            assert!(start.elapsed() < Duration::from_secs(10), "warmline did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "warmline did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         gw
@@ -122,7 +128,11 @@ fn http_req(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     (status, body)
 }
 
@@ -130,7 +140,14 @@ fn sipp(args: &[&str], local_port: u16) -> std::process::Child {
     let dir = tempfile::tempdir().unwrap().keep();
     Command::new("sipp")
         .args(args)
-        .args(["-i", "127.0.0.1", "-nostdin", "-timeout", "30s", "-timeout_error"])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ])
         .args(["-p", &local_port.to_string()])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -149,8 +166,11 @@ fn udp_request(to: u16, text: &str) -> String {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = s.local_addr().unwrap().port();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.send_to(text.replace("{me}", &me.to_string()).as_bytes(), ("127.0.0.1", to))
-        .unwrap();
+    s.send_to(
+        text.replace("{me}", &me.to_string()).as_bytes(),
+        ("127.0.0.1", to),
+    )
+    .unwrap();
     let mut buf = [0u8; 4096];
     loop {
         let (n, _) = s.recv_from(&mut buf).expect("a SIP response");
@@ -196,7 +216,17 @@ fn answer_carries_a_bound_rtp_port_from_the_range() {
     let gw = Gw::start("", "");
     let cid = format!("rtp-{}@127.0.0.1", std::process::id());
     let child = sipp(
-        &[&gw.sip_addr(), "-sf", scenarios().join("uac_basic.xml").to_str().unwrap(), "-m", "1", "-d", "1500", "-cid_str", &cid],
+        &[
+            &gw.sip_addr(),
+            "-sf",
+            scenarios().join("uac_basic.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-d",
+            "1500",
+            "-cid_str",
+            &cid,
+        ],
         free_port(),
     );
     let start = Instant::now();
@@ -205,7 +235,10 @@ fn answer_carries_a_bound_rtp_port_from_the_range() {
         if status == 200 && body.contains("\"confirmed\"") {
             break body;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "call never confirmed");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "call never confirmed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let port: u16 = body
@@ -214,7 +247,11 @@ fn answer_carries_a_bound_rtp_port_from_the_range() {
         .and_then(|r| r.split(',').next())
         .and_then(|p| p.parse().ok())
         .expect("rtp_port");
-    assert!((gw.rtp.0..=gw.rtp.1).contains(&port), "{port} outside {:?}", gw.rtp);
+    assert!(
+        (gw.rtp.0..=gw.rtp.1).contains(&port),
+        "{port} outside {:?}",
+        gw.rtp
+    );
     assert_eq!(port % 2, 0, "RTP on an even port");
     assert!(
         UdpSocket::bind(("127.0.0.1", port)).is_err(),
@@ -223,14 +260,24 @@ fn answer_carries_a_bound_rtp_port_from_the_range() {
     wait_ok(child, "basic call");
     // released when the call ends
     std::thread::sleep(Duration::from_millis(200));
-    assert!(UdpSocket::bind(("127.0.0.1", port)).is_ok(), "RTP port leaked");
+    assert!(
+        UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+        "RTP port leaked"
+    );
 }
 
 #[test]
 fn refusals_carry_the_right_codes_and_headers() {
     // no common codec: 488 with a 305 Warning
     let gw = Gw::start("", "");
-    let r = udp_request(gw.sip, &invite("g729", "m=audio 6000 RTP/AVP 18", "a=rtpmap:18 G729/8000\r\n"));
+    let r = udp_request(
+        gw.sip,
+        &invite(
+            "g729",
+            "m=audio 6000 RTP/AVP 18",
+            "a=rtpmap:18 G729/8000\r\n",
+        ),
+    );
     assert!(r.starts_with("SIP/2.0 488 "), "{r}");
     assert!(r.contains("Warning: 305 warmline"), "{r}");
     drop(gw);
@@ -245,11 +292,22 @@ fn refusals_carry_the_right_codes_and_headers() {
     require_sipp();
     let gw = Gw::start("max_calls = 1\nretry_after_s = 9", "");
     let held = sipp(
-        &[&gw.sip_addr(), "-sf", scenarios().join("uac_basic.xml").to_str().unwrap(), "-m", "1", "-d", "2000"],
+        &[
+            &gw.sip_addr(),
+            "-sf",
+            scenarios().join("uac_basic.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-d",
+            "2000",
+        ],
         free_port(),
     );
     let start = Instant::now();
-    while !http_req(gw.http, "GET", "/v1/stats", "").1.contains("\"active_calls\":1") {
+    while !http_req(gw.http, "GET", "/v1/stats", "")
+        .1
+        .contains("\"active_calls\":1")
+    {
         assert!(start.elapsed() < Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -273,9 +331,18 @@ fn malformed_requests_get_400_and_other_calls_go_on() {
     assert!(r.starts_with("SIP/2.0 505 "), "{r}");
     // pure garbage is dropped, counted, and nothing else is disturbed
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.send_to(b"\x00\x01garbage\xff", ("127.0.0.1", gw.sip)).unwrap();
+    s.send_to(b"\x00\x01garbage\xff", ("127.0.0.1", gw.sip))
+        .unwrap();
     let child = sipp(
-        &[&gw.sip_addr(), "-sf", scenarios().join("uac_basic.xml").to_str().unwrap(), "-m", "5", "-r", "5"],
+        &[
+            &gw.sip_addr(),
+            "-sf",
+            scenarios().join("uac_basic.xml").to_str().unwrap(),
+            "-m",
+            "5",
+            "-r",
+            "5",
+        ],
         free_port(),
     );
     wait_ok(child, "calls after malformed input");
@@ -290,26 +357,52 @@ fn sigterm_refuses_new_calls_then_byes_the_rest_and_exits() {
     let mut gw = Gw::start("", "[shutdown]\ndrain_s = 1");
     let cid = format!("drain-{}@127.0.0.1", std::process::id());
     let waiting = sipp(
-        &[&gw.sip_addr(), "-sf", scenarios().join("uac_wait_bye.xml").to_str().unwrap(), "-m", "1", "-cid_str", &cid],
+        &[
+            &gw.sip_addr(),
+            "-sf",
+            scenarios().join("uac_wait_bye.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-cid_str",
+            &cid,
+        ],
         free_port(),
     );
     let start = Instant::now();
-    while !http_req(gw.http, "GET", &format!("/v1/calls/{cid}"), "").1.contains("\"confirmed\"") {
-        assert!(start.elapsed() < Duration::from_secs(5), "call never confirmed");
+    while !http_req(gw.http, "GET", &format!("/v1/calls/{cid}"), "")
+        .1
+        .contains("\"confirmed\"")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "call never confirmed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = gw.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(200));
     let r = udp_request(gw.sip, &invite("late", "m=audio 6000 RTP/AVP 0", ""));
-    assert!(r.starts_with("SIP/2.0 503 ") && r.contains("Retry-After"), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 503 ") && r.contains("Retry-After"),
+        "{r}"
+    );
     wait_ok(waiting, "call ended by warmline's BYE after the drain time");
     let t = Instant::now();
     let status = loop {
         if let Some(s) = gw.child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "warmline did not exit");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "warmline did not exit"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status}");
@@ -319,7 +412,11 @@ fn sigterm_refuses_new_calls_then_byes_the_rest_and_exits() {
 fn check_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[sip]\nmax_calls = 10\n\n[media]\nrtp_port_range = [30000, 100]\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[sip]\nmax_calls = 10\n\n[media]\nrtp_port_range = [30000, 100]\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
         .args(["check-config", "--config"])
         .arg(&cfg)

@@ -8,7 +8,9 @@
 use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
 use crate::rtp_ports::RtpReservation;
 use rsipstack::dialog::authenticate::Credential;
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::dialog::{
+    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
@@ -59,7 +61,10 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 let _ = tx
                     .reply_with(
                         StatusCode::ServiceUnavailable,
-                        vec![Header::Other("Retry-After".into(), gw.cfg.sip.retry_after_s.to_string())],
+                        vec![Header::Other(
+                            "Retry-After".into(),
+                            gw.cfg.sip.retry_after_s.to_string(),
+                        )],
                         None,
                     )
                     .await;
@@ -67,10 +72,20 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             }
         };
         let mut ctl = Controller::inbound(call_config(&gw, &rtp));
-        ctl.handle(Instant::now(), CallEvent::Invite { sdp: body_text(&tx.original.body) });
+        ctl.handle(
+            Instant::now(),
+            CallEvent::Invite {
+                sdp: body_text(&tx.original.body),
+            },
+        );
 
         // A refusal decided on the INVITE alone needs no dialog.
-        if let Some(CallAction::Reject { status, reason, warning }) = peek_reject(&mut ctl) {
+        if let Some(CallAction::Reject {
+            status,
+            reason,
+            warning,
+        }) = peek_reject(&mut ctl)
+        {
             tracing::info!(status, %reason, ?warning, "INVITE rejected");
             let headers = warning
                 .map(|w| vec![Header::Other("Warning".into(), w)])
@@ -93,8 +108,16 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 return;
             }
         };
-        let from = tx.original.from_header().map(|h| h.value().to_string()).unwrap_or_default();
-        let to = tx.original.to_header().map(|h| h.value().to_string()).unwrap_or_default();
+        let from = tx
+            .original
+            .from_header()
+            .map(|h| h.value().to_string())
+            .unwrap_or_default();
+        let to = tx
+            .original
+            .to_header()
+            .map(|h| h.value().to_string())
+            .unwrap_or_default();
         // The INVITE server transaction lives on in its own task: it retransmits our 2xx,
         // absorbs the ACK, and turns a CANCEL into 487.
         let mut dlg = dialog.clone();
@@ -107,7 +130,17 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             .in_current_span(),
         );
         tracing::info!(%from, "inbound call");
-        let task = CallTask::new(gw, call_id, ctl, Some(dialog), state_rx, from, to, rtp, None);
+        let task = CallTask::new(
+            gw,
+            call_id,
+            ctl,
+            Some(dialog),
+            state_rx,
+            from,
+            to,
+            rtp,
+            None,
+        );
         task.run().await;
     }
     .instrument(span)
@@ -147,12 +180,14 @@ pub(super) fn start_outbound(
         .auth_password
         .clone()
         .or_else(|| gw.cfg.outbound.auth_password.clone());
-    let credential = username.zip(password).map(|(username, password)| Credential {
-        username,
-        password,
-        realm: None,
-        auth_username: None,
-    });
+    let credential = username
+        .zip(password)
+        .map(|(username, password)| Credential {
+            username,
+            password,
+            realm: None,
+            auth_username: None,
+        });
     let caller = Uri::try_from(
         format!(
             "sip:{}@{}",
@@ -197,14 +232,22 @@ pub(super) fn start_outbound(
             Ok(Ok((_, Some(resp)))) => {
                 let status = resp.status_code.code();
                 if (200..300).contains(&status) {
-                    CallEvent::Answered { sdp: body_text(&resp.body) }
+                    CallEvent::Answered {
+                        sdp: body_text(&resp.body),
+                    }
                 } else {
                     CallEvent::Failed { status }
                 }
             }
-            Ok(Ok((_, None))) => CallEvent::Unreachable { reason: "no final response".into() },
-            Ok(Err(e)) => CallEvent::Unreachable { reason: e.to_string() },
-            Err(e) => CallEvent::Unreachable { reason: e.to_string() },
+            Ok(Ok((_, None))) => CallEvent::Unreachable {
+                reason: "no final response".into(),
+            },
+            Ok(Err(e)) => CallEvent::Unreachable {
+                reason: e.to_string(),
+            },
+            Err(e) => CallEvent::Unreachable {
+                reason: e.to_string(),
+            },
         };
         let _ = ops.send(event);
     });
@@ -319,7 +362,12 @@ impl CallTask {
             DialogState::Updated(_, req, handle) => {
                 if matches!(req.method, Method::Invite | Method::Update) {
                     self.reoffer = Some(handle);
-                    self.ctl.handle(now, CallEvent::ReOffer { sdp: body_text(&req.body) });
+                    self.ctl.handle(
+                        now,
+                        CallEvent::ReOffer {
+                            sdp: body_text(&req.body),
+                        },
+                    );
                 } else {
                     respond_later(handle, StatusCode::OK);
                 }
@@ -380,11 +428,19 @@ impl CallTask {
                         tracing::debug!(error = %e, "rejection not sent");
                     }
                 }
-                CallAction::AnswerReOffer { status, sdp, warning } => {
+                CallAction::AnswerReOffer {
+                    status,
+                    sdp,
+                    warning,
+                } => {
                     let Some(handle) = self.reoffer.take() else {
                         continue;
                     };
-                    let mut headers = if sdp.is_some() { sdp_header() } else { Vec::new() };
+                    let mut headers = if sdp.is_some() {
+                        sdp_header()
+                    } else {
+                        Vec::new()
+                    };
                     if let Some(w) = warning {
                         headers.push(Header::Other("Warning".into(), w));
                     }
@@ -394,7 +450,11 @@ impl CallTask {
                     }
                     tracing::info!(status, "answered re-offer");
                     let _ = handle
-                        .respond(StatusCode::from(status), Some(headers), sdp.map(String::into_bytes))
+                        .respond(
+                            StatusCode::from(status),
+                            Some(headers),
+                            sdp.map(String::into_bytes),
+                        )
                         .await;
                 }
                 CallAction::SendReInvite { sdp } => {
@@ -402,16 +462,25 @@ impl CallTask {
                     tracing::info!("sending re-INVITE");
                     tokio::spawn(
                         async move {
-                            let event = match dialog.reinvite(Some(sdp_header()), Some(sdp.into_bytes())).await {
+                            let event = match dialog
+                                .reinvite(Some(sdp_header()), Some(sdp.into_bytes()))
+                                .await
+                            {
                                 Ok(Some(resp)) => CallEvent::ReInviteResponse {
                                     status: resp.status_code.code(),
                                     sdp: body_text(&resp.body),
                                 },
                                 // Not confirmed any more: the call is ending anyway.
-                                Ok(None) => CallEvent::ReInviteResponse { status: 481, sdp: None },
+                                Ok(None) => CallEvent::ReInviteResponse {
+                                    status: 481,
+                                    sdp: None,
+                                },
                                 Err(e) => {
                                     tracing::warn!(error = %e, "re-INVITE failed");
-                                    CallEvent::ReInviteResponse { status: 408, sdp: None }
+                                    CallEvent::ReInviteResponse {
+                                        status: 408,
+                                        sdp: None,
+                                    }
                                 }
                             };
                             let _ = ops.send(event);

@@ -10,12 +10,12 @@ pub mod udp_guard;
 use crate::config::{Config, SipTransport};
 use crate::rtp_ports::PortPool;
 use anyhow::Context as _;
+use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode, Uri};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnection};
-use rsipstack::EndpointBuilder;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -100,11 +100,14 @@ impl Gateway {
         let guard_stats = Arc::new(GuardStats::default());
         let transport_layer = TransportLayer::new(cancel.clone());
         for l in &cfg.sip.listen {
-            let external = cfg.sip.public_addr.map(|ip| SocketAddr::new(ip, l.addr.port()));
+            let external = cfg
+                .sip
+                .public_addr
+                .map(|ip| SocketAddr::new(ip, l.addr.port()));
             match l.transport {
                 SipTransport::Udp => {
-                    let socket = bind_udp(l.addr)
-                        .with_context(|| format!("binding SIP udp:{}", l.addr))?;
+                    let socket =
+                        bind_udp(l.addr).with_context(|| format!("binding SIP udp:{}", l.addr))?;
                     let guarded = GuardedUdp::new(socket, guard_stats.clone());
                     let conn = UdpConnection::from_socket(
                         Arc::new(guarded),
@@ -138,8 +141,9 @@ impl Gateway {
             .map_err(|e| anyhow::anyhow!("transaction receiver: {e}"))?;
         let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let port = cfg.sip.listen[0].addr.port();
-        let contact = Uri::try_from(format!("sip:warmline@{}", host_port(advertised, port)).as_str())
-            .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
+        let contact =
+            Uri::try_from(format!("sip:warmline@{}", host_port(advertised, port)).as_str())
+                .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
         let media_ip = cfg.sip.listen[0].addr.ip();
         let gw = Arc::new(Gateway {
             admission: Admission::new(
@@ -222,7 +226,8 @@ impl Gateway {
                 Ok(())
             }
             (Method::Options, false) => {
-                tx.reply_with(StatusCode::OK, capability_headers(), None).await
+                tx.reply_with(StatusCode::OK, capability_headers(), None)
+                    .await
             }
             (Method::Ack, _) => Ok(()),
             (_, true) | (Method::Bye, false) => match self.dialog_layer.match_dialog(&tx) {
@@ -246,7 +251,9 @@ impl Gateway {
     async fn on_invite(self: &Arc<Self>, mut tx: Transaction) {
         let src = source_ip(&tx);
         let verdict = match src {
-            Some(ip) => self.admission.check(ip, self.active_calls(), self.is_draining()),
+            Some(ip) => self
+                .admission
+                .check(ip, self.active_calls(), self.is_draining()),
             None => Verdict::Reject {
                 status: 403,
                 reason: "Forbidden",
@@ -284,7 +291,8 @@ impl Gateway {
         if self.is_draining() {
             return Err(OriginateError::Draining);
         }
-        let callee = Uri::try_from(req.to.as_str()).map_err(|_| OriginateError::BadUri(req.to.clone()))?;
+        let callee =
+            Uri::try_from(req.to.as_str()).map_err(|_| OriginateError::BadUri(req.to.clone()))?;
         let rtp = self.ports.reserve()?;
         call::start_outbound(self.clone(), callee, req, rtp)
     }

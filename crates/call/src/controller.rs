@@ -35,26 +35,43 @@ pub struct CallConfig {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum CallEvent {
     /// An admitted initial INVITE; `sdp` is `None` for a delayed offer.
-    Invite { sdp: Option<String> },
+    Invite {
+        sdp: Option<String>,
+    },
     /// The ACK for our 2xx arrived (or the dialog came back to confirmed).
     Ack,
     /// The peer sent a re-INVITE or UPDATE; must be answered with `AnswerReOffer`.
-    ReOffer { sdp: Option<String> },
+    ReOffer {
+        sdp: Option<String>,
+    },
     /// Final response to our re-INVITE.
-    ReInviteResponse { status: u16, sdp: Option<String> },
+    ReInviteResponse {
+        status: u16,
+        sdp: Option<String>,
+    },
     PeerBye,
     /// The caller cancelled before we answered (the stack has already sent 487).
     PeerCancel,
     /// The dialog layer gave up (no ACK, transaction timeout, 481).
-    DialogFailed { reason: String },
+    DialogFailed {
+        reason: String,
+    },
     /// Outbound: a provisional response (180, 183).
-    Progress { status: u16 },
+    Progress {
+        status: u16,
+    },
     /// Outbound: 2xx to our INVITE.
-    Answered { sdp: Option<String> },
+    Answered {
+        sdp: Option<String>,
+    },
     /// Outbound: a final non-2xx to our INVITE.
-    Failed { status: u16 },
+    Failed {
+        status: u16,
+    },
     /// Outbound: no response at all, or the target could not be resolved or reached.
-    Unreachable { reason: String },
+    Unreachable {
+        reason: String,
+    },
     /// Local command: put the peer on hold (we keep sending, e.g. hold audio).
     Hold,
     /// Local command: take the peer off hold.
@@ -70,7 +87,9 @@ pub enum CallAction {
     /// Send 180 Ringing to the initial INVITE.
     Ring,
     /// Send 200 OK to the initial INVITE with this SDP.
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     /// Send a final failure to the initial INVITE. `warning` is a full `Warning` value.
     Reject {
         status: u16,
@@ -84,9 +103,13 @@ pub enum CallAction {
         warning: Option<String>,
     },
     /// Send a re-INVITE with this offer.
-    SendReInvite { sdp: String },
+    SendReInvite {
+        sdp: String,
+    },
     /// Outbound: send the initial INVITE with this offer.
-    SendInvite { sdp: String },
+    SendInvite {
+        sdp: String,
+    },
     /// Outbound: CANCEL the pending INVITE.
     CancelInvite,
     SendBye,
@@ -95,7 +118,9 @@ pub enum CallAction {
     /// Outbound: how the attempt ended (exactly once per outbound call).
     Outcome(OriginateOutcome),
     /// The call is over; release everything. Always the last action.
-    Ended { reason: EndReason },
+    Ended {
+        reason: EndReason,
+    },
 }
 
 /// Typed result of an outbound call attempt.
@@ -103,10 +128,17 @@ pub enum CallAction {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum OriginateOutcome {
     Answered,
-    Busy { status: u16 },
+    Busy {
+        status: u16,
+    },
     NoAnswer,
-    Rejected { status: u16, reason: String },
-    Unreachable { reason: String },
+    Rejected {
+        status: u16,
+        reason: String,
+    },
+    Unreachable {
+        reason: String,
+    },
     /// We hung up ourselves before an answer.
     Cancelled,
 }
@@ -320,7 +352,9 @@ impl Controller {
                 }
             }
             CallEvent::ReOffer { sdp } => self.on_reoffer(sdp),
-            CallEvent::ReInviteResponse { status, sdp } => self.on_reinvite_response(now, status, sdp),
+            CallEvent::ReInviteResponse { status, sdp } => {
+                self.on_reinvite_response(now, status, sdp)
+            }
             CallEvent::PeerBye => self.end(EndReason::PeerBye),
             CallEvent::PeerCancel => self.end(EndReason::PeerCancel),
             CallEvent::DialogFailed { .. } => {
@@ -642,6 +676,11 @@ fn mirror_offer(offer: &str) -> String {
 }
 
 fn reason_phrase(status: u16) -> &'static str {
+    let class = match status {
+        400..=499 => "Client Error",
+        500..=599 => "Server Error",
+        _ => "Global Failure",
+    };
     match status {
         403 => "Forbidden",
         404 => "Not Found",
@@ -654,8 +693,6 @@ fn reason_phrase(status: u16) -> &'static str {
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
-        _ => "Global Failure",
+        _ => class,
     }
 }

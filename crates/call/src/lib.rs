@@ -11,6 +11,5 @@
 mod controller;
 
 pub use controller::{
-    CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, OriginateOutcome,
-    Role,
+    CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, OriginateOutcome, Role,
 };

@@ -1,6 +1,9 @@
 //! The call flows of the SIP foundation, driven on a virtual clock without sockets:
 //! answer, ring-then-answer, hold, resume, bye, cancel, glare, and the outbound outcomes.
 
+// Test support code: a failed setup step should panic with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 use warmline_call::{
     CallAction, CallConfig, CallEvent, Controller, EndReason, OriginateOutcome, Role,
@@ -67,7 +70,9 @@ impl Harness {
 
     fn answered_call() -> Self {
         let mut h = Self::inbound(0);
-        let acts = h.send(CallEvent::Invite { sdp: Some(offer("sendrecv", 1)) });
+        let acts = h.send(CallEvent::Invite {
+            sdp: Some(offer("sendrecv", 1)),
+        });
         assert!(matches!(acts[0], CallAction::Answer { .. }));
         assert!(h.send(CallEvent::Ack).is_empty());
         assert_eq!(h.ctl.snapshot().state, "confirmed");
@@ -89,7 +94,9 @@ fn answer_sdp(direction: &str) -> String {
 
 fn sdp_of(a: &CallAction) -> &str {
     match a {
-        CallAction::Answer { sdp } | CallAction::SendReInvite { sdp } | CallAction::SendInvite { sdp } => sdp,
+        CallAction::Answer { sdp }
+        | CallAction::SendReInvite { sdp }
+        | CallAction::SendInvite { sdp } => sdp,
         CallAction::AnswerReOffer { sdp: Some(sdp), .. } => sdp,
         other => panic!("no sdp in {other:?}"),
     }
@@ -98,7 +105,9 @@ fn sdp_of(a: &CallAction) -> &str {
 #[test]
 fn answer_then_peer_bye() {
     let mut h = Harness::inbound(0);
-    let acts = h.send(CallEvent::Invite { sdp: Some(offer("sendrecv", 1)) });
+    let acts = h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
     assert_eq!(acts.len(), 2, "{acts:?}");
     assert!(sdp_of(&acts[0]).contains("m=audio 20000 RTP/AVP 0 101\r\n"));
     match &acts[1] {
@@ -111,7 +120,12 @@ fn answer_then_peer_bye() {
     assert_eq!(h.ctl.snapshot().state, "answered");
     h.send(CallEvent::Ack);
     let acts = h.send(CallEvent::PeerBye);
-    assert_eq!(acts, [CallAction::Ended { reason: EndReason::PeerBye }]);
+    assert_eq!(
+        acts,
+        [CallAction::Ended {
+            reason: EndReason::PeerBye
+        }]
+    );
     assert!(h.ctl.is_ended());
     assert_eq!(h.ctl.poll_timeout(), None);
 }
@@ -120,20 +134,36 @@ fn answer_then_peer_bye() {
 fn no_common_codec_is_488_with_warning() {
     let mut h = Harness::inbound(0);
     let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
-    let acts = h.send(CallEvent::Invite { sdp: Some(g729.into()) });
+    let acts = h.send(CallEvent::Invite {
+        sdp: Some(g729.into()),
+    });
     match &acts[0] {
-        CallAction::Reject { status: 488, warning: Some(w), .. } => {
+        CallAction::Reject {
+            status: 488,
+            warning: Some(w),
+            ..
+        } => {
             assert!(w.starts_with("305 warmline \""), "{w}")
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(acts[1], CallAction::Ended { reason: EndReason::Rejected });
+    assert_eq!(
+        acts[1],
+        CallAction::Ended {
+            reason: EndReason::Rejected
+        }
+    );
 }
 
 #[test]
 fn ring_then_answer_on_the_virtual_clock() {
     let mut h = Harness::inbound(1500);
-    assert_eq!(h.send(CallEvent::Invite { sdp: Some(offer("sendrecv", 1)) }), [CallAction::Ring]);
+    assert_eq!(
+        h.send(CallEvent::Invite {
+            sdp: Some(offer("sendrecv", 1))
+        }),
+        [CallAction::Ring]
+    );
     assert!(h.advance(Duration::from_millis(1499)).is_empty());
     let acts = h.advance(Duration::from_millis(1));
     assert!(matches!(acts[0], CallAction::Answer { .. }), "{acts:?}");
@@ -142,10 +172,17 @@ fn ring_then_answer_on_the_virtual_clock() {
 #[test]
 fn cancel_while_ringing_ends_without_answer() {
     let mut h = Harness::inbound(5000);
-    h.send(CallEvent::Invite { sdp: Some(offer("sendrecv", 1)) });
+    h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
     h.advance(Duration::from_secs(1));
     let acts = h.send(CallEvent::PeerCancel);
-    assert_eq!(acts, [CallAction::Ended { reason: EndReason::PeerCancel }]);
+    assert_eq!(
+        acts,
+        [CallAction::Ended {
+            reason: EndReason::PeerCancel
+        }]
+    );
     // the answer timer must not fire afterwards
     assert!(h.advance(Duration::from_secs(10)).is_empty());
 }
@@ -165,15 +202,23 @@ fn delayed_offer_is_answered_with_a_single_codec_offer() {
 #[test]
 fn peer_hold_and_resume_per_rfc_6337() {
     let mut h = Harness::answered_call();
-    let acts = h.send(CallEvent::ReOffer { sdp: Some(offer("sendonly", 2)) });
+    let acts = h.send(CallEvent::ReOffer {
+        sdp: Some(offer("sendonly", 2)),
+    });
     assert!(sdp_of(&acts[0]).contains("a=recvonly\r\n"));
-    assert!(matches!(acts[1], CallAction::MediaChanged(ref n) if n.direction == Direction::RecvOnly));
+    assert!(
+        matches!(acts[1], CallAction::MediaChanged(ref n) if n.direction == Direction::RecvOnly)
+    );
     assert!(h.ctl.snapshot().remote_hold);
 
-    let acts = h.send(CallEvent::ReOffer { sdp: Some(offer("inactive", 3)) });
+    let acts = h.send(CallEvent::ReOffer {
+        sdp: Some(offer("inactive", 3)),
+    });
     assert!(sdp_of(&acts[0]).contains("a=inactive\r\n"));
 
-    let acts = h.send(CallEvent::ReOffer { sdp: Some(offer("sendrecv", 4)) });
+    let acts = h.send(CallEvent::ReOffer {
+        sdp: Some(offer("sendrecv", 4)),
+    });
     assert!(sdp_of(&acts[0]).contains("a=sendrecv\r\n"));
     assert!(!h.ctl.snapshot().remote_hold);
 }
@@ -183,7 +228,10 @@ fn offerless_reinvite_gets_our_current_offer() {
     let mut h = Harness::answered_call();
     let acts = h.send(CallEvent::ReOffer { sdp: None });
     let sdp = sdp_of(&acts[0]);
-    assert!(sdp.contains("a=sendrecv\r\n") && sdp.contains("o=warmline 7 7 "), "{sdp}");
+    assert!(
+        sdp.contains("a=sendrecv\r\n") && sdp.contains("o=warmline 7 7 "),
+        "{sdp}"
+    );
 }
 
 #[test]
@@ -192,20 +240,32 @@ fn local_hold_and_resume_send_reinvites() {
     let acts = h.send(CallEvent::Hold);
     assert!(sdp_of(&acts[0]).contains("a=sendonly\r\n"), "{acts:?}");
     assert!(h.ctl.snapshot().reinvite_pending);
-    let acts = h.send(CallEvent::ReInviteResponse { status: 200, sdp: Some(answer_sdp("recvonly")) });
-    assert!(matches!(acts[0], CallAction::MediaChanged(ref n) if n.direction == Direction::SendOnly));
+    let acts = h.send(CallEvent::ReInviteResponse {
+        status: 200,
+        sdp: Some(answer_sdp("recvonly")),
+    });
+    assert!(
+        matches!(acts[0], CallAction::MediaChanged(ref n) if n.direction == Direction::SendOnly)
+    );
     assert!(h.ctl.snapshot().local_hold);
 
     let acts = h.send(CallEvent::Resume);
     assert!(sdp_of(&acts[0]).contains("a=sendrecv\r\n"));
-    let acts = h.send(CallEvent::ReInviteResponse { status: 200, sdp: Some(answer_sdp("sendrecv")) });
-    assert!(matches!(acts[0], CallAction::MediaChanged(ref n) if n.direction == Direction::SendRecv));
+    let acts = h.send(CallEvent::ReInviteResponse {
+        status: 200,
+        sdp: Some(answer_sdp("sendrecv")),
+    });
+    assert!(
+        matches!(acts[0], CallAction::MediaChanged(ref n) if n.direction == Direction::SendRecv)
+    );
 }
 
 #[test]
 fn hold_requested_before_ack_waits_for_confirmation() {
     let mut h = Harness::inbound(0);
-    h.send(CallEvent::Invite { sdp: Some(offer("sendrecv", 1)) });
+    h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
     assert!(h.send(CallEvent::Hold).is_empty());
     let acts = h.send(CallEvent::Ack);
     assert!(matches!(acts[0], CallAction::SendReInvite { .. }));
@@ -215,10 +275,16 @@ fn hold_requested_before_ack_waits_for_confirmation() {
 fn glare_peer_reinvite_while_ours_is_pending_gets_491() {
     let mut h = Harness::answered_call();
     h.send(CallEvent::Hold);
-    let acts = h.send(CallEvent::ReOffer { sdp: Some(offer("sendonly", 2)) });
+    let acts = h.send(CallEvent::ReOffer {
+        sdp: Some(offer("sendonly", 2)),
+    });
     assert_eq!(
         acts,
-        [CallAction::AnswerReOffer { status: 491, sdp: None, warning: None }]
+        [CallAction::AnswerReOffer {
+            status: 491,
+            sdp: None,
+            warning: None
+        }]
     );
 }
 
@@ -226,12 +292,23 @@ fn glare_peer_reinvite_while_ours_is_pending_gets_491() {
 fn glare_our_reinvite_gets_491_and_retries_within_rfc_window() {
     // Inbound: we do not own the Call-ID, so the retry comes within 0..=2 s.
     for seed in [1_u64, 2, 3, 4, 5, 1234, 987_654] {
-        let mut h = Harness { now: Instant::now(), ctl: Controller::inbound(config(0, seed)) };
-        h.send(CallEvent::Invite { sdp: Some(offer("sendrecv", 1)) });
+        let mut h = Harness {
+            now: Instant::now(),
+            ctl: Controller::inbound(config(0, seed)),
+        };
+        h.send(CallEvent::Invite {
+            sdp: Some(offer("sendrecv", 1)),
+        });
         h.send(CallEvent::Ack);
         h.send(CallEvent::Hold);
         let start = h.now;
-        assert!(h.send(CallEvent::ReInviteResponse { status: 491, sdp: None }).is_empty());
+        assert!(
+            h.send(CallEvent::ReInviteResponse {
+                status: 491,
+                sdp: None
+            })
+            .is_empty()
+        );
         let due = h.ctl.poll_timeout().expect("retry timer");
         assert!(due - start <= Duration::from_secs(2), "seed {seed}");
         let acts = h.advance(Duration::from_millis(2001));
@@ -243,48 +320,90 @@ fn glare_our_reinvite_gets_491_and_retries_within_rfc_window() {
 fn glare_owner_waits_between_2_1_and_4_seconds() {
     let mut h = Harness::outbound(77);
     h.drain();
-    h.send(CallEvent::Answered { sdp: Some(answer_sdp("sendrecv")) });
+    h.send(CallEvent::Answered {
+        sdp: Some(answer_sdp("sendrecv")),
+    });
     h.send(CallEvent::Hold);
     let start = h.now;
-    h.send(CallEvent::ReInviteResponse { status: 491, sdp: None });
+    h.send(CallEvent::ReInviteResponse {
+        status: 491,
+        sdp: None,
+    });
     let wait = h.ctl.poll_timeout().unwrap() - start;
-    assert!(wait >= Duration::from_millis(2100) && wait <= Duration::from_secs(4), "{wait:?}");
+    assert!(
+        wait >= Duration::from_millis(2100) && wait <= Duration::from_secs(4),
+        "{wait:?}"
+    );
 }
 
 #[test]
 fn glare_retry_is_skipped_when_wish_reverted_meanwhile() {
     let mut h = Harness::answered_call();
     h.send(CallEvent::Hold);
-    h.send(CallEvent::ReInviteResponse { status: 491, sdp: None });
+    h.send(CallEvent::ReInviteResponse {
+        status: 491,
+        sdp: None,
+    });
     h.send(CallEvent::Resume);
-    assert!(h.advance(Duration::from_secs(3)).is_empty(), "nothing left to change");
+    assert!(
+        h.advance(Duration::from_secs(3)).is_empty(),
+        "nothing left to change"
+    );
 }
 
 #[test]
 fn refused_hold_is_not_retried_forever() {
     let mut h = Harness::answered_call();
     h.send(CallEvent::Hold);
-    assert!(h.send(CallEvent::ReInviteResponse { status: 488, sdp: None }).is_empty());
+    assert!(
+        h.send(CallEvent::ReInviteResponse {
+            status: 488,
+            sdp: None
+        })
+        .is_empty()
+    );
     assert!(h.advance(Duration::from_secs(60)).is_empty());
     // resuming matches the settled state (nothing to send); a fresh hold wish is tried again
     assert!(h.send(CallEvent::Resume).is_empty());
     let acts = h.send(CallEvent::Hold);
-    assert!(matches!(acts[0], CallAction::SendReInvite { .. }), "{acts:?}");
+    assert!(
+        matches!(acts[0], CallAction::SendReInvite { .. }),
+        "{acts:?}"
+    );
 }
 
 #[test]
 fn reinvite_481_ends_the_dialog() {
     let mut h = Harness::answered_call();
     h.send(CallEvent::Hold);
-    let acts = h.send(CallEvent::ReInviteResponse { status: 481, sdp: None });
-    assert_eq!(acts, [CallAction::SendBye, CallAction::Ended { reason: EndReason::DialogFailed }]);
+    let acts = h.send(CallEvent::ReInviteResponse {
+        status: 481,
+        sdp: None,
+    });
+    assert_eq!(
+        acts,
+        [
+            CallAction::SendBye,
+            CallAction::Ended {
+                reason: EndReason::DialogFailed
+            }
+        ]
+    );
 }
 
 #[test]
 fn local_hangup_sends_bye() {
     let mut h = Harness::answered_call();
     let acts = h.send(CallEvent::Hangup);
-    assert_eq!(acts, [CallAction::SendBye, CallAction::Ended { reason: EndReason::LocalBye }]);
+    assert_eq!(
+        acts,
+        [
+            CallAction::SendBye,
+            CallAction::Ended {
+                reason: EndReason::LocalBye
+            }
+        ]
+    );
 }
 
 #[test]
@@ -294,10 +413,15 @@ fn outbound_answered() {
     let acts = h.drain();
     assert!(sdp_of(&acts[0]).contains("m=audio 20000 RTP/AVP 0 8 111 101 102\r\n"));
     h.send(CallEvent::Progress { status: 180 });
-    let acts = h.send(CallEvent::Answered { sdp: Some(answer_sdp("sendrecv")) });
+    let acts = h.send(CallEvent::Answered {
+        sdp: Some(answer_sdp("sendrecv")),
+    });
     assert!(matches!(acts[0], CallAction::MediaChanged(_)));
     assert_eq!(acts[1], CallAction::Outcome(OriginateOutcome::Answered));
-    assert!(h.advance(Duration::from_secs(60)).is_empty(), "ring timer must be gone");
+    assert!(
+        h.advance(Duration::from_secs(60)).is_empty(),
+        "ring timer must be gone"
+    );
 }
 
 #[test]
@@ -307,9 +431,20 @@ fn outbound_ring_timeout_cancels_with_no_answer() {
     h.send(CallEvent::Progress { status: 180 });
     assert!(h.advance(Duration::from_millis(19_999)).is_empty());
     let acts = h.advance(Duration::from_millis(1));
-    assert_eq!(acts, [CallAction::CancelInvite, CallAction::Outcome(OriginateOutcome::NoAnswer)]);
+    assert_eq!(
+        acts,
+        [
+            CallAction::CancelInvite,
+            CallAction::Outcome(OriginateOutcome::NoAnswer)
+        ]
+    );
     let acts = h.send(CallEvent::Failed { status: 487 });
-    assert_eq!(acts, [CallAction::Ended { reason: EndReason::NotAnswered }]);
+    assert_eq!(
+        acts,
+        [CallAction::Ended {
+            reason: EndReason::NotAnswered
+        }]
+    );
 }
 
 #[test]
@@ -317,8 +452,18 @@ fn outbound_answer_racing_cancel_is_hung_up() {
     let mut h = Harness::outbound(1);
     h.drain();
     h.advance(Duration::from_secs(20));
-    let acts = h.send(CallEvent::Answered { sdp: Some(answer_sdp("sendrecv")) });
-    assert_eq!(acts, [CallAction::SendBye, CallAction::Ended { reason: EndReason::NotAnswered }]);
+    let acts = h.send(CallEvent::Answered {
+        sdp: Some(answer_sdp("sendrecv")),
+    });
+    assert_eq!(
+        acts,
+        [
+            CallAction::SendBye,
+            CallAction::Ended {
+                reason: EndReason::NotAnswered
+            }
+        ]
+    );
 }
 
 #[test]
@@ -327,8 +472,20 @@ fn outbound_typed_failures() {
         (486, OriginateOutcome::Busy { status: 486 }),
         (600, OriginateOutcome::Busy { status: 600 }),
         (480, OriginateOutcome::NoAnswer),
-        (603, OriginateOutcome::Rejected { status: 603, reason: "Decline".into() }),
-        (404, OriginateOutcome::Rejected { status: 404, reason: "Not Found".into() }),
+        (
+            603,
+            OriginateOutcome::Rejected {
+                status: 603,
+                reason: "Decline".into(),
+            },
+        ),
+        (
+            404,
+            OriginateOutcome::Rejected {
+                status: 404,
+                reason: "Not Found".into(),
+            },
+        ),
     ];
     for (status, expect) in cases {
         let mut h = Harness::outbound(1);
@@ -338,8 +495,15 @@ fn outbound_typed_failures() {
     }
     let mut h = Harness::outbound(1);
     h.drain();
-    let acts = h.send(CallEvent::Unreachable { reason: "timer B".into() });
-    assert_eq!(acts[0], CallAction::Outcome(OriginateOutcome::Unreachable { reason: "timer B".into() }));
+    let acts = h.send(CallEvent::Unreachable {
+        reason: "timer B".into(),
+    });
+    assert_eq!(
+        acts[0],
+        CallAction::Outcome(OriginateOutcome::Unreachable {
+            reason: "timer B".into()
+        })
+    );
 }
 
 #[test]
@@ -347,9 +511,14 @@ fn outbound_answer_without_usable_sdp_is_hung_up() {
     let mut h = Harness::outbound(1);
     h.drain();
     let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 18\r\n";
-    let acts = h.send(CallEvent::Answered { sdp: Some(g729.into()) });
+    let acts = h.send(CallEvent::Answered {
+        sdp: Some(g729.into()),
+    });
     assert_eq!(acts[0], CallAction::SendBye);
-    assert!(matches!(acts[1], CallAction::Outcome(OriginateOutcome::Rejected { status: 488, .. })));
+    assert!(matches!(
+        acts[1],
+        CallAction::Outcome(OriginateOutcome::Rejected { status: 488, .. })
+    ));
 }
 
 #[test]
@@ -357,13 +526,27 @@ fn outbound_hangup_before_answer_cancels() {
     let mut h = Harness::outbound(1);
     h.drain();
     let acts = h.send(CallEvent::Hangup);
-    assert_eq!(acts, [CallAction::CancelInvite, CallAction::Outcome(OriginateOutcome::Cancelled)]);
+    assert_eq!(
+        acts,
+        [
+            CallAction::CancelInvite,
+            CallAction::Outcome(OriginateOutcome::Cancelled)
+        ]
+    );
 }
 
 #[test]
 fn events_and_actions_serialize_for_the_audit_trail() {
-    let ev = serde_json::to_string(&CallEvent::ReInviteResponse { status: 491, sdp: None }).unwrap();
-    assert_eq!(ev, r#"{"event":"re_invite_response","status":491,"sdp":null}"#);
-    let act = serde_json::to_string(&CallAction::Outcome(OriginateOutcome::Busy { status: 486 })).unwrap();
+    let ev = serde_json::to_string(&CallEvent::ReInviteResponse {
+        status: 491,
+        sdp: None,
+    })
+    .unwrap();
+    assert_eq!(
+        ev,
+        r#"{"event":"re_invite_response","status":491,"sdp":null}"#
+    );
+    let act = serde_json::to_string(&CallAction::Outcome(OriginateOutcome::Busy { status: 486 }))
+        .unwrap();
     assert_eq!(act, r#"{"action":"outcome","outcome":"busy","status":486}"#);
 }

@@ -76,7 +76,10 @@ mod tests {
     #[test]
     fn empty_allow_list_admits_anyone_until_full() {
         let a = Admission::new(vec![], 2, 5);
-        assert_eq!(a.check("198.51.100.7".parse().unwrap(), 1, false), Verdict::Admit);
+        assert_eq!(
+            a.check("198.51.100.7".parse().unwrap(), 1, false),
+            Verdict::Admit
+        );
         assert_eq!(
             a.check("198.51.100.7".parse().unwrap(), 2, false),
             Verdict::Reject {
@@ -90,7 +93,10 @@ mod tests {
     #[test]
     fn source_outside_allow_list_is_forbidden_even_when_idle() {
         let a = Admission::new(nets(&["127.0.0.0/8", "::1/128"]), 10, 5);
-        assert_eq!(a.check("127.0.0.2".parse().unwrap(), 0, false), Verdict::Admit);
+        assert_eq!(
+            a.check("127.0.0.2".parse().unwrap(), 0, false),
+            Verdict::Admit
+        );
         assert_eq!(a.check("::1".parse().unwrap(), 0, false), Verdict::Admit);
         assert!(matches!(
             a.check("10.1.2.3".parse().unwrap(), 0, false),
@@ -101,7 +107,10 @@ mod tests {
     #[test]
     fn v4_mapped_v6_source_matches_v4_rule() {
         let a = Admission::new(nets(&["127.0.0.0/8"]), 10, 5);
-        assert_eq!(a.check("::ffff:127.0.0.1".parse().unwrap(), 0, false), Verdict::Admit);
+        assert_eq!(
+            a.check("::ffff:127.0.0.1".parse().unwrap(), 0, false),
+            Verdict::Admit
+        );
     }
 
     #[test]
@@ -109,7 +118,11 @@ mod tests {
         let a = Admission::new(vec![], 10, 7);
         assert!(matches!(
             a.check("127.0.0.1".parse().unwrap(), 0, true),
-            Verdict::Reject { status: 503, retry_after: Some(7), .. }
+            Verdict::Reject {
+                status: 503,
+                retry_after: Some(7),
+                ..
+            }
         ));
     }
 }

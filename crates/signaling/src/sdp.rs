@@ -215,8 +215,7 @@ impl SdpSession {
         let mut chosen: Option<(usize, Negotiated)> = None;
         let mut first_error = NegotiationError::NoAudio;
         for (index, md) in sd.media_descriptions.iter().enumerate() {
-            if chosen.is_some() || md.media_name.media != "audio" || md.media_name.port.value == 0
-            {
+            if chosen.is_some() || md.media_name.media != "audio" || md.media_name.port.value == 0 {
                 continue;
             }
             match self.accept_offered(&sd, md, want) {
@@ -333,9 +332,12 @@ impl SdpSession {
                     });
                     continue;
                 }
-                Some((enc, rate)) => self.local.codecs.iter().copied().find(|c| {
-                    c.encoding().eq_ignore_ascii_case(enc) && c.clock_rate() == rate
-                }),
+                Some((enc, rate)) => self
+                    .local
+                    .codecs
+                    .iter()
+                    .copied()
+                    .find(|c| c.encoding().eq_ignore_ascii_case(enc) && c.clock_rate() == rate),
                 // Static payload types need no rtpmap (RFC 3551 table 4).
                 None => match pt {
                     0 => Some(CodecName::Pcmu),
@@ -373,10 +375,7 @@ impl SdpSession {
         let offered = stream_direction(sd, md);
         // c=0.0.0.0 is RFC 2543 hold: "do not send to me", i.e. the peer is send-only.
         let (remote, offered) = match addr {
-            Some(ip) if !ip.is_unspecified() => (
-                Some(SocketAddr::new(ip, port_of(md))),
-                offered,
-            ),
+            Some(ip) if !ip.is_unspecified() => (Some(SocketAddr::new(ip, port_of(md))), offered),
             _ => (None, offered.narrowed_by(Direction::SendOnly)),
         };
         Ok(Negotiated {
@@ -456,7 +455,12 @@ fn write_rtpmap(media: &mut String, pt: u8, c: CodecName) {
             c.channels()
         );
     } else {
-        let _ = write!(media, "a=rtpmap:{pt} {}/{}\r\n", c.encoding(), c.clock_rate());
+        let _ = write!(
+            media,
+            "a=rtpmap:{pt} {}/{}\r\n",
+            c.encoding(),
+            c.clock_rate()
+        );
     }
     if c == CodecName::Opus {
         let _ = write!(media, "a=fmtp:{pt} minptime=10;useinbandfec=1\r\n");
@@ -540,8 +544,20 @@ mod tests {
     fn answer_keeps_offerer_preference_and_telephone_event() {
         let mut s = all();
         let (sdp, n) = s.answer(PBX_OFFER, Direction::SendRecv).unwrap();
-        assert_eq!(n.codec, Codec { name: CodecName::Pcma, payload_type: 8 });
-        assert_eq!(n.telephone_event, Some(TelephoneEvent { payload_type: 101, clock_rate: 8000 }));
+        assert_eq!(
+            n.codec,
+            Codec {
+                name: CodecName::Pcma,
+                payload_type: 8
+            }
+        );
+        assert_eq!(
+            n.telephone_event,
+            Some(TelephoneEvent {
+                payload_type: 101,
+                clock_rate: 8000
+            })
+        );
         assert_eq!(n.remote, Some("198.51.100.5:4000".parse().unwrap()));
         assert_eq!(n.direction, Direction::SendRecv);
         assert!(sdp.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{sdp}");
@@ -560,7 +576,13 @@ mod tests {
     fn static_payload_types_need_no_rtpmap() {
         let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
         let (_, n) = all().answer(offer, Direction::SendRecv).unwrap();
-        assert_eq!(n.codec, Codec { name: CodecName::Pcmu, payload_type: 0 });
+        assert_eq!(
+            n.codec,
+            Codec {
+                name: CodecName::Pcmu,
+                payload_type: 0
+            }
+        );
         assert_eq!(n.telephone_event, None);
     }
 
@@ -568,8 +590,20 @@ mod tests {
     fn dynamic_opus_keeps_the_offerers_payload_type() {
         let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 96 97 0\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:97 telephone-event/48000\r\n";
         let (sdp, n) = all().answer(offer, Direction::SendRecv).unwrap();
-        assert_eq!(n.codec, Codec { name: CodecName::Opus, payload_type: 96 });
-        assert_eq!(n.telephone_event, Some(TelephoneEvent { payload_type: 97, clock_rate: 48000 }));
+        assert_eq!(
+            n.codec,
+            Codec {
+                name: CodecName::Opus,
+                payload_type: 96
+            }
+        );
+        assert_eq!(
+            n.telephone_event,
+            Some(TelephoneEvent {
+                payload_type: 97,
+                clock_rate: 48000
+            })
+        );
         assert!(sdp.contains("a=rtpmap:96 opus/48000/2\r\n"), "{sdp}");
     }
 
@@ -603,12 +637,18 @@ mod tests {
         let m: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
         assert_eq!(
             m,
-            ["m=video 0 RTP/AVP 96", "m=audio 20000 RTP/AVP 0", "m=audio 0 RTP/AVP 0"]
+            [
+                "m=video 0 RTP/AVP 96",
+                "m=audio 20000 RTP/AVP 0",
+                "m=audio 0 RTP/AVP 0"
+            ]
         );
     }
 
     fn with_dir(dir: &str) -> String {
-        format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na={dir}\r\n")
+        format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na={dir}\r\n"
+        )
     }
 
     #[test]
@@ -658,14 +698,19 @@ mod tests {
     fn our_offer_and_their_answer() {
         let mut s = all();
         let offer = s.initial_offer(Direction::SendRecv);
-        assert!(offer.contains("m=audio 20000 RTP/AVP 0 8 111 101 102\r\n"), "{offer}");
+        assert!(
+            offer.contains("m=audio 20000 RTP/AVP 0 8 111 101 102\r\n"),
+            "{offer}"
+        );
         let answer = "v=0\r\no=uas 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
         let n = s.accept_answer(answer, Direction::SendRecv).unwrap();
         assert_eq!(n.codec.name, CodecName::Pcma);
         assert_eq!(n.remote, Some("127.0.0.1:7000".parse().unwrap()));
         let held = "v=0\r\no=uas 5 6 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\na=recvonly\r\n";
         assert_eq!(
-            s.accept_answer(held, Direction::SendOnly).unwrap().direction,
+            s.accept_answer(held, Direction::SendOnly)
+                .unwrap()
+                .direction,
             Direction::SendOnly
         );
         let refused = "v=0\r\no=uas 5 6 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\n";

@@ -103,7 +103,9 @@ pub fn triage(datagram: &[u8]) -> Triage {
         (Some(uri), Some(version), None) => {
             if !version.eq_ignore_ascii_case("SIP/2.0") {
                 Some((505, "Version Not Supported".to_string()))
-            } else if !(uri.starts_with("sip:") || uri.starts_with("sips:") || uri.starts_with("tel:"))
+            } else if !(uri.starts_with("sip:")
+                || uri.starts_with("sips:")
+                || uri.starts_with("tel:"))
             {
                 Some((416, "Unsupported URI Scheme".to_string()))
             } else {
@@ -307,7 +309,9 @@ mod tests {
         assert!(matches!(triage(b"\xff\xfe garbage"), Triage::Drop { .. }));
         let no_via = GOOD.replace("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n", "");
         assert!(matches!(triage(no_via.as_bytes()), Triage::Drop { .. }));
-        let bad_ack = GOOD.replace("INVITE sip", "ACK sip").replace("1 INVITE", "x ACK");
+        let bad_ack = GOOD
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "x ACK");
         assert!(matches!(triage(bad_ack.as_bytes()), Triage::Drop { .. }));
     }
 

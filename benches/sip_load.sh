@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# SIP call-setup load: SIPp `uac` basic calls (INVITE/200/ACK/BYE, no media) against warmline,
+# stepping the rate up until more than 0.1 % of calls fail. Prints, per step: calls, failures,
+# call-setup p50/p95 (INVITE sent -> 200 received, SIPp resolution 1 ms), warmline CPU, kernel UDP drops. Then the
+# same against SIPp's own `uas` (the generator's ceiling) and the ratio warmline / ceiling.
+#   benches/sip_load.sh [RATES...]      (default: 500 1000 2000 2500 3000 4000 5000 6000 7000)
+# Env: STEP_S (seconds per step, default 5). Loopback only; every step bounded by -m and timeout.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+rates=("$@"); [ ${#rates[@]} -eq 0 ] && rates=(500 1000 2000 2500 3000 4000 5000 6000 7000)
+step_s=${STEP_S:-5}
+work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 2; }
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
+cat >"$work/wl.toml" <<TOML
+[sip]
+listen = ["udp:127.0.0.1:5960"]
+max_calls = 20000
+[media]
+rtp_port_range = [20000, 39999]
+[http]
+listen = ""
+[log]
+level = "warn"
+TOML
+
+udp_drops() { awk '/^Udp:/ {n++; if (n==2) print $6}' /proc/net/snmp; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# step TARGET LABEL RATE -> prints one line, returns 0 when clean (<= 0.1 % failed)
+step() {
+  local target=$1 label=$2 rate=$3 pid=${4:-} calls=$(( $3 * step_s ))
+  local d0 c0=0 c1=0
+  d0=$(udp_drops); [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+  (cd "$work" && rm -f ./*_rtt.csv && timeout $((step_s * 4 + 30)) sipp "$target" -sf "$root/sipp-scenarios/uac_load.xml" \
+      -i 127.0.0.1 -p 5961 -r "$rate" -m "$calls" -l $((rate * 4)) -nostdin -timeout $((step_s * 3 + 20))s \
+      -trace_rtt -rtt_freq 100 >"$work/out.txt" 2>&1) || true
+  [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
+  local ok fail
+  ok=$(grep -E '^ +Successful call' "$work/out.txt" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+  fail=$(grep -E '^ +Failed call' "$work/out.txt" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+  ok=${ok:-0}; fail=${fail:-0}
+  local lost=$(( calls - ok - fail )); [ $lost -gt 0 ] && fail=$((fail + lost))
+  local p50 p95
+  read -r p50 p95 < <(cat "$work"/*_rtt.csv 2>/dev/null | awk -F';' 'NR>1 && $2 ~ /^[0-9.]+$/ {print $2}' | sort -n |
+    awk '{v[NR]=$1} END {if (NR==0) {print "- -"} else {a=int(NR*0.5)+1; b=int(NR*0.95)+1; if (a>NR) a=NR; if (b>NR) b=NR; printf "%.2f %.2f\n", v[a], v[b]}}')
+  local cpu="-"
+  [ -n "$pid" ] && cpu=$(awk -v t=$((c1 - c0)) -v s="$step_s" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f%%", 100 * t / hz / s}')
+  printf '%-9s rate %5d cps  calls %6d  failed %5d  setup p50 %6s ms  p95 %6s ms  cpu %5s  udp drops %s\n' \
+    "$label" "$rate" "$calls" "$fail" "$p50" "$p95" "$cpu" $(( $(udp_drops) - d0 ))
+  echo "$p95" >"$work/last_p95"
+  [ $((fail * 1000)) -le "$calls" ]
+}
+
+climb() { # TARGET LABEL PID -> echoes "best_rate p95"
+  local best=0 best_p95="-"
+  for r in "${rates[@]}"; do
+    if step "$1" "$2" "$r" "${3:-}" >&2; then best=$r; best_p95=$(cat "$work/last_p95"); else break; fi
+  done
+  echo "$best $best_p95"
+}
+
+"$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
+wl=$!
+sleep 1
+read -r wl_best wl_p95 < <(climb 127.0.0.1:5960 warmline "$wl")
+kill -TERM $wl; wait $wl 2>/dev/null || true
+
+(cd "$work" && sipp -sn uas -i 127.0.0.1 -p 5970 -nostdin -bg >/dev/null 2>&1)
+sleep 1
+read -r uas_best uas_p95 < <(climb 127.0.0.1:5970 sipp-uas)
+pkill -f 'sipp -sn uas -i 127.0.0.1 -p 5970' || true
+
+echo
+echo "warmline: highest clean rate ${wl_best} cps (setup p95 ${wl_p95} ms)"
+echo "sipp uas ceiling: ${uas_best} cps (setup p95 ${uas_p95} ms)"
+awk -v a="$wl_best" -v b="$uas_best" 'BEGIN {if (b > 0) printf "ratio warmline / ceiling: %.2f\n", a / b}'
