@@ -64,9 +64,9 @@ climb() { # TARGET LABEL PID -> echoes "best_rate p95"
 wl=$!
 sleep 1
 read -r wl_best wl_p95 < <(climb 127.0.0.1:5960 warmline "$wl")
-kill -TERM $wl; wait $wl 2>/dev/null || true
+kill -KILL $wl; wait $wl 2>/dev/null || true
 
-(cd "$work" && sipp -sn uas -i 127.0.0.1 -p 5970 -nostdin -bg >/dev/null 2>&1)
+(cd "$work" && sipp -sn uas -i 127.0.0.1 -p 5970 -nostdin -bg >/dev/null 2>&1) || true
 sleep 1
 read -r uas_best uas_p95 < <(climb 127.0.0.1:5970 sipp-uas)
 pkill -f 'sipp -sn uas -i 127.0.0.1 -p 5970' || true
