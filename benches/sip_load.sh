@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rates=("$@"); [ ${#rates[@]} -eq 0 ] && rates=(500 1000 2000 2500 3000 4000 5000 6000 7000)
 step_s=${STEP_S:-5}
-work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 2; }
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
 cat >"$work/wl.toml" <<TOML
