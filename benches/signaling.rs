@@ -18,7 +18,7 @@ fn invite() -> String {
 
 fn local() -> LocalMedia {
     LocalMedia {
-        addr: "127.0.0.1".parse().expect("ip"),
+        addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         port: 20000,
         codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
     }
