@@ -1,0 +1,575 @@
+//! One RTP party: what we negotiated with it, where its packets come from (symmetric RTP),
+//! reception statistics (RFC 3550 A.1/A.8), and the single SSRC/sequence/timestamp space of
+//! everything we send it, whatever the source (prompt, hold audio, relay, transcode).
+
+use crate::codec::{Decoder, Encoder, frame_samples, pcm_rate};
+use crate::jitter::{JitterBuffer, JitterSettings, JitterStats};
+use bytes::Bytes;
+use rtcp::receiver_report::ReceiverReport;
+use rtcp::reception_report::ReceptionReport;
+use rtcp::sender_report::SenderReport;
+use rtp::header::Header;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use warmline_signaling::{CodecName, Direction, Negotiated};
+use webrtc_util::marshal::{Marshal, MarshalSize, Unmarshal};
+
+/// What the leg was told by the last offer/answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegMedia {
+    pub codec: CodecName,
+    pub payload_type: u8,
+    /// Telephone-event payload type and clock, when negotiated.
+    pub dtmf: Option<(u8, u32)>,
+    /// From SDP; replaced by the source of the peer's packets once they arrive.
+    pub remote: Option<SocketAddr>,
+    pub direction: Direction,
+}
+
+impl From<&Negotiated> for LegMedia {
+    fn from(n: &Negotiated) -> Self {
+        Self {
+            codec: n.codec.name,
+            payload_type: n.codec.payload_type,
+            dtmf: n.telephone_event.map(|t| (t.payload_type, t.clock_rate)),
+            remote: n.remote,
+            direction: n.direction,
+        }
+    }
+}
+
+/// Counters a leg exposes to the API, logs and metrics.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LegStats {
+    pub packets_in: u64,
+    pub octets_in: u64,
+    pub packets_out: u64,
+    pub octets_out: u64,
+    /// Expected minus received (RFC 3550 A.3), cumulative.
+    pub lost: i64,
+    pub duplicates_or_reordered: u64,
+    pub jitter_ms: f64,
+    pub relayed: u64,
+    pub dtmf_in: u64,
+    pub dtmf_out: u64,
+    pub rtcp_in: u64,
+    pub rtcp_out: u64,
+    /// Packets dropped: wrong payload type or unparsable.
+    pub rejected: u64,
+    pub relatched: u64,
+    pub jitter_buffer: JitterStats,
+    pub latched: Option<SocketAddr>,
+}
+
+/// What one inbound datagram turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound<'a> {
+    Audio {
+        header: Header,
+        payload: &'a [u8],
+    },
+    Dtmf {
+        header: Header,
+        payload: &'a [u8],
+    },
+    /// Comfort noise or anything else we accept but do not play.
+    Ignored,
+}
+
+#[derive(Debug, Default)]
+struct RxState {
+    ssrc: Option<u32>,
+    base_seq: u32,
+    max_seq: u16,
+    cycles: u32,
+    received: u64,
+    expected_prior: u64,
+    received_prior: u64,
+    epoch: Option<Instant>,
+    transit: Option<i64>,
+    jitter: f64,
+    last_rx: Option<Instant>,
+    /// Middle 32 bits of the last SR's NTP time, and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+}
+
+impl RxState {
+    fn ext_max(&self) -> u64 {
+        u64::from(self.cycles) + u64::from(self.max_seq)
+    }
+
+    fn expected(&self) -> u64 {
+        (self.ext_max() + 1).saturating_sub(u64::from(self.base_seq))
+    }
+}
+
+#[derive(Debug)]
+struct TxState {
+    ssrc: u32,
+    next_seq: u16,
+    last_ts: u32,
+    last_at: Option<Instant>,
+    /// The inbound SSRC we are relaying, with the offsets mapping it into our space.
+    relay: Option<(u32, u16, u32)>,
+    packets: u32,
+    octets: u32,
+}
+
+/// One RTP party. Owned by a [`crate::Session`]; never shared.
+#[derive(Debug)]
+pub struct Leg {
+    media: Option<LegMedia>,
+    rate: u32,
+    latched: Option<SocketAddr>,
+    latched_rtcp: Option<SocketAddr>,
+    rx: RxState,
+    tx: TxState,
+    pub(crate) decoder: Option<Decoder>,
+    pub(crate) encoder: Option<Encoder>,
+    pub(crate) jitter: JitterBuffer,
+    jitter_settings: JitterSettings,
+    configured_at: Option<Instant>,
+    next_rtcp: Option<Instant>,
+    pub(crate) stats: LegStats,
+}
+
+/// Everything a leg needs at creation; the randomness comes from the driver.
+#[derive(Debug, Clone, Copy)]
+pub struct LegOptions {
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_ts: u32,
+    pub jitter: JitterSettings,
+}
+
+pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LegError {
+    #[error(transparent)]
+    Codec(#[from] crate::codec::CodecError),
+}
+
+impl Leg {
+    pub fn new(opts: LegOptions) -> Self {
+        Self {
+            media: None,
+            rate: 8000,
+            latched: None,
+            latched_rtcp: None,
+            rx: RxState::default(),
+            tx: TxState {
+                ssrc: opts.ssrc,
+                next_seq: opts.initial_seq,
+                last_ts: opts.initial_ts,
+                last_at: None,
+                relay: None,
+                packets: 0,
+                octets: 0,
+            },
+            decoder: None,
+            encoder: None,
+            jitter: JitterBuffer::new(8000, opts.jitter),
+            jitter_settings: opts.jitter,
+            configured_at: None,
+            next_rtcp: None,
+            stats: LegStats::default(),
+        }
+    }
+
+    pub fn media(&self) -> Option<&LegMedia> {
+        self.media.as_ref()
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.tx.ssrc
+    }
+
+    /// RTP clock (= PCM rate) of the negotiated codec.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    pub fn frame_samples(&self) -> usize {
+        frame_samples(self.rate)
+    }
+
+    /// Apply a new offer/answer. A codec change rebuilds codecs and the jitter buffer; the
+    /// SSRC and sequence space carry on.
+    pub fn configure(&mut self, now: Instant, media: LegMedia) -> Result<(), LegError> {
+        let codec_changed = self.media.as_ref().is_none_or(|m| m.codec != media.codec);
+        if codec_changed {
+            self.rate = pcm_rate(media.codec);
+            self.decoder = Some(Decoder::new(media.codec)?);
+            self.encoder = Some(Encoder::new(media.codec)?);
+            self.jitter = JitterBuffer::new(self.rate, self.jitter_settings);
+        }
+        // A new address in SDP (re-INVITE moved the media) wins until packets say otherwise.
+        if self.media.as_ref().and_then(|m| m.remote) != media.remote {
+            self.latched = None;
+            self.latched_rtcp = None;
+        }
+        self.media = Some(media);
+        // The silence timer restarts with every renegotiation (resume from hold).
+        self.configured_at = Some(now);
+        self.next_rtcp.get_or_insert(now + RTCP_INTERVAL);
+        Ok(())
+    }
+
+    /// Where RTP goes: the latched source, else the SDP address.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.latched
+            .or_else(|| self.media.as_ref().and_then(|m| m.remote))
+    }
+
+    fn rtcp_destination(&self) -> Option<SocketAddr> {
+        self.latched_rtcp.or_else(|| {
+            self.destination().map(|mut a| {
+                a.set_port(a.port().wrapping_add(1));
+                a
+            })
+        })
+    }
+
+    pub fn sends(&self) -> bool {
+        self.media.as_ref().is_some_and(|m| m.direction.sends()) && self.destination().is_some()
+    }
+
+    pub fn receives(&self) -> bool {
+        self.media.as_ref().is_some_and(|m| m.direction.receives())
+    }
+
+    /// Parse, account and classify one datagram from the RTP socket.
+    pub fn receive<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &'a [u8],
+    ) -> Option<Inbound<'a>> {
+        let Some(media) = self.media.clone() else {
+            self.stats.rejected += 1;
+            return None;
+        };
+        let mut buf = data;
+        let Ok(header) = Header::unmarshal(&mut buf) else {
+            self.stats.rejected += 1;
+            return None;
+        };
+        if header.version != 2 {
+            self.stats.rejected += 1;
+            return None;
+        }
+        let mut payload = buf;
+        if header.padding {
+            let pad = payload.last().copied().map_or(0, usize::from);
+            if pad == 0 || pad > payload.len() {
+                self.stats.rejected += 1;
+                return None;
+            }
+            payload = &payload[..payload.len() - pad];
+        }
+        let pt = header.payload_type;
+        let is_audio = pt == media.payload_type;
+        let is_dtmf = media.dtmf.is_some_and(|(p, _)| p == pt);
+        // 13 is comfort noise (RFC 3389): accepted, keeps the call alive, not played.
+        if !is_audio && !is_dtmf && pt != 13 {
+            self.stats.rejected += 1;
+            return None;
+        }
+        // Symmetric RTP (RFC 4961): answer to where the packets come from, which is what
+        // gets through a NAT.
+        if self.latched != Some(from) {
+            if self.latched.is_some() {
+                self.stats.relatched += 1;
+            }
+            self.latched = Some(from);
+            self.stats.latched = Some(from);
+        }
+        self.account(now, &header, data.len());
+        Some(if is_audio {
+            Inbound::Audio { header, payload }
+        } else if is_dtmf {
+            Inbound::Dtmf { header, payload }
+        } else {
+            Inbound::Ignored
+        })
+    }
+
+    fn account(&mut self, now: Instant, h: &Header, len: usize) {
+        let rx = &mut self.rx;
+        rx.last_rx = Some(now);
+        self.stats.packets_in += 1;
+        self.stats.octets_in += len as u64;
+        let seq = h.sequence_number;
+        if rx.ssrc != Some(h.ssrc) {
+            // A new source: statistics start over (RFC 3550 A.1 init_seq).
+            *rx = RxState {
+                ssrc: Some(h.ssrc),
+                base_seq: u32::from(seq),
+                max_seq: seq,
+                last_rx: Some(now),
+                last_sr: rx.last_sr,
+                ..RxState::default()
+            };
+        } else {
+            let delta = seq.wrapping_sub(rx.max_seq);
+            if delta == 0 || delta >= 0x8000 {
+                self.stats.duplicates_or_reordered += 1;
+            } else if delta < 3000 {
+                if seq < rx.max_seq {
+                    rx.cycles += 1 << 16;
+                }
+                rx.max_seq = seq;
+            } else {
+                // A big jump: the sender restarted its sequence; follow it.
+                rx.base_seq = u32::from(seq);
+                rx.max_seq = seq;
+                rx.cycles = 0;
+                rx.received = 0;
+                rx.expected_prior = 0;
+                rx.received_prior = 0;
+            }
+        }
+        rx.received += 1;
+        let epoch = *rx.epoch.get_or_insert(now);
+        let arrival = (now.duration_since(epoch).as_micros() as u64 * u64::from(self.rate)
+            / 1_000_000) as i64;
+        let transit = arrival - i64::from(h.timestamp);
+        if let Some(prev) = rx.transit {
+            let d = (transit - prev).unsigned_abs() as f64;
+            // A timestamp jump is not jitter.
+            if d < f64::from(self.rate) {
+                rx.jitter += (d - rx.jitter) / 16.0;
+            }
+        }
+        rx.transit = Some(transit);
+        self.stats.lost = rx.expected() as i64 - rx.received as i64;
+        self.stats.jitter_ms = rx.jitter * 1000.0 / f64::from(self.rate);
+    }
+
+    /// RTCP from the peer: remember its address and the last SR for our reports.
+    pub fn receive_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let mut bytes = Bytes::copy_from_slice(data);
+        let Ok(packets) = rtcp::packet::unmarshal(&mut bytes) else {
+            self.stats.rejected += 1;
+            return;
+        };
+        self.stats.rtcp_in += 1;
+        self.latched_rtcp = Some(from);
+        for p in packets {
+            if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
+                self.rx.last_sr = Some(((sr.ntp_time >> 16) as u32, now));
+            }
+        }
+    }
+
+    /// How long the peer has been silent, counted from the last packet or the last
+    /// renegotiation, when it is supposed to be sending.
+    pub fn silent_for(&self, now: Instant) -> Option<Duration> {
+        if !self.receives() {
+            return None;
+        }
+        let since = match (self.rx.last_rx, self.configured_at) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(now.saturating_duration_since(since))
+    }
+
+    /// Sequence, timestamp and marker for a frame we generate (prompt, hold audio,
+    /// transcode). After a pause the timestamp jumps by the wall-clock gap and the marker
+    /// flags the new talk spurt (RFC 3551 §4.1).
+    pub(crate) fn stamp_generated(&mut self, now: Instant, samples: u32) -> (u16, u32, bool) {
+        let tx = &mut self.tx;
+        let (ts, marker) = match tx.last_at {
+            Some(last)
+                if tx.relay.is_none() && now.duration_since(last) <= Duration::from_millis(60) =>
+            {
+                (tx.last_ts.wrapping_add(samples), false)
+            }
+            Some(last) => (
+                tx.last_ts
+                    .wrapping_add(elapsed_samples(last, now, self.rate, samples)),
+                true,
+            ),
+            None => (tx.last_ts, true),
+        };
+        tx.relay = None;
+        let seq = tx.next_seq;
+        tx.next_seq = seq.wrapping_add(1);
+        tx.last_ts = ts;
+        tx.last_at = Some(now);
+        (seq, ts, marker)
+    }
+
+    /// Map a relayed packet into our SSRC/sequence/timestamp space. The offsets are fixed
+    /// when the relayed source starts, so its own gaps and reordering pass through.
+    pub(crate) fn stamp_relayed(&mut self, now: Instant, h: &Header) -> (u16, u32, bool) {
+        let frame = (self.rate / 50).max(1);
+        let tx = &mut self.tx;
+        let switched = tx.relay.is_none_or(|(ssrc, _, _)| ssrc != h.ssrc);
+        if switched {
+            let ts = match tx.last_at {
+                Some(last) => tx
+                    .last_ts
+                    .wrapping_add(elapsed_samples(last, now, self.rate, frame)),
+                None => tx.last_ts,
+            };
+            tx.relay = Some((
+                h.ssrc,
+                tx.next_seq.wrapping_sub(h.sequence_number),
+                ts.wrapping_sub(h.timestamp),
+            ));
+        }
+        let (_, seq_off, ts_off) = tx.relay.unwrap_or((0, 0, 0));
+        let seq = h.sequence_number.wrapping_add(seq_off);
+        let ts = h.timestamp.wrapping_add(ts_off);
+        // Only a newer packet moves our position; a reordered one keeps its place.
+        if seq.wrapping_sub(tx.next_seq) < 0x8000 || switched {
+            tx.next_seq = seq.wrapping_add(1);
+            tx.last_ts = ts;
+        }
+        tx.last_at = Some(now);
+        (seq, ts, h.marker || switched)
+    }
+
+    /// Serialise one packet of ours.
+    pub(crate) fn packet(
+        &mut self,
+        pt: u8,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let header = Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc: self.tx.ssrc,
+            ..Header::default()
+        };
+        let mut out = vec![0u8; header.marshal_size() + payload.len()];
+        let n = header.marshal_to(&mut out).unwrap_or(12);
+        out.truncate(n);
+        out.extend_from_slice(payload);
+        self.count_out(out.len(), payload.len());
+        out
+    }
+
+    /// Relay: the peer's datagram with our header fields written over it in place.
+    pub(crate) fn rewrite(
+        &mut self,
+        data: &[u8],
+        pt: u8,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload_len: usize,
+    ) -> Vec<u8> {
+        let mut out = data.to_vec();
+        out[1] = (u8::from(marker) << 7) | (pt & 0x7f);
+        out[2..4].copy_from_slice(&seq.to_be_bytes());
+        out[4..8].copy_from_slice(&ts.to_be_bytes());
+        out[8..12].copy_from_slice(&self.tx.ssrc.to_be_bytes());
+        self.stats.relayed += 1;
+        self.count_out(out.len(), payload_len);
+        out
+    }
+
+    fn count_out(&mut self, len: usize, payload: usize) {
+        self.stats.packets_out += 1;
+        self.stats.octets_out += len as u64;
+        self.tx.packets = self.tx.packets.wrapping_add(1);
+        self.tx.octets = self.tx.octets.wrapping_add(payload as u32);
+    }
+
+    /// An SR (we have sent) or RR every [`RTCP_INTERVAL`], with one report block on the
+    /// peer's stream. `ntp` is the wall clock as a 64-bit NTP timestamp.
+    pub(crate) fn poll_rtcp(&mut self, now: Instant, ntp: u64) -> Option<(SocketAddr, Vec<u8>)> {
+        let due = self.next_rtcp?;
+        if now < due {
+            return None;
+        }
+        self.next_rtcp = Some(now + RTCP_INTERVAL);
+        let to = self.rtcp_destination()?;
+        let mut reports = Vec::new();
+        if let Some(ssrc) = self.rx.ssrc {
+            let rx = &mut self.rx;
+            let expected = rx.expected();
+            let expected_interval = expected.saturating_sub(rx.expected_prior);
+            let received_interval = rx.received.saturating_sub(rx.received_prior);
+            rx.expected_prior = expected;
+            rx.received_prior = rx.received;
+            let lost_interval = expected_interval.saturating_sub(received_interval);
+            let fraction = (lost_interval << 8)
+                .checked_div(expected_interval)
+                .map_or(0, |f| f.min(255) as u8);
+            let (lsr, dlsr) = match rx.last_sr {
+                Some((mid, at)) => (mid, (now.duration_since(at).as_secs_f64() * 65536.0) as u32),
+                None => (0, 0),
+            };
+            reports.push(ReceptionReport {
+                ssrc,
+                fraction_lost: fraction,
+                total_lost: (expected.saturating_sub(rx.received)).min(0x7f_ffff) as u32,
+                last_sequence_number: rx.ext_max() as u32,
+                jitter: rx.jitter as u32,
+                last_sender_report: lsr,
+                delay: dlsr,
+            });
+        }
+        let packet: Box<dyn rtcp::packet::Packet + Send + Sync> = if self.tx.last_at.is_some() {
+            Box::new(SenderReport {
+                ssrc: self.tx.ssrc,
+                ntp_time: ntp,
+                rtp_time: self.tx.last_ts,
+                packet_count: self.tx.packets,
+                octet_count: self.tx.octets,
+                reports,
+                profile_extensions: Bytes::new(),
+            })
+        } else {
+            Box::new(ReceiverReport {
+                ssrc: self.tx.ssrc,
+                reports,
+                profile_extensions: Bytes::new(),
+            })
+        };
+        let data = packet.marshal().ok()?.to_vec();
+        self.stats.rtcp_out += 1;
+        Some((to, data))
+    }
+
+    pub fn stats(&self) -> LegStats {
+        let mut s = self.stats.clone();
+        s.jitter_buffer = self.jitter.stats();
+        s
+    }
+}
+
+/// Wall-clock gap since `last`, in RTP units, at least one frame and rounded to frames.
+fn elapsed_samples(last: Instant, now: Instant, rate: u32, frame: u32) -> u32 {
+    let us = now.duration_since(last).as_micros() as u64;
+    let samples = us * u64::from(rate) / 1_000_000;
+    let frames = ((samples + u64::from(frame) / 2) / u64::from(frame)).max(1);
+    (frames * u64::from(frame)) as u32
+}
+
+impl Leg {
+    /// Sequence number for a telephone-event packet; its timestamp is the event's.
+    pub(crate) fn stamp_event(&mut self, now: Instant) -> u16 {
+        let seq = self.tx.next_seq;
+        self.tx.next_seq = seq.wrapping_add(1);
+        self.tx.last_at = Some(now);
+        seq
+    }
+
+    /// Continue audio after an event of known length.
+    pub(crate) fn skip_to(&mut self, ts: u32) {
+        self.tx.last_ts = ts;
+    }
+}

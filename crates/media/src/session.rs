@@ -1,0 +1,545 @@
+//! [`Session`]: the media of one call, all of its legs in one owner. It relays or
+//! transcodes between bridged legs, runs playout and hold audio, decodes what the speech
+//! tap and recorder need, detects DTMF, reports silence, and emits RTCP.
+//!
+//! Driving loop (sans-IO): feed datagrams with [`Session::handle_rtp`] /
+//! [`Session::handle_rtcp`], call [`Session::handle_tick`] every 20 ms at
+//! [`Session::poll_timeout`], and drain [`Session::poll_output`] after each call.
+
+use crate::codec::frame_samples;
+use crate::dtmf::{DtmfDetector, DtmfTrain};
+use crate::jitter::Pop;
+use crate::leg::{Inbound, Leg, LegError, LegMedia, LegOptions, LegStats};
+use crate::player::{Clip, Player};
+use crate::resample::Resampler;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A leg's name within its session (the driver uses 0 for the caller, 1.. for others).
+pub type LegId = u32;
+
+/// One datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub leg: LegId,
+    pub to: SocketAddr,
+    /// To the RTCP socket rather than the RTP one.
+    pub rtcp: bool,
+    pub data: Vec<u8>,
+}
+
+/// What the controller hears about from the media plane.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MediaEvent {
+    PlayoutDone {
+        leg: LegId,
+        id: u64,
+        interrupted: bool,
+    },
+    Dtmf {
+        leg: LegId,
+        digit: char,
+    },
+    /// The leg should be sending and has not for the configured timeout.
+    RtpTimeout {
+        leg: LegId,
+        silent_ms: u64,
+    },
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Transmit),
+    /// 20 ms of the leg's inbound audio at 16 kHz mono, for the speech pipeline.
+    Tap {
+        leg: LegId,
+        pcm: Vec<i16>,
+    },
+    /// 20 ms of the leg's inbound audio at `rate`, for the call recording.
+    Record {
+        leg: LegId,
+        rate: u32,
+        pcm: Vec<i16>,
+    },
+    Event(MediaEvent),
+}
+
+/// Per-leg switches, set when the leg is added.
+#[derive(Debug, Clone, Copy)]
+pub struct LegSetup {
+    pub options: LegOptions,
+    /// Offer this leg's inbound audio to the speech tap.
+    pub tap: bool,
+    pub record: bool,
+    /// End-of-media detection; `None` disables it.
+    pub rtp_timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: LegId,
+    leg: Leg,
+    setup: LegSetup,
+    player: Player,
+    /// Hold bridge: inbound audio is neither relayed nor tapped.
+    held: bool,
+    peer: Option<LegId>,
+    dtmf_in: DtmfDetector,
+    dtmf_out: VecDeque<char>,
+    train: Option<(DtmfTrain, u32)>,
+    timeout_reported: bool,
+    /// This tick's decoded inbound frame, at the leg's rate.
+    decoded: Option<Vec<i16>>,
+    tap_resampler: Option<Resampler>,
+    /// Converts the peer's decoded audio to this leg's rate when transcoding.
+    xcode: Option<Resampler>,
+}
+
+impl Slot {
+    fn relays_from(&self, peer: &Slot) -> bool {
+        // Same codec both ways and nothing else playing: copy packets, touch headers only.
+        let same = matches!((self.leg.media(), peer.leg.media()), (Some(a), Some(b)) if a.codec == b.codec);
+        same && !self.player.is_active() && !peer.held && self.train.is_none()
+    }
+}
+
+/// All legs of one call.
+#[derive(Debug)]
+pub struct Session {
+    legs: Vec<Slot>,
+    out: VecDeque<Output>,
+    next_tick: Instant,
+    /// Instant ↔ wall clock, for RTCP sender reports.
+    ntp_base: (Instant, u64),
+}
+
+impl Session {
+    /// `unix_now` is the wall clock at `now` (for RTCP NTP timestamps).
+    pub fn new(now: Instant, unix_now: Duration) -> Self {
+        const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+        let ntp = ((unix_now.as_secs() + NTP_UNIX_OFFSET) << 32)
+            | ((u64::from(unix_now.subsec_nanos()) << 32) / 1_000_000_000);
+        Self {
+            legs: Vec::new(),
+            out: VecDeque::new(),
+            next_tick: now,
+            ntp_base: (now, ntp),
+        }
+    }
+
+    pub fn add_leg(&mut self, id: LegId, setup: LegSetup) {
+        self.remove_leg(id);
+        self.legs.push(Slot {
+            id,
+            leg: Leg::new(setup.options),
+            setup,
+            player: Player::default(),
+            held: false,
+            peer: None,
+            dtmf_in: DtmfDetector::default(),
+            dtmf_out: VecDeque::new(),
+            train: None,
+            timeout_reported: false,
+            decoded: None,
+            tap_resampler: None,
+            xcode: None,
+        });
+    }
+
+    pub fn remove_leg(&mut self, id: LegId) {
+        self.unbridge(id);
+        if let Some(i) = self.index(id) {
+            let mut slot = self.legs.swap_remove(i);
+            slot.player.stop();
+            Self::flush_finished(&mut self.out, &mut slot);
+        }
+    }
+
+    pub fn has_leg(&self, id: LegId) -> bool {
+        self.index(id).is_some()
+    }
+
+    pub fn leg_ids(&self) -> impl Iterator<Item = LegId> + '_ {
+        self.legs.iter().map(|s| s.id)
+    }
+
+    fn index(&self, id: LegId) -> Option<usize> {
+        self.legs.iter().position(|s| s.id == id)
+    }
+
+    fn slot(&mut self, id: LegId) -> Option<&mut Slot> {
+        self.legs.iter_mut().find(|s| s.id == id)
+    }
+
+    pub fn configure(&mut self, now: Instant, id: LegId, media: LegMedia) -> Result<(), LegError> {
+        let Some(s) = self.slot(id) else {
+            return Ok(());
+        };
+        s.leg.configure(now, media)?;
+        s.timeout_reported = false;
+        s.tap_resampler = None;
+        s.xcode = None;
+        Ok(())
+    }
+
+    pub fn stats(&self, id: LegId) -> Option<LegStats> {
+        self.legs.iter().find(|s| s.id == id).map(|s| s.leg.stats())
+    }
+
+    pub fn local_ssrc(&self, id: LegId) -> Option<u32> {
+        self.legs.iter().find(|s| s.id == id).map(|s| s.leg.ssrc())
+    }
+
+    /// Queue a clip on a leg; [`MediaEvent::PlayoutDone`] reports it.
+    pub fn play(&mut self, id: LegId, play_id: u64, clip: Clip) {
+        if let Some(s) = self.slot(id) {
+            s.player.enqueue(play_id, clip);
+        }
+    }
+
+    /// Barge-in: cut what plays on the leg (queued clips too).
+    pub fn stop_playout(&mut self, id: LegId) {
+        if let Some(i) = self.index(id) {
+            let s = &mut self.legs[i];
+            s.player.stop();
+            Self::flush_finished(&mut self.out, s);
+        }
+    }
+
+    /// Hold bridge: the leg hears `music` (looped, after anything queued) and what it
+    /// says is ignored. `None` takes it off hold.
+    pub fn hold(&mut self, id: LegId, music: Option<Clip>) {
+        if let Some(s) = self.slot(id) {
+            s.held = music.is_some();
+            s.player.set_loop(music);
+        }
+    }
+
+    pub fn send_dtmf(&mut self, id: LegId, digits: &str) {
+        if let Some(s) = self.slot(id) {
+            s.dtmf_out.extend(digits.chars());
+        }
+    }
+
+    /// Join two legs both ways. A leg bridged elsewhere is moved, so replacing one party
+    /// is a single call: `bridge(caller, new_agent)`.
+    pub fn bridge(&mut self, a: LegId, b: LegId) {
+        if a == b || !self.has_leg(a) || !self.has_leg(b) {
+            return;
+        }
+        self.unbridge(a);
+        self.unbridge(b);
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(s) = self.slot(x) {
+                s.peer = Some(y);
+                s.xcode = None;
+            }
+        }
+    }
+
+    pub fn unbridge(&mut self, id: LegId) {
+        let peer = self.slot(id).and_then(|s| s.peer.take());
+        if let Some(p) = peer.and_then(|p| self.slot(p)) {
+            p.peer = None;
+        }
+    }
+
+    pub fn peer(&self, id: LegId) -> Option<LegId> {
+        self.legs.iter().find(|s| s.id == id).and_then(|s| s.peer)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// One datagram from a leg's RTP socket. Relayed audio leaves at once; decoded audio
+    /// waits in the jitter buffer for the next tick.
+    pub fn handle_rtp(&mut self, now: Instant, id: LegId, from: SocketAddr, data: &[u8]) {
+        let Some(i) = self.index(id) else {
+            return;
+        };
+        let (header, payload, dtmf) = {
+            let s = &mut self.legs[i];
+            match s.leg.receive(now, from, data) {
+                Some(Inbound::Audio { header, payload }) => (header, payload, false),
+                Some(Inbound::Dtmf { header, payload }) => {
+                    if let Some(digit) = s.dtmf_in.on_packet(header.timestamp, payload) {
+                        s.leg.stats.dtmf_in += 1;
+                        self.out
+                            .push_back(Output::Event(MediaEvent::Dtmf { leg: id, digit }));
+                    }
+                    (header, payload, true)
+                }
+                Some(Inbound::Ignored) | None => return,
+            }
+        };
+        let needs_decode = self.needs_decode(i);
+        let s = &mut self.legs[i];
+        if !dtmf && needs_decode && !s.held {
+            s.leg.jitter.insert(now, header.timestamp, payload);
+        }
+        if s.held {
+            return;
+        }
+        let Some(j) = s.peer.and_then(|p| self.index(p)) else {
+            return;
+        };
+        if !self.legs[j].relays_from(&self.legs[i]) || !self.legs[j].leg.sends() {
+            return;
+        }
+        let target = &mut self.legs[j];
+        let Some(media) = target.leg.media().cloned() else {
+            return;
+        };
+        let pt = if dtmf {
+            match media.dtmf {
+                Some((pt, _)) => pt,
+                None => return,
+            }
+        } else {
+            media.payload_type
+        };
+        let Some(to) = target.leg.destination() else {
+            return;
+        };
+        let (seq, ts, marker) = target.leg.stamp_relayed(now, &header);
+        let data = target.leg.rewrite(data, pt, seq, ts, marker, payload.len());
+        self.out.push_back(Output::Transmit(Transmit {
+            leg: target.id,
+            to,
+            rtcp: false,
+            data,
+        }));
+    }
+
+    pub fn handle_rtcp(&mut self, now: Instant, id: LegId, from: SocketAddr, data: &[u8]) {
+        if let Some(s) = self.slot(id) {
+            s.leg.receive_rtcp(now, from, data);
+        }
+    }
+
+    /// A leg's inbound audio must be decoded when something consumes PCM from it.
+    fn needs_decode(&self, i: usize) -> bool {
+        let s = &self.legs[i];
+        if s.setup.tap || s.setup.record {
+            return true;
+        }
+        s.peer
+            .and_then(|p| self.legs.iter().find(|x| x.id == p))
+            .is_some_and(|peer| peer.leg.media().map(|m| m.codec) != s.leg.media().map(|m| m.codec))
+    }
+
+    /// The 20 ms clock: playout, transcoding, taps, DTMF trains, timeouts, RTCP.
+    pub fn handle_tick(&mut self, now: Instant) {
+        if now < self.next_tick {
+            return;
+        }
+        // Catch up without bursting if the driver was late.
+        self.next_tick += Duration::from_millis(20);
+        if self.next_tick <= now {
+            self.next_tick = now + Duration::from_millis(20);
+        }
+        // 1. Decode this tick's inbound frame where something needs it.
+        for i in 0..self.legs.len() {
+            let decode = self.needs_decode(i);
+            let s = &mut self.legs[i];
+            s.decoded = None;
+            if !decode || s.leg.media().is_none() {
+                continue;
+            }
+            let n = s.leg.frame_samples();
+            let mut pcm = Vec::with_capacity(n);
+            match s.leg.jitter.pop(now) {
+                Pop::Frame(payload) => {
+                    if let Some(d) = s.leg.decoder.as_mut() {
+                        d.decode(&payload, &mut pcm);
+                    }
+                }
+                Pop::Conceal => {
+                    if let Some(d) = s.leg.decoder.as_mut() {
+                        d.conceal(n, &mut pcm);
+                    }
+                }
+                Pop::Nothing => continue,
+            }
+            pcm.resize(n, 0);
+            if s.setup.record {
+                self.out.push_back(Output::Record {
+                    leg: s.id,
+                    rate: s.leg.rate(),
+                    pcm: pcm.clone(),
+                });
+            }
+            if s.setup.tap && !s.held {
+                let r = s
+                    .tap_resampler
+                    .get_or_insert_with(|| Resampler::new(s.leg.rate(), 16000));
+                let mut tap = Vec::with_capacity(320);
+                r.process(&pcm, &mut tap);
+                tap.resize(320, 0);
+                self.out.push_back(Output::Tap {
+                    leg: s.id,
+                    pcm: tap,
+                });
+            }
+            s.decoded = Some(pcm);
+        }
+        // 2. What each leg sends this tick.
+        for i in 0..self.legs.len() {
+            self.send_tick(now, i);
+            let s = &mut self.legs[i];
+            Self::flush_finished(&mut self.out, s);
+            // 3. Silence detection.
+            if let (Some(limit), Some(silent)) = (s.setup.rtp_timeout, s.leg.silent_for(now)) {
+                if silent >= limit && !s.timeout_reported {
+                    s.timeout_reported = true;
+                    self.out.push_back(Output::Event(MediaEvent::RtpTimeout {
+                        leg: s.id,
+                        silent_ms: silent.as_millis() as u64,
+                    }));
+                }
+            }
+            // 4. RTCP.
+            let ntp = self.ntp_at(now);
+            let s = &mut self.legs[i];
+            if let Some((to, data)) = s.leg.poll_rtcp(now, ntp) {
+                self.out.push_back(Output::Transmit(Transmit {
+                    leg: s.id,
+                    to,
+                    rtcp: true,
+                    data,
+                }));
+            }
+        }
+    }
+
+    fn ntp_at(&self, now: Instant) -> u64 {
+        let d = now.saturating_duration_since(self.ntp_base.0);
+        let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+        self.ntp_base.1.wrapping_add((d.as_secs() << 32) + frac)
+    }
+
+    fn send_tick(&mut self, now: Instant, i: usize) {
+        let rate = self.legs[i].leg.rate();
+        let n = frame_samples(rate);
+        // DTMF trains take the stream while they last.
+        if self.send_dtmf_tick(now, i) {
+            return;
+        }
+        // Hold or prompts first; otherwise the bridged peer, transcoded.
+        let peer_pcm = {
+            let s = &self.legs[i];
+            s.peer
+                .and_then(|p| self.legs.iter().find(|x| x.id == p))
+                .filter(|p| !s.relays_from(p) && !p.held)
+                .and_then(|p| p.decoded.clone().map(|pcm| (p.leg.rate(), pcm)))
+        };
+        let s = &mut self.legs[i];
+        let pcm = match s.player.next_frame(rate, n) {
+            Some(pcm) => pcm,
+            None => match peer_pcm {
+                Some((from_rate, pcm)) => {
+                    if from_rate == rate {
+                        pcm
+                    } else {
+                        let r = s
+                            .xcode
+                            .get_or_insert_with(|| Resampler::new(from_rate, rate));
+                        let mut out = Vec::with_capacity(n);
+                        r.process(&pcm, &mut out);
+                        out.resize(n, 0);
+                        out
+                    }
+                }
+                None => return,
+            },
+        };
+        if !s.leg.sends() {
+            return;
+        }
+        let (Some(to), Some(media)) = (s.leg.destination(), s.leg.media().cloned()) else {
+            return;
+        };
+        let mut payload = Vec::with_capacity(n);
+        let Some(enc) = s.leg.encoder.as_mut() else {
+            return;
+        };
+        if enc.encode(&pcm, &mut payload).is_err() {
+            return;
+        }
+        let (seq, ts, marker) = s.leg.stamp_generated(now, n as u32);
+        let data = s.leg.packet(media.payload_type, seq, ts, marker, &payload);
+        self.out.push_back(Output::Transmit(Transmit {
+            leg: s.id,
+            to,
+            rtcp: false,
+            data,
+        }));
+    }
+
+    /// Returns whether a telephone-event packet took this tick.
+    fn send_dtmf_tick(&mut self, now: Instant, i: usize) -> bool {
+        let s = &mut self.legs[i];
+        let Some(media) = s.leg.media().cloned() else {
+            return false;
+        };
+        let Some((pt, te_rate)) = media.dtmf else {
+            s.dtmf_out.clear();
+            return false;
+        };
+        if s.train.is_none() {
+            let Some(digit) = s.dtmf_out.pop_front() else {
+                return false;
+            };
+            let Some(train) = DtmfTrain::new(digit, te_rate, 100) else {
+                return false;
+            };
+            let (_, ts, _) = s
+                .leg
+                .stamp_generated(now, frame_samples(s.leg.rate()) as u32);
+            s.train = Some((train, ts));
+            s.leg.stats.dtmf_out += 1;
+        }
+        let Some((train, ts)) = s.train.as_mut() else {
+            return false;
+        };
+        let ts = *ts;
+        match train.next_packet() {
+            Some((payload, marker)) => {
+                if let Some(to) = s.leg.destination().filter(|_| s.leg.sends()) {
+                    let seq = s.leg.stamp_event(now);
+                    let data = s.leg.packet(pt, seq, ts, marker, &payload);
+                    self.out.push_back(Output::Transmit(Transmit {
+                        leg: s.id,
+                        to,
+                        rtcp: false,
+                        data,
+                    }));
+                }
+                true
+            }
+            None => {
+                let dur = train.duration_samples();
+                s.train = None;
+                s.leg.skip_to(ts.wrapping_add(dur));
+                false
+            }
+        }
+    }
+
+    fn flush_finished(out: &mut VecDeque<Output>, s: &mut Slot) {
+        for f in s.player.take_finished() {
+            out.push_back(Output::Event(MediaEvent::PlayoutDone {
+                leg: s.id,
+                id: f.id,
+                interrupted: f.interrupted,
+            }));
+        }
+    }
+}

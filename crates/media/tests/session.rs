@@ -1,0 +1,595 @@
+//! The media session on a virtual clock: every behaviour the gateway relies on, without
+//! sockets.
+
+use bytes::Bytes;
+use rtp::header::Header;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use warmline_media::dtmf::EventPayload;
+use warmline_media::{
+    Clip, JitterSettings, LegMedia, LegOptions, LegSetup, MediaEvent, Output, Session, Transmit,
+};
+use warmline_signaling::{CodecName, Direction};
+use webrtc_util::marshal::{Marshal, Unmarshal};
+
+const CALLER: u32 = 0;
+const AGENT: u32 = 1;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn setup(ssrc: u32) -> LegSetup {
+    LegSetup {
+        options: LegOptions {
+            ssrc,
+            initial_seq: 65530,
+            initial_ts: 4_294_967_000,
+            jitter: JitterSettings::default(),
+        },
+        tap: false,
+        record: false,
+        rtp_timeout: None,
+    }
+}
+
+fn media(codec: CodecName, port: u16) -> LegMedia {
+    LegMedia {
+        codec,
+        payload_type: match codec {
+            CodecName::Pcmu => 0,
+            CodecName::Pcma => 8,
+            CodecName::Opus => 111,
+        },
+        dtmf: Some((101, 8000)),
+        remote: Some(addr(port)),
+        direction: Direction::SendRecv,
+    }
+}
+
+struct Run {
+    s: Session,
+    now: Instant,
+    sent: Vec<Transmit>,
+    events: Vec<MediaEvent>,
+    taps: Vec<Vec<i16>>,
+}
+
+impl Run {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            s: Session::new(now, Duration::from_secs(1_700_000_000)),
+            now,
+            sent: Vec::new(),
+            events: Vec::new(),
+            taps: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.s.poll_output() {
+            match o {
+                Output::Transmit(t) => self.sent.push(t),
+                Output::Event(e) => self.events.push(e),
+                Output::Tap { pcm, .. } => self.taps.push(pcm),
+                Output::Record { .. } => {}
+            }
+        }
+    }
+
+    /// Advance the clock by `ms`, ticking every 20 ms.
+    fn run_ms(&mut self, ms: u64) {
+        let end = self.now + Duration::from_millis(ms);
+        while self.s.poll_timeout() <= end {
+            self.now = self.now.max(self.s.poll_timeout());
+            self.s.handle_tick(self.now);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn rtp(&mut self, leg: u32, from: SocketAddr, data: &[u8]) {
+        self.s.handle_rtp(self.now, leg, from, data);
+        self.drain();
+    }
+
+    fn rtp_to(&self, leg: u32) -> Vec<(Header, Vec<u8>, SocketAddr)> {
+        self.sent
+            .iter()
+            .filter(|t| t.leg == leg && !t.rtcp)
+            .map(|t| {
+                let mut b = &t.data[..];
+                let h = Header::unmarshal(&mut b).unwrap();
+                (h, b.to_vec(), t.to)
+            })
+            .collect()
+    }
+}
+
+fn packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let p = rtp::packet::Packet {
+        header: Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            ..Header::default()
+        },
+        payload: Bytes::copy_from_slice(payload),
+    };
+    p.marshal().unwrap().to_vec()
+}
+
+fn tone(rate: u32, n: usize, start: usize) -> Vec<i16> {
+    (0..n)
+        .map(|i| {
+            let t = (start + i) as f64 / f64::from(rate);
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+        })
+        .collect()
+}
+
+/// Sequence numbers step by one and timestamps by one frame, on one SSRC.
+fn assert_continuous(pkts: &[(Header, Vec<u8>, SocketAddr)], frame: u32) {
+    for w in pkts.windows(2) {
+        assert_eq!(w[1].0.ssrc, w[0].0.ssrc);
+        assert_eq!(
+            w[1].0.sequence_number,
+            w[0].0.sequence_number.wrapping_add(1)
+        );
+        assert_eq!(w[1].0.timestamp, w[0].0.timestamp.wrapping_add(frame));
+    }
+}
+
+#[test]
+fn greeting_is_paced_continuous_and_reports_completion() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(0x1111));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    r.s.play(CALLER, 42, Clip::new(16000, tone(16000, 16000, 0)));
+    r.run_ms(1100);
+    let pkts = r.rtp_to(CALLER);
+    assert_eq!(pkts.len(), 50, "one second at 20 ms");
+    assert!(pkts[0].0.marker);
+    assert!(pkts[1..].iter().all(|p| !p.0.marker));
+    assert_continuous(&pkts, 160);
+    assert!(pkts.iter().all(|p| p.1.len() == 160 && p.2 == addr(7000)));
+    // Sequence and timestamp wrapped on the way without a break.
+    assert!(pkts.iter().any(|p| p.0.sequence_number < 10));
+    assert_eq!(
+        r.events,
+        vec![MediaEvent::PlayoutDone {
+            leg: CALLER,
+            id: 42,
+            interrupted: false
+        }]
+    );
+}
+
+#[test]
+fn relay_same_codec_rewrites_headers_only_and_continues_after_a_prompt() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(0x1111));
+    r.s.add_leg(AGENT, setup(0x2222));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
+        .unwrap();
+    // The agent hears a briefing first, then the caller.
+    r.s.play(AGENT, 1, Clip::new(8000, vec![100; 1600]));
+    r.run_ms(200);
+    r.s.bridge(CALLER, AGENT);
+    let briefing = r.rtp_to(AGENT);
+    assert_eq!(briefing.len(), 10);
+    for k in 0..25u16 {
+        let payload: Vec<u8> = (0..160).map(|i| (i as u8).wrapping_add(k as u8)).collect();
+        let p = packet(
+            0,
+            500 + k,
+            90_000 + u32::from(k) * 160,
+            0xCAFE,
+            k == 0,
+            &payload,
+        );
+        r.rtp(CALLER, addr(7000), &p);
+        r.run_ms(20);
+    }
+    let all = r.rtp_to(AGENT);
+    let relayed = &all[10..];
+    assert_eq!(relayed.len(), 25);
+    assert!(relayed[0].0.marker, "source switch marks a talk spurt");
+    assert_continuous(relayed, 160);
+    assert_eq!(relayed[0].0.ssrc, 0x2222);
+    assert_eq!(
+        relayed[0].0.sequence_number,
+        briefing[9].0.sequence_number.wrapping_add(1)
+    );
+    // The gap since the briefing is in real time (20 ms here), not zero.
+    assert_eq!(
+        relayed[0].0.timestamp,
+        briefing[9].0.timestamp.wrapping_add(160)
+    );
+    for (k, p) in relayed.iter().enumerate() {
+        let expect: Vec<u8> = (0..160).map(|i| (i as u8).wrapping_add(k as u8)).collect();
+        assert_eq!(p.1, expect, "payload intact");
+    }
+    assert_eq!(r.s.stats(AGENT).unwrap().relayed, 25);
+}
+
+#[test]
+fn relay_keeps_the_senders_gaps_and_marks() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(1));
+    r.s.add_leg(AGENT, setup(2));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
+        .unwrap();
+    r.s.bridge(CALLER, AGENT);
+    r.rtp(CALLER, addr(7000), &packet(0, 10, 1000, 9, true, &[1; 160]));
+    r.rtp(
+        CALLER,
+        addr(7000),
+        &packet(0, 12, 1320, 9, false, &[1; 160]),
+    );
+    let out = r.rtp_to(AGENT);
+    assert_eq!(
+        out[1].0.sequence_number,
+        out[0].0.sequence_number.wrapping_add(2)
+    );
+    assert_eq!(out[1].0.timestamp, out[0].0.timestamp.wrapping_add(320));
+}
+
+#[test]
+fn transcodes_pcma_to_pcmu_through_the_jitter_buffer() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(1));
+    r.s.add_leg(AGENT, setup(2));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcma, 7000))
+        .unwrap();
+    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
+        .unwrap();
+    r.s.bridge(CALLER, AGENT);
+    for k in 0..50usize {
+        let pcm = tone(8000, 160, k * 160);
+        let payload: Vec<u8> = pcm
+            .iter()
+            .map(|&s| warmline_media::g711::alaw_encode(s))
+            .collect();
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(8, k as u16, (k * 160) as u32, 5, k == 0, &payload),
+        );
+        r.run_ms(20);
+    }
+    let out = r.rtp_to(AGENT);
+    assert!(out.len() >= 45, "{} frames", out.len());
+    assert!(out.iter().all(|p| p.0.payload_type == 0));
+    assert_continuous(&out, 160);
+    // The audio is the same tone: compare against the source, aligned on the first frame.
+    let got: Vec<i16> = out
+        .iter()
+        .flat_map(|p| p.1.iter().map(|&c| warmline_media::g711::ulaw_decode(c)))
+        .collect();
+    let want = tone(8000, got.len(), 0);
+    let err: f64 = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum::<f64>()
+        / want.iter().map(|&b| f64::from(b).powi(2)).sum::<f64>();
+    assert!(err < 0.01, "relative error {err}");
+}
+
+#[test]
+fn opus_leg_bridged_to_g711_leg_transcodes_both_ways() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(1));
+    r.s.add_leg(AGENT, setup(2));
+    r.s.configure(r.now, CALLER, media(CodecName::Opus, 7000))
+        .unwrap();
+    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
+        .unwrap();
+    r.s.bridge(CALLER, AGENT);
+    let mut enc = warmline_media::codec::Encoder::new(CodecName::Opus).unwrap();
+    for k in 0..50usize {
+        let mut payload = Vec::new();
+        enc.encode(&tone(48000, 960, k * 960), &mut payload)
+            .unwrap();
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(111, k as u16, (k * 960) as u32, 5, k == 0, &payload),
+        );
+        let ulaw: Vec<u8> = tone(8000, 160, k * 160)
+            .iter()
+            .map(|&s| warmline_media::g711::ulaw_encode(s))
+            .collect();
+        r.rtp(
+            AGENT,
+            addr(8000),
+            &packet(0, k as u16, (k * 160) as u32, 6, k == 0, &ulaw),
+        );
+        r.run_ms(20);
+    }
+    let to_agent = r.rtp_to(AGENT);
+    let to_caller = r.rtp_to(CALLER);
+    assert!(to_agent.len() >= 45 && to_caller.len() >= 45);
+    assert_continuous(&to_caller, 960);
+    let energy: f64 = to_agent[20..]
+        .iter()
+        .flat_map(|p| {
+            p.1.iter()
+                .map(|&c| f64::from(warmline_media::g711::ulaw_decode(c)).powi(2))
+        })
+        .sum::<f64>()
+        / (to_agent.len() - 20) as f64
+        / 160.0;
+    assert!(
+        energy.sqrt() > 3000.0,
+        "agent hears the tone: rms {}",
+        energy.sqrt()
+    );
+}
+
+#[test]
+fn symmetric_rtp_answers_where_packets_come_from() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(1));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    r.s.hold(CALLER, Some(Clip::new(8000, vec![1; 800])));
+    r.run_ms(40);
+    let nat = SocketAddr::from(([127, 0, 0, 9], 40000));
+    r.rtp(CALLER, nat, &packet(0, 1, 1, 77, true, &[0xff; 160]));
+    r.run_ms(40);
+    let out = r.rtp_to(CALLER);
+    assert_eq!(out[0].2, addr(7000));
+    assert_eq!(out.last().unwrap().2, nat);
+    assert_eq!(r.s.stats(CALLER).unwrap().latched, Some(nat));
+}
+
+#[test]
+fn wrong_payload_type_and_garbage_are_rejected_and_counted() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(1));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    r.rtp(CALLER, addr(7000), &packet(96, 1, 1, 7, false, &[0; 20]));
+    r.rtp(CALLER, addr(7000), &[0x80, 0]);
+    r.rtp(CALLER, addr(7000), b"hello world, not rtp at all");
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!(st.rejected, 3);
+    assert_eq!(st.packets_in, 0);
+}
+
+#[test]
+fn dtmf_digits_are_decoded_once_and_sent_as_trains() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(1));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    for (n, digit_event) in [(0u16, 1u8), (10, 11)] {
+        for k in 0..6u16 {
+            let p = EventPayload {
+                event: digit_event,
+                end: k >= 3,
+                volume: 10,
+                duration: 160 * (k + 1).min(3),
+            };
+            let ts = 8000 + u32::from(n) * 800;
+            r.rtp(
+                CALLER,
+                addr(7000),
+                &packet(101, n + k, ts, 3, k == 0, &p.to_bytes()),
+            );
+        }
+    }
+    let digits: Vec<char> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Dtmf { digit, .. } => Some(*digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, vec!['1', '#']);
+
+    r.s.send_dtmf(CALLER, "5");
+    r.run_ms(300);
+    let out = r.rtp_to(CALLER);
+    let events: Vec<_> = out.iter().filter(|p| p.0.payload_type == 101).collect();
+    assert_eq!(events.len(), 8);
+    assert!(events[0].0.marker);
+    assert!(
+        events
+            .iter()
+            .all(|p| p.0.timestamp == events[0].0.timestamp)
+    );
+    assert_eq!(EventPayload::parse(&events[7].1).unwrap().event, 5);
+    assert!(EventPayload::parse(&events[7].1).unwrap().end);
+}
+
+#[test]
+fn silence_times_out_but_not_on_hold() {
+    let mut r = Run::new();
+    let mut s = setup(1);
+    s.rtp_timeout = Some(Duration::from_secs(2));
+    r.s.add_leg(CALLER, s);
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    for k in 0..50 {
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(0, k, u32::from(k) * 160, 3, false, &[0xff; 160]),
+        );
+        r.run_ms(20);
+    }
+    r.run_ms(1900);
+    assert!(r.events.is_empty());
+    r.run_ms(200);
+    assert!(
+        matches!(r.events[..], [MediaEvent::RtpTimeout { leg: CALLER, silent_ms }] if silent_ms >= 2000)
+    );
+
+    // The same silence while the peer holds us (we only receive nothing): no timeout.
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, s);
+    let mut m = media(CodecName::Pcmu, 7000);
+    m.direction = Direction::SendOnly;
+    r.s.configure(r.now, CALLER, m.clone()).unwrap();
+    r.run_ms(10_000);
+    assert!(r.events.is_empty());
+    // Resume restarts the clock rather than firing at once.
+    m.direction = Direction::SendRecv;
+    r.s.configure(r.now, CALLER, m).unwrap();
+    r.run_ms(1000);
+    assert!(r.events.is_empty());
+    r.run_ms(1100);
+    assert_eq!(r.events.len(), 1);
+}
+
+#[test]
+fn tap_gets_16khz_frames_and_hold_bridge_ignores_inbound() {
+    let mut r = Run::new();
+    let mut s = setup(1);
+    s.tap = true;
+    r.s.add_leg(CALLER, s);
+    r.s.add_leg(AGENT, setup(2));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
+        .unwrap();
+    r.s.bridge(CALLER, AGENT);
+    for k in 0..20u16 {
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(0, k, u32::from(k) * 160, 3, false, &[0x10; 160]),
+        );
+        r.run_ms(20);
+    }
+    assert!(r.taps.len() >= 17, "{} tap frames", r.taps.len());
+    assert!(r.taps.iter().all(|f| f.len() == 320));
+    let relayed_before = r.rtp_to(AGENT).len();
+    assert_eq!(relayed_before, 20);
+
+    r.s.hold(CALLER, Some(Clip::new(8000, vec![3000; 8000])));
+    let taps = r.taps.len();
+    for k in 20..40u16 {
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(0, k, u32::from(k) * 160, 3, false, &[0x10; 160]),
+        );
+        r.run_ms(20);
+    }
+    assert_eq!(
+        r.rtp_to(AGENT).len(),
+        relayed_before,
+        "held caller not relayed"
+    );
+    assert_eq!(r.taps.len(), taps, "held caller not tapped");
+    let music = r.rtp_to(CALLER);
+    assert!(music.len() >= 19, "caller hears hold audio");
+    assert_continuous(&music, 160);
+}
+
+#[test]
+fn swapping_the_bridged_leg_keeps_the_stream_continuous() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(1));
+    r.s.add_leg(AGENT, setup(2));
+    r.s.add_leg(2, setup(3));
+    for (leg, port) in [(CALLER, 7000), (AGENT, 8000), (2, 9000)] {
+        r.s.configure(r.now, leg, media(CodecName::Pcmu, port))
+            .unwrap();
+    }
+    r.s.bridge(CALLER, AGENT);
+    for k in 0..10u16 {
+        r.rtp(
+            AGENT,
+            addr(8000),
+            &packet(0, k, u32::from(k) * 160, 0xA, k == 0, &[1; 160]),
+        );
+        r.run_ms(20);
+    }
+    r.s.bridge(CALLER, 2);
+    assert_eq!(r.s.peer(AGENT), None);
+    for k in 0..10u16 {
+        r.rtp(
+            2,
+            addr(9000),
+            &packet(
+                0,
+                3000 + k,
+                777 + u32::from(k) * 160,
+                0xB,
+                k == 0,
+                &[2; 160],
+            ),
+        );
+        r.run_ms(20);
+    }
+    let out = r.rtp_to(CALLER);
+    assert_eq!(out.len(), 20);
+    assert_continuous(&out[..10], 160);
+    assert_continuous(&out[10..], 160);
+    assert_eq!(out[10].0.ssrc, out[9].0.ssrc);
+    assert_eq!(
+        out[10].0.sequence_number,
+        out[9].0.sequence_number.wrapping_add(1)
+    );
+    assert_eq!(out[10].0.timestamp, out[9].0.timestamp.wrapping_add(160));
+    assert!(out[10].0.marker);
+}
+
+#[test]
+fn rtcp_sender_report_carries_our_counts_and_a_reception_block() {
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, setup(0x1111));
+    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
+        .unwrap();
+    r.s.play(CALLER, 1, Clip::new(8000, vec![5; 8000 * 6]));
+    for k in 0..260u16 {
+        // Every tenth packet lost.
+        if k % 10 != 9 {
+            r.rtp(
+                CALLER,
+                addr(7000),
+                &packet(0, k, u32::from(k) * 160, 0xBEEF, false, &[0xff; 160]),
+            );
+        }
+        r.run_ms(20);
+    }
+    let rtcp: Vec<_> = r.sent.iter().filter(|t| t.rtcp).collect();
+    assert_eq!(rtcp.len(), 1);
+    assert_eq!(rtcp[0].to, addr(7001));
+    let mut b = Bytes::copy_from_slice(&rtcp[0].data);
+    let pkts = rtcp::packet::unmarshal(&mut b).unwrap();
+    let sr = pkts[0]
+        .as_any()
+        .downcast_ref::<rtcp::sender_report::SenderReport>()
+        .unwrap();
+    assert_eq!(sr.ssrc, 0x1111);
+    assert!(sr.packet_count >= 240);
+    assert_eq!(sr.reports.len(), 1);
+    assert_eq!(sr.reports[0].ssrc, 0xBEEF);
+    assert!(
+        (20..=30).contains(&sr.reports[0].total_lost),
+        "{}",
+        sr.reports[0].total_lost
+    );
+    assert!(
+        (20..=30).contains(&sr.reports[0].fraction_lost),
+        "{}",
+        sr.reports[0].fraction_lost
+    );
+    assert!(r.s.stats(CALLER).unwrap().lost >= 20);
+}
