@@ -1,6 +1,8 @@
 //! The media session on a virtual clock: every behaviour the gateway relies on, without
 //! sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::Bytes;
 use rtp::header::Header;
 use std::net::SocketAddr;
