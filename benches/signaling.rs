@@ -44,6 +44,8 @@ fn benches(c: &mut Criterion) {
                 rng_seed: 1,
                 answer_after: Duration::ZERO,
                 ring_timeout: Duration::from_secs(30),
+                answer_on_command: false,
+                greeting: false,
             });
             ctl.handle(
                 now,

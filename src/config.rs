@@ -62,6 +62,21 @@ pub struct Config {
     pub log: LogConfig,
     pub outbound: OutboundConfig,
     pub shutdown: ShutdownConfig,
+    pub route: RouteConfig,
+}
+
+/// What warmline does with an answered inbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMode {
+    /// warmline's own assistant answers (on the media plane alone: the greeting).
+    Assistant,
+    /// No AI: B2BUA the caller straight to `target`.
+    Bridge { target: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub mode: RouteMode,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +94,17 @@ pub struct SipConfig {
 pub struct MediaConfig {
     pub rtp_port_range: (u16, u16),
     pub codecs: Vec<CodecName>,
+    /// No RTP for this long (while the peer should send) ends the call; `None` = never.
+    pub rtp_timeout: Option<Duration>,
+    pub jitter_min: Duration,
+    pub jitter_max: Duration,
+    /// Played to every caller the assistant answers.
+    pub greeting: Option<PathBuf>,
+    /// Looped while a party is on hold; a built-in comfort tone when unset.
+    pub hold_music: Option<PathBuf>,
+    /// Write each leg's inbound audio to `record_dir/<call>-<leg>.wav`.
+    pub record: bool,
+    pub record_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +141,23 @@ struct Raw {
     log: RawLog,
     outbound: RawOutbound,
     shutdown: RawShutdown,
+    route: RawRoute,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRoute {
+    mode: String,
+    target: Option<String>,
+}
+
+impl Default for RawRoute {
+    fn default() -> Self {
+        Self {
+            mode: "assistant".into(),
+            target: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +191,13 @@ impl Default for RawSip {
 struct RawMedia {
     rtp_port_range: [u32; 2],
     codecs: Vec<CodecName>,
+    rtp_timeout_s: u64,
+    jitter_min_ms: u64,
+    jitter_max_ms: u64,
+    greeting: Option<PathBuf>,
+    hold_music: Option<PathBuf>,
+    record: bool,
+    record_dir: PathBuf,
 }
 
 impl Default for RawMedia {
@@ -155,6 +205,13 @@ impl Default for RawMedia {
         Self {
             rtp_port_range: [20000, 29999],
             codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
+            rtp_timeout_s: 30,
+            jitter_min_ms: 20,
+            jitter_max_ms: 200,
+            greeting: None,
+            hold_music: None,
+            record: false,
+            record_dir: "recordings".into(),
         }
     }
 }
@@ -318,6 +375,53 @@ impl Config {
             return Err(err("media.codecs", "at least one codec is needed".into()));
         }
 
+        if raw.media.jitter_min_ms < 20
+            || raw.media.jitter_max_ms > 1000
+            || raw.media.jitter_min_ms > raw.media.jitter_max_ms
+        {
+            return Err(err(
+                "media.jitter_min_ms",
+                "jitter_min_ms must be at least 20 and at most jitter_max_ms (itself at most 1000)"
+                    .into(),
+            ));
+        }
+        for (key, file) in [
+            ("media.greeting", &raw.media.greeting),
+            ("media.hold_music", &raw.media.hold_music),
+        ] {
+            if let Some(f) = file {
+                let full = resolve(path, f);
+                std::fs::File::open(&full)
+                    .map_err(|e| err(key, format!("cannot open {}: {e}", full.display())))
+                    .and_then(|file| {
+                        warmline_media::wav::read_clip(std::io::BufReader::new(file))
+                            .map(|_| ())
+                            .map_err(|e| err(key, format!("{}: {e}", full.display())))
+                    })?;
+            }
+        }
+        let mode = match (raw.route.mode.as_str(), raw.route.target) {
+            ("assistant", _) => RouteMode::Assistant,
+            ("bridge", Some(target)) => {
+                if !target.starts_with("sip:") || target.len() < 5 {
+                    return Err(err("route.target", format!("`{target}` is not a sip: URI")));
+                }
+                RouteMode::Bridge { target }
+            }
+            ("bridge", None) => {
+                return Err(err(
+                    "route.target",
+                    "mode = \"bridge\" needs a target sip: URI".into(),
+                ));
+            }
+            (other, _) => {
+                return Err(err(
+                    "route.mode",
+                    format!("`{other}` is not \"assistant\" or \"bridge\""),
+                ));
+            }
+        };
+
         let http_listen = match raw.http.listen.as_str() {
             "" => None,
             s => Some(s.parse::<SocketAddr>().map_err(|_| {
@@ -357,7 +461,16 @@ impl Config {
                 // both bounds checked above to fit in u16
                 rtp_port_range: (lo as u16, hi as u16),
                 codecs: raw.media.codecs,
+                rtp_timeout: (raw.media.rtp_timeout_s > 0)
+                    .then(|| Duration::from_secs(raw.media.rtp_timeout_s)),
+                jitter_min: Duration::from_millis(raw.media.jitter_min_ms),
+                jitter_max: Duration::from_millis(raw.media.jitter_max_ms),
+                greeting: raw.media.greeting.map(|f| resolve(path, &f)),
+                hold_music: raw.media.hold_music.map(|f| resolve(path, &f)),
+                record: raw.media.record,
+                record_dir: resolve(path, &raw.media.record_dir),
             },
+            route: RouteConfig { mode },
             http: HttpConfig {
                 listen: http_listen,
             },
@@ -381,6 +494,18 @@ impl Config {
         self.sip
             .public_addr
             .unwrap_or_else(|| self.sip.listen[0].addr.ip())
+    }
+}
+
+/// Relative paths in a config file are relative to the file, so a config works from any
+/// working directory.
+fn resolve(config: &Path, file: &Path) -> PathBuf {
+    if file.is_absolute() {
+        return file.to_path_buf();
+    }
+    match config.parent() {
+        Some(dir) if config.exists() => dir.join(file),
+        _ => file.to_path_buf(),
     }
 }
 

@@ -22,6 +22,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/calls/{id}", get(show).delete(hangup))
         .route("/v1/calls/{id}/hold", post(hold))
         .route("/v1/calls/{id}/resume", post(resume))
+        .route("/v1/calls/{id}/dtmf", post(dtmf))
         .with_state(gw)
 }
 
@@ -39,6 +40,7 @@ async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "draining": gw.is_draining(),
         "malformed_answered": gw.guard_stats.answered.load(Ordering::Relaxed),
         "malformed_dropped": gw.guard_stats.dropped.load(Ordering::Relaxed),
+        "media": &gw.media.counters,
     }))
 }
 
@@ -68,6 +70,40 @@ async fn hold(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Respons
 
 async fn resume(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
     command(&gw, &id, CallEvent::Resume).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DtmfBody {
+    digits: String,
+}
+
+/// Send RFC 4733 digits to the call's peer (IVR navigation on outbound calls, tests).
+async fn dtmf(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    Json(body): Json<DtmfBody>,
+) -> Response {
+    if body.digits.is_empty()
+        || !body
+            .digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || "*#ABCDabcd".contains(c))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "digits must be 0-9, *, #, A-D"})),
+        )
+            .into_response();
+    }
+    command(
+        &gw,
+        &id,
+        CallEvent::SendDtmf {
+            digits: body.digits,
+        },
+    )
+    .await
 }
 
 async fn hangup(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {

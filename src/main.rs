@@ -3,6 +3,7 @@
 
 mod config;
 mod http;
+mod media;
 mod rtp_ports;
 mod sip;
 
@@ -108,7 +109,12 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 
 async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let gw = sip::Gateway::start(cfg.clone(), cancel.clone()).await?;
+    let prompts = media::Prompts::load(&cfg).context("loading prompts")?;
+    if let Some(g) = &prompts.greeting {
+        tracing::info!(ms = g.duration_ms(), "greeting loaded");
+    }
+    let plane = Arc::new(media::MediaPlane::new(&cfg, prompts));
+    let gw = sip::Gateway::start(cfg.clone(), plane, cancel.clone()).await?;
     for l in &cfg.sip.listen {
         tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");
     }

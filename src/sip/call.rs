@@ -6,6 +6,8 @@
 //! crosses ours (glare) is still answered.
 
 use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
+use crate::config::RouteMode;
+use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
 use crate::rtp_ports::RtpReservation;
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{
@@ -20,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
-use warmline_call::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome};
-use warmline_signaling::LocalMedia;
+use warmline_call::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome, Prompt};
+use warmline_media::{LegId, LegMedia, MediaEvent};
+use warmline_signaling::{CodecName, LocalMedia};
 
 fn sdp_header() -> Vec<Header> {
     vec![Header::ContentType("application/sdp".into())]
@@ -32,6 +35,7 @@ fn body_text(body: &[u8]) -> Option<String> {
 }
 
 fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
+    let bridge = matches!(gw.cfg.route.mode, RouteMode::Bridge { .. });
     CallConfig {
         local_media: LocalMedia {
             addr: gw.advertised(),
@@ -42,6 +46,28 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         rng_seed: rand::random(),
         answer_after: gw.cfg.sip.answer_after,
         ring_timeout: gw.cfg.outbound.ring_timeout,
+        answer_on_command: bridge,
+        greeting: !bridge && gw.media.prompts.greeting.is_some(),
+    }
+}
+
+/// How a leg's media is wired: which session, which leg in it, and whether it feeds the
+/// speech tap.
+pub(super) struct LegPlan {
+    media: MediaHandle,
+    leg: LegId,
+    tap: bool,
+}
+
+/// The status a B2BUA gives its caller when the far end did not answer.
+fn refusal_for(outcome: &OriginateOutcome) -> u16 {
+    match outcome {
+        OriginateOutcome::Answered => 200,
+        OriginateOutcome::Busy { status } => *status,
+        OriginateOutcome::NoAnswer => 480,
+        OriginateOutcome::Rejected { status, .. } if (400..700).contains(status) => *status,
+        OriginateOutcome::Rejected { .. } | OriginateOutcome::Unreachable { .. } => 502,
+        OriginateOutcome::Cancelled => 487,
     }
 }
 
@@ -71,7 +97,8 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 return;
             }
         };
-        let mut ctl = Controller::inbound(call_config(&gw, &rtp));
+        let cfg = call_config(&gw, &rtp);
+        let mut ctl = Controller::inbound(cfg);
         ctl.handle(
             Instant::now(),
             CallEvent::Invite {
@@ -130,8 +157,15 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             .in_current_span(),
         );
         tracing::info!(%from, "inbound call");
-        let task = CallTask::new(
-            gw,
+        let media = MediaHandle::spawn(gw.media.clone());
+        let bridge_target = match &gw.cfg.route.mode {
+            RouteMode::Bridge { target } => Some(target.clone()),
+            RouteMode::Assistant => None,
+        };
+        // Prefer the caller's codec on the far leg, so the bridge can relay untouched.
+        let caller_codec = ctl.pending_media().map(|n| n.codec.name);
+        let mut task = CallTask::new(
+            gw.clone(),
             call_id,
             ctl,
             Some(dialog),
@@ -140,7 +174,48 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             to,
             rtp,
             None,
+            LegPlan {
+                media: media.clone(),
+                leg: CALLER_LEG,
+                tap: bridge_target.is_none(),
+            },
         );
+        if let Some(target) = bridge_target {
+            task.bridge_on_answer = Some(FAR_LEG);
+            let far = Uri::try_from(target.as_str())
+                .map_err(|e| OriginateError::BadUri(e.to_string()))
+                .and_then(|uri| {
+                    let rtp = gw.ports().reserve()?;
+                    start_outbound(
+                        gw.clone(),
+                        uri,
+                        Originate {
+                            to: target.clone(),
+                            ..Originate::default()
+                        },
+                        rtp,
+                        Some(LegPlan {
+                            media,
+                            leg: FAR_LEG,
+                            tap: false,
+                        }),
+                        Some(task.ops_tx.clone()),
+                        caller_codec,
+                    )
+                });
+            match far {
+                Ok((id, _, far_commands)) => {
+                    tracing::info!(far_call = %id, %target, "bridging to target");
+                    lock(&task.info).partner = Some(id);
+                    task.partner = Some(far_commands);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %target, "bridge target not reachable");
+                    task.ctl
+                        .handle(Instant::now(), CallEvent::Refuse { status: 502 });
+                }
+            }
+        }
         task.run().await;
     }
     .instrument(span)
@@ -157,16 +232,34 @@ fn peek_reject(ctl: &mut Controller) -> Option<CallAction> {
     first
 }
 
-/// Start an outbound call and return its id and a receiver for its outcome.
+/// Start an outbound call and return its id, a receiver for its outcome, and its command
+/// sender. With `plan`, its media joins an existing session (a B2BUA far leg); `partner`
+/// hears its outcome and its end.
 pub(super) fn start_outbound(
     gw: Arc<Gateway>,
     callee: Uri,
     req: Originate,
     rtp: RtpReservation,
-) -> Result<(String, oneshot::Receiver<OriginateOutcome>), OriginateError> {
+    plan: Option<LegPlan>,
+    partner: Option<mpsc::UnboundedSender<CallEvent>>,
+    prefer: Option<CodecName>,
+) -> Result<
+    (
+        String,
+        oneshot::Receiver<OriginateOutcome>,
+        mpsc::UnboundedSender<CallEvent>,
+    ),
+    OriginateError,
+> {
     let mut cfg = call_config(&gw, &rtp);
+    cfg.answer_on_command = false;
+    cfg.greeting = false;
     if let Some(t) = req.ring_timeout {
         cfg.ring_timeout = t;
+    }
+    if let Some(c) = prefer {
+        cfg.local_media.codecs.retain(|x| *x != c);
+        cfg.local_media.codecs.insert(0, c);
     }
     let mut ctl = Controller::outbound(Instant::now(), cfg);
     let Some(CallAction::SendInvite { sdp }) = ctl.poll_action() else {
@@ -214,7 +307,18 @@ pub(super) fn start_outbound(
     let id = dialog.id().call_id.clone();
     let (outcome_tx, outcome_rx) = oneshot::channel();
     let span = tracing::info_span!("call", call_id = %id);
-    let task = CallTask::new(
+    let plan = match plan {
+        Some(p) => p,
+        None => {
+            let _g = span.enter();
+            LegPlan {
+                media: MediaHandle::spawn(gw.media.clone()),
+                leg: CALLER_LEG,
+                tap: false,
+            }
+        }
+    };
+    let mut task = CallTask::new(
         gw,
         id.clone(),
         ctl,
@@ -224,7 +328,10 @@ pub(super) fn start_outbound(
         callee.to_string(),
         rtp,
         Some(outcome_tx),
+        plan,
     );
+    task.partner = partner;
+    let commands = task.cmd_tx.clone();
     // The final response to our INVITE arrives through the join handle, not the dialog states.
     let ops = task.ops_tx.clone();
     tokio::spawn(async move {
@@ -253,7 +360,7 @@ pub(super) fn start_outbound(
     });
     tracing::info!(parent: &span, to = %callee, "outbound call");
     tokio::spawn(async move { task.run().await }.instrument(span));
-    Ok((id, outcome_rx))
+    Ok((id, outcome_rx, commands))
 }
 
 struct CallTask {
@@ -269,8 +376,15 @@ struct CallTask {
     /// The peer's re-INVITE/UPDATE waiting for our answer.
     reoffer: Option<TransactionHandle>,
     outcome: Option<oneshot::Sender<OriginateOutcome>>,
-    /// Held for the call's lifetime; the media plane will drive these sockets.
-    _rtp: RtpReservation,
+    cmd_tx: mpsc::UnboundedSender<CallEvent>,
+    media: MediaHandle,
+    leg: LegId,
+    media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    /// The other call of a B2BUA pair: told our outcome and our end.
+    partner: Option<mpsc::UnboundedSender<CallEvent>>,
+    /// Bridge our leg to this one once we are answered.
+    bridge_on_answer: Option<LegId>,
+    media_configured: bool,
 }
 
 impl CallTask {
@@ -285,9 +399,11 @@ impl CallTask {
         to: String,
         rtp: RtpReservation,
         outcome: Option<oneshot::Sender<OriginateOutcome>>,
+        plan: LegPlan,
     ) -> Self {
         let (cmd_tx, commands) = mpsc::unbounded_channel();
         let (ops_tx, ops) = mpsc::unbounded_channel();
+        let (events_tx, media_events) = mpsc::unbounded_channel();
         let info = Arc::new(Mutex::new(CallInfo {
             id: id.clone(),
             role: ctl.role(),
@@ -295,14 +411,27 @@ impl CallTask {
             to,
             rtp_port: rtp.port(),
             snapshot: ctl.snapshot(),
+            digits: String::new(),
+            partner: None,
+            media: None,
         }));
         gw.register(
             id.clone(),
             CallHandle {
-                commands: cmd_tx,
+                commands: cmd_tx.clone(),
                 info: info.clone(),
             },
         );
+        plan.media.add_leg(NewLeg {
+            id: plan.leg,
+            sockets: rtp,
+            tap: plan.tap,
+            events: events_tx,
+            report: report_into(info.clone(), |i: &mut CallInfo, r| {
+                i.media = Some(r.clone())
+            }),
+            record_as: gw.media.recording().then(|| id.clone()),
+        });
         Self {
             gw,
             id,
@@ -315,7 +444,13 @@ impl CallTask {
             info,
             reoffer: None,
             outcome,
-            _rtp: rtp,
+            cmd_tx,
+            media: plan.media,
+            leg: plan.leg,
+            media_events,
+            partner: None,
+            bridge_on_answer: None,
+            media_configured: false,
         }
     }
 
@@ -340,13 +475,44 @@ impl CallTask {
                 },
                 Some(cmd) = self.commands.recv() => self.ctl.handle(Instant::now(), cmd),
                 Some(op) = self.ops.recv() => self.ctl.handle(Instant::now(), op),
+                Some(ev) = self.media_events.recv() => self.on_media_event(ev),
                 () = sleep => self.ctl.handle_timeout(Instant::now()),
             }
+        }
+        self.media.remove_leg(self.leg);
+        if let Some(p) = self.partner.take() {
+            let _ = p.send(CallEvent::Hangup);
         }
         if let Some(d) = &self.dialog {
             self.gw.dialog_layer().remove_dialog(&d.id());
         }
         self.gw.unregister(&self.id);
+    }
+
+    fn on_media_event(&mut self, ev: MediaEvent) {
+        let now = Instant::now();
+        match ev {
+            MediaEvent::PlayoutDone {
+                id, interrupted, ..
+            } => {
+                tracing::debug!(id, interrupted, "playout done");
+                self.ctl
+                    .handle(now, CallEvent::PlayoutDone { id, interrupted });
+            }
+            MediaEvent::Dtmf { digit, .. } => {
+                tracing::info!(%digit, "DTMF");
+                lock(&self.info).digits.push(digit);
+                self.ctl.handle(now, CallEvent::Dtmf { digit });
+            }
+            MediaEvent::RtpTimeout { silent_ms, .. } => {
+                tracing::warn!(
+                    silent_ms,
+                    reason = "media.rtp_timeout",
+                    "no RTP from the peer; ending the call"
+                );
+                self.ctl.handle(now, CallEvent::MediaTimeout { silent_ms });
+            }
+        }
     }
 
     fn on_dialog_state(&mut self, state: DialogState) {
@@ -512,15 +678,44 @@ impl CallTask {
                     );
                 }
                 CallAction::MediaChanged(n) => {
-                    tracing::info!(
-                        codec = %n.codec.name,
-                        remote = ?n.remote,
-                        direction = n.direction.as_attr(),
-                        "media"
-                    );
+                    self.media.configure(self.leg, LegMedia::from(&n));
+                    if !self.media_configured {
+                        self.media_configured = true;
+                        if let Some(other) = self.bridge_on_answer {
+                            self.media.bridge(self.leg, other);
+                        }
+                    }
+                }
+                CallAction::Play { prompt, id } => {
+                    let clip = match prompt {
+                        Prompt::Greeting => self.gw.media.prompts.greeting.clone(),
+                    };
+                    match clip {
+                        Some(clip) => self.media.play(self.leg, id, clip),
+                        None => self.ctl.handle(
+                            Instant::now(),
+                            CallEvent::PlayoutDone {
+                                id,
+                                interrupted: false,
+                            },
+                        ),
+                    }
+                }
+                CallAction::SendDtmf { digits } => self.media.send_dtmf(self.leg, &digits),
+                CallAction::HoldAudio { on } => {
+                    let music = on.then(|| self.gw.media.prompts.hold.clone());
+                    self.media.hold(self.leg, music);
                 }
                 CallAction::Outcome(outcome) => {
                     tracing::info!(?outcome, "outbound outcome");
+                    if let Some(p) = &self.partner {
+                        let _ = p.send(match &outcome {
+                            OriginateOutcome::Answered => CallEvent::AnswerNow,
+                            other => CallEvent::Refuse {
+                                status: refusal_for(other),
+                            },
+                        });
+                    }
                     if let Some(tx) = self.outcome.take() {
                         let _ = tx.send(outcome);
                     }

@@ -40,6 +40,12 @@ pub struct CallInfo {
     pub rtp_port: u16,
     #[serde(flatten)]
     pub snapshot: CallSnapshot,
+    /// RFC 4733 digits the peer sent, in order.
+    pub digits: String,
+    /// The other call of a B2BUA pair.
+    pub partner: Option<String>,
+    /// The leg's RTP counters, refreshed about once a second.
+    pub media: Option<crate::media::LegReport>,
 }
 
 /// How the rest of the gateway talks to a live call.
@@ -69,6 +75,7 @@ pub struct Gateway {
     pub guard_stats: Arc<GuardStats>,
     contact: Uri,
     advertised: IpAddr,
+    pub media: Arc<crate::media::MediaPlane>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +102,11 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Bind every listener and start serving. Returns once the sockets are bound.
-    pub async fn start(cfg: Arc<Config>, cancel: CancellationToken) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(
+        cfg: Arc<Config>,
+        media: Arc<crate::media::MediaPlane>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
         let advertised = cfg.advertised_ip();
         let guard_stats = Arc::new(GuardStats::default());
         let transport_layer = TransportLayer::new(cancel.clone());
@@ -158,6 +169,7 @@ impl Gateway {
             guard_stats,
             contact,
             advertised,
+            media,
             cfg,
         });
         tokio::spawn(async move { endpoint.serve().await });
@@ -294,7 +306,8 @@ impl Gateway {
         let callee =
             Uri::try_from(req.to.as_str()).map_err(|_| OriginateError::BadUri(req.to.clone()))?;
         let rtp = self.ports.reserve()?;
-        call::start_outbound(self.clone(), callee, req, rtp)
+        call::start_outbound(self.clone(), callee, req, rtp, None, None, None)
+            .map(|(id, outcome, _)| (id, outcome))
     }
 }
 

@@ -27,6 +27,18 @@ pub struct CallConfig {
     pub answer_after: Duration,
     /// Give up on an outbound call that has not been answered after this long.
     pub ring_timeout: Duration,
+    /// Inbound: ring until told [`CallEvent::AnswerNow`] (B2BUA: answer when the far
+    /// end does) instead of answering after `answer_after`.
+    pub answer_on_command: bool,
+    /// Inbound: play the greeting prompt once answered.
+    pub greeting: bool,
+}
+
+/// Prompts the controller asks the media plane to play, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    Greeting,
 }
 
 /// What the driver tells the controller. Serde-tagged so the same vocabulary feeds logs,
@@ -78,6 +90,29 @@ pub enum CallEvent {
     Resume,
     /// Local command: end the call, whatever state it is in.
     Hangup,
+    /// Local command: send these RFC 4733 digits to the peer.
+    SendDtmf {
+        digits: String,
+    },
+    /// Local command (B2BUA): the far end answered, answer the caller now.
+    AnswerNow,
+    /// Local command (B2BUA): the far end failed, refuse the caller with this status.
+    Refuse {
+        status: u16,
+    },
+    /// The media plane heard nothing for the configured timeout while it should have.
+    MediaTimeout {
+        silent_ms: u64,
+    },
+    /// A prompt finished playing (or was cut short by barge-in).
+    PlayoutDone {
+        id: u64,
+        interrupted: bool,
+    },
+    /// An RFC 4733 digit from the peer.
+    Dtmf {
+        digit: char,
+    },
 }
 
 /// What the controller asks the driver to do.
@@ -115,6 +150,19 @@ pub enum CallAction {
     SendBye,
     /// The media plane must now use this: codec, where to send, which way.
     MediaChanged(Negotiated),
+    /// Play a prompt to the peer; `id` comes back in [`CallEvent::PlayoutDone`].
+    Play {
+        prompt: Prompt,
+        id: u64,
+    },
+    /// Send RFC 4733 digits on the media.
+    SendDtmf {
+        digits: String,
+    },
+    /// Start (or stop) hold audio to the peer while we hold it.
+    HoldAudio {
+        on: bool,
+    },
     /// Outbound: how the attempt ended (exactly once per outbound call).
     Outcome(OriginateOutcome),
     /// The call is over; release everything. Always the last action.
@@ -168,6 +216,7 @@ pub enum EndReason {
     MediaFailed,
     DialogFailed,
     NotAnswered,
+    RtpTimeout,
 }
 
 impl EndReason {
@@ -180,6 +229,7 @@ impl EndReason {
             EndReason::MediaFailed => "call.media_failed",
             EndReason::DialogFailed => "call.dialog_failed",
             EndReason::NotAnswered => "call.not_answered",
+            EndReason::RtpTimeout => "call.rtp_timeout",
         }
     }
 }
@@ -233,6 +283,11 @@ pub struct Controller {
     glare_retry_at: Option<Instant>,
     outcome_sent: bool,
     answer_after: Duration,
+    answer_on_command: bool,
+    greeting: bool,
+    next_play_id: u64,
+    /// Digits the peer pressed, in order (the policy reads them in a later issue).
+    digits: String,
     rng: u64,
     actions: VecDeque<CallAction>,
 }
@@ -270,6 +325,10 @@ impl Controller {
             glare_retry_at: None,
             outcome_sent: false,
             answer_after: cfg.answer_after,
+            answer_on_command: cfg.answer_on_command,
+            greeting: cfg.greeting,
+            next_play_id: 1,
+            digits: String::new(),
             // xorshift must not start at zero
             rng: cfg.rng_seed | 1,
             actions: VecDeque::new(),
@@ -282,6 +341,15 @@ impl Controller {
 
     pub fn is_ended(&self) -> bool {
         self.state == State::Ended
+    }
+
+    /// The media an inbound call will have once answered (known from the offer).
+    pub fn pending_media(&self) -> Option<&Negotiated> {
+        self.pending_answer.as_ref().map(|(_, n)| n)
+    }
+
+    pub fn digits(&self) -> &str {
+        &self.digits
     }
 
     pub fn snapshot(&self) -> CallSnapshot {
@@ -382,6 +450,35 @@ impl Controller {
             CallEvent::Hold => self.set_want(Direction::SendOnly),
             CallEvent::Resume => self.set_want(Direction::SendRecv),
             CallEvent::Hangup => self.hangup(),
+            CallEvent::AnswerNow => {
+                if self.state == State::Offered {
+                    self.send_answer();
+                }
+            }
+            CallEvent::Refuse { status } => {
+                if self.state == State::Offered {
+                    self.pending_answer = None;
+                    self.actions.push_back(CallAction::Reject {
+                        status,
+                        reason: reason_phrase(status).to_string(),
+                        warning: None,
+                    });
+                    self.end(EndReason::Rejected);
+                }
+            }
+            CallEvent::MediaTimeout { .. } => {
+                if matches!(self.state, State::Confirmed | State::WaitAck) {
+                    self.actions.push_back(CallAction::SendBye);
+                    self.end(EndReason::RtpTimeout);
+                }
+            }
+            CallEvent::PlayoutDone { .. } => {}
+            CallEvent::Dtmf { digit } => self.digits.push(digit),
+            CallEvent::SendDtmf { digits } => {
+                if matches!(self.state, State::Confirmed | State::WaitAck) {
+                    self.actions.push_back(CallAction::SendDtmf { digits });
+                }
+            }
         }
     }
 
@@ -429,7 +526,9 @@ impl Controller {
             }
         };
         self.pending_answer = Some(prepared);
-        if self.answer_after.is_zero() {
+        if self.answer_on_command {
+            self.actions.push_back(CallAction::Ring);
+        } else if self.answer_after.is_zero() {
             self.send_answer();
         } else {
             self.actions.push_back(CallAction::Ring);
@@ -447,6 +546,14 @@ impl Controller {
         self.actions.push_back(CallAction::Answer { sdp });
         self.actions.push_back(CallAction::MediaChanged(negotiated));
         self.state = State::WaitAck;
+        if self.greeting {
+            let id = self.next_play_id;
+            self.next_play_id += 1;
+            self.actions.push_back(CallAction::Play {
+                prompt: Prompt::Greeting,
+                id,
+            });
+        }
     }
 
     fn on_reoffer(&mut self, sdp: Option<String>) {
@@ -508,6 +615,11 @@ impl Controller {
     }
 
     fn set_want(&mut self, want: Direction) {
+        if want != self.want && self.state != State::Ended {
+            self.actions.push_back(CallAction::HoldAudio {
+                on: want == Direction::SendOnly,
+            });
+        }
         self.want = want;
         if self.refused_want != Some(want) {
             self.refused_want = None;

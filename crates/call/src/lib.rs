@@ -11,5 +11,6 @@
 mod controller;
 
 pub use controller::{
-    CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, OriginateOutcome, Role,
+    CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, OriginateOutcome,
+    Prompt, Role,
 };

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 use warmline_call::{
-    CallAction, CallConfig, CallEvent, Controller, EndReason, OriginateOutcome, Role,
+    CallAction, CallConfig, CallEvent, Controller, EndReason, OriginateOutcome, Prompt, Role,
 };
 use warmline_signaling::{CodecName, Direction, LocalMedia};
 
@@ -27,6 +27,8 @@ fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
         rng_seed: seed,
         answer_after: Duration::from_millis(answer_after_ms),
         ring_timeout: Duration::from_secs(20),
+        answer_on_command: false,
+        greeting: false,
     }
 }
 
@@ -49,6 +51,13 @@ impl Harness {
     fn send(&mut self, ev: CallEvent) -> Vec<CallAction> {
         self.ctl.handle(self.now, ev);
         self.drain()
+    }
+
+    /// `send` without the media-only actions, for tests about signaling.
+    fn signal(&mut self, ev: CallEvent) -> Vec<CallAction> {
+        let mut acts = self.send(ev);
+        acts.retain(|a| !matches!(a, CallAction::HoldAudio { .. }));
+        acts
     }
 
     fn drain(&mut self) -> Vec<CallAction> {
@@ -237,7 +246,7 @@ fn offerless_reinvite_gets_our_current_offer() {
 #[test]
 fn local_hold_and_resume_send_reinvites() {
     let mut h = Harness::answered_call();
-    let acts = h.send(CallEvent::Hold);
+    let acts = h.signal(CallEvent::Hold);
     assert!(sdp_of(&acts[0]).contains("a=sendonly\r\n"), "{acts:?}");
     assert!(h.ctl.snapshot().reinvite_pending);
     let acts = h.send(CallEvent::ReInviteResponse {
@@ -249,7 +258,7 @@ fn local_hold_and_resume_send_reinvites() {
     );
     assert!(h.ctl.snapshot().local_hold);
 
-    let acts = h.send(CallEvent::Resume);
+    let acts = h.signal(CallEvent::Resume);
     assert!(sdp_of(&acts[0]).contains("a=sendrecv\r\n"));
     let acts = h.send(CallEvent::ReInviteResponse {
         status: 200,
@@ -266,7 +275,7 @@ fn hold_requested_before_ack_waits_for_confirmation() {
     h.send(CallEvent::Invite {
         sdp: Some(offer("sendrecv", 1)),
     });
-    assert!(h.send(CallEvent::Hold).is_empty());
+    assert!(h.signal(CallEvent::Hold).is_empty());
     let acts = h.send(CallEvent::Ack);
     assert!(matches!(acts[0], CallAction::SendReInvite { .. }));
 }
@@ -274,7 +283,7 @@ fn hold_requested_before_ack_waits_for_confirmation() {
 #[test]
 fn glare_peer_reinvite_while_ours_is_pending_gets_491() {
     let mut h = Harness::answered_call();
-    h.send(CallEvent::Hold);
+    h.signal(CallEvent::Hold);
     let acts = h.send(CallEvent::ReOffer {
         sdp: Some(offer("sendonly", 2)),
     });
@@ -300,7 +309,7 @@ fn glare_our_reinvite_gets_491_and_retries_within_rfc_window() {
             sdp: Some(offer("sendrecv", 1)),
         });
         h.send(CallEvent::Ack);
-        h.send(CallEvent::Hold);
+        h.signal(CallEvent::Hold);
         let start = h.now;
         assert!(
             h.send(CallEvent::ReInviteResponse {
@@ -323,7 +332,7 @@ fn glare_owner_waits_between_2_1_and_4_seconds() {
     h.send(CallEvent::Answered {
         sdp: Some(answer_sdp("sendrecv")),
     });
-    h.send(CallEvent::Hold);
+    h.signal(CallEvent::Hold);
     let start = h.now;
     h.send(CallEvent::ReInviteResponse {
         status: 491,
@@ -339,12 +348,12 @@ fn glare_owner_waits_between_2_1_and_4_seconds() {
 #[test]
 fn glare_retry_is_skipped_when_wish_reverted_meanwhile() {
     let mut h = Harness::answered_call();
-    h.send(CallEvent::Hold);
+    h.signal(CallEvent::Hold);
     h.send(CallEvent::ReInviteResponse {
         status: 491,
         sdp: None,
     });
-    h.send(CallEvent::Resume);
+    h.signal(CallEvent::Resume);
     assert!(
         h.advance(Duration::from_secs(3)).is_empty(),
         "nothing left to change"
@@ -354,7 +363,7 @@ fn glare_retry_is_skipped_when_wish_reverted_meanwhile() {
 #[test]
 fn refused_hold_is_not_retried_forever() {
     let mut h = Harness::answered_call();
-    h.send(CallEvent::Hold);
+    h.signal(CallEvent::Hold);
     assert!(
         h.send(CallEvent::ReInviteResponse {
             status: 488,
@@ -364,8 +373,8 @@ fn refused_hold_is_not_retried_forever() {
     );
     assert!(h.advance(Duration::from_secs(60)).is_empty());
     // resuming matches the settled state (nothing to send); a fresh hold wish is tried again
-    assert!(h.send(CallEvent::Resume).is_empty());
-    let acts = h.send(CallEvent::Hold);
+    assert!(h.signal(CallEvent::Resume).is_empty());
+    let acts = h.signal(CallEvent::Hold);
     assert!(
         matches!(acts[0], CallAction::SendReInvite { .. }),
         "{acts:?}"
@@ -375,7 +384,7 @@ fn refused_hold_is_not_retried_forever() {
 #[test]
 fn reinvite_481_ends_the_dialog() {
     let mut h = Harness::answered_call();
-    h.send(CallEvent::Hold);
+    h.signal(CallEvent::Hold);
     let acts = h.send(CallEvent::ReInviteResponse {
         status: 481,
         sdp: None,
@@ -549,4 +558,114 @@ fn events_and_actions_serialize_for_the_audit_trail() {
     let act = serde_json::to_string(&CallAction::Outcome(OriginateOutcome::Busy { status: 486 }))
         .unwrap();
     assert_eq!(act, r#"{"action":"outcome","outcome":"busy","status":486}"#);
+}
+
+#[test]
+fn b2bua_leg_rings_until_told_then_answers() {
+    let mut cfg = config(0, 1);
+    cfg.answer_on_command = true;
+    let mut h = Harness {
+        now: Instant::now(),
+        ctl: Controller::inbound(cfg),
+    };
+    let acts = h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    assert_eq!(acts, [CallAction::Ring]);
+    assert_eq!(
+        h.ctl.pending_media().map(|n| n.codec.name),
+        Some(CodecName::Pcmu)
+    );
+    assert!(
+        h.advance(Duration::from_secs(60)).is_empty(),
+        "no timer answers it"
+    );
+    let acts = h.send(CallEvent::AnswerNow);
+    assert!(matches!(acts[0], CallAction::Answer { .. }));
+    assert!(matches!(acts[1], CallAction::MediaChanged(_)));
+}
+
+#[test]
+fn b2bua_leg_refused_with_the_far_ends_status() {
+    let mut cfg = config(0, 1);
+    cfg.answer_on_command = true;
+    let mut h = Harness {
+        now: Instant::now(),
+        ctl: Controller::inbound(cfg),
+    };
+    h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    let acts = h.send(CallEvent::Refuse { status: 486 });
+    assert!(matches!(acts[0], CallAction::Reject { status: 486, .. }));
+    assert_eq!(
+        acts[1],
+        CallAction::Ended {
+            reason: EndReason::Rejected
+        }
+    );
+}
+
+#[test]
+fn greeting_plays_once_answered() {
+    let mut cfg = config(0, 1);
+    cfg.greeting = true;
+    let mut h = Harness {
+        now: Instant::now(),
+        ctl: Controller::inbound(cfg),
+    };
+    let acts = h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    assert_eq!(
+        acts[2],
+        CallAction::Play {
+            prompt: Prompt::Greeting,
+            id: 1
+        }
+    );
+}
+
+#[test]
+fn media_timeout_ends_the_call_with_bye() {
+    let mut h = Harness::answered_call();
+    let acts = h.send(CallEvent::MediaTimeout { silent_ms: 30_000 });
+    assert_eq!(
+        acts,
+        [
+            CallAction::SendBye,
+            CallAction::Ended {
+                reason: EndReason::RtpTimeout
+            }
+        ]
+    );
+    assert_eq!(EndReason::RtpTimeout.code(), "call.rtp_timeout");
+}
+
+#[test]
+fn local_hold_starts_and_stops_hold_audio() {
+    let mut h = Harness::answered_call();
+    let acts = h.send(CallEvent::Hold);
+    assert_eq!(acts[0], CallAction::HoldAudio { on: true });
+    assert!(matches!(acts[1], CallAction::SendReInvite { .. }));
+    h.send(CallEvent::ReInviteResponse {
+        status: 200,
+        sdp: Some(answer_sdp("recvonly")),
+    });
+    let acts = h.send(CallEvent::Resume);
+    assert_eq!(acts[0], CallAction::HoldAudio { on: false });
+    // Holding twice does not restart the audio.
+    assert!(
+        !h.send(CallEvent::Resume)
+            .contains(&CallAction::HoldAudio { on: false })
+    );
+}
+
+#[test]
+fn dtmf_digits_are_kept_in_order() {
+    let mut h = Harness::answered_call();
+    for d in ['1', '2', '#'] {
+        assert!(h.send(CallEvent::Dtmf { digit: d }).is_empty());
+    }
+    assert_eq!(h.ctl.digits(), "12#");
 }

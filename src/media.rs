@@ -1,0 +1,575 @@
+//! The media driver: one tokio task per call owns that call's RTP/RTCP sockets and its
+//! [`warmline_media::Session`], feeds it datagrams and the 20 ms clock, and carries out
+//! what it hands back: datagrams to send, speech-tap frames, recording frames, events.
+//!
+//! Nothing here waits on anything but the sockets and the clock: the speech tap and the
+//! recorder are bounded queues that drop (and count) when their consumer falls behind.
+
+use crate::config::Config;
+use crate::rtp_ports::RtpReservation;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+use warmline_media::session::LegSetup;
+use warmline_media::wav::{Recorder, read_clip};
+use warmline_media::{
+    Clip, JitterSettings, LegId, LegMedia, LegOptions, LegStats, MediaEvent, Output, Session,
+};
+
+/// Frames the speech tap may hold per leg before it drops: one second.
+const TAP_QUEUE: usize = 50;
+/// Frames the recorder may hold per leg before it drops: five seconds.
+const RECORD_QUEUE: usize = 250;
+
+/// Gateway-wide media counters (also in `/v1/stats`).
+#[derive(Debug, Default, Serialize)]
+pub struct MediaCounters {
+    pub tap_frames: AtomicU64,
+    pub tap_dropped: AtomicU64,
+    pub record_dropped: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub rtp_timeouts: AtomicU64,
+}
+
+/// Prompts loaded once at start-up and shared by every call.
+#[derive(Debug, Clone)]
+pub struct Prompts {
+    pub greeting: Option<Clip>,
+    pub hold: Clip,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Wav {
+        path: PathBuf,
+        source: warmline_media::wav::WavError,
+    },
+}
+
+fn load_clip(path: &PathBuf) -> Result<Clip, PromptError> {
+    let f = std::fs::File::open(path).map_err(|source| PromptError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    read_clip(std::io::BufReader::new(f)).map_err(|source| PromptError::Wav {
+        path: path.clone(),
+        source,
+    })
+}
+
+impl Prompts {
+    pub fn load(cfg: &Config) -> Result<Self, PromptError> {
+        Ok(Self {
+            greeting: cfg.media.greeting.as_ref().map(load_clip).transpose()?,
+            hold: match &cfg.media.hold_music {
+                Some(p) => load_clip(p)?,
+                None => comfort_tone(),
+            },
+        })
+    }
+}
+
+/// The default hold audio: a soft four-note arpeggio, so a caller on hold hears that the
+/// line is alive without a configured file.
+pub fn comfort_tone() -> Clip {
+    const RATE: u32 = 16000;
+    let notes = [523.25f64, 659.25, 783.99, 659.25];
+    let note_len = RATE as usize / 2;
+    let mut pcm = Vec::with_capacity(notes.len() * note_len + RATE as usize);
+    for f in notes {
+        for i in 0..note_len {
+            let t = i as f64 / f64::from(RATE);
+            // 20 ms attack, exponential decay: a chime, not a beep.
+            let env = (t / 0.02).min(1.0) * (-3.0 * t).exp();
+            let s = (2.0 * std::f64::consts::PI * f * t).sin()
+                + 0.3 * (2.0 * std::f64::consts::PI * 2.0 * f * t).sin();
+            pcm.push((2500.0 * env * s) as i16);
+        }
+    }
+    // A breath between phrases.
+    pcm.extend(std::iter::repeat_n(0, RATE as usize));
+    Clip::new(RATE, pcm)
+}
+
+/// What a leg reports about itself, about once a second, for the API.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LegReport {
+    pub leg: LegId,
+    pub local_port: u16,
+    #[serde(flatten)]
+    pub stats: LegStats,
+    pub tap_frames: u64,
+    pub tap_dropped: u64,
+    /// Tap frames whose level says someone is talking (the speech pipeline's input).
+    pub tap_voiced_ms: u64,
+    pub record_dropped: u64,
+}
+
+pub type ReportSink = Box<dyn FnMut(&LegReport) + Send + Sync>;
+
+/// Everything the media task needs to run one leg.
+pub struct NewLeg {
+    pub id: LegId,
+    pub sockets: RtpReservation,
+    pub tap: bool,
+    pub events: mpsc::UnboundedSender<MediaEvent>,
+    pub report: ReportSink,
+    /// Recording file name stem (the call id), when recording is on.
+    pub record_as: Option<String>,
+}
+
+enum Command {
+    AddLeg(Box<NewLeg>),
+    Configure(LegId, LegMedia),
+    Play(LegId, u64, Clip),
+    Hold(LegId, Option<Clip>),
+    Bridge(LegId, LegId),
+    SendDtmf(LegId, String),
+    RemoveLeg(LegId),
+}
+
+/// Settings shared by every call's media task.
+#[derive(Debug)]
+pub struct MediaPlane {
+    pub counters: MediaCounters,
+    pub prompts: Prompts,
+    jitter: JitterSettings,
+    rtp_timeout: Option<Duration>,
+    record_dir: Option<PathBuf>,
+}
+
+impl MediaPlane {
+    pub fn new(cfg: &Config, prompts: Prompts) -> Self {
+        Self {
+            counters: MediaCounters::default(),
+            prompts,
+            jitter: JitterSettings {
+                min_delay: cfg.media.jitter_min,
+                max_delay: cfg.media.jitter_max,
+            },
+            rtp_timeout: cfg.media.rtp_timeout,
+            record_dir: cfg.media.record.then(|| cfg.media.record_dir.clone()),
+        }
+    }
+
+    pub fn recording(&self) -> bool {
+        self.record_dir.is_some()
+    }
+}
+
+/// The commands side of one call's media task. Cheap to clone; the task ends when the
+/// last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct MediaHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("media::Command")
+    }
+}
+
+impl MediaHandle {
+    pub fn spawn(plane: Arc<MediaPlane>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(plane, rx).in_current_span());
+        Self { tx }
+    }
+
+    fn send(&self, c: Command) {
+        // The task only goes away once every handle is gone, so this cannot fail while
+        // a handle exists; ignore it if it somehow does.
+        let _ = self.tx.send(c);
+    }
+
+    pub fn add_leg(&self, leg: NewLeg) {
+        self.send(Command::AddLeg(Box::new(leg)));
+    }
+    pub fn configure(&self, id: LegId, media: LegMedia) {
+        self.send(Command::Configure(id, media));
+    }
+    pub fn play(&self, id: LegId, play_id: u64, clip: Clip) {
+        self.send(Command::Play(id, play_id, clip));
+    }
+    pub fn hold(&self, id: LegId, music: Option<Clip>) {
+        self.send(Command::Hold(id, music));
+    }
+    pub fn bridge(&self, a: LegId, b: LegId) {
+        self.send(Command::Bridge(a, b));
+    }
+    pub fn send_dtmf(&self, id: LegId, digits: &str) {
+        self.send(Command::SendDtmf(id, digits.into()));
+    }
+    pub fn remove_leg(&self, id: LegId) {
+        self.send(Command::RemoveLeg(id));
+    }
+}
+
+struct LegIo {
+    id: LegId,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    local_port: u16,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    tap: Option<mpsc::Sender<Vec<i16>>>,
+    tap_meter: Arc<TapMeter>,
+    recorder: Option<std::sync::mpsc::SyncSender<(u32, Vec<i16>)>>,
+    record_dropped: u64,
+    report: ReportSink,
+}
+
+/// What the speech tap's consumer has seen. The consumer is a level meter until the
+/// speech pipeline takes the tap over; it already proves the caller's audio reaches it.
+#[derive(Debug, Default)]
+struct TapMeter {
+    frames: AtomicU64,
+    dropped: AtomicU64,
+    voiced_frames: AtomicU64,
+}
+
+fn socket(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let now = Instant::now();
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut session = Session::new(now, unix);
+    let mut legs: Vec<LegIo> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut next_report = now + Duration::from_secs(1);
+    loop {
+        let tick = session.poll_timeout();
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => apply(&plane, &mut session, &mut legs, cmd),
+                None => break,
+            },
+            (i, rtcp, from, n) = recv_any(&legs, &mut buf) => {
+                let now = Instant::now();
+                let id = legs[i].id;
+                if rtcp {
+                    session.handle_rtcp(now, id, from, &buf[..n]);
+                } else {
+                    session.handle_rtp(now, id, from, &buf[..n]);
+                }
+                flush(&plane, &mut session, &mut legs);
+                // Take whatever else is already queued before sleeping again.
+                for _ in 0..64 {
+                    let Some((i, rtcp, from, n)) = try_recv_any(&legs, &mut buf) else { break };
+                    let id = legs[i].id;
+                    if rtcp {
+                        session.handle_rtcp(now, id, from, &buf[..n]);
+                    } else {
+                        session.handle_rtp(now, id, from, &buf[..n]);
+                    }
+                    flush(&plane, &mut session, &mut legs);
+                }
+            },
+            () = tokio::time::sleep_until(tick.into()) => {
+                let now = Instant::now();
+                session.handle_tick(now);
+                flush(&plane, &mut session, &mut legs);
+                if now >= next_report {
+                    next_report = now + Duration::from_secs(1);
+                    report(&session, &mut legs);
+                }
+            },
+        }
+    }
+    report(&session, &mut legs);
+}
+
+fn report(session: &Session, legs: &mut [LegIo]) {
+    for l in legs {
+        let Some(stats) = session.stats(l.id) else {
+            continue;
+        };
+        let r = LegReport {
+            leg: l.id,
+            local_port: l.local_port,
+            stats,
+            tap_frames: l.tap_meter.frames.load(Ordering::Relaxed),
+            tap_dropped: l.tap_meter.dropped.load(Ordering::Relaxed),
+            tap_voiced_ms: l.tap_meter.voiced_frames.load(Ordering::Relaxed) * 20,
+            record_dropped: l.record_dropped,
+        };
+        (l.report)(&r);
+    }
+}
+
+fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, cmd: Command) {
+    let now = Instant::now();
+    match cmd {
+        Command::AddLeg(new) => {
+            let NewLeg {
+                id,
+                sockets,
+                tap,
+                events,
+                report,
+                record_as,
+            } = *new;
+            let local_port = sockets.port();
+            let (rtp, rtcp) = match (socket(sockets.rtp), socket(sockets.rtcp)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "RTP socket unusable; leg has no media");
+                    return;
+                }
+            };
+            session.add_leg(
+                id,
+                LegSetup {
+                    options: LegOptions {
+                        ssrc: rand::random(),
+                        initial_seq: rand::random(),
+                        initial_ts: rand::random(),
+                        jitter: plane.jitter,
+                    },
+                    tap,
+                    record: record_as.is_some() && plane.record_dir.is_some(),
+                    rtp_timeout: plane.rtp_timeout,
+                },
+            );
+            let tap_meter = Arc::new(TapMeter::default());
+            let tap = tap.then(|| spawn_tap_consumer(tap_meter.clone()));
+            let recorder = match (&plane.record_dir, record_as) {
+                (Some(dir), Some(stem)) => {
+                    spawn_recorder(dir.join(format!("{}-leg{id}.wav", sanitize(&stem))))
+                }
+                _ => None,
+            };
+            legs.retain(|l| l.id != id);
+            legs.push(LegIo {
+                id,
+                rtp,
+                rtcp,
+                local_port,
+                events,
+                tap,
+                tap_meter,
+                recorder,
+                record_dropped: 0,
+                report,
+            });
+        }
+        Command::Configure(id, media) => {
+            tracing::info!(leg = id, codec = %media.codec, remote = ?media.remote, direction = media.direction.as_attr(), "media configured");
+            if let Err(e) = session.configure(now, id, media) {
+                tracing::error!(leg = id, error = %e, "codec could not be set up");
+            }
+        }
+        Command::Play(id, play_id, clip) => session.play(id, play_id, clip),
+        Command::Hold(id, music) => session.hold(id, music),
+        Command::Bridge(a, b) => {
+            tracing::info!(a, b, "legs bridged");
+            session.bridge(a, b);
+        }
+        Command::SendDtmf(id, digits) => session.send_dtmf(id, &digits),
+        Command::RemoveLeg(id) => {
+            report(session, legs);
+            session.remove_leg(id);
+            flush(plane, session, legs);
+            legs.retain(|l| l.id != id);
+        }
+    }
+}
+
+fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
+    while let Some(out) = session.poll_output() {
+        match out {
+            Output::Transmit(t) => {
+                let Some(l) = legs.iter().find(|l| l.id == t.leg) else {
+                    continue;
+                };
+                let sock = if t.rtcp { &l.rtcp } else { &l.rtp };
+                if sock.try_send_to(&t.data, t.to).is_err() {
+                    plane.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Output::Tap { leg, pcm } => {
+                let Some(l) = legs.iter().find(|l| l.id == leg) else {
+                    continue;
+                };
+                if let Some(tap) = &l.tap {
+                    plane.counters.tap_frames.fetch_add(1, Ordering::Relaxed);
+                    if tap.try_send(pcm).is_err() {
+                        l.tap_meter.dropped.fetch_add(1, Ordering::Relaxed);
+                        plane.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Output::Record { leg, pcm, rate } => {
+                let Some(l) = legs.iter_mut().find(|l| l.id == leg) else {
+                    continue;
+                };
+                if let Some(rec) = &l.recorder {
+                    if rec.try_send((rate, pcm)).is_err() {
+                        l.record_dropped += 1;
+                        plane
+                            .counters
+                            .record_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Output::Event(ev) => {
+                let leg = match &ev {
+                    MediaEvent::PlayoutDone { leg, .. }
+                    | MediaEvent::Dtmf { leg, .. }
+                    | MediaEvent::RtpTimeout { leg, .. } => *leg,
+                };
+                if matches!(ev, MediaEvent::RtpTimeout { .. }) {
+                    plane.counters.rtp_timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(l) = legs.iter().find(|l| l.id == leg) {
+                    let _ = l.events.send(ev);
+                }
+            }
+        }
+    }
+}
+
+/// Wait for a datagram on any leg's RTP or RTCP socket.
+async fn recv_any(legs: &[LegIo], buf: &mut [u8]) -> (usize, bool, SocketAddr, usize) {
+    std::future::poll_fn(|cx| {
+        for (i, l) in legs.iter().enumerate() {
+            for (rtcp, sock) in [(false, &l.rtp), (true, &l.rtcp)] {
+                let mut rb = ReadBuf::new(buf);
+                match sock.poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(from)) => {
+                        return Poll::Ready((i, rtcp, from, rb.filled().len()));
+                    }
+                    // ICMP errors surface here on some systems; they are not fatal to the leg.
+                    Poll::Ready(Err(_)) | Poll::Pending => {}
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+fn try_recv_any(legs: &[LegIo], buf: &mut [u8]) -> Option<(usize, bool, SocketAddr, usize)> {
+    for (i, l) in legs.iter().enumerate() {
+        for (rtcp, sock) in [(false, &l.rtp), (true, &l.rtcp)] {
+            if let Ok((n, from)) = sock.try_recv_from(buf) {
+                return Some((i, rtcp, from, n));
+            }
+        }
+    }
+    None
+}
+
+/// The speech tap's consumer end. A frame counts as voiced above about -40 dBFS.
+fn spawn_tap_consumer(meter: Arc<TapMeter>) -> mpsc::Sender<Vec<i16>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<i16>>(TAP_QUEUE);
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            meter.frames.fetch_add(1, Ordering::Relaxed);
+            let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>()
+                / frame.len().max(1) as f64;
+            if energy.sqrt() > 328.0 {
+                meter.voiced_frames.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    tx
+}
+
+/// A thread writing one leg's WAV, so file I/O never runs on the media task.
+fn spawn_recorder(path: PathBuf) -> Option<std::sync::mpsc::SyncSender<(u32, Vec<i16>)>> {
+    if let Some(dir) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "recording directory not created");
+            return None;
+        }
+    }
+    let file = match std::fs::File::create(&path) {
+        Ok(f) => std::io::BufWriter::new(f),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "recording not started");
+            return None;
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u32, Vec<i16>)>(RECORD_QUEUE);
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("wl-record".into())
+        .spawn(move || {
+            let _g = span.enter();
+            // The file takes the rate of the first frame (the leg's codec rate).
+            let mut rec: Option<Recorder<_>> = None;
+            let mut file = Some(file);
+            while let Ok((r, frame)) = rx.recv() {
+                if rec.is_none() {
+                    match file.take().map(|f| Recorder::new(f, r)) {
+                        Some(Ok(x)) => rec = Some(x),
+                        _ => return,
+                    }
+                }
+                if let Some(w) = rec.as_mut() {
+                    if w.write(&frame).is_err() {
+                        return;
+                    }
+                }
+            }
+            if let Some(w) = rec {
+                if let Err(e) = w.finish() {
+                    tracing::warn!(error = %e, "recording not finalised");
+                }
+            }
+            tracing::info!(path = %path.display(), "recording written");
+        })
+        .ok()?;
+    Some(tx)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Leg ids within a call's session.
+pub const CALLER_LEG: LegId = 0;
+pub const FAR_LEG: LegId = 1;
+
+/// Mutex helper for report sinks.
+pub fn report_into<T: Send + 'static>(
+    target: Arc<Mutex<T>>,
+    mut set: impl FnMut(&mut T, &LegReport) + Send + Sync + 'static,
+) -> ReportSink {
+    Box::new(move |r| {
+        let mut t = target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set(&mut t, r);
+    })
+}
