@@ -8,6 +8,13 @@ need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(build-essential)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+# Real-peer media tests: speech and pcaps are made at test time, captures read with tshark.
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v sox >/dev/null || need+=(sox)
+command -v python3 >/dev/null || need+=(python3)
+command -v tshark >/dev/null || need+=(tshark)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq

@@ -365,9 +365,15 @@ impl Leg {
     }
 
     /// How long the peer has been silent, counted from the last packet or the last
-    /// renegotiation, when it is supposed to be sending.
+    /// renegotiation, while the call is two-way.
     pub fn silent_for(&self, now: Instant) -> Option<Duration> {
-        if !self.receives() {
+        // Only a two-way call is watched. On hold either way a peer may legitimately go
+        // quiet (many phones stop sending when they hold us with a=sendonly).
+        if self
+            .media
+            .as_ref()
+            .is_none_or(|m| m.direction != Direction::SendRecv)
+        {
             return None;
         }
         let since = match (self.rx.last_rx, self.configured_at) {

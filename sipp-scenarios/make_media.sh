@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Make the test audio the real-peer tests and load scripts use, into DIR (default
+# sipp-scenarios/media): espeak-ng speech and a tone, resampled without dither, and RTP
+# pcaps of them for SIPp's play_pcap_audio. Needs espeak-ng, sox, python3.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${1:-$here/media}"
+mkdir -p "$out"
+say() { # say FILE TEXT
+  espeak-ng -v en-us -s 150 -w "$out/raw.wav" "$2"
+  sox -D "$out/raw.wav" -r 8000 -c 1 -b 16 "$out/$1"
+  rm -f "$out/raw.wav"
+}
+say greeting.wav "Hello. You are speaking with warmline, an automated assistant. You can ask for a person at any time."
+say speech.wav "I would like to speak to a human about my order, please. It is number four five six seven."
+sox -D -n -r 8000 -c 1 -b 16 "$out/tone.wav" synth 3 sine 1000 vol 0.5
+python3 "$here/mkpcap.py" "$out/speech.wav" "$out/speech_pcmu.pcap" --codec pcmu --ssrc 0x5EED0001
+python3 "$here/mkpcap.py" "$out/speech.wav" "$out/speech_pcma.pcap" --codec pcma --ssrc 0x5EED0002
+python3 "$here/mkpcap.py" "$out/tone.wav" "$out/tone_pcmu.pcap" --codec pcmu --ssrc 0x5EED0003
+python3 "$here/mkpcap.py" "$out/tone.wav" "$out/dtmf_pcmu.pcap" --codec pcmu --dtmf "15#" --ssrc 0x5EED0004 --seq 20000

@@ -1,0 +1,508 @@
+//! The media plane end to end: the real binary, SIPp callers playing pcap audio made from
+//! espeak-ng speech, a SIPp `-rtp_echo` far end behind the bridge, and tshark captures on
+//! loopback to check what each side really received.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Test audio, made once per run by the project's own script.
+fn media() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        for tool in ["espeak-ng", "sox", "python3", "tshark"] {
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success(),
+                "{tool} is not installed: run the README's test command (it installs it)"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap().keep();
+        let out = Command::new(scenarios().join("make_media.sh"))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make_media.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// A directory where SIPp finds `audio.pcap` (a copy of one of the made pcaps).
+fn caller_dir(pcap: &str) -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(media().join(pcap), dir.join("audio.pcap")).unwrap();
+    dir
+}
+
+/// Even media ports for SIPp, distinct across this process's tests.
+fn media_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    46000 + (std::process::id() % 8) as u16 * 400 + NEXT.fetch_add(1, Ordering::Relaxed) * 8
+}
+
+#[derive(Debug, Clone)]
+struct Rtp {
+    src: u16,
+    dst: u16,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    pt: u8,
+    payload: Vec<u8>,
+}
+
+/// tshark on loopback for the gateway's RTP port range.
+struct Capture {
+    child: Child,
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Capture {
+    fn start(range: (u16, u16)) -> Capture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cap.pcap");
+        let log = dir.path().join("tshark.log");
+        let child = Command::new("tshark")
+            .args(["-i", "lo", "-q", "-f"])
+            .arg(format!("udp portrange {}-{}", range.0, range.1))
+            .arg("-w")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("tshark");
+        let start = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Capturing on")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "tshark did not start (needs root or the wireshark group)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Capture {
+            child,
+            file,
+            _dir: dir,
+        }
+    }
+
+    fn stop(mut self) -> Vec<Rtp> {
+        // Let the last packets reach the capture before stopping it.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp", "-T", "fields"])
+            .args([
+                "-e",
+                "udp.srcport",
+                "-e",
+                "udp.dstport",
+                "-e",
+                "rtp.ssrc",
+                "-e",
+                "rtp.seq",
+            ])
+            .args([
+                "-e",
+                "rtp.timestamp",
+                "-e",
+                "rtp.marker",
+                "-e",
+                "rtp.p_type",
+                "-e",
+                "rtp.payload",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                if f.len() < 8 {
+                    return None;
+                }
+                Some(Rtp {
+                    src: f[0].parse().ok()?,
+                    dst: f[1].parse().ok()?,
+                    ssrc: u32::from_str_radix(f[2].trim_start_matches("0x"), 16).ok()?,
+                    seq: f[3].parse().ok()?,
+                    ts: f[4].parse().ok()?,
+                    marker: f[5] == "1" || f[5] == "True",
+                    pt: f[6].parse().ok()?,
+                    // Plain hex on current tshark, colon-separated on older ones.
+                    payload: {
+                        let hex: String = f[7].chars().filter(|c| *c != ':').collect();
+                        (0..hex.len() / 2)
+                            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                            .collect()
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+fn flow(pkts: &[Rtp], src: impl Fn(u16) -> bool, dst: u16) -> Vec<Rtp> {
+    pkts.iter()
+        .filter(|p| src(p.src) && p.dst == dst)
+        .cloned()
+        .collect()
+}
+
+/// One SSRC, sequence +1 and timestamp +160 throughout, a marker on the first packet only.
+fn assert_one_continuous_stream(pkts: &[Rtp], what: &str) {
+    assert!(!pkts.is_empty(), "{what}: no packets");
+    assert!(pkts[0].marker, "{what}: first packet carries the marker");
+    for w in pkts.windows(2) {
+        assert_eq!(w[1].ssrc, w[0].ssrc, "{what}: one SSRC");
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "{what}: sequence");
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(160), "{what}: timestamps");
+        assert!(!w[1].marker, "{what}: no marker inside the stream");
+    }
+}
+
+fn ulaw(b: &[u8]) -> Vec<i16> {
+    b.iter()
+        .map(|&c| warmline_media::g711::ulaw_decode(c))
+        .collect()
+}
+
+fn alaw(b: &[u8]) -> Vec<i16> {
+    b.iter()
+        .map(|&c| warmline_media::g711::alaw_decode(c))
+        .collect()
+}
+
+fn wav(path: &Path) -> Vec<i16> {
+    warmline_media::wav::read_clip(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .pcm
+        .to_vec()
+}
+
+fn rms(x: &[i16]) -> f64 {
+    (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
+/// Best normalised correlation of `got` against `want` over lags 0..=max_lag samples.
+fn best_corr(got: &[i16], want: &[i16], max_lag: usize) -> (f64, usize) {
+    let mut best = (0.0, 0);
+    for lag in 0..=max_lag {
+        let n = got.len().saturating_sub(lag).min(want.len());
+        if n < 800 {
+            break;
+        }
+        let (a, b) = (&got[lag..lag + n], &want[..n]);
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let c = dot / (na * nb).max(1.0);
+        if c > best.0 {
+            best = (c, lag);
+        }
+    }
+    best
+}
+
+fn calls(gw: &Gw) -> serde_json::Value {
+    serde_json::from_str(&http_req(gw.http, "GET", "/v1/calls", "").1).unwrap_or_default()
+}
+
+fn caller(gw: &Gw, pcap: &str, codec: &str, hold_ms: u32, mp: u16) -> Child {
+    let dir = caller_dir(pcap);
+    sipp_in(
+        &dir,
+        &[
+            "-sf",
+            scenarios().join("uac_media.xml").to_str().unwrap(),
+            "-key",
+            "codec",
+            codec,
+            "-m",
+            "1",
+            "-d",
+            &hold_ms.to_string(),
+            "-mp",
+            &mp.to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    )
+}
+
+#[test]
+fn caller_hears_the_greeting_and_the_tap_and_recording_hear_the_caller() {
+    require_sipp();
+    let rec = tempfile::tempdir().unwrap();
+    let gw = Gw::start_with(
+        "",
+        &format!(
+            "greeting = \"{}\"\nrecord = true\nrecord_dir = \"{}\"",
+            media().join("greeting.wav").display(),
+            rec.path().display()
+        ),
+        "",
+    );
+    let cap = Capture::start(gw.rtp);
+    let mp = media_port();
+    let sipp = caller(&gw, "speech_pcmu.pcap", "0", 4000, mp);
+    // Mid-call, the speech tap has been fed the caller's voice.
+    std::thread::sleep(Duration::from_millis(3500));
+    let live = calls(&gw);
+    wait_ok(sipp, "caller with greeting");
+    let pkts = cap.stop();
+
+    let heard = flow(&pkts, |p| (gw.rtp.0..=gw.rtp.1).contains(&p), mp);
+    assert!(
+        heard.len() >= 190,
+        "4 s of greeting is ~200 packets, got {}",
+        heard.len()
+    );
+    let odd: Vec<_> = heard
+        .iter()
+        .filter(|p| p.pt != 0 || p.payload.len() != 160)
+        .map(|p| (p.pt, p.payload.len(), p.seq))
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}");
+    assert_one_continuous_stream(&heard, "greeting");
+    let pcm: Vec<i16> = heard.iter().flat_map(|p| ulaw(&p.payload)).collect();
+    let greeting = wav(&media().join("greeting.wav"));
+    let (c, lag) = best_corr(&pcm, &greeting, 160);
+    assert!(
+        c > 0.95,
+        "caller hears the greeting: correlation {c:.3} at lag {lag}"
+    );
+    assert_eq!(lag, 0, "the greeting starts on the first packet");
+
+    let call = &live[0];
+    let tap_frames = call["media"]["tap_frames"].as_u64().unwrap_or(0);
+    let voiced = call["media"]["tap_voiced_ms"].as_u64().unwrap_or(0);
+    assert!(tap_frames >= 100, "tap frames {tap_frames}: {call}");
+    assert!(voiced >= 1000, "voiced ms {voiced}");
+    assert_eq!(call["media"]["tap_dropped"].as_u64(), Some(0));
+
+    // The recording is the caller's speech, in time.
+    let file = std::fs::read_dir(rec.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with("-leg0.wav"))
+        .expect("a caller recording")
+        .path();
+    let recorded = wav(&file);
+    let speech = wav(&media().join("speech.wav"));
+    assert!(
+        (3.5..=4.5).contains(&(recorded.len() as f64 / 8000.0)),
+        "{} samples",
+        recorded.len()
+    );
+    let (c, lag) = best_corr(&recorded, &speech, 8000 / 4);
+    assert!(
+        c > 0.9,
+        "recording matches the caller's speech: {c:.3} at lag {lag}"
+    );
+}
+
+fn far_end(codec: &str, port: u16, mp: u16) -> Child {
+    sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_echo.xml").to_str().unwrap(),
+            "-key",
+            "codec",
+            codec,
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-mp",
+            &mp.to_string(),
+        ],
+        port,
+    )
+}
+
+fn bridge_gw(uas_port: u16) -> Gw {
+    Gw::start(
+        "",
+        &format!("[route]\nmode = \"bridge\"\ntarget = \"sip:echo@127.0.0.1:{uas_port}\""),
+    )
+}
+
+#[test]
+fn bridge_relays_the_callers_audio_through_an_echo_and_back_untouched() {
+    require_sipp();
+    let uas_port = free_port();
+    let gw = bridge_gw(uas_port);
+    let cap = Capture::start(gw.rtp);
+    let far_mp = media_port();
+    let uas = far_end("0", uas_port, far_mp);
+    std::thread::sleep(Duration::from_millis(300));
+    let mp = media_port();
+    let sipp = caller(&gw, "speech_pcmu.pcap", "0", 3000, mp);
+    wait_ok(sipp, "caller");
+    wait_ok(uas, "echo far end (gets warmline's BYE)");
+    let pkts = cap.stop();
+
+    let ours = |p: u16| (gw.rtp.0..=gw.rtp.1).contains(&p);
+    let sent = flow(
+        &pkts,
+        |p| p == mp,
+        pkts.iter().find(|p| p.src == mp).map(|p| p.dst).unwrap(),
+    );
+    let to_far = flow(&pkts, ours, far_mp);
+    let back = flow(&pkts, ours, mp);
+    assert!(sent.len() >= 140, "caller sent {}", sent.len());
+    assert!(
+        to_far.iter().all(|p| p.pt == 0),
+        "same codec: no transcoding"
+    );
+    assert!(
+        back.len() + 2 >= sent.len(),
+        "caller got {} of {}",
+        back.len(),
+        sent.len()
+    );
+    // Relay rewrites headers only: every payload comes back byte for byte, in order.
+    let sent_payloads: Vec<&Vec<u8>> = sent.iter().map(|p| &p.payload).collect();
+    let back_payloads: Vec<&Vec<u8>> = back.iter().map(|p| &p.payload).collect();
+    let offset = sent_payloads
+        .iter()
+        .position(|p| *p == back_payloads[0])
+        .expect("first echoed payload was sent");
+    assert!(offset <= 2);
+    for (i, p) in back_payloads.iter().enumerate() {
+        assert_eq!(*p, sent_payloads[offset + i], "payload {i} intact");
+    }
+    assert_one_continuous_stream(&back, "relayed audio to the caller");
+    assert_ne!(back[0].ssrc, sent[0].ssrc, "warmline's own SSRC on its leg");
+}
+
+#[test]
+fn bridge_transcodes_pcma_caller_to_pcmu_far_end() {
+    require_sipp();
+    let uas_port = free_port();
+    let gw = bridge_gw(uas_port);
+    let cap = Capture::start(gw.rtp);
+    let far_mp = media_port();
+    let uas = far_end("0", uas_port, far_mp);
+    std::thread::sleep(Duration::from_millis(300));
+    let mp = media_port();
+    let sipp = caller(&gw, "speech_pcma.pcap", "8", 3000, mp);
+    wait_ok(sipp, "PCMA caller");
+    wait_ok(uas, "PCMU echo far end");
+    let pkts = cap.stop();
+
+    let ours = |p: u16| (gw.rtp.0..=gw.rtp.1).contains(&p);
+    let sent: Vec<i16> = pkts
+        .iter()
+        .filter(|p| p.src == mp)
+        .flat_map(|p| alaw(&p.payload))
+        .collect();
+    let to_far = flow(&pkts, ours, far_mp);
+    let back = flow(&pkts, ours, mp);
+    assert!(
+        !to_far.is_empty() && to_far.iter().all(|p| p.pt == 0),
+        "far end gets PCMU"
+    );
+    assert!(
+        back.len() >= 130 && back.iter().all(|p| p.pt == 8),
+        "caller gets PCMA: {}",
+        back.len()
+    );
+    assert_one_continuous_stream(&back, "transcoded audio to the caller");
+    let got: Vec<i16> = back.iter().flat_map(|p| alaw(&p.payload)).collect();
+    // Two jitter buffers on the way: allow up to half a second of delay.
+    assert!(rms(&got) > 500.0, "not silence");
+    let (c, lag) = best_corr(&got, &sent, 4000);
+    assert!(
+        c > 0.9,
+        "speech survives A-law -> mu-law -> A-law: {c:.3} at lag {lag}"
+    );
+}
+
+#[test]
+fn dtmf_from_the_caller_is_decoded() {
+    require_sipp();
+    let gw = Gw::start("", "");
+    let sipp = caller(&gw, "dtmf_pcmu.pcap", "0", 2500, media_port());
+    let start = Instant::now();
+    let mut digits = String::new();
+    while start.elapsed() < Duration::from_secs(4) && digits != "15#" {
+        std::thread::sleep(Duration::from_millis(100));
+        digits = calls(&gw)[0]["digits"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    }
+    wait_ok(sipp, "DTMF caller");
+    assert_eq!(digits, "15#");
+    assert!(gw.log().contains("DTMF"));
+}
+
+#[test]
+fn silence_ends_the_call_with_bye_but_hold_does_not() {
+    require_sipp();
+    let gw = Gw::start_with("", "rtp_timeout_s = 2", "");
+    let start = Instant::now();
+    let silent = sipp(
+        &[
+            "-sf",
+            scenarios().join("uac_wait_bye.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-mp",
+            &media_port().to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    );
+    let held = sipp(
+        &[
+            "-sf",
+            scenarios().join("uac_hold_silent.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-mp",
+            &media_port().to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    );
+    wait_ok(silent, "silent caller gets warmline's BYE");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "BYE after {took:?}"
+    );
+    wait_ok(held, "silent caller on hold keeps its call");
+    let log = gw.log();
+    assert_eq!(log.matches("media.rtp_timeout").count(), 1, "{log}");
+    assert!(log.contains("call.rtp_timeout"));
+}
