@@ -16,5 +16,9 @@ say speech.wav "I would like to speak to a human about my order, please. It is n
 sox -D -n -r 8000 -c 1 -b 16 "$out/tone.wav" synth 3 sine 1000 vol 0.5
 python3 "$here/mkpcap.py" "$out/speech.wav" "$out/speech_pcmu.pcap" --codec pcmu --ssrc 0x5EED0001
 python3 "$here/mkpcap.py" "$out/speech.wav" "$out/speech_pcma.pcap" --codec pcma --ssrc 0x5EED0002
+sox -D "$out/speech.wav" "$out/speech_long.wav" repeat 5
+# The same speech as a mu-law WAV for SIPp rtp_stream (plain UDP sockets, no raw socket).
+sox -D "$out/speech_long.wav" -e u-law -t wav "$out/speech_long_ulaw.wav"
+python3 "$here/mkpcap.py" "$out/speech_long.wav" "$out/speech_long_pcmu.pcap" --codec pcmu --ssrc 0x5EED0005
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/tone_pcmu.pcap" --codec pcmu --ssrc 0x5EED0003
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/dtmf_pcmu.pcap" --codec pcmu --dtmf "15#" --ssrc 0x5EED0004 --seq 20000

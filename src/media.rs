@@ -32,6 +32,9 @@ const RECORD_QUEUE: usize = 250;
 /// Gateway-wide media counters (also in `/v1/stats`).
 #[derive(Debug, Default, Serialize)]
 pub struct MediaCounters {
+    /// RTP datagrams in and out over every leg (RTCP not included).
+    pub rtp_in: AtomicU64,
+    pub rtp_out: AtomicU64,
     pub tap_frames: AtomicU64,
     pub tap_dropped: AtomicU64,
     pub record_dropped: AtomicU64,
@@ -256,8 +259,17 @@ async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Comma
     let mut legs: Vec<LegIo> = Vec::new();
     let mut buf = vec![0u8; 2048];
     let mut next_report = now + Duration::from_secs(1);
+    // One timer for the task's life, moved only when the session's deadline moves: a new
+    // Sleep per packet would cost a timer-wheel insert and remove for every datagram.
+    let mut deadline = session.poll_timeout();
+    let sleep = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(sleep);
     loop {
         let tick = session.poll_timeout();
+        if tick != deadline {
+            deadline = tick;
+            sleep.as_mut().reset(tick.into());
+        }
         tokio::select! {
             biased;
             cmd = commands.recv() => match cmd {
@@ -266,6 +278,7 @@ async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Comma
             },
             (i, rtcp, from, n) = recv_any(&legs, &mut buf) => {
                 let now = Instant::now();
+                let mut got = u64::from(!rtcp);
                 let id = legs[i].id;
                 if rtcp {
                     session.handle_rtcp(now, id, from, &buf[..n]);
@@ -277,6 +290,7 @@ async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Comma
                 for _ in 0..64 {
                     let Some((i, rtcp, from, n)) = try_recv_any(&legs, &mut buf) else { break };
                     let id = legs[i].id;
+                    got += u64::from(!rtcp);
                     if rtcp {
                         session.handle_rtcp(now, id, from, &buf[..n]);
                     } else {
@@ -284,8 +298,9 @@ async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Comma
                     }
                     flush(&plane, &mut session, &mut legs);
                 }
+                plane.counters.rtp_in.fetch_add(got, Ordering::Relaxed);
             },
-            () = tokio::time::sleep_until(tick.into()) => {
+            () = &mut sleep => {
                 let now = Instant::now();
                 session.handle_tick(now);
                 flush(&plane, &mut session, &mut legs);
@@ -396,6 +411,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
 }
 
 fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
+    let mut sent = 0u64;
     while let Some(out) = session.poll_output() {
         match out {
             Output::Transmit(t) => {
@@ -405,6 +421,8 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 let sock = if t.rtcp { &l.rtcp } else { &l.rtp };
                 if sock.try_send_to(&t.data, t.to).is_err() {
                     plane.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    sent += u64::from(!t.rtcp);
                 }
             }
             Output::Tap { leg, pcm } => {
@@ -447,6 +465,9 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 }
             }
         }
+    }
+    if sent > 0 {
+        plane.counters.rtp_out.fetch_add(sent, Ordering::Relaxed);
     }
 }
 

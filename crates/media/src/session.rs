@@ -16,6 +16,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// How often an idle session (relay only, or nothing at all) wakes for timeouts and RTCP.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
 /// A leg's name within its session (the driver uses 0 for the caller, 1.. for others).
 pub type LegId = u32;
 
@@ -111,6 +114,7 @@ pub struct Session {
     legs: Vec<Slot>,
     out: VecDeque<Output>,
     next_tick: Instant,
+    last_tick: Instant,
     /// Instant ↔ wall clock, for RTCP sender reports.
     ntp_base: (Instant, u64),
 }
@@ -125,6 +129,7 @@ impl Session {
             legs: Vec::new(),
             out: VecDeque::new(),
             next_tick: now,
+            last_tick: now,
             ntp_base: (now, ntp),
         }
     }
@@ -254,8 +259,26 @@ impl Session {
         self.out.pop_front()
     }
 
+    /// The 20 ms frame clock runs only while something needs it (playout, decoding for
+    /// the tap, recording or a transcoding bridge, DTMF); a pure relay is driven by its
+    /// packets and wakes only for timeouts and RTCP.
     pub fn poll_timeout(&self) -> Instant {
-        self.next_tick
+        if self.frame_clock_needed() {
+            self.next_tick
+        } else {
+            self.next_tick.max(self.last_tick + IDLE_TICK)
+        }
+    }
+
+    fn frame_clock_needed(&self) -> bool {
+        (0..self.legs.len()).any(|i| {
+            let s = &self.legs[i];
+            s.leg.media().is_some()
+                && (s.player.is_active()
+                    || s.train.is_some()
+                    || !s.dtmf_out.is_empty()
+                    || self.needs_decode(i))
+        })
     }
 
     /// One datagram from a leg's RTP socket. Relayed audio leaves at once; decoded audio
@@ -337,9 +360,11 @@ impl Session {
 
     /// The 20 ms clock: playout, transcoding, taps, DTMF trains, timeouts, RTCP.
     pub fn handle_tick(&mut self, now: Instant) {
-        if now < self.next_tick {
+        if now < self.poll_timeout() {
             return;
         }
+        let framed = self.frame_clock_needed();
+        self.last_tick = now;
         // Catch up without bursting if the driver was late.
         self.next_tick += Duration::from_millis(20);
         if self.next_tick <= now {
@@ -347,6 +372,9 @@ impl Session {
         }
         // 1. Decode this tick's inbound frame where something needs it.
         for i in 0..self.legs.len() {
+            if !framed {
+                break;
+            }
             let decode = self.needs_decode(i);
             let s = &mut self.legs[i];
             s.decoded = None;
@@ -392,7 +420,9 @@ impl Session {
         }
         // 2. What each leg sends this tick.
         for i in 0..self.legs.len() {
-            self.send_tick(now, i);
+            if framed {
+                self.send_tick(now, i);
+            }
             let s = &mut self.legs[i];
             Self::flush_finished(&mut self.out, s);
             // 3. Silence detection.
