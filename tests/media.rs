@@ -506,3 +506,57 @@ fn silence_ends_the_call_with_bye_but_hold_does_not() {
     assert_eq!(log.matches("media.rtp_timeout").count(), 1, "{log}");
     assert!(log.contains("call.rtp_timeout"));
 }
+
+#[test]
+fn bridge_gives_the_caller_the_far_ends_refusal_and_hangup() {
+    require_sipp();
+    let uas_port = free_port();
+    let gw = bridge_gw(uas_port);
+    let busy = sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_busy.xml").to_str().unwrap(),
+            "-m",
+            "1",
+        ],
+        uas_port,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let resp = udp_request(
+        gw.sip,
+        &invite(
+            "b2b-busy",
+            "m=audio 9000 RTP/AVP 0",
+            "a=rtpmap:0 PCMU/8000\r\n",
+        ),
+    );
+    assert!(resp.starts_with("SIP/2.0 486"), "{resp}");
+    wait_ok(busy, "busy far end");
+
+    let far = sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_hangup.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-mp",
+            &media_port().to_string(),
+        ],
+        uas_port,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = sipp(
+        &[
+            "-sf",
+            scenarios().join("uac_wait_bye.xml").to_str().unwrap(),
+            "-m",
+            "1",
+            "-mp",
+            &media_port().to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    );
+    wait_ok(caller, "caller gets the BYE the far end started");
+    wait_ok(far, "far end's BYE answered");
+}
