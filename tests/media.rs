@@ -355,29 +355,40 @@ fn bridge_gw(uas_port: u16) -> Gw {
     )
 }
 
-#[test]
-fn bridge_relays_the_callers_audio_through_an_echo_and_back_untouched() {
+/// What tshark saw of one bridged call: caller → warmline → echo far end → warmline → caller.
+struct EchoCall {
+    /// From the caller to warmline.
+    sent: Vec<Rtp>,
+    /// From warmline to the far end.
+    to_far: Vec<Rtp>,
+    /// From warmline back to the caller.
+    back: Vec<Rtp>,
+}
+
+fn echo_call(pcap: &str, caller_codec: &str, far_codec: &str) -> EchoCall {
     require_sipp();
     let uas_port = free_port();
     let gw = bridge_gw(uas_port);
     let cap = Capture::start(gw.rtp);
     let far_mp = media_port();
-    let uas = far_end("0", uas_port, far_mp);
+    let uas = far_end(far_codec, uas_port, far_mp);
     std::thread::sleep(Duration::from_millis(300));
     let mp = media_port();
-    let sipp = caller(&gw, "speech_pcmu.pcap", "0", 3000, mp);
+    let sipp = caller(&gw, pcap, caller_codec, 3000, mp);
     wait_ok(sipp, "caller");
     wait_ok(uas, "echo far end (gets warmline's BYE)");
     let pkts = cap.stop();
-
     let ours = |p: u16| (gw.rtp.0..=gw.rtp.1).contains(&p);
-    let sent = flow(
-        &pkts,
-        |p| p == mp,
-        pkts.iter().find(|p| p.src == mp).map(|p| p.dst).unwrap(),
-    );
-    let to_far = flow(&pkts, ours, far_mp);
-    let back = flow(&pkts, ours, mp);
+    EchoCall {
+        sent: pkts.iter().filter(|p| p.src == mp).cloned().collect(),
+        to_far: flow(&pkts, ours, far_mp),
+        back: flow(&pkts, ours, mp),
+    }
+}
+
+#[test]
+fn bridge_relays_the_callers_audio_through_an_echo_and_back_untouched() {
+    let EchoCall { sent, to_far, back } = echo_call("speech_pcmu.pcap", "0", "0");
     assert!(sent.len() >= 140, "caller sent {}", sent.len());
     assert!(
         to_far.iter().all(|p| p.pt == 0),
@@ -406,27 +417,8 @@ fn bridge_relays_the_callers_audio_through_an_echo_and_back_untouched() {
 
 #[test]
 fn bridge_transcodes_pcma_caller_to_pcmu_far_end() {
-    require_sipp();
-    let uas_port = free_port();
-    let gw = bridge_gw(uas_port);
-    let cap = Capture::start(gw.rtp);
-    let far_mp = media_port();
-    let uas = far_end("0", uas_port, far_mp);
-    std::thread::sleep(Duration::from_millis(300));
-    let mp = media_port();
-    let sipp = caller(&gw, "speech_pcma.pcap", "8", 3000, mp);
-    wait_ok(sipp, "PCMA caller");
-    wait_ok(uas, "PCMU echo far end");
-    let pkts = cap.stop();
-
-    let ours = |p: u16| (gw.rtp.0..=gw.rtp.1).contains(&p);
-    let sent: Vec<i16> = pkts
-        .iter()
-        .filter(|p| p.src == mp)
-        .flat_map(|p| alaw(&p.payload))
-        .collect();
-    let to_far = flow(&pkts, ours, far_mp);
-    let back = flow(&pkts, ours, mp);
+    let EchoCall { sent, to_far, back } = echo_call("speech_pcma.pcap", "8", "0");
+    let sent: Vec<i16> = sent.iter().flat_map(|p| alaw(&p.payload)).collect();
     assert!(
         !to_far.is_empty() && to_far.iter().all(|p| p.pt == 0),
         "far end gets PCMU"

@@ -69,6 +69,12 @@ impl Run {
         }
     }
 
+    /// Add a leg already negotiated with `codec`, its peer at 127.0.0.1:`port`.
+    fn leg(&mut self, id: u32, setup: LegSetup, codec: CodecName, port: u16) {
+        self.s.add_leg(id, setup);
+        self.s.configure(self.now, id, media(codec, port)).unwrap();
+    }
+
     fn drain(&mut self) {
         while let Some(o) = self.s.poll_output() {
             match o {
@@ -149,9 +155,7 @@ fn assert_continuous(pkts: &[(Header, Vec<u8>, SocketAddr)], frame: u32) {
 #[test]
 fn greeting_is_paced_continuous_and_reports_completion() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(0x1111));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
+    r.leg(CALLER, setup(0x1111), CodecName::Pcmu, 7000);
     r.s.play(CALLER, 42, Clip::new(16000, tone(16000, 16000, 0)));
     r.run_ms(1100);
     let pkts = r.rtp_to(CALLER);
@@ -175,12 +179,8 @@ fn greeting_is_paced_continuous_and_reports_completion() {
 #[test]
 fn relay_same_codec_rewrites_headers_only_and_continues_after_a_prompt() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(0x1111));
-    r.s.add_leg(AGENT, setup(0x2222));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
-    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
-        .unwrap();
+    r.leg(CALLER, setup(0x1111), CodecName::Pcmu, 7000);
+    r.leg(AGENT, setup(0x2222), CodecName::Pcmu, 8000);
     // The agent hears a briefing first, then the caller.
     r.s.play(AGENT, 1, Clip::new(8000, vec![100; 1600]));
     r.run_ms(200);
@@ -225,12 +225,8 @@ fn relay_same_codec_rewrites_headers_only_and_continues_after_a_prompt() {
 #[test]
 fn relay_keeps_the_senders_gaps_and_marks() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(1));
-    r.s.add_leg(AGENT, setup(2));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
-    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
-        .unwrap();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
+    r.leg(AGENT, setup(2), CodecName::Pcmu, 8000);
     r.s.bridge(CALLER, AGENT);
     r.rtp(CALLER, addr(7000), &packet(0, 10, 1000, 9, true, &[1; 160]));
     r.rtp(
@@ -249,12 +245,8 @@ fn relay_keeps_the_senders_gaps_and_marks() {
 #[test]
 fn transcodes_pcma_to_pcmu_through_the_jitter_buffer() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(1));
-    r.s.add_leg(AGENT, setup(2));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcma, 7000))
-        .unwrap();
-    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
-        .unwrap();
+    r.leg(CALLER, setup(1), CodecName::Pcma, 7000);
+    r.leg(AGENT, setup(2), CodecName::Pcmu, 8000);
     r.s.bridge(CALLER, AGENT);
     for k in 0..50usize {
         let pcm = tone(8000, 160, k * 160);
@@ -291,12 +283,8 @@ fn transcodes_pcma_to_pcmu_through_the_jitter_buffer() {
 #[test]
 fn opus_leg_bridged_to_g711_leg_transcodes_both_ways() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(1));
-    r.s.add_leg(AGENT, setup(2));
-    r.s.configure(r.now, CALLER, media(CodecName::Opus, 7000))
-        .unwrap();
-    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
-        .unwrap();
+    r.leg(CALLER, setup(1), CodecName::Opus, 7000);
+    r.leg(AGENT, setup(2), CodecName::Pcmu, 8000);
     r.s.bridge(CALLER, AGENT);
     let mut enc = warmline_media::codec::Encoder::new(CodecName::Opus).unwrap();
     for k in 0..50usize {
@@ -342,9 +330,7 @@ fn opus_leg_bridged_to_g711_leg_transcodes_both_ways() {
 #[test]
 fn symmetric_rtp_answers_where_packets_come_from() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(1));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
     r.s.hold(CALLER, Some(Clip::new(8000, vec![1; 800])));
     r.run_ms(40);
     let nat = SocketAddr::from(([127, 0, 0, 9], 40000));
@@ -359,9 +345,7 @@ fn symmetric_rtp_answers_where_packets_come_from() {
 #[test]
 fn wrong_payload_type_and_garbage_are_rejected_and_counted() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(1));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
     r.rtp(CALLER, addr(7000), &packet(96, 1, 1, 7, false, &[0; 20]));
     r.rtp(CALLER, addr(7000), &[0x80, 0]);
     r.rtp(CALLER, addr(7000), b"hello world, not rtp at all");
@@ -373,9 +357,7 @@ fn wrong_payload_type_and_garbage_are_rejected_and_counted() {
 #[test]
 fn dtmf_digits_are_decoded_once_and_sent_as_trains() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(1));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
     for (n, digit_event) in [(0u16, 1u8), (10, 11)] {
         for k in 0..6u16 {
             let p = EventPayload {
@@ -422,9 +404,7 @@ fn silence_times_out_but_not_on_hold() {
     let mut r = Run::new();
     let mut s = setup(1);
     s.rtp_timeout = Some(Duration::from_secs(2));
-    r.s.add_leg(CALLER, s);
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
+    r.leg(CALLER, s, CodecName::Pcmu, 7000);
     for k in 0..50 {
         r.rtp(
             CALLER,
@@ -462,12 +442,8 @@ fn tap_gets_16khz_frames_and_hold_bridge_ignores_inbound() {
     let mut r = Run::new();
     let mut s = setup(1);
     s.tap = true;
-    r.s.add_leg(CALLER, s);
-    r.s.add_leg(AGENT, setup(2));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
-    r.s.configure(r.now, AGENT, media(CodecName::Pcmu, 8000))
-        .unwrap();
+    r.leg(CALLER, s, CodecName::Pcmu, 7000);
+    r.leg(AGENT, setup(2), CodecName::Pcmu, 8000);
     r.s.bridge(CALLER, AGENT);
     for k in 0..20u16 {
         r.rtp(
@@ -555,9 +531,7 @@ fn swapping_the_bridged_leg_keeps_the_stream_continuous() {
 #[test]
 fn rtcp_sender_report_carries_our_counts_and_a_reception_block() {
     let mut r = Run::new();
-    r.s.add_leg(CALLER, setup(0x1111));
-    r.s.configure(r.now, CALLER, media(CodecName::Pcmu, 7000))
-        .unwrap();
+    r.leg(CALLER, setup(0x1111), CodecName::Pcmu, 7000);
     r.s.play(CALLER, 1, Clip::new(8000, vec![5; 8000 * 6]));
     for k in 0..260u16 {
         // Every tenth packet lost.
