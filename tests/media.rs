@@ -330,6 +330,25 @@ fn caller_hears_the_greeting_and_the_tap_and_recording_hear_the_caller() {
     );
 }
 
+/// One call from a SIPp scenario with no audio of its own.
+fn one_call(gw: &Gw, scenario: &str) -> Child {
+    sipp(
+        &[
+            "-sf",
+            scenarios()
+                .join(format!("{scenario}.xml"))
+                .to_str()
+                .unwrap(),
+            "-m",
+            "1",
+            "-mp",
+            &media_port().to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    )
+}
+
 fn far_end(codec: &str, port: u16, mp: u16) -> Child {
     sipp(
         &[
@@ -463,30 +482,8 @@ fn silence_ends_the_call_with_bye_but_hold_does_not() {
     require_sipp();
     let gw = Gw::start_with("", "rtp_timeout_s = 2", "");
     let start = Instant::now();
-    let silent = sipp(
-        &[
-            "-sf",
-            scenarios().join("uac_wait_bye.xml").to_str().unwrap(),
-            "-m",
-            "1",
-            "-mp",
-            &media_port().to_string(),
-            &gw.sip_addr(),
-        ],
-        free_port(),
-    );
-    let held = sipp(
-        &[
-            "-sf",
-            scenarios().join("uac_hold_silent.xml").to_str().unwrap(),
-            "-m",
-            "1",
-            "-mp",
-            &media_port().to_string(),
-            &gw.sip_addr(),
-        ],
-        free_port(),
-    );
+    let silent = one_call(&gw, "uac_wait_bye");
+    let held = one_call(&gw, "uac_hold_silent");
     wait_ok(silent, "silent caller gets warmline's BYE");
     let took = start.elapsed();
     assert!(
@@ -537,18 +534,7 @@ fn bridge_gives_the_caller_the_far_ends_refusal_and_hangup() {
         uas_port,
     );
     std::thread::sleep(Duration::from_millis(300));
-    let caller = sipp(
-        &[
-            "-sf",
-            scenarios().join("uac_wait_bye.xml").to_str().unwrap(),
-            "-m",
-            "1",
-            "-mp",
-            &media_port().to_string(),
-            &gw.sip_addr(),
-        ],
-        free_port(),
-    );
+    let caller = one_call(&gw, "uac_wait_bye");
     wait_ok(caller, "caller gets the BYE the far end started");
     wait_ok(far, "far end's BYE answered");
 }
