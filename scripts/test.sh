@@ -15,6 +15,12 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v python3 >/dev/null || need+=(python3)
 command -v tshark >/dev/null || need+=(tshark)
+# Speech: whisper.cpp builds with cmake (bindgen needs libclang); the zero-download
+# recognizer is libpocketsphinx with Debian's en-us model.
+command -v cmake >/dev/null || need+=(cmake)
+[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so >/dev/null 2>&1 || need+=(libclang-dev)
+pkg-config --exists pocketsphinx 2>/dev/null || need+=(libpocketsphinx-dev libsphinxbase-dev)
+[ -d /usr/share/pocketsphinx/model/en-us/en-us ] || need+=(pocketsphinx-en-us)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
@@ -26,6 +32,8 @@ if ! command -v cargo >/dev/null; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# Portable whisper.cpp build (no -march=native), as in deploy/Dockerfile.
+export GGML_NATIVE=OFF
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Benches compile here; their figures come from `cargo bench` and benches/sip_load.sh.

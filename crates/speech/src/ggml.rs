@@ -1,0 +1,442 @@
+//! Whisper model files (ggml format): a structural check before whisper.cpp sees the file,
+//! because whisper.cpp aborts the whole process on some malformed files (an assert on the
+//! hyper-parameters, a vocabulary without the " " token), and a writer for tiny models with
+//! random weights that tests and benches use instead of downloading one.
+//!
+//! Layout: magic `0x67676d6c`, 11 × i32 hparams, mel filters (n_mel, n_fft, f32 data), vocab
+//! (count, then length-prefixed tokens), then tensors (`n_dims, name_len, type, dims, name,
+//! data`) with OpenAI layer names.
+
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+pub const MAGIC: u32 = 0x6767_6d6c;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not a whisper ggml model: {0}")]
+    Invalid(String),
+}
+
+/// The hyper-parameters of a model that passed the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hparams {
+    pub n_vocab: i32,
+    pub n_audio_ctx: i32,
+    pub n_audio_state: i32,
+    pub n_audio_head: i32,
+    pub n_audio_layer: i32,
+    pub n_text_ctx: i32,
+    pub n_text_state: i32,
+    pub n_text_head: i32,
+    pub n_text_layer: i32,
+    pub n_mels: i32,
+    pub ftype: i32,
+}
+
+fn bad(msg: impl Into<String>) -> ModelError {
+    ModelError::Invalid(msg.into())
+}
+
+fn read_i32(r: &mut impl Read) -> Result<i32, ModelError> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b).map_err(|_| bad("file ends early"))?;
+    Ok(i32::from_le_bytes(b))
+}
+
+/// (bytes per block, elements per block) of the ggml types whisper models use.
+fn type_size(t: i32) -> Option<(u64, u64)> {
+    Some(match t {
+        0 => (4, 1),   // F32
+        1 => (2, 1),   // F16
+        2 => (18, 32), // Q4_0
+        3 => (20, 32), // Q4_1
+        6 => (22, 32), // Q5_0
+        7 => (24, 32), // Q5_1
+        8 => (34, 32), // Q8_0
+        _ => return None,
+    })
+}
+
+/// Walk the whole file and refuse anything whisper.cpp would choke on.
+pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut r = BufReader::new(file);
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b).map_err(|_| bad("empty file"))?;
+    if u32::from_le_bytes(b) != MAGIC {
+        return Err(bad("bad magic (expected ggml 0x67676d6c)"));
+    }
+    let mut h = [0i32; 11];
+    for v in &mut h {
+        *v = read_i32(&mut r)?;
+    }
+    let hp = Hparams {
+        n_vocab: h[0],
+        n_audio_ctx: h[1],
+        n_audio_state: h[2],
+        n_audio_head: h[3],
+        n_audio_layer: h[4],
+        n_text_ctx: h[5],
+        n_text_state: h[6],
+        n_text_head: h[7],
+        n_text_layer: h[8],
+        n_mels: h[9],
+        ftype: h[10] % 1000,
+    };
+    let positive = h[..10].iter().all(|&x| x > 0 && x < 1_000_000);
+    if !positive {
+        return Err(bad(format!("implausible hyper-parameters {h:?}")));
+    }
+    if hp.n_text_state != hp.n_audio_state {
+        return Err(bad("n_text_state differs from n_audio_state"));
+    }
+    if hp.n_audio_state % hp.n_audio_head != 0 || hp.n_text_state % hp.n_text_head != 0 {
+        return Err(bad("state size not divisible by the head count"));
+    }
+    if hp.n_vocab < 51864 {
+        return Err(bad(format!(
+            "n_vocab {} is smaller than whisper's 51864",
+            hp.n_vocab
+        )));
+    }
+    if !(0..=1).contains(&hp.ftype) && type_size(hp.ftype).is_none() {
+        return Err(bad(format!("unknown ftype {}", hp.ftype)));
+    }
+    let n_mel = read_i32(&mut r)?;
+    let n_fft = read_i32(&mut r)?;
+    if n_mel != hp.n_mels || !(1..=4096).contains(&n_fft) {
+        return Err(bad("mel filter table does not match n_mels"));
+    }
+    r.seek(SeekFrom::Current(i64::from(n_mel) * i64::from(n_fft) * 4))
+        .map_err(|_| bad("file ends in the mel filters"))?;
+    let n_words = read_i32(&mut r)?;
+    if n_words <= 0 || n_words > hp.n_vocab {
+        return Err(bad(format!("vocabulary of {n_words} tokens")));
+    }
+    let mut has_space = false;
+    let mut word = Vec::new();
+    for _ in 0..n_words {
+        let l = read_i32(&mut r)?;
+        if !(0..=1024).contains(&l) {
+            return Err(bad("vocabulary token longer than 1 KiB"));
+        }
+        word.resize(l as usize, 0);
+        r.read_exact(&mut word)
+            .map_err(|_| bad("file ends in the vocabulary"))?;
+        has_space |= word == b" ";
+    }
+    if !has_space {
+        return Err(bad(
+            "vocabulary has no \" \" token (whisper.cpp would abort)",
+        ));
+    }
+    // 7 encoder and 4 decoder tensors outside the blocks; 15 per encoder block, 24 per
+    // decoder block (self- and cross-attention).
+    let expected = 11 + 15 * hp.n_audio_layer as usize + 24 * hp.n_text_layer as usize;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let pos = r.stream_position().map_err(io)?;
+        if pos == len {
+            break;
+        }
+        let n_dims = read_i32(&mut r)?;
+        let name_len = read_i32(&mut r)?;
+        let ttype = read_i32(&mut r)?;
+        if !(1..=4).contains(&n_dims) || !(1..=256).contains(&name_len) {
+            return Err(bad(format!("bad tensor header at byte {pos}")));
+        }
+        let mut n: u64 = 1;
+        for _ in 0..n_dims {
+            let d = read_i32(&mut r)?;
+            if d <= 0 {
+                return Err(bad(format!("bad tensor dimension at byte {pos}")));
+            }
+            n = n.saturating_mul(d as u64);
+        }
+        let mut name = vec![0u8; name_len as usize];
+        r.read_exact(&mut name)
+            .map_err(|_| bad("file ends in a tensor name"))?;
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if !(name.starts_with("encoder.") || name.starts_with("decoder.")) {
+            return Err(bad(format!("unknown tensor `{name}`")));
+        }
+        let (bytes, per) = type_size(ttype)
+            .ok_or_else(|| bad(format!("tensor `{name}` has unknown type {ttype}")))?;
+        let size = n / per * bytes;
+        let here = r.stream_position().map_err(io)?;
+        if here + size > len {
+            return Err(bad(format!(
+                "tensor `{name}` runs past the end of the file"
+            )));
+        }
+        r.seek(SeekFrom::Current(size as i64)).map_err(io)?;
+        // The conv kernels of this whisper.cpp build require F16 and abort otherwise.
+        if name.contains(".conv") && name.ends_with(".weight") && ttype != 1 {
+            return Err(bad(format!(
+                "tensor `{name}` must be F16 (whisper.cpp would abort)"
+            )));
+        }
+        seen.insert(name);
+    }
+    if seen.len() != expected {
+        return Err(bad(format!(
+            "{} tensors, the hyper-parameters need {expected}",
+            seen.len()
+        )));
+    }
+    Ok(hp)
+}
+
+/// Dimensions of a generated model.
+#[derive(Debug, Clone, Copy)]
+pub struct TinySpec {
+    pub n_state: i32,
+    pub n_head: i32,
+    pub n_layer: i32,
+    pub n_text_ctx: i32,
+    pub seed: u64,
+}
+
+impl Default for TinySpec {
+    fn default() -> Self {
+        Self {
+            n_state: 64,
+            n_head: 2,
+            n_layer: 1,
+            n_text_ctx: 64,
+            seed: 7,
+        }
+    }
+}
+
+/// Write a model in the real format (F16 weights as the converters write them, English-only
+/// vocabulary size) with small random weights: it loads and runs like any whisper model,
+/// fast, and transcribes nothing useful. For tests and benches of loading, the worker pool
+/// and timing, never of accuracy.
+pub fn write_tiny_model(path: &Path, spec: TinySpec) -> std::io::Result<()> {
+    let mut m = ModelWriter {
+        w: BufWriter::new(std::fs::File::create(path)?),
+        rng: spec.seed | 1,
+        s: spec.n_state,
+    };
+    let s = spec.n_state;
+    let (n_vocab, n_audio_ctx, n_mels) = (51864, 1500, 80);
+    m.w.write_all(&MAGIC.to_le_bytes())?;
+    for v in [
+        n_vocab,
+        n_audio_ctx,
+        s,
+        spec.n_head,
+        spec.n_layer,
+        spec.n_text_ctx,
+        s,
+        spec.n_head,
+        spec.n_layer,
+        n_mels,
+        1,
+    ] {
+        m.i32(v)?;
+    }
+    // Mel filters: 80 × 201 (n_fft / 2 + 1).
+    m.i32(n_mels)?;
+    m.i32(201)?;
+    for _ in 0..n_mels * 201 {
+        let v = m.random().abs();
+        m.w.write_all(&v.to_le_bytes())?;
+    }
+    // Vocabulary: the 256 bytes (so " " is token 32), then some word pieces.
+    let words: Vec<Vec<u8>> = (0u32..1000)
+        .map(|i| {
+            if i < 256 {
+                vec![i as u8]
+            } else {
+                format!(" w{i}").into_bytes()
+            }
+        })
+        .collect();
+    m.i32(words.len() as i32)?;
+    for word in &words {
+        m.i32(word.len() as i32)?;
+        m.w.write_all(word)?;
+    }
+    use Fill::*;
+    m.tensor("encoder.positional_embedding", &[s, n_audio_ctx], Random)?;
+    m.tensor("encoder.conv1.weight", &[3, n_mels, s], Random)?;
+    m.tensor("encoder.conv1.bias", &[1, s], Zeros)?;
+    m.tensor("encoder.conv2.weight", &[3, s, s], Random)?;
+    m.tensor("encoder.conv2.bias", &[1, s], Zeros)?;
+    m.tensor("encoder.ln_post.weight", &[s], Ones)?;
+    m.tensor("encoder.ln_post.bias", &[s], Zeros)?;
+    for i in 0..spec.n_layer {
+        m.block(&format!("encoder.blocks.{i}"), false)?;
+    }
+    m.tensor(
+        "decoder.positional_embedding",
+        &[s, spec.n_text_ctx],
+        Random,
+    )?;
+    m.tensor("decoder.token_embedding.weight", &[s, n_vocab], Random)?;
+    m.tensor("decoder.ln.weight", &[s], Ones)?;
+    m.tensor("decoder.ln.bias", &[s], Zeros)?;
+    for i in 0..spec.n_layer {
+        m.block(&format!("decoder.blocks.{i}"), true)?;
+    }
+    m.w.flush()
+}
+
+struct ModelWriter {
+    w: BufWriter<std::fs::File>,
+    rng: u64,
+    s: i32,
+}
+
+impl ModelWriter {
+    fn i32(&mut self, v: i32) -> std::io::Result<()> {
+        self.w.write_all(&v.to_le_bytes())
+    }
+
+    /// Uniform in ±0.02, deterministic.
+    fn random(&mut self) -> f32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        ((self.rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.04
+    }
+
+    fn tensor(&mut self, name: &str, dims: &[i32], fill: Fill) -> std::io::Result<()> {
+        // Matrices (and conv kernels) are F16, vectors and embeddings of positions F32,
+        // as whisper.cpp creates them for ftype 1.
+        let half = dims.len() >= 2 && name.ends_with(".weight") && !name.contains("ln");
+        self.i32(dims.len() as i32)?;
+        self.i32(name.len() as i32)?;
+        self.i32(i32::from(half))?;
+        for d in dims {
+            self.i32(*d)?;
+        }
+        self.w.write_all(name.as_bytes())?;
+        let n: i32 = dims.iter().product();
+        for _ in 0..n {
+            let v = match fill {
+                Fill::Random => self.random(),
+                Fill::Ones => 1.0,
+                Fill::Zeros => 0.0,
+            };
+            if half {
+                self.w.write_all(&f16_bits(v).to_le_bytes())?;
+            } else {
+                self.w.write_all(&v.to_le_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One transformer block; decoder blocks also have cross-attention.
+    fn block(&mut self, prefix: &str, cross: bool) -> std::io::Result<()> {
+        use Fill::*;
+        let s = self.s;
+        self.tensor(&format!("{prefix}.mlp_ln.weight"), &[s], Ones)?;
+        self.tensor(&format!("{prefix}.mlp_ln.bias"), &[s], Zeros)?;
+        self.tensor(&format!("{prefix}.mlp.0.weight"), &[s, 4 * s], Random)?;
+        self.tensor(&format!("{prefix}.mlp.0.bias"), &[4 * s], Zeros)?;
+        self.tensor(&format!("{prefix}.mlp.2.weight"), &[4 * s, s], Random)?;
+        self.tensor(&format!("{prefix}.mlp.2.bias"), &[s], Zeros)?;
+        let kinds: &[&str] = if cross {
+            &["attn", "cross_attn"]
+        } else {
+            &["attn"]
+        };
+        for attn in kinds {
+            self.tensor(&format!("{prefix}.{attn}_ln.weight"), &[s], Ones)?;
+            self.tensor(&format!("{prefix}.{attn}_ln.bias"), &[s], Zeros)?;
+            self.tensor(&format!("{prefix}.{attn}.query.weight"), &[s, s], Random)?;
+            self.tensor(&format!("{prefix}.{attn}.query.bias"), &[s], Zeros)?;
+            self.tensor(&format!("{prefix}.{attn}.key.weight"), &[s, s], Random)?;
+            self.tensor(&format!("{prefix}.{attn}.value.weight"), &[s, s], Random)?;
+            self.tensor(&format!("{prefix}.{attn}.value.bias"), &[s], Zeros)?;
+            self.tensor(&format!("{prefix}.{attn}.out.weight"), &[s, s], Random)?;
+            self.tensor(&format!("{prefix}.{attn}.out.bias"), &[s], Zeros)?;
+        }
+        Ok(())
+    }
+}
+
+/// IEEE 754 half from single, round-to-nearest on the mantissa; enough for weights in
+/// [-1, 1] (no NaN or infinity handling needed).
+fn f16_bits(v: f32) -> u16 {
+    let b = v.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = b & 0x7f_ffff;
+    if exp <= 0 {
+        if exp < -10 {
+            return sign;
+        }
+        let m = (mant | 0x80_0000) >> (1 - exp);
+        return sign | ((m + 0x1000) >> 13) as u16;
+    }
+    if exp >= 31 {
+        return sign | 0x7c00;
+    }
+    sign | ((exp as u16) << 10) | (((mant + 0x1000) >> 13) as u16).min(0x3ff)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fill {
+    Random,
+    Ones,
+    Zeros,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_model_passes_and_damaged_ones_fail() {
+        let dir = std::env::temp_dir().join(format!("wl-ggml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("tiny.bin");
+        write_tiny_model(&good, TinySpec::default()).unwrap();
+        let hp = validate(&good).unwrap();
+        assert_eq!(hp.n_audio_state, 64);
+        assert_eq!(f16_bits(1.0), 0x3c00);
+        assert_eq!(f16_bits(-0.5), 0xb800);
+        assert_eq!(f16_bits(0.0), 0);
+        let bytes = std::fs::read(&good).unwrap();
+
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated", bytes[..bytes.len() / 2].to_vec()),
+            ("bad magic", [b"xxxx".as_slice(), &bytes[4..]].concat()),
+            ("empty", Vec::new()),
+            ("text", b"this is not a model at all".to_vec()),
+        ];
+        for (what, data) in cases {
+            let p = dir.join(format!("{}.bin", what.replace(' ', "_")));
+            std::fs::write(&p, data).unwrap();
+            assert!(validate(&p).is_err(), "{what} must be refused");
+        }
+        // A vocabulary without " " makes whisper.cpp abort; the check must catch it.
+        let mut nospace = bytes.clone();
+        let vocab_at = 4 + 44 + 8 + 80 * 201 * 4 + 4;
+        // Token 32 is the 33rd entry: 32 one-byte entries of 5 bytes each before it.
+        let tok32 = vocab_at + 32 * 5 + 4;
+        assert_eq!(nospace[tok32], b' ');
+        nospace[tok32] = b'_';
+        let p = dir.join("nospace.bin");
+        std::fs::write(&p, nospace).unwrap();
+        assert!(validate(&p).unwrap_err().to_string().contains("\" \""));
+        assert!(validate(&dir.join("missing.bin")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,359 @@
+//! The speech crate on audio made at test time by espeak-ng: keyword spotting, the whisper
+//! path with a generated model, prosody on calm and agitated voices, VAD endpointing, TTS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::io::Cursor;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use warmline_media::resample::Resampler;
+use warmline_speech::prosody::{DEFAULT_AROUSAL_THRESHOLD, FrameAnalyzer, summarize};
+use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, SphinxSetup};
+use warmline_speech::*;
+
+/// espeak-ng speech as 16 kHz mono.
+fn speak(text: &str, args: &[&str]) -> Vec<i16> {
+    let out = Command::new("espeak-ng")
+        .args(if args.contains(&"-v") {
+            &[][..]
+        } else {
+            &["-v", "en-us"][..]
+        })
+        .args(args)
+        .args(["--stdout", "--", text])
+        .output()
+        .expect("espeak-ng (the README's test command installs it)");
+    let mut wav = out.stdout;
+    let n = wav.len();
+    wav[4..8].copy_from_slice(&((n - 8) as u32).to_le_bytes());
+    wav[40..44].copy_from_slice(&((n - 44) as u32).to_le_bytes());
+    let clip = warmline_media::wav::read_clip(Cursor::new(wav)).unwrap();
+    // espeak-ng's klatt voices clip at full scale; leave headroom.
+    let pcm: Vec<i16> = clip
+        .pcm
+        .iter()
+        .map(|&x| (f32::from(x) * 0.8) as i16)
+        .collect();
+    Resampler::convert(clip.rate, 16000, &pcm)
+}
+
+/// An utterance as the endpointer hands it over: speech with some silence either side.
+fn utterance(text: &str, args: &[&str]) -> Vec<i16> {
+    let mut out = vec![0i16; 8000];
+    out.extend(speak(text, args));
+    out.extend(vec![0i16; 8000]);
+    out
+}
+
+/// Callers are not all the same voice: the klatt variants at varied speeds. (pocketsphinx
+/// hears espeak-ng's default voice badly; its klatt voices are closer to a human's.)
+fn caller_voice(i: usize) -> [String; 4] {
+    let voices = ["en-us+klatt", "en-us+klatt2", "en-us+klatt4"];
+    let speeds = ["135", "140", "145"];
+    [
+        "-v".into(),
+        voices[i % 3].into(),
+        "-s".into(),
+        speeds[(i / 3) % 3].into(),
+    ]
+}
+
+/// Through a phone line: 8 kHz µ-law and back up to 16 kHz.
+fn telephone(pcm16k: &[i16]) -> Vec<i16> {
+    let narrow = Resampler::convert(16000, 8000, pcm16k);
+    let coded: Vec<i16> = narrow
+        .iter()
+        .map(|&s| warmline_media::g711::ulaw_decode(warmline_media::g711::ulaw_encode(s)))
+        .collect();
+    Resampler::convert(8000, 16000, &coded)
+}
+
+fn sphinx() -> SphinxRecognizer {
+    SphinxRecognizer::new(SphinxSetup {
+        model_dir: DEBIAN_MODEL_DIR.into(),
+        keyphrases: ESCALATION_KEYWORDS
+            .iter()
+            .map(|(p, t)| (p.to_string(), *t))
+            .collect(),
+        grammar_words: [
+            "yes", "no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+            "zero",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    })
+    .expect("pocketsphinx-en-us (the README's test command installs it)")
+}
+
+/// Requests for a person, and the anchor word the recognizer must report for each.
+const ASKS: [(&str, &str); 10] = [
+    ("I want to speak to a human right now.", "human"),
+    ("Can you get me an agent please?", "agent"),
+    ("Let me talk to a representative.", "representative"),
+    ("I need your manager.", "manager"),
+    ("Please, just connect me with an agent.", "agent"),
+    (
+        "Is there a representative I can talk with?",
+        "representative",
+    ),
+    ("Could I speak to a human about my bill?", "human"),
+    ("Put your manager on the phone.", "manager"),
+    ("I would like a real person, an agent.", "agent"),
+    ("Transfer me to a manager, thank you.", "manager"),
+];
+
+#[test]
+fn fallback_recognizer_spots_requests_for_a_person() {
+    let rec = sphinx();
+    let mut w = rec.worker().unwrap();
+    let mut w8 = rec.worker().unwrap();
+    let (mut wide, mut narrow) = (0, 0);
+    for (i, (text, phrase)) in ASKS.iter().enumerate() {
+        let voice = caller_voice(i);
+        let pcm = utterance(text, &voice.iter().map(String::as_str).collect::<Vec<_>>());
+        let got = w.recognize(&pcm).unwrap();
+        let hit = got.text.contains(phrase);
+        wide += usize::from(hit);
+        // A decoder per channel kind: pocketsphinx's live CMN adapts to what it hears.
+        let tel = w8.recognize(&telephone(&pcm)).unwrap();
+        narrow += usize::from(tel.text.contains(phrase));
+        println!("{text:50} 16k: {:30} 8k PCMU: {}", got.text, tel.text);
+    }
+    println!("pocketsphinx keyword spotting: {wide}/10 at 16 kHz, {narrow}/10 after 8 kHz PCMU");
+    assert!(wide >= 8, "found {wide}/10 at 16 kHz");
+}
+
+#[test]
+fn fallback_recognizer_keeps_quiet_on_unrelated_speech() {
+    let rec = sphinx();
+    let mut w = rec.worker().unwrap();
+    let mut false_hits = 0;
+    for (i, text) in [
+        "My order number is four five six seven.",
+        "The delivery was late on Tuesday afternoon.",
+        "I would like to change my address please.",
+        "What time does the store open tomorrow?",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let voice = caller_voice(i);
+        let got = w
+            .recognize(&utterance(
+                text,
+                &voice.iter().map(String::as_str).collect::<Vec<_>>(),
+            ))
+            .unwrap();
+        false_hits += usize::from(!got.text.is_empty());
+        println!("{text:50} -> {:?}", got.text);
+    }
+    assert!(
+        false_hits <= 1,
+        "{false_hits} of 4 unrelated sentences fired"
+    );
+}
+
+#[test]
+fn fallback_grammar_hears_short_answers() {
+    let rec = sphinx();
+    let mut w = rec.worker().unwrap();
+    let klatt = ["-v", "en-us+klatt2", "-s", "140"];
+    for word in ["yes", "no"] {
+        let got = w.recognize(&utterance(word, &klatt)).unwrap();
+        assert_eq!(got.text, word, "{got:?}");
+    }
+}
+
+#[test]
+fn generated_whisper_model_loads_and_runs_through_workers_in_bounded_time() {
+    let dir = std::env::temp_dir().join(format!("wl-whisper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("tiny-random.bin");
+    ggml::write_tiny_model(&model, ggml::TinySpec::default()).unwrap();
+    let rec = WhisperRecognizer::load(&model, "en", 1).unwrap();
+    assert_eq!(rec.name(), "whisper");
+    let pcm = speak("Hello, I need help with my order.", &[]);
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let mut w = rec.worker().unwrap();
+            let pcm = pcm.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = w.recognize(&pcm).unwrap();
+                (t.elapsed(), r)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (took, r) = h.join().unwrap();
+        println!(
+            "generated model: {took:?}, {} words, confidence {:.2}",
+            r.words.len(),
+            r.confidence
+        );
+        assert!(took < Duration::from_secs(60), "took {took:?}");
+        assert!((0.0..=1.0).contains(&r.confidence));
+    }
+    // Damaged files are refused with an error instead of aborting the process.
+    let bytes = std::fs::read(&model).unwrap();
+    let bad = dir.join("bad.bin");
+    std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
+    let err = WhisperRecognizer::load(&bad, "en", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a whisper ggml model"), "{err}");
+    std::fs::write(&bad, b"GGML? no.").unwrap();
+    assert!(WhisperRecognizer::load(&bad, "en", 1).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn real_whisper_model_transcribes_espeak_speech() {
+    let Ok(path) = std::env::var("WARMLINE_WHISPER_MODEL") else {
+        println!(
+            "skipped: set WARMLINE_WHISPER_MODEL to a ggml whisper model (e.g. ggml-tiny.en.bin) to run the accuracy test"
+        );
+        return;
+    };
+    let rec = WhisperRecognizer::load(path.as_ref(), "en", 2).unwrap();
+    let mut w = rec.worker().unwrap();
+    let mut hits = 0;
+    for (text, phrase) in ASKS {
+        let got = w.recognize(&speak(text, &[])).unwrap();
+        let norm = got.text.to_lowercase();
+        hits += usize::from(norm.contains(phrase));
+        println!("{text:50} -> {} ({:.2})", got.text, got.confidence);
+    }
+    println!("whisper: {hits}/10 phrases");
+    assert!(hits >= 8);
+}
+
+fn prosody_of(pcm: &[i16]) -> UtteranceProsody {
+    let mut a = FrameAnalyzer::default();
+    let frames: Vec<_> = pcm
+        .chunks(320)
+        .filter(|c| c.len() == 320)
+        .map(|c| a.frame(c))
+        .collect();
+    summarize(&frames).unwrap()
+}
+
+#[test]
+fn agitated_voice_scores_higher_than_calm_in_every_pair() {
+    const AGITATED: &[&str] = &["-p", "80", "-a", "200", "-s", "220"];
+    let sentences = [
+        "I have been waiting for my refund for three weeks.",
+        "Nobody has called me back about the broken heater.",
+        "This is the fourth time I am calling about this.",
+        "My card was charged twice for the same order.",
+        "The technician never showed up yesterday.",
+        "I cannot log in to my account at all.",
+        "You said the parcel would arrive on Monday.",
+        "I was promised a discount and did not get it.",
+        "The internet has been down since last night.",
+        "Why do I keep getting these letters?",
+    ];
+    let mut scorer = ProsodyScorer::new(2);
+    for warmup in [
+        "Hello, I am calling about my account.",
+        "I have a question about a payment.",
+    ] {
+        scorer.score(&prosody_of(&speak(warmup, &[])));
+    }
+    assert!(scorer.has_baseline());
+    let mut min_gap = f32::MAX;
+    for s in sentences {
+        let calm = scorer.score(&prosody_of(&speak(s, &[])));
+        let hot = scorer.score(&prosody_of(&speak(s, AGITATED)));
+        println!(
+            "calm {:.2} agitated {:.2} {:?}",
+            calm.score,
+            hot.score,
+            hot.evidence
+                .iter()
+                .map(|e| (e.feature, e.delta))
+                .collect::<Vec<_>>()
+        );
+        assert!(hot.score > calm.score, "{s}: {hot:?} vs {calm:?}");
+        assert!(hot.score > DEFAULT_AROUSAL_THRESHOLD, "{s}: {hot:?}");
+        assert!(!hot.evidence.is_empty());
+        min_gap = min_gap.min(hot.score - calm.score);
+    }
+    println!("smallest agitated - calm gap: {min_gap:.2}");
+}
+
+#[test]
+fn endpointer_finds_each_utterance_and_its_bounds() {
+    let a = speak("I would like to speak to someone.", &[]);
+    let b = speak("My number is four five six.", &[]);
+    let mut audio = vec![0i16; 16000];
+    let a_start = audio.len();
+    audio.extend(&a);
+    let a_end = audio.len();
+    audio.extend(vec![0; 16000]);
+    audio.extend(&b);
+    audio.extend(vec![0; 16000]);
+    let mut ep = Endpointer::new(EndpointSettings::default());
+    let mut events = Vec::new();
+    for frame in audio.chunks(320) {
+        ep.push(frame, &mut events);
+    }
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e, VadEvent::SpeechStart { .. }))
+        .count();
+    let utts: Vec<&Utterance> = events
+        .iter()
+        .filter_map(|e| match e {
+            VadEvent::Utterance(u) => Some(u),
+            VadEvent::SpeechStart { .. } => None,
+        })
+        .collect();
+    assert_eq!(starts, 2, "{events:?}");
+    assert_eq!(utts.len(), 2);
+    let (s, e) = (a_start as u64 / 16, a_end as u64 / 16);
+    assert!(
+        utts[0].start_ms + 250 >= s && utts[0].start_ms <= s + 100,
+        "start {} vs {s}",
+        utts[0].start_ms
+    );
+    assert!(
+        utts[0].end_ms + 300 >= e && utts[0].end_ms <= e + 200,
+        "end {} vs {e}",
+        utts[0].end_ms
+    );
+    assert!(!utts[0].truncated);
+}
+
+#[test]
+fn endpointer_cuts_overlong_speech() {
+    let long: Vec<i16> = (0..8)
+        .flat_map(|_| speak("and then another thing happened", &[]))
+        .collect();
+    let mut ep = Endpointer::new(EndpointSettings {
+        max_utterance_ms: 3000,
+        ..EndpointSettings::default()
+    });
+    let mut events = Vec::new();
+    for f in long.chunks(320) {
+        ep.push(f, &mut events);
+    }
+    assert!(events.iter().any(
+        |e| matches!(e, VadEvent::Utterance(u) if u.truncated && u.end_ms - u.start_ms <= 3100)
+    ));
+}
+
+#[test]
+fn tts_speaks_and_caches() {
+    let tts = EspeakTts::new();
+    let t = Instant::now();
+    let clip = tts.synth("Thanks for holding.", "en-us").unwrap();
+    let first = t.elapsed();
+    assert!(clip.duration_ms() > 500, "{} ms", clip.duration_ms());
+    let t = Instant::now();
+    let again = tts.synth("Thanks for holding.", "en-us").unwrap();
+    assert!(t.elapsed() < first / 10);
+    assert_eq!(again.pcm.len(), clip.pcm.len());
+    assert_eq!(tts.cached(), 1);
+}
