@@ -46,6 +46,7 @@ fn benches(c: &mut Criterion) {
                 ring_timeout: Duration::from_secs(30),
                 answer_on_command: false,
                 greeting: false,
+                greeting_barge_in: false,
             });
             ctl.handle(
                 now,

@@ -63,6 +63,34 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub shutdown: ShutdownConfig,
     pub route: RouteConfig,
+    pub speech: SpeechConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecognizerChoice {
+    /// whisper when a valid model is configured, else the fallback.
+    Auto,
+    Whisper,
+    Fallback,
+    /// No speech pipeline.
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpeechConfig {
+    pub recognizer: RecognizerChoice,
+    pub whisper_model: Option<PathBuf>,
+    /// Recognition worker threads.
+    pub threads: usize,
+    /// Utterances that may wait for a worker before new ones are dropped (and counted).
+    pub queue: usize,
+    pub language: String,
+    pub end_silence_ms: u64,
+    pub max_utterance_ms: u64,
+    pub baseline_utterances: usize,
+    pub tts_voice: String,
+    /// Spoken (TTS, rendered once at start-up) when `[media] greeting` is not set.
+    pub greeting_text: String,
 }
 
 /// What warmline does with an answered inbound call.
@@ -102,6 +130,8 @@ pub struct MediaConfig {
     pub greeting: Option<PathBuf>,
     /// Looped while a party is on hold; a built-in comfort tone when unset.
     pub hold_music: Option<PathBuf>,
+    /// The caller's speech cuts the greeting (it carries the AI disclosure: off).
+    pub greeting_barge_in: bool,
     /// Write each leg's inbound audio to `record_dir/<call>-<leg>.wav`.
     pub record: bool,
     pub record_dir: PathBuf,
@@ -142,6 +172,41 @@ struct Raw {
     outbound: RawOutbound,
     shutdown: RawShutdown,
     route: RawRoute,
+    speech: RawSpeech,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSpeech {
+    recognizer: String,
+    whisper_model: Option<PathBuf>,
+    threads: usize,
+    queue: usize,
+    language: String,
+    end_silence_ms: u64,
+    max_utterance_ms: u64,
+    baseline_utterances: usize,
+    tts_voice: String,
+    greeting_text: String,
+}
+
+impl Default for RawSpeech {
+    fn default() -> Self {
+        Self {
+            recognizer: "auto".into(),
+            whisper_model: None,
+            threads: 0,
+            queue: 0,
+            language: "en".into(),
+            end_silence_ms: 600,
+            max_utterance_ms: 15_000,
+            baseline_utterances: 2,
+            tts_voice: "en-us".into(),
+            greeting_text: "Hello, you are speaking with an automated assistant. \
+                            You can ask for a person at any time. How can I help?"
+                .into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +261,7 @@ struct RawMedia {
     jitter_max_ms: u64,
     greeting: Option<PathBuf>,
     hold_music: Option<PathBuf>,
+    greeting_barge_in: bool,
     record: bool,
     record_dir: PathBuf,
 }
@@ -210,6 +276,7 @@ impl Default for RawMedia {
             jitter_max_ms: 200,
             greeting: None,
             hold_music: None,
+            greeting_barge_in: false,
             record: false,
             record_dir: "recordings".into(),
         }
@@ -422,6 +489,42 @@ impl Config {
             }
         };
 
+        let recognizer = match raw.speech.recognizer.as_str() {
+            "auto" => RecognizerChoice::Auto,
+            "whisper" => RecognizerChoice::Whisper,
+            "fallback" => RecognizerChoice::Fallback,
+            "off" => RecognizerChoice::Off,
+            other => {
+                return Err(err(
+                    "speech.recognizer",
+                    format!("`{other}` is not auto, whisper, fallback or off"),
+                ));
+            }
+        };
+        let whisper_model = raw.speech.whisper_model.map(|f| resolve(path, &f));
+        if let Some(m) = &whisper_model {
+            // Checked here, not when whisper.cpp loads it: whisper.cpp aborts the process on
+            // some malformed files.
+            warmline_speech::ggml::validate(m)
+                .map_err(|e| err("speech.whisper_model", format!("{}: {e}", m.display())))?;
+        } else if recognizer == RecognizerChoice::Whisper {
+            return Err(err(
+                "speech.whisper_model",
+                "recognizer = \"whisper\" needs whisper_model".into(),
+            ));
+        }
+        if raw.speech.end_silence_ms < 100 || raw.speech.max_utterance_ms < 1000 {
+            return Err(err(
+                "speech.end_silence_ms",
+                "end_silence_ms must be at least 100 and max_utterance_ms at least 1000".into(),
+            ));
+        }
+        let threads = if raw.speech.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            raw.speech.threads
+        };
+
         let http_listen = match raw.http.listen.as_str() {
             "" => None,
             s => Some(s.parse::<SocketAddr>().map_err(|_| {
@@ -467,10 +570,27 @@ impl Config {
                 jitter_max: Duration::from_millis(raw.media.jitter_max_ms),
                 greeting: raw.media.greeting.map(|f| resolve(path, &f)),
                 hold_music: raw.media.hold_music.map(|f| resolve(path, &f)),
+                greeting_barge_in: raw.media.greeting_barge_in,
                 record: raw.media.record,
                 record_dir: resolve(path, &raw.media.record_dir),
             },
             route: RouteConfig { mode },
+            speech: SpeechConfig {
+                recognizer,
+                whisper_model,
+                threads,
+                queue: if raw.speech.queue == 0 {
+                    threads * 2
+                } else {
+                    raw.speech.queue
+                },
+                language: raw.speech.language,
+                end_silence_ms: raw.speech.end_silence_ms,
+                max_utterance_ms: raw.speech.max_utterance_ms,
+                baseline_utterances: raw.speech.baseline_utterances.max(1),
+                tts_voice: raw.speech.tts_voice,
+                greeting_text: raw.speech.greeting_text,
+            },
             http: HttpConfig {
                 listen: http_listen,
             },

@@ -6,6 +6,7 @@ mod http;
 mod media;
 mod rtp_ports;
 mod sip;
+mod speech;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -109,12 +110,14 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 
 async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let prompts = media::Prompts::load(&cfg).context("loading prompts")?;
+    let speech = speech::SpeechPlane::start(&cfg).context("starting the speech pipeline")?;
+    let tts = warmline_speech::EspeakTts::new();
+    let prompts = media::Prompts::load(&cfg, &tts).context("loading prompts")?;
     if let Some(g) = &prompts.greeting {
         tracing::info!(ms = g.duration_ms(), "greeting loaded");
     }
     let plane = Arc::new(media::MediaPlane::new(&cfg, prompts));
-    let gw = sip::Gateway::start(cfg.clone(), plane, cancel.clone()).await?;
+    let gw = sip::Gateway::start(cfg.clone(), plane, speech, cancel.clone()).await?;
     for l in &cfg.sip.listen {
         tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");
     }

@@ -5,7 +5,7 @@
 //! Nothing here waits on anything but the sockets and the clock: the speech tap and the
 //! recorder are bounded queues that drop (and count) when their consumer falls behind.
 
-use crate::config::Config;
+use crate::config::{Config, RecognizerChoice};
 use crate::rtp_ports::RtpReservation;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -23,9 +23,8 @@ use warmline_media::wav::{Recorder, read_clip};
 use warmline_media::{
     Clip, JitterSettings, LegId, LegMedia, LegOptions, LegStats, MediaEvent, Output, Session,
 };
+use warmline_speech::Tts;
 
-/// Frames the speech tap may hold per leg before it drops: one second.
-const TAP_QUEUE: usize = 50;
 /// Frames the recorder may hold per leg before it drops: five seconds.
 const RECORD_QUEUE: usize = 250;
 
@@ -75,9 +74,24 @@ fn load_clip(path: &PathBuf) -> Result<Clip, PromptError> {
 }
 
 impl Prompts {
-    pub fn load(cfg: &Config) -> Result<Self, PromptError> {
+    /// The configured WAVs; without a greeting WAV, the greeting text is rendered by TTS
+    /// here, once, since it never changes.
+    pub fn load(cfg: &Config, tts: &dyn Tts) -> Result<Self, PromptError> {
+        let greeting = match &cfg.media.greeting {
+            Some(p) => Some(load_clip(p)?),
+            None if cfg.speech.recognizer != RecognizerChoice::Off => {
+                match tts.synth(&cfg.speech.greeting_text, &cfg.speech.tts_voice) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "greeting not rendered: callers will hear no greeting");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(Self {
-            greeting: cfg.media.greeting.as_ref().map(load_clip).transpose()?,
+            greeting,
             hold: match &cfg.media.hold_music {
                 Some(p) => load_clip(p)?,
                 None => comfort_tone(),
@@ -115,10 +129,9 @@ pub struct LegReport {
     pub local_port: u16,
     #[serde(flatten)]
     pub stats: LegStats,
+    /// Frames offered to the speech pipeline, and those dropped because it was behind.
     pub tap_frames: u64,
     pub tap_dropped: u64,
-    /// Tap frames whose level says someone is talking (the speech pipeline's input).
-    pub tap_voiced_ms: u64,
     pub record_dropped: u64,
 }
 
@@ -128,7 +141,8 @@ pub type ReportSink = Box<dyn FnMut(&LegReport) + Send + Sync>;
 pub struct NewLeg {
     pub id: LegId,
     pub sockets: RtpReservation,
-    pub tap: bool,
+    /// The speech pipeline's input, when this leg is listened to.
+    pub tap: Option<mpsc::Sender<Vec<i16>>>,
     pub events: mpsc::UnboundedSender<MediaEvent>,
     pub report: ReportSink,
     /// Recording file name stem (the call id), when recording is on.
@@ -139,6 +153,7 @@ enum Command {
     AddLeg(Box<NewLeg>),
     Configure(LegId, LegMedia),
     Play(LegId, u64, Clip),
+    StopPlayout(LegId),
     Hold(LegId, Option<Clip>),
     Bridge(LegId, LegId),
     SendDtmf(LegId, String),
@@ -209,6 +224,9 @@ impl MediaHandle {
     pub fn play(&self, id: LegId, play_id: u64, clip: Clip) {
         self.send(Command::Play(id, play_id, clip));
     }
+    pub fn stop_playout(&self, id: LegId) {
+        self.send(Command::StopPlayout(id));
+    }
     pub fn hold(&self, id: LegId, music: Option<Clip>) {
         self.send(Command::Hold(id, music));
     }
@@ -230,19 +248,11 @@ struct LegIo {
     local_port: u16,
     events: mpsc::UnboundedSender<MediaEvent>,
     tap: Option<mpsc::Sender<Vec<i16>>>,
-    tap_meter: Arc<TapMeter>,
+    tap_frames: u64,
+    tap_dropped: u64,
     recorder: Option<std::sync::mpsc::SyncSender<(u32, Vec<i16>)>>,
     record_dropped: u64,
     report: ReportSink,
-}
-
-/// What the speech tap's consumer has seen. The consumer is a level meter until the
-/// speech pipeline takes the tap over; it already proves the caller's audio reaches it.
-#[derive(Debug, Default)]
-struct TapMeter {
-    frames: AtomicU64,
-    dropped: AtomicU64,
-    voiced_frames: AtomicU64,
 }
 
 fn socket(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
@@ -323,9 +333,8 @@ fn report(session: &Session, legs: &mut [LegIo]) {
             leg: l.id,
             local_port: l.local_port,
             stats,
-            tap_frames: l.tap_meter.frames.load(Ordering::Relaxed),
-            tap_dropped: l.tap_meter.dropped.load(Ordering::Relaxed),
-            tap_voiced_ms: l.tap_meter.voiced_frames.load(Ordering::Relaxed) * 20,
+            tap_frames: l.tap_frames,
+            tap_dropped: l.tap_dropped,
             record_dropped: l.record_dropped,
         };
         (l.report)(&r);
@@ -361,13 +370,11 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                         initial_ts: rand::random(),
                         jitter: plane.jitter,
                     },
-                    tap,
+                    tap: tap.is_some(),
                     record: record_as.is_some() && plane.record_dir.is_some(),
                     rtp_timeout: plane.rtp_timeout,
                 },
             );
-            let tap_meter = Arc::new(TapMeter::default());
-            let tap = tap.then(|| spawn_tap_consumer(tap_meter.clone()));
             let recorder = match (&plane.record_dir, record_as) {
                 (Some(dir), Some(stem)) => {
                     spawn_recorder(dir.join(format!("{}-leg{id}.wav", sanitize(&stem))))
@@ -382,7 +389,8 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                 local_port,
                 events,
                 tap,
-                tap_meter,
+                tap_frames: 0,
+                tap_dropped: 0,
                 recorder,
                 record_dropped: 0,
                 report,
@@ -395,6 +403,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
             }
         }
         Command::Play(id, play_id, clip) => session.play(id, play_id, clip),
+        Command::StopPlayout(id) => session.stop_playout(id),
         Command::Hold(id, music) => session.hold(id, music),
         Command::Bridge(a, b) => {
             tracing::info!(a, b, "legs bridged");
@@ -426,13 +435,14 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 }
             }
             Output::Tap { leg, pcm } => {
-                let Some(l) = legs.iter().find(|l| l.id == leg) else {
+                let Some(l) = legs.iter_mut().find(|l| l.id == leg) else {
                     continue;
                 };
                 if let Some(tap) = &l.tap {
+                    l.tap_frames += 1;
                     plane.counters.tap_frames.fetch_add(1, Ordering::Relaxed);
                     if tap.try_send(pcm).is_err() {
-                        l.tap_meter.dropped.fetch_add(1, Ordering::Relaxed);
+                        l.tap_dropped += 1;
                         plane.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -500,22 +510,6 @@ fn try_recv_any(legs: &[LegIo], buf: &mut [u8]) -> Option<(usize, bool, SocketAd
         }
     }
     None
-}
-
-/// The speech tap's consumer end. A frame counts as voiced above about -40 dBFS.
-fn spawn_tap_consumer(meter: Arc<TapMeter>) -> mpsc::Sender<Vec<i16>> {
-    let (tx, mut rx) = mpsc::channel::<Vec<i16>>(TAP_QUEUE);
-    tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            meter.frames.fetch_add(1, Ordering::Relaxed);
-            let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>()
-                / frame.len().max(1) as f64;
-            if energy.sqrt() > 328.0 {
-                meter.voiced_frames.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
-    tx
 }
 
 /// A thread writing one leg's WAV, so file I/O never runs on the media task.

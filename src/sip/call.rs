@@ -9,6 +9,10 @@ use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
 use crate::config::RouteMode;
 use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
 use crate::rtp_ports::RtpReservation;
+use crate::speech::PipelineEvent;
+
+/// Caller turns kept for the HTTP API.
+const TRANSCRIPT_KEPT: usize = 20;
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{
     DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
@@ -48,6 +52,7 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         ring_timeout: gw.cfg.outbound.ring_timeout,
         answer_on_command: bridge,
         greeting: !bridge && gw.media.prompts.greeting.is_some(),
+        greeting_barge_in: gw.cfg.media.greeting_barge_in,
     }
 }
 
@@ -380,6 +385,7 @@ struct CallTask {
     media: MediaHandle,
     leg: LegId,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    speech_events: mpsc::UnboundedReceiver<PipelineEvent>,
     /// The other call of a B2BUA pair: told our outcome and our end.
     partner: Option<mpsc::UnboundedSender<CallEvent>>,
     /// Bridge our leg to this one once we are answered.
@@ -404,6 +410,12 @@ impl CallTask {
         let (cmd_tx, commands) = mpsc::unbounded_channel();
         let (ops_tx, ops) = mpsc::unbounded_channel();
         let (events_tx, media_events) = mpsc::unbounded_channel();
+        let (speech_tx, speech_events) = mpsc::unbounded_channel();
+        // The caller's words go to the speech pipeline when this leg is listened to.
+        let tap = match (&gw.speech, plan.tap) {
+            (Some(speech), true) => Some(speech.spawn_pipeline(speech_tx)),
+            _ => None,
+        };
         let info = Arc::new(Mutex::new(CallInfo {
             id: id.clone(),
             role: ctl.role(),
@@ -414,6 +426,7 @@ impl CallTask {
             digits: String::new(),
             partner: None,
             media: None,
+            transcript: Vec::new(),
         }));
         gw.register(
             id.clone(),
@@ -425,7 +438,7 @@ impl CallTask {
         plan.media.add_leg(NewLeg {
             id: plan.leg,
             sockets: rtp,
-            tap: plan.tap,
+            tap,
             events: events_tx,
             report: report_into(info.clone(), |i: &mut CallInfo, r| {
                 i.media = Some(r.clone())
@@ -448,6 +461,7 @@ impl CallTask {
             media: plan.media,
             leg: plan.leg,
             media_events,
+            speech_events,
             partner: None,
             bridge_on_answer: None,
             media_configured: false,
@@ -476,6 +490,7 @@ impl CallTask {
                 Some(cmd) = self.commands.recv() => self.ctl.handle(Instant::now(), cmd),
                 Some(op) = self.ops.recv() => self.ctl.handle(Instant::now(), op),
                 Some(ev) = self.media_events.recv() => self.on_media_event(ev),
+                Some(ev) = self.speech_events.recv() => self.on_speech(ev),
                 () = sleep => self.ctl.handle_timeout(Instant::now()),
             }
         }
@@ -487,6 +502,38 @@ impl CallTask {
             self.gw.dialog_layer().remove_dialog(&d.id());
         }
         self.gw.unregister(&self.id);
+    }
+
+    fn on_speech(&mut self, ev: PipelineEvent) {
+        let now = Instant::now();
+        match ev {
+            PipelineEvent::SpeechStarted => self.ctl.handle(now, CallEvent::SpeechStarted),
+            PipelineEvent::Turn(turn) => {
+                let p = turn.prosody.as_ref();
+                tracing::info!(
+                    text = %turn.text,
+                    confidence = format_args!("{:.2}", turn.confidence),
+                    recognizer = %turn.recognizer,
+                    start_ms = turn.start_ms,
+                    end_ms = turn.end_ms,
+                    latency_ms = turn.latency_ms,
+                    arousal = p.map(|p| p.arousal),
+                    pitch_hz = p.map(|p| p.pitch_mean_hz),
+                    loudness_db = p.map(|p| p.loudness_db),
+                    rate_sps = p.map(|p| p.rate_sps),
+                    evidence = ?p.map(|p| &p.evidence),
+                    "caller turn"
+                );
+                {
+                    let mut info = lock(&self.info);
+                    if info.transcript.len() >= TRANSCRIPT_KEPT {
+                        info.transcript.remove(0);
+                    }
+                    info.transcript.push((*turn).clone());
+                }
+                self.ctl.handle(now, CallEvent::Transcript { turn });
+            }
+        }
     }
 
     fn on_media_event(&mut self, ev: MediaEvent) {
@@ -702,6 +749,10 @@ impl CallTask {
                     }
                 }
                 CallAction::SendDtmf { digits } => self.media.send_dtmf(self.leg, &digits),
+                CallAction::StopPlayout => {
+                    tracing::info!("barge-in: prompt stopped");
+                    self.media.stop_playout(self.leg);
+                }
                 CallAction::HoldAudio { on } => {
                     let music = on.then(|| self.gw.media.prompts.hold.clone());
                     self.media.hold(self.leg, music);

@@ -46,6 +46,8 @@ pub struct CallInfo {
     pub partner: Option<String>,
     /// The leg's RTP counters, refreshed about once a second.
     pub media: Option<crate::media::LegReport>,
+    /// The caller's last turns (text, timing, confidence, prosody).
+    pub transcript: Vec<warmline_speech::TranscriptTurn>,
 }
 
 /// How the rest of the gateway talks to a live call.
@@ -76,6 +78,7 @@ pub struct Gateway {
     contact: Uri,
     advertised: IpAddr,
     pub media: Arc<crate::media::MediaPlane>,
+    pub speech: Option<Arc<crate::speech::SpeechPlane>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,7 @@ impl Gateway {
     pub async fn start(
         cfg: Arc<Config>,
         media: Arc<crate::media::MediaPlane>,
+        speech: Option<Arc<crate::speech::SpeechPlane>>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let advertised = cfg.advertised_ip();
@@ -170,6 +174,7 @@ impl Gateway {
             contact,
             advertised,
             media,
+            speech,
             cfg,
         });
         tokio::spawn(async move { endpoint.serve().await });

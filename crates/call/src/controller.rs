@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError, SdpSession};
+use warmline_speech::TranscriptTurn;
+
+/// Caller turns a controller keeps (the context packet needs the last 5–10).
+pub const MAX_TURNS: usize = 50;
 
 /// Which side created the dialog. It decides the glare back-off range (RFC 3261 §14.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +36,9 @@ pub struct CallConfig {
     pub answer_on_command: bool,
     /// Inbound: play the greeting prompt once answered.
     pub greeting: bool,
+    /// Let the caller's speech cut the greeting. Off by default: the greeting carries the
+    /// automated-assistant disclosure, which every caller should hear whole.
+    pub greeting_barge_in: bool,
 }
 
 /// Prompts the controller asks the media plane to play, by name.
@@ -43,7 +50,7 @@ pub enum Prompt {
 
 /// What the driver tells the controller. Serde-tagged so the same vocabulary feeds logs,
 /// the audit trail and the HTTP API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum CallEvent {
     /// An admitted initial INVITE; `sdp` is `None` for a delayed offer.
@@ -113,6 +120,12 @@ pub enum CallEvent {
     Dtmf {
         digit: char,
     },
+    /// The caller started talking (VAD): barge-in point.
+    SpeechStarted,
+    /// The speech pipeline finished a caller turn.
+    Transcript {
+        turn: Box<TranscriptTurn>,
+    },
 }
 
 /// What the controller asks the driver to do.
@@ -159,6 +172,8 @@ pub enum CallAction {
     SendDtmf {
         digits: String,
     },
+    /// Cut the prompt playing (and those queued): the caller barged in.
+    StopPlayout,
     /// Start (or stop) hold audio to the peer while we hold it.
     HoldAudio {
         on: bool,
@@ -285,9 +300,14 @@ pub struct Controller {
     answer_after: Duration,
     answer_on_command: bool,
     greeting: bool,
+    greeting_barge_in: bool,
     next_play_id: u64,
     /// Digits the peer pressed, in order (the policy reads them in a later issue).
     digits: String,
+    /// Prompts the caller may interrupt, asked for and not yet reported done.
+    playing: Vec<u64>,
+    /// The caller's turns, oldest first (the last [`MAX_TURNS`]).
+    turns: VecDeque<TranscriptTurn>,
     rng: u64,
     actions: VecDeque<CallAction>,
 }
@@ -327,8 +347,11 @@ impl Controller {
             answer_after: cfg.answer_after,
             answer_on_command: cfg.answer_on_command,
             greeting: cfg.greeting,
+            greeting_barge_in: cfg.greeting_barge_in,
             next_play_id: 1,
             digits: String::new(),
+            playing: Vec::new(),
+            turns: VecDeque::new(),
             // xorshift must not start at zero
             rng: cfg.rng_seed | 1,
             actions: VecDeque::new(),
@@ -350,6 +373,10 @@ impl Controller {
 
     pub fn digits(&self) -> &str {
         &self.digits
+    }
+
+    pub fn turns(&self) -> impl Iterator<Item = &TranscriptTurn> {
+        self.turns.iter()
     }
 
     pub fn snapshot(&self) -> CallSnapshot {
@@ -472,7 +499,19 @@ impl Controller {
                     self.end(EndReason::RtpTimeout);
                 }
             }
-            CallEvent::PlayoutDone { .. } => {}
+            CallEvent::PlayoutDone { id, .. } => self.playing.retain(|p| *p != id),
+            CallEvent::SpeechStarted => {
+                if !self.playing.is_empty() {
+                    self.playing.clear();
+                    self.actions.push_back(CallAction::StopPlayout);
+                }
+            }
+            CallEvent::Transcript { turn } => {
+                if self.turns.len() == MAX_TURNS {
+                    self.turns.pop_front();
+                }
+                self.turns.push_back(*turn);
+            }
             CallEvent::Dtmf { digit } => self.digits.push(digit),
             CallEvent::SendDtmf { digits } => {
                 if matches!(self.state, State::Confirmed | State::WaitAck) {
@@ -549,6 +588,9 @@ impl Controller {
         if self.greeting {
             let id = self.next_play_id;
             self.next_play_id += 1;
+            if self.greeting_barge_in {
+                self.playing.push(id);
+            }
             self.actions.push_back(CallAction::Play {
                 prompt: Prompt::Greeting,
                 id,

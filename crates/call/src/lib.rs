@@ -10,6 +10,7 @@
 
 mod controller;
 
+pub use controller::MAX_TURNS;
 pub use controller::{
     CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, OriginateOutcome,
     Prompt, Role,

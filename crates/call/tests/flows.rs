@@ -29,6 +29,7 @@ fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
         ring_timeout: Duration::from_secs(20),
         answer_on_command: false,
         greeting: false,
+        greeting_barge_in: false,
     }
 }
 
@@ -668,4 +669,59 @@ fn dtmf_digits_are_kept_in_order() {
         assert!(h.send(CallEvent::Dtmf { digit: d }).is_empty());
     }
     assert_eq!(h.ctl.digits(), "12#");
+}
+
+#[test]
+fn caller_speech_cuts_a_bargeable_greeting_but_not_the_disclosure() {
+    for barge in [true, false] {
+        let mut cfg = config(0, 1);
+        cfg.greeting = true;
+        cfg.greeting_barge_in = barge;
+        let mut h = Harness {
+            now: Instant::now(),
+            ctl: Controller::inbound(cfg),
+        };
+        h.send(CallEvent::Invite {
+            sdp: Some(offer("sendrecv", 1)),
+        });
+        h.send(CallEvent::Ack);
+        let acts = h.send(CallEvent::SpeechStarted);
+        assert_eq!(
+            acts.contains(&CallAction::StopPlayout),
+            barge,
+            "barge-in {barge}"
+        );
+        // Once the prompt is done, speech stops nothing.
+        h.send(CallEvent::PlayoutDone {
+            id: 1,
+            interrupted: barge,
+        });
+        assert!(h.send(CallEvent::SpeechStarted).is_empty());
+    }
+}
+
+#[test]
+fn transcript_turns_are_kept_for_the_policy() {
+    let mut h = Harness::answered_call();
+    for i in 0..60u64 {
+        let turn = warmline_speech::TranscriptTurn {
+            text: format!("turn {i}"),
+            start_ms: i * 1000,
+            end_ms: i * 1000 + 500,
+            confidence: 0.9,
+            words: Vec::new(),
+            recognizer: "pocketsphinx".into(),
+            latency_ms: 50,
+            prosody: None,
+        };
+        assert!(
+            h.send(CallEvent::Transcript {
+                turn: Box::new(turn)
+            })
+            .is_empty()
+        );
+    }
+    let turns: Vec<_> = h.ctl.turns().map(|t| t.text.clone()).collect();
+    assert_eq!(turns.len(), warmline_call::MAX_TURNS);
+    assert_eq!(turns.last().map(String::as_str), Some("turn 59"));
 }

@@ -383,6 +383,10 @@ impl Session {
             }
             let n = s.leg.frame_samples();
             let mut pcm = Vec::with_capacity(n);
+            // No packet this tick (a pause in the peer's stream, DTX, end of a clip): the
+            // tap and the recording still hear 20 ms of silence, so the endpointer can see a
+            // turn end and recordings keep their timing. The bridge sends nothing.
+            let mut heard = true;
             match s.leg.jitter.pop(now) {
                 Pop::Frame(payload) => {
                     if let Some(d) = s.leg.decoder.as_mut() {
@@ -394,6 +398,7 @@ impl Session {
                         d.conceal(n, &mut pcm);
                     }
                 }
+                Pop::Nothing if s.leg.stats.packets_in > 0 && s.leg.receives() => heard = false,
                 Pop::Nothing => continue,
             }
             pcm.resize(n, 0);
@@ -416,7 +421,9 @@ impl Session {
                     pcm: tap,
                 });
             }
-            s.decoded = Some(pcm);
+            if heard {
+                s.decoded = Some(pcm);
+            }
         }
         // 2. What each leg sends this tick.
         for i in 0..self.legs.len() {

@@ -7,16 +7,21 @@
 
 pub mod ggml;
 pub mod prosody;
+#[cfg(feature = "engines")]
 pub mod recognizer;
+#[cfg(feature = "engines")]
 pub mod sphinx;
 pub mod tts;
+pub mod turn;
 pub mod vad;
 
 pub use prosody::{ArousalScore, FrameAnalyzer, ProsodyScorer, UtteranceProsody};
+#[cfg(feature = "engines")]
 pub use recognizer::{
-    Recognized, Recognizer, RecognizerWorker, SphinxRecognizer, SttError, WhisperRecognizer, Word,
+    Recognized, Recognizer, RecognizerWorker, SphinxRecognizer, SttError, WhisperRecognizer,
 };
 pub use tts::{EspeakTts, Tts};
+pub use turn::{TranscriptTurn, TurnProsody, Word};
 pub use vad::{EndpointSettings, Endpointer, Utterance, VadEvent};
 
 /// Words a caller uses when asking for a person, for the fallback recognizer's keyword

@@ -3,6 +3,7 @@
 //! decoders are single-threaded; the model weights are shared).
 
 use crate::sphinx::{Sphinx, SphinxError, SphinxSetup};
+use crate::turn::Word;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,15 +16,6 @@ pub enum SttError {
     Whisper(String),
     #[error(transparent)]
     Sphinx(#[from] SphinxError),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Word {
-    pub text: String,
-    /// Milliseconds from the utterance start.
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub probability: f32,
 }
 
 /// What a recognizer made of one utterance.
@@ -220,8 +212,13 @@ impl RecognizerWorker for Sphinx {
     /// Keyword spotting first (it works inside free speech); when it finds nothing in a
     /// short utterance, the short-answer grammar (yes/no, digits, slot words).
     fn recognize(&mut self, pcm: &[i16]) -> Result<Recognized, SttError> {
-        let spotted = self.spot(pcm)?;
-        if spotted.is_empty() && pcm.len() < 16_000 * 5 / 2 {
+        // Keyword spotting misses words at the very edges of its input (its feature
+        // normalisation needs some lead-in): give it half a second of silence either side.
+        let mut padded = vec![0i16; 8000];
+        padded.extend_from_slice(pcm);
+        padded.resize(padded.len() + 8000, 0);
+        let spotted = self.spot(&padded)?;
+        if spotted.is_empty() && pcm.len() < 16_000 * 6 / 5 {
             if let Some((text, p)) = self.answer(pcm)? {
                 return Ok(Recognized {
                     words: text

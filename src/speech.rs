@@ -1,0 +1,256 @@
+//! The speech driver. At start-up it picks the recognizer (`[speech] recognizer`), loads it
+//! once, and starts a pool of worker threads behind a bounded queue. Per call it runs a
+//! pipeline task on the speech tap's 16 kHz frames: VAD and endpointing, prosody per frame,
+//! and for each utterance an arousal score against the caller's baseline and a recognition
+//! job. Turns go back to the call's task.
+//!
+//! Nothing here can stall the media path: the tap is a bounded channel the media task never
+//! waits on, and a full recognition queue drops the utterance (and counts it).
+
+use crate::config::{Config, RecognizerChoice};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+use warmline_speech::prosody::{FrameAnalyzer, FrameFeatures, summarize};
+use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, Sphinx, SphinxSetup};
+use warmline_speech::{
+    EndpointSettings, Endpointer, ProsodyScorer, Recognizer, SphinxRecognizer, TranscriptTurn,
+    TurnProsody, VadEvent, WhisperRecognizer,
+};
+
+/// Frames the tap may hold for a call's pipeline: one second.
+pub const TAP_QUEUE: usize = 50;
+
+#[derive(Debug, Default, Serialize)]
+pub struct SpeechCounters {
+    pub utterances: AtomicU64,
+    /// Utterances dropped because every recognizer was busy and the queue was full.
+    pub dropped: AtomicU64,
+    pub recognized: AtomicU64,
+    pub errors: AtomicU64,
+    /// Sum of end-of-utterance → text, for the mean.
+    pub latency_ms_total: AtomicU64,
+}
+
+/// What a call's pipeline tells its call task.
+#[derive(Debug)]
+pub enum PipelineEvent {
+    SpeechStarted,
+    Turn(Box<TranscriptTurn>),
+}
+
+struct Job {
+    pcm: Vec<i16>,
+    start_ms: u64,
+    end_ms: u64,
+    prosody: Option<TurnProsody>,
+    queued: Instant,
+    reply: mpsc::UnboundedSender<PipelineEvent>,
+    span: tracing::Span,
+}
+
+pub struct SpeechPlane {
+    pub recognizer: &'static str,
+    pub counters: SpeechCounters,
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    endpoint: EndpointSettings,
+    baseline: usize,
+}
+
+impl std::fmt::Debug for SpeechPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeechPlane")
+            .field("recognizer", &self.recognizer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The phrases and words the fallback listens for.
+fn fallback_setup() -> SphinxSetup {
+    SphinxSetup {
+        model_dir: DEBIAN_MODEL_DIR.into(),
+        keyphrases: warmline_speech::ESCALATION_KEYWORDS
+            .iter()
+            .map(|(p, t)| (p.to_string(), *t))
+            .collect(),
+        grammar_words: [
+            "yes", "no", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+            "nine",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    }
+}
+
+impl SpeechPlane {
+    /// Load the recognizer and start the workers; `None` when speech is off or no
+    /// recognizer is available (said in the log).
+    pub fn start(cfg: &Config) -> anyhow::Result<Option<Arc<Self>>> {
+        let s = &cfg.speech;
+        let recognizer: Arc<dyn Recognizer> = match (s.recognizer, &s.whisper_model) {
+            (RecognizerChoice::Off, _) => {
+                tracing::info!("speech pipeline off ([speech] recognizer = \"off\")");
+                return Ok(None);
+            }
+            (RecognizerChoice::Auto | RecognizerChoice::Whisper, Some(model)) => {
+                let t = Instant::now();
+                let r = WhisperRecognizer::load(model, &s.language, 1)?;
+                tracing::info!(model = %model.display(), load_ms = t.elapsed().as_millis() as u64, workers = s.threads, "speech recognizer: whisper");
+                Arc::new(r)
+            }
+            (RecognizerChoice::Whisper, None) => {
+                anyhow::bail!("[speech] recognizer = \"whisper\" needs whisper_model")
+            }
+            (RecognizerChoice::Fallback, _) | (RecognizerChoice::Auto, None) => {
+                if !Sphinx::model_dir_ok(DEBIAN_MODEL_DIR.as_ref()) {
+                    tracing::warn!(
+                        dir = DEBIAN_MODEL_DIR,
+                        "no whisper model configured and no pocketsphinx model installed (apt-get install pocketsphinx-en-us): speech pipeline off"
+                    );
+                    return Ok(None);
+                }
+                let r = SphinxRecognizer::new(fallback_setup())?;
+                tracing::info!(
+                    workers = s.threads,
+                    "speech recognizer: pocketsphinx keyword spotting (no whisper model configured)"
+                );
+                Arc::new(r)
+            }
+        };
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(s.queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let plane = Arc::new(SpeechPlane {
+            recognizer: recognizer.name(),
+            counters: SpeechCounters::default(),
+            jobs,
+            endpoint: EndpointSettings {
+                end_silence_ms: s.end_silence_ms,
+                max_utterance_ms: s.max_utterance_ms,
+                ..EndpointSettings::default()
+            },
+            baseline: s.baseline_utterances,
+        });
+        for i in 0..s.threads {
+            let mut worker = recognizer.worker()?;
+            let rx = rx.clone();
+            let plane = Arc::downgrade(&plane);
+            let name = recognizer.name();
+            std::thread::Builder::new()
+                .name(format!("wl-stt-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => match r.recv() {
+                                Ok(j) => j,
+                                Err(_) => return,
+                            },
+                            Err(_) => return,
+                        };
+                        let _g = job.span.enter();
+                        let result = worker.recognize(&job.pcm);
+                        let latency_ms = job.queued.elapsed().as_millis() as u64;
+                        let Some(plane) = plane.upgrade() else { return };
+                        match result {
+                            Ok(r) => {
+                                plane.counters.recognized.fetch_add(1, Ordering::Relaxed);
+                                plane
+                                    .counters
+                                    .latency_ms_total
+                                    .fetch_add(latency_ms, Ordering::Relaxed);
+                                let turn = TranscriptTurn {
+                                    text: r.text,
+                                    start_ms: job.start_ms,
+                                    end_ms: job.end_ms,
+                                    confidence: r.confidence,
+                                    words: r.words,
+                                    recognizer: name.to_string(),
+                                    latency_ms,
+                                    prosody: job.prosody,
+                                };
+                                let _ = job.reply.send(PipelineEvent::Turn(Box::new(turn)));
+                            }
+                            Err(e) => {
+                                plane.counters.errors.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(error = %e, "recognition failed");
+                            }
+                        }
+                    }
+                })?;
+        }
+        Ok(Some(plane))
+    }
+
+    /// Start a call's pipeline; returns the tap sender for the media plane.
+    pub fn spawn_pipeline(
+        self: &Arc<Self>,
+        events: mpsc::UnboundedSender<PipelineEvent>,
+    ) -> mpsc::Sender<Vec<i16>> {
+        let (tx, rx) = mpsc::channel(TAP_QUEUE);
+        tokio::spawn(pipeline(self.clone(), rx, events).in_current_span());
+        tx
+    }
+}
+
+async fn pipeline(
+    plane: Arc<SpeechPlane>,
+    mut frames: mpsc::Receiver<Vec<i16>>,
+    events: mpsc::UnboundedSender<PipelineEvent>,
+) {
+    let mut endpointer = Endpointer::new(plane.endpoint);
+    let mut analyzer = FrameAnalyzer::default();
+    let mut scorer = ProsodyScorer::new(plane.baseline);
+    // Per-frame prosody since a little before the current utterance could have started.
+    let mut features: std::collections::VecDeque<(u64, FrameFeatures)> = Default::default();
+    let keep = (plane.endpoint.max_utterance_ms / 20 + 100) as usize;
+    let mut audio_ms = 0u64;
+    let mut out = Vec::new();
+    while let Some(frame) = frames.recv().await {
+        features.push_back((audio_ms, analyzer.frame(&frame)));
+        if features.len() > keep {
+            features.pop_front();
+        }
+        audio_ms += 20;
+        endpointer.push(&frame, &mut out);
+        for ev in out.drain(..) {
+            match ev {
+                VadEvent::SpeechStart { at_ms } => {
+                    tracing::debug!(at_ms, "speech started");
+                    let _ = events.send(PipelineEvent::SpeechStarted);
+                }
+                VadEvent::Utterance(u) => {
+                    plane.counters.utterances.fetch_add(1, Ordering::Relaxed);
+                    let frames: Vec<FrameFeatures> = features
+                        .iter()
+                        .filter(|(t, _)| *t >= u.start_ms && *t < u.end_ms)
+                        .map(|(_, f)| *f)
+                        .collect();
+                    let prosody = summarize(&frames).map(|p| {
+                        let score = scorer.score(&p);
+                        TurnProsody::new(&p, &score)
+                    });
+                    let job = Job {
+                        pcm: u.pcm,
+                        start_ms: u.start_ms,
+                        end_ms: u.end_ms,
+                        prosody,
+                        queued: Instant::now(),
+                        reply: events.clone(),
+                        span: tracing::Span::current(),
+                    };
+                    if plane.jobs.try_send(job).is_err() {
+                        plane.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            start_ms = u.start_ms,
+                            end_ms = u.end_ms,
+                            "utterance dropped: every recognizer is busy"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
