@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 
 const CHUNK: usize = 256; // 16 ms at 16 kHz, what earshot scores
 const CHUNK_MS: u64 = 16;
+/// Mean square of a chunk below which it is silence without asking the detector
+/// (RMS 58, about -55 dBFS).
+const SILENCE_ENERGY: i64 = 58 * 58;
 
 #[derive(Debug, Clone, Copy)]
 pub struct EndpointSettings {
@@ -66,6 +69,8 @@ pub struct Endpointer {
     voiced_run: u64,
     silent_run: u64,
     current: Option<Utterance>,
+    /// The last chunk was gated as silence.
+    gated: bool,
 }
 
 impl std::fmt::Debug for Endpointer {
@@ -88,6 +93,7 @@ impl Endpointer {
             voiced_run: 0,
             silent_run: 0,
             current: None,
+            gated: false,
         }
     }
 
@@ -108,7 +114,23 @@ impl Endpointer {
     }
 
     fn chunk(&mut self, chunk: Vec<i16>, out: &mut Vec<VadEvent>) {
-        let voiced = self.detector.predict_i16(&chunk) >= self.settings.threshold;
+        // Near-digital silence (below about -55 dBFS) cannot be speech: skip the network,
+        // which is most of the cost, for the half of a call where the caller listens.
+        let energy = chunk
+            .iter()
+            .map(|&x| i64::from(x) * i64::from(x))
+            .sum::<i64>()
+            / CHUNK as i64;
+        let voiced = if energy < SILENCE_ENERGY {
+            self.gated = true;
+            false
+        } else {
+            if std::mem::take(&mut self.gated) {
+                // Its context frames are from before the silence: start it afresh.
+                self.detector.reset();
+            }
+            self.detector.predict_i16(&chunk) >= self.settings.threshold
+        };
         let now_ms = self.chunks * CHUNK_MS;
         self.chunks += 1;
         let s = self.settings;
