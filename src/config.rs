@@ -751,6 +751,29 @@ level = "debug"
     }
 
     #[test]
+    fn bad_whisper_models_and_media_files_are_config_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.bin");
+        std::fs::write(&junk, b"not a model").unwrap();
+        let text = format!("[speech]\nrecognizer = \"whisper\"\nwhisper_model = \"{}\"\n", junk.display());
+        let e = parse(&text).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "speech.whisper_model"));
+        assert!(e.to_string().contains("not a whisper ggml model"), "{e}");
+        let e = parse("[speech]\nwhisper_model = \"/nonexistent/model.bin\"\n").unwrap_err();
+        assert_eq!(e.key, "speech.whisper_model");
+        let e = parse("[speech]\nrecognizer = \"whisper\"\n").unwrap_err();
+        assert_eq!(e.key, "speech.whisper_model");
+        let e = parse("[speech]\nrecognizer = \"cloud\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "speech.recognizer"));
+        let e = parse("[media]\ngreeting = \"/nonexistent/hello.wav\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "media.greeting"));
+        let good = dir.path().join("tiny.bin");
+        warmline_speech::ggml::write_tiny_model(&good, Default::default()).unwrap();
+        let cfg = parse(&format!("[speech]\nwhisper_model = \"{}\"\n", good.display())).unwrap();
+        assert_eq!(cfg.speech.whisper_model.as_deref(), Some(good.as_path()));
+    }
+
+    #[test]
     fn wildcard_listen_needs_public_addr() {
         let e = parse("[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\n").unwrap_err();
         assert_eq!(e.key, "sip.public_addr");
