@@ -755,7 +755,10 @@ level = "debug"
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.bin");
         std::fs::write(&junk, b"not a model").unwrap();
-        let text = format!("[speech]\nrecognizer = \"whisper\"\nwhisper_model = \"{}\"\n", junk.display());
+        let text = format!(
+            "[speech]\nrecognizer = \"whisper\"\nwhisper_model = \"{}\"\n",
+            junk.display()
+        );
         let e = parse(&text).unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (3, "speech.whisper_model"));
         assert!(e.to_string().contains("not a whisper ggml model"), "{e}");
@@ -769,7 +772,11 @@ level = "debug"
         assert_eq!((e.line, e.key.as_str()), (2, "media.greeting"));
         let good = dir.path().join("tiny.bin");
         warmline_speech::ggml::write_tiny_model(&good, Default::default()).unwrap();
-        let cfg = parse(&format!("[speech]\nwhisper_model = \"{}\"\n", good.display())).unwrap();
+        let cfg = parse(&format!(
+            "[speech]\nwhisper_model = \"{}\"\n",
+            good.display()
+        ))
+        .unwrap();
         assert_eq!(cfg.speech.whisper_model.as_deref(), Some(good.as_path()));
     }
 
