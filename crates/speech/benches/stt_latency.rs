@@ -77,17 +77,27 @@ fn measure(name: &str, rec: &dyn Recognizer, runs: usize) {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a smoke test.
+    let runs = if std::env::args().any(|a| a == "--bench") {
+        10
+    } else {
+        1
+    };
     let dir = std::env::temp_dir().join(format!("wl-stt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let tiny = dir.join("tiny-random.bin");
     ggml::write_tiny_model(&tiny, ggml::TinySpec::default()).unwrap();
     let rec = WhisperRecognizer::load(&tiny, "en", 1).unwrap();
-    measure("whisper (generated model)", &rec, 10);
+    measure("whisper (generated model)", &rec, runs);
     match std::env::var("WARMLINE_WHISPER_MODEL") {
         Ok(path) => {
             for threads in [1, 2] {
                 let rec = WhisperRecognizer::load(path.as_ref(), "en", threads).unwrap();
-                measure(&format!("whisper (real, {threads} threads)"), &rec, 5);
+                measure(
+                    &format!("whisper (real, {threads} threads)"),
+                    &rec,
+                    runs.min(5),
+                );
             }
         }
         Err(_) => println!(
@@ -103,6 +113,6 @@ fn main() {
         grammar_words: vec!["yes".into(), "no".into()],
     })
     .unwrap();
-    measure("pocketsphinx (fallback)", &sphinx, 10);
+    measure("pocketsphinx (fallback)", &sphinx, runs);
     let _ = std::fs::remove_dir_all(&dir);
 }
