@@ -1,0 +1,539 @@
+//! The escalation policy, sans-IO: declarative rules evaluated over what happens in a call
+//! (caller turns with their confidence and prosody, DTMF, assistant failures, elapsed time,
+//! the caller's identity). A rule that fires yields a [`Trigger`] with the evidence behind
+//! it; each rule fires at most once per call (hysteresis), and when several fire on the same
+//! observation the highest priority wins.
+
+pub mod hours;
+pub mod text;
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// What people say when they want a person.
+pub const PERSON_PHRASES: &[&str] = &[
+    "speak to a human",
+    "talk to a human",
+    "speak to a person",
+    "talk to a person",
+    "real person",
+    "human",
+    "agent",
+    "representative",
+    "manager",
+    "operator",
+    "supervisor",
+    "someone real",
+];
+
+/// Words that make an aroused caller a frustrated one.
+pub const NEGATIVE_PHRASES: &[&str] = &[
+    "isn't helping",
+    "not helping",
+    "useless",
+    "ridiculous",
+    "waste of time",
+    "stupid",
+    "annoying",
+    "frustrated",
+    "fed up",
+];
+
+fn owned(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+fn person_phrases() -> Vec<String> {
+    owned(PERSON_PHRASES)
+}
+fn negative_phrases() -> Vec<String> {
+    owned(NEGATIVE_PHRASES)
+}
+fn six() -> usize {
+    6
+}
+fn two() -> usize {
+    2
+}
+fn arousal_threshold() -> f32 {
+    0.6
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// No `deny_unknown_fields` here or on `Rule`: serde cannot combine it with `flatten`. The
+// config loader checks rule keys itself.
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RuleKind {
+    /// The caller asks for a person. Always honoured at once.
+    ExplicitRequest {
+        #[serde(default = "person_phrases")]
+        phrases: Vec<String>,
+    },
+    /// Phrases in context: not negated, and no `exclude` phrase within `window` words.
+    Keyword {
+        phrases: Vec<String>,
+        #[serde(default)]
+        exclude: Vec<String>,
+        #[serde(default = "six")]
+        window: usize,
+    },
+    /// Arousal at or above `threshold` (against the caller's baseline) for `sustain` turns
+    /// in a row; a single turn suffices when it also carries a negative phrase.
+    Prosody {
+        #[serde(default = "arousal_threshold")]
+        threshold: f32,
+        #[serde(default = "two")]
+        sustain: usize,
+        #[serde(default = "negative_phrases")]
+        negative_phrases: Vec<String>,
+    },
+    /// Recognition confidence below `below` for `turns` turns in a row.
+    LowConfidence { below: f32, turns: usize },
+    /// The assistant failed to resolve `failures` times.
+    RepeatedFailure { failures: usize },
+    /// No resolution after `after_s` seconds.
+    Elapsed { after_s: u64 },
+    /// The caller pressed `digit`.
+    Dtmf { digit: char },
+    /// The caller's number (From or P-Asserted-Identity user part) matches; a trailing `*`
+    /// matches a prefix.
+    Caller { numbers: Vec<String> },
+    /// A topic a machine must not handle. With `amount_over`, only when the turn names an
+    /// amount above it (a billing dispute over 500).
+    Topic {
+        topic: String,
+        phrases: Vec<String>,
+        #[serde(default)]
+        exclude: Vec<String>,
+        #[serde(default)]
+        amount_over: Option<f64>,
+    },
+}
+
+impl RuleKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleKind::ExplicitRequest { .. } => "explicit_request",
+            RuleKind::Keyword { .. } => "keyword",
+            RuleKind::Prosody { .. } => "prosody",
+            RuleKind::LowConfidence { .. } => "low_confidence",
+            RuleKind::RepeatedFailure { .. } => "repeated_failure",
+            RuleKind::Elapsed { .. } => "elapsed",
+            RuleKind::Dtmf { .. } => "dtmf",
+            RuleKind::Caller { .. } => "caller",
+            RuleKind::Topic { .. } => "topic",
+        }
+    }
+}
+
+fn default_route() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: RuleKind,
+    #[serde(default)]
+    pub priority: i32,
+    /// Stable dotted code for records and metrics, e.g. `transfer.requested`.
+    pub disposition: String,
+    #[serde(default = "default_route")]
+    pub route: String,
+    /// Spoken to the agent; `{placeholders}` filled by the briefing.
+    #[serde(default)]
+    pub briefing: String,
+    #[serde(default)]
+    pub next_step: String,
+}
+
+/// The rules that apply when the config has none: a newcomer's first call can be
+/// transferred without writing policy.
+pub fn default_rules() -> Vec<Rule> {
+    let rule = |name: &str, kind: RuleKind, priority: i32, disposition: &str, next: &str| Rule {
+        name: name.into(),
+        kind,
+        priority,
+        disposition: disposition.into(),
+        route: default_route(),
+        briefing: String::new(),
+        next_step: next.into(),
+    };
+    vec![
+        rule(
+            "asked_for_person",
+            RuleKind::ExplicitRequest {
+                phrases: person_phrases(),
+            },
+            100,
+            "transfer.requested",
+            "Greet the caller by name and pick up where the assistant left off.",
+        ),
+        rule(
+            "pressed_zero",
+            RuleKind::Dtmf { digit: '0' },
+            90,
+            "transfer.dtmf",
+            "The caller pressed 0 for a person: take over directly.",
+        ),
+        rule(
+            "frustrated",
+            RuleKind::Prosody {
+                threshold: arousal_threshold(),
+                sustain: two(),
+                negative_phrases: negative_phrases(),
+            },
+            50,
+            "transfer.frustration",
+            "Acknowledge the wait and the frustration before anything else.",
+        ),
+        rule(
+            "assistant_failing",
+            RuleKind::RepeatedFailure { failures: 3 },
+            40,
+            "transfer.repeated_failure",
+            "The assistant could not help: ask the caller to restate the request.",
+        ),
+    ]
+}
+
+/// One thing that happened, as the policy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation<'a> {
+    /// At the start: who is calling (user parts of From and P-Asserted-Identity).
+    Caller {
+        from: &'a str,
+        asserted: Option<&'a str>,
+    },
+    /// A caller turn.
+    Turn {
+        text: &'a str,
+        confidence: f32,
+        arousal: Option<f32>,
+        /// Prosody features that raised the arousal (`pitch:+4.1 semitones`, …).
+        prosody_evidence: &'a [String],
+    },
+    Dtmf {
+        digit: char,
+    },
+    /// The assistant could not answer or resolve a turn.
+    AssistantFailed,
+    /// The caller's need was met: elapsed-time rules stand down.
+    Resolved,
+    /// Time passes (for `elapsed`).
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub rule: String,
+    pub kind: String,
+    /// What made it fire: the words, the scores, the digit, the number.
+    pub evidence: Vec<String>,
+    /// How sure the policy is, 0..1 (an explicit request or a digit is 1).
+    pub confidence: f32,
+    /// Milliseconds since the call started.
+    pub at_ms: u64,
+    pub disposition: String,
+    pub route: String,
+}
+
+/// One call's policy state.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    fired: HashSet<String>,
+    aroused_run: usize,
+    low_conf_run: usize,
+    failures: usize,
+    resolved: bool,
+}
+
+impl Policy {
+    /// `rules` empty → [`default_rules`].
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let mut rules = if rules.is_empty() {
+            default_rules()
+        } else {
+            rules
+        };
+        // Highest priority first; config order breaks ties.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        Self {
+            rules,
+            fired: HashSet::new(),
+            aroused_run: 0,
+            low_conf_run: 0,
+            failures: 0,
+            resolved: false,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Feed one observation at `at_ms`; the highest-priority rule it newly fires, if any.
+    pub fn observe(&mut self, at_ms: u64, obs: &Observation<'_>) -> Option<Trigger> {
+        // Counters first, so every rule sees the same state.
+        match obs {
+            Observation::Turn {
+                confidence,
+                arousal,
+                ..
+            } => {
+                self.low_conf_run += 1;
+                self.aroused_run += 1;
+                let _ = (confidence, arousal);
+            }
+            Observation::AssistantFailed => self.failures += 1,
+            Observation::Resolved => self.resolved = true,
+            _ => {}
+        }
+        let mut best: Option<Trigger> = None;
+        let mut keep_low_conf = false;
+        let mut keep_aroused = false;
+        for rule in &self.rules {
+            let (hit, keep) = self.check(rule, at_ms, obs);
+            match &rule.kind {
+                RuleKind::LowConfidence { .. } => keep_low_conf |= keep,
+                RuleKind::Prosody { .. } => keep_aroused |= keep,
+                _ => {}
+            }
+            if best.is_none() && !self.fired.contains(&rule.name) {
+                if let Some((evidence, confidence)) = hit {
+                    best = Some(Trigger {
+                        rule: rule.name.clone(),
+                        kind: rule.kind.name().into(),
+                        evidence,
+                        confidence,
+                        at_ms,
+                        disposition: rule.disposition.clone(),
+                        route: rule.route.clone(),
+                    });
+                }
+            }
+        }
+        if matches!(obs, Observation::Turn { .. }) {
+            if !keep_low_conf {
+                self.low_conf_run = 0;
+            }
+            if !keep_aroused {
+                self.aroused_run = 0;
+            }
+        }
+        if let Some(t) = &best {
+            self.fired.insert(t.rule.clone());
+        }
+        best
+    }
+
+    /// Whether `rule` fires on `obs`: `(evidence, confidence)`; and whether this turn keeps
+    /// the rule's run going (for the consecutive-turn kinds).
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &self,
+        rule: &Rule,
+        _at_ms: u64,
+        obs: &Observation<'_>,
+    ) -> (Option<(Vec<String>, f32)>, bool) {
+        use Observation as O;
+        match (&rule.kind, obs) {
+            (RuleKind::ExplicitRequest { phrases }, O::Turn { text, .. }) => {
+                let ws = text::words(text);
+                let hit = text::match_in_context(&ws, phrases, &[], 0).map(|(p, _)| {
+                    (
+                        vec![format!("said \"{p}\""), format!("turn: \"{text}\"")],
+                        1.0,
+                    )
+                });
+                (hit, false)
+            }
+            (
+                RuleKind::Keyword {
+                    phrases,
+                    exclude,
+                    window,
+                },
+                O::Turn {
+                    text, confidence, ..
+                },
+            ) => {
+                let ws = text::words(text);
+                let hit = text::match_in_context(&ws, phrases, exclude, *window).map(|(p, _)| {
+                    (
+                        vec![format!("said \"{p}\""), format!("turn: \"{text}\"")],
+                        *confidence,
+                    )
+                });
+                (hit, false)
+            }
+            (
+                RuleKind::Prosody {
+                    threshold,
+                    sustain,
+                    negative_phrases,
+                },
+                O::Turn {
+                    text,
+                    arousal: Some(a),
+                    prosody_evidence,
+                    ..
+                },
+            ) => {
+                if a < threshold {
+                    return (None, false);
+                }
+                let ws = text::words(text);
+                let negative = text::match_in_context(&ws, negative_phrases, &[], 0);
+                let sustained = self.aroused_run >= *sustain;
+                let hit = (sustained || negative.is_some()).then(|| {
+                    let mut ev = vec![format!("arousal {a:.2} ≥ {threshold:.2}")];
+                    if sustained {
+                        ev.push(format!("{} turns in a row", self.aroused_run));
+                    }
+                    if let Some((p, _)) = negative {
+                        ev.push(format!("said \"{p}\""));
+                    }
+                    ev.extend(prosody_evidence.iter().cloned());
+                    (ev, *a)
+                });
+                (hit, true)
+            }
+            (RuleKind::LowConfidence { below, turns }, O::Turn { confidence, .. }) => {
+                if confidence >= below {
+                    return (None, false);
+                }
+                let hit = (self.low_conf_run >= *turns).then(|| {
+                    (
+                        vec![format!(
+                            "recognition confidence {confidence:.2} < {below:.2} for {} turns",
+                            self.low_conf_run
+                        )],
+                        1.0 - confidence,
+                    )
+                });
+                (hit, true)
+            }
+            (RuleKind::RepeatedFailure { failures }, O::AssistantFailed) => {
+                let hit = (self.failures >= *failures).then(|| {
+                    (
+                        vec![format!("assistant failed {} times", self.failures)],
+                        1.0,
+                    )
+                });
+                (hit, false)
+            }
+            (RuleKind::Elapsed { after_s }, _) => {
+                let hit = (!self.resolved && _at_ms >= after_s * 1000)
+                    .then(|| (vec![format!("unresolved after {} s", _at_ms / 1000)], 1.0));
+                (hit, false)
+            }
+            (RuleKind::Dtmf { digit }, O::Dtmf { digit: d }) => {
+                let hit = (digit == d).then(|| (vec![format!("pressed {d}")], 1.0));
+                (hit, false)
+            }
+            (RuleKind::Caller { numbers }, O::Caller { from, asserted }) => {
+                let ids = [Some(*from), *asserted];
+                let hit = ids.into_iter().flatten().find_map(|id| {
+                    let digits = normalise_number(id);
+                    numbers
+                        .iter()
+                        .find(|n| number_matches(n, &digits))
+                        .map(|n| (vec![format!("caller {id} matches {n}")], 1.0))
+                });
+                (hit, false)
+            }
+            (
+                RuleKind::Topic {
+                    topic,
+                    phrases,
+                    exclude,
+                    amount_over,
+                },
+                O::Turn {
+                    text, confidence, ..
+                },
+            ) => {
+                let ws = text::words(text);
+                let Some((p, _)) = text::match_in_context(&ws, phrases, exclude, 6) else {
+                    return (None, false);
+                };
+                let mut ev = vec![format!("topic {topic}: said \"{p}\"")];
+                if let Some(limit) = amount_over {
+                    match amounts(text).into_iter().find(|a| a > limit) {
+                        Some(a) => ev.push(format!("amount {a} > {limit}")),
+                        None => return (None, false),
+                    }
+                }
+                ev.push(format!("turn: \"{text}\""));
+                (Some((ev, *confidence)), false)
+            }
+            _ => (None, false),
+        }
+    }
+}
+
+/// Digits of a number or SIP user part, keeping a leading `+`.
+fn normalise_number(s: &str) -> String {
+    let user = s
+        .trim()
+        .trim_start_matches("sip:")
+        .trim_start_matches("tel:")
+        .split(['@', ';'])
+        .next()
+        .unwrap_or("");
+    let plus = if user.starts_with('+') { "+" } else { "" };
+    format!(
+        "{plus}{}",
+        user.chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+    )
+}
+
+fn number_matches(pattern: &str, digits: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => digits.starts_with(&normalise_number(prefix)),
+        None => normalise_number(pattern) == digits,
+    }
+}
+
+/// Money amounts written with digits in a turn ("$1,200", "600 dollars", "450.50").
+fn amounts(text: &str) -> Vec<f64> {
+    text.split_whitespace()
+        .filter_map(|w| {
+            let t: String = w
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let t = t.trim_end_matches('.');
+            (!t.is_empty()).then(|| t.parse::<f64>().ok()).flatten()
+        })
+        .collect()
+}
+
+/// What to do with a trigger given its route's business hours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Transfer,
+    /// Out of hours: tell the caller when the team will call back and record a callback
+    /// request instead of dialing. `weekday` 1 = Monday.
+    Callback {
+        weekday: u8,
+        at: String,
+    },
+}
+
+/// Transfer now, or (out of hours) a callback when the route next opens. No hours = always
+/// open.
+pub fn decide(hours: Option<&hours::Hours>, weekday: u8, minute: u16) -> Decision {
+    match hours {
+        Some(h) if !h.is_open(weekday, minute) => match h.next_open(weekday, minute) {
+            Some((weekday, at)) => Decision::Callback { weekday, at },
+            None => Decision::Transfer,
+        },
+        _ => Decision::Transfer,
+    }
+}

@@ -1,0 +1,302 @@
+//! Table-driven policy tests from transcripts: every rule kind, in context, with the
+//! evidence each firing must cite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use warmline_policy::hours::Hours;
+use warmline_policy::*;
+
+fn turn(text: &str) -> Observation<'_> {
+    Observation::Turn {
+        text,
+        confidence: 0.9,
+        arousal: None,
+        prosody_evidence: &[],
+    }
+}
+
+fn rules(toml_like: serde_json::Value) -> Vec<Rule> {
+    serde_json::from_value(toml_like).unwrap()
+}
+
+fn cancel_rule() -> Vec<Rule> {
+    rules(serde_json::json!([{
+        "name": "cancellation", "kind": "keyword", "priority": 30,
+        "phrases": ["cancel my contract", "cancel my subscription", "cancel"],
+        "exclude": ["appointment", "reschedule", "booking"],
+        "disposition": "transfer.retention", "route": "retention"
+    }]))
+}
+
+#[test]
+fn explicit_requests_fire_at_once_and_negations_do_not() {
+    let cases = [
+        (
+            "I want to speak to a human right now",
+            Some("speak to a human"),
+        ),
+        ("can I talk to a real person please", Some("real person")),
+        ("get me your manager", Some("manager")),
+        ("operator", Some("operator")),
+        ("I don't need an agent, thanks", None),
+        ("please put it on the agenda", None),
+        ("my order has not arrived", None),
+    ];
+    for (text, phrase) in cases {
+        let mut p = Policy::new(Vec::new());
+        let t = p.observe(5_000, &turn(text));
+        match phrase {
+            Some(ph) => {
+                let t = t.unwrap_or_else(|| panic!("{text}: no trigger"));
+                assert_eq!(t.kind, "explicit_request");
+                assert_eq!(t.route, "default");
+                assert_eq!(t.confidence, 1.0);
+                assert!(t.evidence[0].contains(ph), "{text}: {:?}", t.evidence);
+            }
+            None => assert_eq!(t, None, "{text}"),
+        }
+    }
+}
+
+#[test]
+fn keyword_in_context_with_exclusions() {
+    let cases = [
+        (
+            "Can I cancel my appointment for Tuesday and reschedule for Wednesday?",
+            false,
+        ),
+        ("I want to cancel my contract", true),
+        ("I'd like to cancel my subscription today", true),
+        ("I do not want to cancel", false),
+        ("please cancel the booking", false),
+    ];
+    for (text, fires) in cases {
+        let mut p = Policy::new(cancel_rule());
+        let t = p.observe(1_000, &turn(text));
+        assert_eq!(t.is_some(), fires, "{text}: {t:?}");
+        if let Some(t) = t {
+            assert_eq!(
+                (t.rule.as_str(), t.route.as_str()),
+                ("cancellation", "retention")
+            );
+            assert_eq!(t.disposition, "transfer.retention");
+        }
+    }
+}
+
+fn aroused(text: &str, a: f32) -> Observation<'_> {
+    static EV: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["pitch:+4.2 semitones".into(), "loudness:+5.8 dB".into()]);
+    Observation::Turn {
+        text,
+        confidence: 0.9,
+        arousal: Some(a),
+        prosody_evidence: &EV,
+    }
+}
+
+#[test]
+fn frustrated_caller_without_keywords_is_caught_by_prosody() {
+    let mut p = Policy::new(Vec::new());
+    assert_eq!(
+        p.observe(1_000, &aroused("my parcel is late again", 0.72)),
+        None
+    );
+    let t = p
+        .observe(9_000, &aroused("it was due on Monday", 0.81))
+        .unwrap();
+    assert_eq!(t.kind, "prosody");
+    assert!(
+        t.evidence.iter().any(|e| e.contains("2 turns in a row")),
+        "{:?}",
+        t.evidence
+    );
+    assert!(t.evidence.iter().any(|e| e.contains("pitch")));
+    assert!((t.confidence - 0.81).abs() < 1e-6);
+
+    // A calm turn in between breaks the run.
+    let mut p = Policy::new(Vec::new());
+    p.observe(1_000, &aroused("my parcel is late", 0.72));
+    p.observe(2_000, &aroused("it was due Monday", 0.3));
+    assert_eq!(p.observe(3_000, &aroused("where is it", 0.75)), None);
+
+    // Aroused and negative: at once.
+    let mut p = Policy::new(Vec::new());
+    let t = p
+        .observe(1_000, &aroused("this isn't helping at all", 0.66))
+        .unwrap();
+    assert!(t.evidence.iter().any(|e| e.contains("isn't helping")));
+}
+
+#[test]
+fn low_confidence_repeated_failure_elapsed_dtmf() {
+    let mut p = Policy::new(rules(serde_json::json!([
+        {"name": "unclear", "kind": "low_confidence", "below": 0.5, "turns": 2, "disposition": "transfer.asr"},
+        {"name": "stuck", "kind": "repeated_failure", "failures": 3, "disposition": "transfer.failure"},
+        {"name": "too_long", "kind": "elapsed", "after_s": 120, "disposition": "transfer.elapsed"},
+        {"name": "zero", "kind": "dtmf", "digit": "0", "disposition": "transfer.dtmf"}
+    ])));
+    let low = |c| Observation::Turn {
+        text: "mumble",
+        confidence: c,
+        arousal: None,
+        prosody_evidence: &[],
+    };
+    assert_eq!(p.observe(1_000, &low(0.3)), None);
+    let t = p.observe(2_000, &low(0.2)).unwrap();
+    assert_eq!(t.rule, "unclear");
+    assert!(t.evidence[0].contains("0.20 < 0.50 for 2 turns"));
+
+    assert_eq!(p.observe(3_000, &Observation::AssistantFailed), None);
+    assert_eq!(p.observe(4_000, &Observation::AssistantFailed), None);
+    assert_eq!(
+        p.observe(5_000, &Observation::AssistantFailed)
+            .unwrap()
+            .rule,
+        "stuck"
+    );
+
+    assert_eq!(p.observe(119_000, &Observation::Tick), None);
+    let t = p.observe(120_000, &Observation::Tick).unwrap();
+    assert_eq!(
+        (t.rule.as_str(), t.evidence[0].as_str()),
+        ("too_long", "unresolved after 120 s")
+    );
+
+    assert_eq!(p.observe(121_000, &Observation::Dtmf { digit: '5' }), None);
+    assert_eq!(
+        p.observe(122_000, &Observation::Dtmf { digit: '0' })
+            .unwrap()
+            .evidence,
+        vec!["pressed 0"]
+    );
+}
+
+#[test]
+fn resolution_stands_elapsed_down() {
+    let mut p = Policy::new(rules(serde_json::json!([
+        {"name": "too_long", "kind": "elapsed", "after_s": 60, "disposition": "transfer.elapsed"}
+    ])));
+    p.observe(10_000, &Observation::Resolved);
+    assert_eq!(p.observe(90_000, &Observation::Tick), None);
+}
+
+#[test]
+fn vip_caller_by_from_or_asserted_identity() {
+    let vip = rules(serde_json::json!([
+        {"name": "vip", "kind": "caller", "numbers": ["+44 20 7946 0*", "5551234"], "priority": 80,
+         "disposition": "transfer.vip", "route": "priority"}
+    ]));
+    let mut p = Policy::new(vip.clone());
+    let t = p
+        .observe(
+            0,
+            &Observation::Caller {
+                from: "sip:+442079460123@trunk.example",
+                asserted: None,
+            },
+        )
+        .unwrap();
+    assert_eq!((t.kind.as_str(), t.route.as_str()), ("caller", "priority"));
+    let mut p = Policy::new(vip.clone());
+    assert!(
+        p.observe(
+            0,
+            &Observation::Caller {
+                from: "anonymous",
+                asserted: Some("tel:555-1234")
+            }
+        )
+        .is_some()
+    );
+    let mut p = Policy::new(vip);
+    assert_eq!(
+        p.observe(
+            0,
+            &Observation::Caller {
+                from: "sip:+15550000@x",
+                asserted: None
+            }
+        ),
+        None
+    );
+}
+
+#[test]
+fn compliance_topics_and_amount_thresholds() {
+    let topics = rules(serde_json::json!([
+        {"name": "medical", "kind": "topic", "topic": "medical", "phrases": ["prescription", "diagnosis", "side effects"],
+         "disposition": "transfer.compliance.medical", "route": "nurses", "priority": 70},
+        {"name": "billing_dispute", "kind": "topic", "topic": "billing dispute", "phrases": ["dispute", "wrong charge", "overcharged"],
+         "amount_over": 500, "disposition": "transfer.compliance.billing", "route": "billing", "priority": 60}
+    ]));
+    let cases = [
+        ("what are the side effects of this", Some("medical")),
+        (
+            "I want to dispute a charge of $750 on my bill",
+            Some("billing_dispute"),
+        ),
+        (
+            "I was overcharged by 1,200 dollars",
+            Some("billing_dispute"),
+        ),
+        ("I want to dispute a $40 charge", None),
+        ("what time do you close", None),
+    ];
+    for (text, rule) in cases {
+        let mut p = Policy::new(topics.clone());
+        let t = p.observe(1_000, &turn(text));
+        assert_eq!(t.as_ref().map(|t| t.rule.as_str()), rule, "{text}");
+        if let Some(t) = t {
+            assert!(t.evidence[0].starts_with("topic "), "{:?}", t.evidence);
+        }
+    }
+}
+
+#[test]
+fn each_rule_fires_once_and_priority_decides() {
+    let mut all = cancel_rule();
+    all.extend(default_rules());
+    let mut p = Policy::new(all);
+    // Both a keyword and an explicit request: the request (priority 100) wins.
+    let t = p
+        .observe(1_000, &turn("cancel my contract and get me an agent"))
+        .unwrap();
+    assert_eq!(t.rule, "asked_for_person");
+    // The cancellation can still fire later; the request never again.
+    assert_eq!(
+        p.observe(2_000, &turn("I said cancel my contract"))
+            .unwrap()
+            .rule,
+        "cancellation"
+    );
+    assert_eq!(p.observe(3_000, &turn("agent agent agent")), None);
+}
+
+#[test]
+fn default_rules_cover_request_zero_frustration_and_failure() {
+    let kinds: Vec<&str> = default_rules().iter().map(|r| r.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["explicit_request", "dtmf", "prosody", "repeated_failure"]
+    );
+    assert!(default_rules().iter().all(|r| r.route == "default"));
+}
+
+#[test]
+fn off_hours_turns_a_transfer_into_a_callback() {
+    let office = Hours {
+        days: vec![1, 2, 3, 4, 5],
+        open: "09:00".into(),
+        close: "17:00".into(),
+    };
+    assert_eq!(decide(Some(&office), 3, 10 * 60), Decision::Transfer);
+    assert_eq!(
+        decide(Some(&office), 5, 19 * 60),
+        Decision::Callback {
+            weekday: 1,
+            at: "09:00".into()
+        }
+    );
+    assert_eq!(decide(None, 7, 3 * 60), Decision::Transfer);
+}
