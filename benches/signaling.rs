@@ -47,6 +47,9 @@ fn benches(c: &mut Criterion) {
                 answer_on_command: false,
                 greeting: false,
                 greeting_barge_in: false,
+                rules: None,
+                caller_id: String::new(),
+                asserted_id: None,
             });
             ctl.handle(
                 now,

@@ -64,6 +64,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub route: RouteConfig,
     pub speech: SpeechConfig,
+    /// `[[rules]]`: the escalation policy (empty = the built-in defaults).
+    pub rules: Vec<warmline_policy::Rule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +175,7 @@ struct Raw {
     shutdown: RawShutdown,
     route: RawRoute,
     speech: RawSpeech,
+    rules: Vec<warmline_policy::Rule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,6 +594,7 @@ impl Config {
                 tts_voice: raw.speech.tts_voice,
                 greeting_text: raw.speech.greeting_text,
             },
+            rules: raw.rules,
             http: HttpConfig {
                 listen: http_listen,
             },

@@ -325,6 +325,18 @@ fn caller_hears_the_greeting_and_the_tap_and_recording_hear_the_caller() {
         "{turn}"
     );
     assert!(gw.log().contains("caller turn"));
+    // The default policy heard the request for a person, with its evidence.
+    let trigger = &call["triggers"][0];
+    assert_eq!(trigger["kind"], "explicit_request", "{call}");
+    assert_eq!(trigger["route"], "default");
+    assert!(
+        trigger["evidence"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("human"),
+        "{trigger}"
+    );
+    assert!(gw.log().contains("escalation trigger"));
 
     // The recording is the caller's speech, in time.
     let file = std::fs::read_dir(rec.path())

@@ -53,6 +53,10 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         answer_on_command: bridge,
         greeting: !bridge && gw.media.prompts.greeting.is_some(),
         greeting_barge_in: gw.cfg.media.greeting_barge_in,
+        // The policy listens to callers the assistant answers.
+        rules: (!bridge).then(|| gw.cfg.rules.clone()),
+        caller_id: String::new(),
+        asserted_id: None,
     }
 }
 
@@ -102,7 +106,26 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 return;
             }
         };
-        let cfg = call_config(&gw, &rtp);
+        let mut cfg = call_config(&gw, &rtp);
+        cfg.caller_id = tx
+            .original
+            .from_header()
+            .ok()
+            .and_then(|h| h.uri().ok())
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        cfg.asserted_id = tx.original.headers.iter().find_map(|h| match h {
+            Header::Other(name, value) if name.eq_ignore_ascii_case("P-Asserted-Identity") => Some(
+                value
+                    .trim()
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            _ => None,
+        });
         let mut ctl = Controller::inbound(cfg);
         ctl.handle(
             Instant::now(),
@@ -259,6 +282,7 @@ pub(super) fn start_outbound(
     let mut cfg = call_config(&gw, &rtp);
     cfg.answer_on_command = false;
     cfg.greeting = false;
+    cfg.rules = None;
     if let Some(t) = req.ring_timeout {
         cfg.ring_timeout = t;
     }
@@ -386,6 +410,8 @@ struct CallTask {
     leg: LegId,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
     speech_events: mpsc::UnboundedReceiver<PipelineEvent>,
+    /// When the last turn's text arrived, and its recognition latency.
+    last_turn: Option<(Instant, u64)>,
     /// The other call of a B2BUA pair: told our outcome and our end.
     partner: Option<mpsc::UnboundedSender<CallEvent>>,
     /// Bridge our leg to this one once we are answered.
@@ -427,6 +453,7 @@ impl CallTask {
             partner: None,
             media: None,
             transcript: Vec::new(),
+            triggers: Vec::new(),
         }));
         gw.register(
             id.clone(),
@@ -462,6 +489,7 @@ impl CallTask {
             leg: plan.leg,
             media_events,
             speech_events,
+            last_turn: None,
             partner: None,
             bridge_on_answer: None,
             media_configured: false,
@@ -509,6 +537,7 @@ impl CallTask {
         match ev {
             PipelineEvent::SpeechStarted => self.ctl.handle(now, CallEvent::SpeechStarted),
             PipelineEvent::Turn(turn) => {
+                self.last_turn = Some((Instant::now(), turn.latency_ms));
                 let p = turn.prosody.as_ref();
                 tracing::info!(
                     text = %turn.text,
@@ -749,6 +778,25 @@ impl CallTask {
                     }
                 }
                 CallAction::SendDtmf { digits } => self.media.send_dtmf(self.leg, &digits),
+                CallAction::Escalate { trigger } => {
+                    // Time from the end of the caller's utterance to the decision: the
+                    // recognizer's latency plus what happened since its result arrived.
+                    let since_utterance_ms = self
+                        .last_turn
+                        .map(|(at, latency)| latency + at.elapsed().as_millis() as u64);
+                    tracing::info!(
+                        rule = %trigger.rule,
+                        kind = %trigger.kind,
+                        evidence = ?trigger.evidence,
+                        confidence = format_args!("{:.2}", trigger.confidence),
+                        route = %trigger.route,
+                        disposition = %trigger.disposition,
+                        at_ms = trigger.at_ms,
+                        since_utterance_ms,
+                        "escalation trigger"
+                    );
+                    lock(&self.info).triggers.push(trigger);
+                }
                 CallAction::StopPlayout => {
                     tracing::info!("barge-in: prompt stopped");
                     self.media.stop_playout(self.leg);

@@ -48,6 +48,8 @@ pub struct CallInfo {
     pub media: Option<crate::media::LegReport>,
     /// The caller's last turns (text, timing, confidence, prosody).
     pub transcript: Vec<warmline_speech::TranscriptTurn>,
+    /// Escalation triggers that fired, with their evidence.
+    pub triggers: Vec<warmline_policy::Trigger>,
 }
 
 /// How the rest of the gateway talks to a live call.

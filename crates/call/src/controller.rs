@@ -3,8 +3,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use warmline_policy::{Observation, Policy, Rule, Trigger};
 use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError, SdpSession};
 use warmline_speech::TranscriptTurn;
+
+/// How often time-based rules (`elapsed`) are checked.
+const POLICY_TICK: Duration = Duration::from_secs(1);
 
 /// Caller turns a controller keeps (the context packet needs the last 5–10).
 pub const MAX_TURNS: usize = 50;
@@ -39,6 +43,12 @@ pub struct CallConfig {
     /// Let the caller's speech cut the greeting. Off by default: the greeting carries the
     /// automated-assistant disclosure, which every caller should hear whole.
     pub greeting_barge_in: bool,
+    /// Escalation rules to run over this call (empty = the defaults); `None` runs no policy
+    /// (outbound legs, the no-AI bridge).
+    pub rules: Option<Vec<Rule>>,
+    /// The caller's number or SIP user (From), and P-Asserted-Identity when present.
+    pub caller_id: String,
+    pub asserted_id: Option<String>,
 }
 
 /// Prompts the controller asks the media plane to play, by name.
@@ -129,7 +139,7 @@ pub enum CallEvent {
 }
 
 /// What the controller asks the driver to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum CallAction {
     /// Send 180 Ringing to the initial INVITE.
@@ -167,6 +177,10 @@ pub enum CallAction {
     Play {
         prompt: Prompt,
         id: u64,
+    },
+    /// An escalation rule fired (each rule at most once per call).
+    Escalate {
+        trigger: Trigger,
     },
     /// Send RFC 4733 digits on the media.
     SendDtmf {
@@ -308,6 +322,12 @@ pub struct Controller {
     playing: Vec<u64>,
     /// The caller's turns, oldest first (the last [`MAX_TURNS`]).
     turns: VecDeque<TranscriptTurn>,
+    policy: Option<Policy>,
+    caller_id: String,
+    asserted_id: Option<String>,
+    answered_at: Option<Instant>,
+    policy_tick: Option<Instant>,
+    triggers: Vec<Trigger>,
     rng: u64,
     actions: VecDeque<CallAction>,
 }
@@ -352,6 +372,12 @@ impl Controller {
             digits: String::new(),
             playing: Vec::new(),
             turns: VecDeque::new(),
+            policy: cfg.rules.map(Policy::new),
+            caller_id: cfg.caller_id,
+            asserted_id: cfg.asserted_id,
+            answered_at: None,
+            policy_tick: None,
+            triggers: Vec::new(),
             // xorshift must not start at zero
             rng: cfg.rng_seed | 1,
             actions: VecDeque::new(),
@@ -377,6 +403,22 @@ impl Controller {
 
     pub fn turns(&self) -> impl Iterator<Item = &TranscriptTurn> {
         self.turns.iter()
+    }
+
+    /// Every trigger that fired, in order.
+    pub fn triggers(&self) -> &[Trigger] {
+        &self.triggers
+    }
+
+    fn observe(&mut self, now: Instant, obs: &Observation<'_>) {
+        let (Some(policy), Some(t0)) = (self.policy.as_mut(), self.answered_at) else {
+            return;
+        };
+        let at_ms = now.saturating_duration_since(t0).as_millis() as u64;
+        if let Some(trigger) = policy.observe(at_ms, obs) {
+            self.triggers.push(trigger.clone());
+            self.actions.push_back(CallAction::Escalate { trigger });
+        }
     }
 
     pub fn snapshot(&self) -> CallSnapshot {
@@ -407,17 +449,26 @@ impl Controller {
         if self.state == State::Ended {
             return None;
         }
-        [self.answer_at, self.ring_deadline, self.glare_retry_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.answer_at,
+            self.ring_deadline,
+            self.glare_retry_at,
+            self.policy_tick,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.answer_at.is_some_and(|t| t <= now) {
             self.answer_at = None;
-            self.send_answer();
+            self.send_answer(now);
+        }
+        if self.policy_tick.is_some_and(|t| t <= now) {
+            self.policy_tick = Some(now + POLICY_TICK);
+            self.observe(now, &Observation::Tick);
         }
         if self.ring_deadline.is_some_and(|t| t <= now) {
             self.ring_deadline = None;
@@ -479,7 +530,7 @@ impl Controller {
             CallEvent::Hangup => self.hangup(),
             CallEvent::AnswerNow => {
                 if self.state == State::Offered {
-                    self.send_answer();
+                    self.send_answer(now);
                 }
             }
             CallEvent::Refuse { status } => {
@@ -507,12 +558,29 @@ impl Controller {
                 }
             }
             CallEvent::Transcript { turn } => {
+                let evidence = turn
+                    .prosody
+                    .as_ref()
+                    .map(|p| p.evidence.clone())
+                    .unwrap_or_default();
+                self.observe(
+                    now,
+                    &Observation::Turn {
+                        text: &turn.text,
+                        confidence: turn.confidence,
+                        arousal: turn.prosody.as_ref().map(|p| p.arousal),
+                        prosody_evidence: &evidence,
+                    },
+                );
                 if self.turns.len() == MAX_TURNS {
                     self.turns.pop_front();
                 }
                 self.turns.push_back(*turn);
             }
-            CallEvent::Dtmf { digit } => self.digits.push(digit),
+            CallEvent::Dtmf { digit } => {
+                self.digits.push(digit);
+                self.observe(now, &Observation::Dtmf { digit });
+            }
             CallEvent::SendDtmf { digits } => {
                 if matches!(self.state, State::Confirmed | State::WaitAck) {
                     self.actions.push_back(CallAction::SendDtmf { digits });
@@ -568,17 +636,29 @@ impl Controller {
         if self.answer_on_command {
             self.actions.push_back(CallAction::Ring);
         } else if self.answer_after.is_zero() {
-            self.send_answer();
+            self.send_answer(now);
         } else {
             self.actions.push_back(CallAction::Ring);
             self.answer_at = Some(now + self.answer_after);
         }
     }
 
-    fn send_answer(&mut self) {
+    fn send_answer(&mut self, now: Instant) {
         let Some((sdp, negotiated)) = self.pending_answer.take() else {
             return;
         };
+        self.answered_at = Some(now);
+        if self.policy.is_some() {
+            self.policy_tick = Some(now + POLICY_TICK);
+            let (from, asserted) = (self.caller_id.clone(), self.asserted_id.clone());
+            self.observe(
+                now,
+                &Observation::Caller {
+                    from: &from,
+                    asserted: asserted.as_deref(),
+                },
+            );
+        }
         self.remote_hold = !negotiated.direction.sends() && self.want.sends();
         self.negotiated = Some(negotiated.clone());
         self.settled_want = self.want;
@@ -805,6 +885,7 @@ impl Controller {
         self.answer_at = None;
         self.ring_deadline = None;
         self.glare_retry_at = None;
+        self.policy_tick = None;
         self.actions.push_back(CallAction::Ended { reason });
     }
 

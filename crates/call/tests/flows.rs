@@ -30,6 +30,9 @@ fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
         answer_on_command: false,
         greeting: false,
         greeting_barge_in: false,
+        rules: None,
+        caller_id: "sip:+15551230000@127.0.0.1".into(),
+        asserted_id: None,
     }
 }
 
@@ -724,4 +727,80 @@ fn transcript_turns_are_kept_for_the_policy() {
     let turns: Vec<_> = h.ctl.turns().map(|t| t.text.clone()).collect();
     assert_eq!(turns.len(), warmline_call::MAX_TURNS);
     assert_eq!(turns.last().map(String::as_str), Some("turn 59"));
+}
+
+fn turn_saying(text: &str) -> CallEvent {
+    CallEvent::Transcript {
+        turn: Box::new(warmline_speech::TranscriptTurn {
+            text: text.into(),
+            start_ms: 0,
+            end_ms: 1000,
+            confidence: 0.9,
+            words: Vec::new(),
+            recognizer: "whisper".into(),
+            latency_ms: 80,
+            prosody: None,
+        }),
+    }
+}
+
+#[test]
+fn policy_runs_over_turns_digits_and_time() {
+    let mut cfg = config(0, 1);
+    cfg.rules = Some(Vec::new()); // the defaults
+    let mut h = Harness {
+        now: Instant::now(),
+        ctl: Controller::inbound(cfg),
+    };
+    h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    h.send(CallEvent::Ack);
+    assert!(h.send(turn_saying("where is my order")).is_empty());
+    h.now += Duration::from_secs(3);
+    let acts = h.send(turn_saying("I want to speak to a human"));
+    match &acts[..] {
+        [CallAction::Escalate { trigger }] => {
+            assert_eq!(trigger.kind, "explicit_request");
+            assert_eq!(trigger.at_ms, 3000);
+            assert!(trigger.evidence[0].contains("speak to a human"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Each rule once; another rule still can.
+    assert!(h.send(turn_saying("agent please")).is_empty());
+    let acts = h.send(CallEvent::Dtmf { digit: '0' });
+    assert!(matches!(&acts[..], [CallAction::Escalate { trigger }] if trigger.kind == "dtmf"));
+    assert_eq!(h.ctl.triggers().len(), 2);
+}
+
+#[test]
+fn elapsed_rule_fires_on_the_virtual_clock() {
+    let mut cfg = config(0, 1);
+    cfg.rules = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "slow", "kind": "elapsed", "after_s": 30, "disposition": "transfer.elapsed"}
+        ]))
+        .unwrap(),
+    );
+    let mut h = Harness {
+        now: Instant::now(),
+        ctl: Controller::inbound(cfg),
+    };
+    h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    h.send(CallEvent::Ack);
+    assert!(h.advance(Duration::from_millis(29_500)).is_empty());
+    let acts = h.advance(Duration::from_secs(1));
+    assert!(
+        matches!(&acts[..], [CallAction::Escalate { trigger }] if trigger.rule == "slow"),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn no_policy_on_legs_without_rules() {
+    let mut h = Harness::answered_call();
+    assert!(h.send(turn_saying("get me a human")).is_empty());
 }

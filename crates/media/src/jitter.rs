@@ -92,6 +92,11 @@ impl JitterBuffer {
         s
     }
 
+    /// Playout has begun (so a missing frame now is an underrun, not initial buffering).
+    pub fn has_played(&self) -> bool {
+        self.stats.played > 0
+    }
+
     /// Interarrival jitter in samples (RFC 3550 §6.4.1).
     pub fn jitter_samples(&self) -> u32 {
         self.jitter as u32

@@ -364,6 +364,11 @@ impl Leg {
         }
     }
 
+    /// When the last RTP packet arrived.
+    pub fn last_rx(&self) -> Option<Instant> {
+        self.rx.last_rx
+    }
+
     /// How long the peer has been silent, counted from the last packet or the last
     /// renegotiation, while the call is two-way.
     pub fn silent_for(&self, now: Instant) -> Option<Duration> {

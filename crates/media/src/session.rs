@@ -16,6 +16,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Longest gap in a talking peer's packets that is concealed rather than passed on as a pause.
+const UNDERRUN_BRIDGE: Duration = Duration::from_millis(200);
+
+/// Frames a late tick may catch up on (100 ms).
+const MAX_CATCH_UP: u32 = 5;
+
 /// How often an idle session (relay only, or nothing at all) wakes for timeouts and RTCP.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
@@ -365,11 +371,27 @@ impl Session {
         }
         let framed = self.frame_clock_needed();
         self.last_tick = now;
-        // Catch up without bursting if the driver was late.
-        self.next_tick += Duration::from_millis(20);
-        if self.next_tick <= now {
-            self.next_tick = now + Duration::from_millis(20);
+        // A late driver (a busy machine) catches up by running the frames it missed, up to
+        // MAX_CATCH_UP: a short burst keeps every stream's timestamps continuous, where a
+        // skipped frame would be a gap in the audio. Longer stalls are let go.
+        let frame = Duration::from_millis(20);
+        let mut due = 1;
+        if framed {
+            while due < MAX_CATCH_UP && self.next_tick + frame * due <= now {
+                due += 1;
+            }
         }
+        self.next_tick += frame * due;
+        if self.next_tick <= now {
+            self.next_tick = now + frame;
+        }
+        for k in (0..due).rev() {
+            // Each caught-up frame is stamped at the time it should have gone out.
+            self.frame_tick(now, now.checked_sub(frame * k).unwrap_or(now), framed);
+        }
+    }
+
+    fn frame_tick(&mut self, now: Instant, at: Instant, framed: bool) {
         // 1. Decode this tick's inbound frame where something needs it.
         for i in 0..self.legs.len() {
             if !framed {
@@ -394,6 +416,20 @@ impl Session {
                     }
                 }
                 Pop::Conceal => {
+                    if let Some(d) = s.leg.decoder.as_mut() {
+                        d.conceal(n, &mut pcm);
+                    }
+                }
+                // A short underrun while the peer is talking (a late packet, a slow tick):
+                // conceal it, so a transcoded stream stays continuous. A longer silence is
+                // the peer pausing: nothing is sent on.
+                Pop::Nothing
+                    if s.leg.receives()
+                        && s.leg.jitter.has_played()
+                        && s.leg.last_rx().is_some_and(|t| {
+                            now.saturating_duration_since(t) <= UNDERRUN_BRIDGE
+                        }) =>
+                {
                     if let Some(d) = s.leg.decoder.as_mut() {
                         d.conceal(n, &mut pcm);
                     }
@@ -428,7 +464,7 @@ impl Session {
         // 2. What each leg sends this tick.
         for i in 0..self.legs.len() {
             if framed {
-                self.send_tick(now, i);
+                self.send_tick(at, i);
             }
             let s = &mut self.legs[i];
             Self::flush_finished(&mut self.out, s);

@@ -569,3 +569,23 @@ fn rtcp_sender_report_carries_our_counts_and_a_reception_block() {
     );
     assert!(r.s.stats(CALLER).unwrap().lost >= 20);
 }
+
+#[test]
+fn a_late_tick_catches_up_instead_of_leaving_a_gap() {
+    let mut r = Run::new();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
+    r.s.play(CALLER, 1, Clip::new(8000, vec![500; 8000]));
+    r.run_ms(100);
+    // The driver is 80 ms late once (a busy machine).
+    r.now += Duration::from_millis(80);
+    r.s.handle_tick(r.now);
+    r.drain();
+    r.run_ms(100);
+    let out = r.rtp_to(CALLER);
+    assert_continuous(&out, 160);
+    assert!(
+        out[1..].iter().all(|p| !p.0.marker),
+        "no talk-spurt restart"
+    );
+    assert!(out.len() >= 13, "{} frames", out.len());
+}
