@@ -785,6 +785,20 @@ level = "debug"
     }
 
     #[test]
+    fn readme_rules_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n[[rules]]").unwrap() + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let cfg = parse(&readme[start..end]).unwrap();
+        let kinds: Vec<&str> = cfg.rules.iter().map(|r| r.kind.name()).collect();
+        assert_eq!(kinds, ["keyword", "topic", "caller"]);
+        assert_eq!(cfg.rules[0].route, "retention");
+        let e = parse("[[rules]]\nname = \"x\"\nkind = \"telepathy\"\ndisposition = \"d\"\n")
+            .unwrap_err();
+        assert!(e.key.starts_with("rules"), "{e}");
+    }
+
+    #[test]
     fn wildcard_listen_needs_public_addr() {
         let e = parse("[sip]\nlisten = [\"udp:0.0.0.0:5060\"]\n").unwrap_err();
         assert_eq!(e.key, "sip.public_addr");
