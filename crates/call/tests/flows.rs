@@ -44,6 +44,13 @@ impl Harness {
         }
     }
 
+    fn with(cfg: CallConfig) -> Self {
+        Self {
+            now: Instant::now(),
+            ctl: Controller::inbound(cfg),
+        }
+    }
+
     fn outbound(seed: u64) -> Self {
         let now = Instant::now();
         Self {
@@ -568,10 +575,7 @@ fn events_and_actions_serialize_for_the_audit_trail() {
 fn b2bua_leg_rings_until_told_then_answers() {
     let mut cfg = config(0, 1);
     cfg.answer_on_command = true;
-    let mut h = Harness {
-        now: Instant::now(),
-        ctl: Controller::inbound(cfg),
-    };
+    let mut h = Harness::with(cfg);
     let acts = h.send(CallEvent::Invite {
         sdp: Some(offer("sendrecv", 1)),
     });
@@ -593,10 +597,7 @@ fn b2bua_leg_rings_until_told_then_answers() {
 fn b2bua_leg_refused_with_the_far_ends_status() {
     let mut cfg = config(0, 1);
     cfg.answer_on_command = true;
-    let mut h = Harness {
-        now: Instant::now(),
-        ctl: Controller::inbound(cfg),
-    };
+    let mut h = Harness::with(cfg);
     h.send(CallEvent::Invite {
         sdp: Some(offer("sendrecv", 1)),
     });
@@ -614,10 +615,7 @@ fn b2bua_leg_refused_with_the_far_ends_status() {
 fn greeting_plays_once_answered() {
     let mut cfg = config(0, 1);
     cfg.greeting = true;
-    let mut h = Harness {
-        now: Instant::now(),
-        ctl: Controller::inbound(cfg),
-    };
+    let mut h = Harness::with(cfg);
     let acts = h.send(CallEvent::Invite {
         sdp: Some(offer("sendrecv", 1)),
     });
@@ -680,10 +678,7 @@ fn caller_speech_cuts_a_bargeable_greeting_but_not_the_disclosure() {
         let mut cfg = config(0, 1);
         cfg.greeting = true;
         cfg.greeting_barge_in = barge;
-        let mut h = Harness {
-            now: Instant::now(),
-            ctl: Controller::inbound(cfg),
-        };
+        let mut h = Harness::with(cfg);
         h.send(CallEvent::Invite {
             sdp: Some(offer("sendrecv", 1)),
         });
@@ -748,10 +743,7 @@ fn turn_saying(text: &str) -> CallEvent {
 fn policy_runs_over_turns_digits_and_time() {
     let mut cfg = config(0, 1);
     cfg.rules = Some(Vec::new()); // the defaults
-    let mut h = Harness {
-        now: Instant::now(),
-        ctl: Controller::inbound(cfg),
-    };
+    let mut h = Harness::with(cfg);
     h.send(CallEvent::Invite {
         sdp: Some(offer("sendrecv", 1)),
     });
@@ -783,10 +775,7 @@ fn elapsed_rule_fires_on_the_virtual_clock() {
         ]))
         .unwrap(),
     );
-    let mut h = Harness {
-        now: Instant::now(),
-        ctl: Controller::inbound(cfg),
-    };
+    let mut h = Harness::with(cfg);
     h.send(CallEvent::Invite {
         sdp: Some(offer("sendrecv", 1)),
     });

@@ -7,7 +7,6 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Cursor;
 use std::process::Command;
 use std::time::Instant;
 use warmline_media::resample::Resampler;
@@ -19,11 +18,7 @@ fn speak(text: &str) -> Vec<i16> {
         .args(["-v", "en-us+klatt2", "-s", "150", "--stdout", "--", text])
         .output()
         .expect("espeak-ng");
-    let mut wav = out.stdout;
-    let n = wav.len();
-    wav[4..8].copy_from_slice(&((n - 8) as u32).to_le_bytes());
-    wav[40..44].copy_from_slice(&((n - 44) as u32).to_le_bytes());
-    let clip = warmline_media::wav::read_clip(Cursor::new(wav)).unwrap();
+    let clip = warmline_speech::tts::clip_from_espeak(out.stdout).unwrap();
     Resampler::convert(clip.rate, 16000, &clip.pcm)
 }
 

@@ -22,6 +22,18 @@ pub enum TtsError {
     Audio(#[from] warmline_media::wav::WavError),
 }
 
+/// espeak-ng's `--stdout` WAV as a clip. espeak-ng streams its WAV with unknown lengths in
+/// the header; hound wants real ones, so they are patched from what arrived.
+pub fn clip_from_espeak(mut wav: Vec<u8>) -> Result<Clip, TtsError> {
+    if wav.len() >= 44 && &wav[0..4] == b"RIFF" {
+        let riff = (wav.len() - 8) as u32;
+        wav[4..8].copy_from_slice(&riff.to_le_bytes());
+        let data = (wav.len() - 44) as u32;
+        wav[40..44].copy_from_slice(&data.to_le_bytes());
+    }
+    Ok(warmline_media::wav::read_clip(Cursor::new(wav))?)
+}
+
 pub trait Tts: Send + Sync {
     /// Speech for `text` in `voice`, mono at the engine's rate (the player resamples it to
     /// each leg's rate).
@@ -79,16 +91,7 @@ impl Tts for EspeakTts {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
-        // espeak-ng streams its WAV with unknown lengths in the header; hound wants real
-        // ones, so patch them from what we got.
-        let mut wav = out.stdout;
-        if wav.len() >= 44 && &wav[0..4] == b"RIFF" {
-            let riff = (wav.len() - 8) as u32;
-            wav[4..8].copy_from_slice(&riff.to_le_bytes());
-            let data = (wav.len() - 44) as u32;
-            wav[40..44].copy_from_slice(&data.to_le_bytes());
-        }
-        let clip = warmline_media::wav::read_clip(Cursor::new(wav))?;
+        let clip = clip_from_espeak(out.stdout)?;
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= self.capacity {
                 c.clear();

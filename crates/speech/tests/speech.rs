@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::io::Cursor;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use warmline_media::resample::Resampler;
@@ -23,11 +22,7 @@ fn speak(text: &str, args: &[&str]) -> Vec<i16> {
         .args(["--stdout", "--", text])
         .output()
         .expect("espeak-ng (the README's test command installs it)");
-    let mut wav = out.stdout;
-    let n = wav.len();
-    wav[4..8].copy_from_slice(&((n - 8) as u32).to_le_bytes());
-    wav[40..44].copy_from_slice(&((n - 44) as u32).to_le_bytes());
-    let clip = warmline_media::wav::read_clip(Cursor::new(wav)).unwrap();
+    let clip = warmline_speech::tts::clip_from_espeak(out.stdout).unwrap();
     // espeak-ng's klatt voices clip at full scale; leave headroom.
     let pcm: Vec<i16> = clip
         .pcm
