@@ -4,6 +4,7 @@
 //! it; each rule fires at most once per call (hysteresis), and when several fire on the same
 //! observation the highest priority wins.
 
+pub mod briefing;
 pub mod hours;
 pub mod text;
 
