@@ -8,6 +8,7 @@
 //!
 //! Later issues grow this same machine (bot turns, the warm transfer); the seams stay.
 
+pub mod assistant;
 mod controller;
 
 pub use controller::MAX_TURNS;
