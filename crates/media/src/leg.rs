@@ -16,7 +16,7 @@ use warmline_signaling::{CodecName, Direction, Negotiated};
 use webrtc_util::marshal::{Marshal, MarshalSize, Unmarshal};
 
 /// What the leg was told by the last offer/answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LegMedia {
     pub codec: CodecName,
     pub payload_type: u8,
@@ -247,7 +247,7 @@ impl Leg {
         from: SocketAddr,
         data: &'a [u8],
     ) -> Option<Inbound<'a>> {
-        let Some(media) = self.media.clone() else {
+        let Some(media) = self.media else {
             self.stats.rejected += 1;
             return None;
         };

@@ -101,6 +101,9 @@ struct Slot {
     timeout_reported: bool,
     /// This tick's decoded inbound frame, at the leg's rate.
     decoded: Option<Vec<i16>>,
+    /// Something consumes this leg's PCM (tap, recording, a transcoding peer); kept by
+    /// [`Session::refresh`] so the per-packet path does not work it out again.
+    decode: bool,
     tap_resampler: Option<Resampler>,
     /// Converts the peer's decoded audio to this leg's rate when transcoding.
     xcode: Option<Resampler>,
@@ -121,6 +124,8 @@ pub struct Session {
     out: VecDeque<Output>,
     next_tick: Instant,
     last_tick: Instant,
+    /// Whether the 20 ms frame clock must run; kept by [`Session::refresh`].
+    framed: bool,
     /// Instant ↔ wall clock, for RTCP sender reports.
     ntp_base: (Instant, u64),
 }
@@ -136,6 +141,7 @@ impl Session {
             out: VecDeque::new(),
             next_tick: now,
             last_tick: now,
+            framed: false,
             ntp_base: (now, ntp),
         }
     }
@@ -154,9 +160,11 @@ impl Session {
             train: None,
             timeout_reported: false,
             decoded: None,
+            decode: false,
             tap_resampler: None,
             xcode: None,
         });
+        self.refresh();
     }
 
     pub fn remove_leg(&mut self, id: LegId) {
@@ -166,6 +174,7 @@ impl Session {
             slot.player.stop();
             Self::flush_finished(&mut self.out, &mut slot);
         }
+        self.refresh();
     }
 
     pub fn has_leg(&self, id: LegId) -> bool {
@@ -192,6 +201,7 @@ impl Session {
         s.timeout_reported = false;
         s.tap_resampler = None;
         s.xcode = None;
+        self.refresh();
         Ok(())
     }
 
@@ -208,6 +218,7 @@ impl Session {
         if let Some(s) = self.slot(id) {
             s.player.enqueue(play_id, clip);
         }
+        self.refresh();
     }
 
     /// Barge-in: cut what plays on the leg (queued clips too).
@@ -217,6 +228,7 @@ impl Session {
             s.player.stop();
             Self::flush_finished(&mut self.out, s);
         }
+        self.refresh();
     }
 
     /// Hold bridge: the leg hears `music` (looped, after anything queued) and what it
@@ -226,12 +238,14 @@ impl Session {
             s.held = music.is_some();
             s.player.set_loop(music);
         }
+        self.refresh();
     }
 
     pub fn send_dtmf(&mut self, id: LegId, digits: &str) {
         if let Some(s) = self.slot(id) {
             s.dtmf_out.extend(digits.chars());
         }
+        self.refresh();
     }
 
     /// Join two legs both ways. A leg bridged elsewhere is moved, so replacing one party
@@ -248,6 +262,7 @@ impl Session {
                 s.xcode = None;
             }
         }
+        self.refresh();
     }
 
     pub fn unbridge(&mut self, id: LegId) {
@@ -255,6 +270,7 @@ impl Session {
         if let Some(p) = peer.and_then(|p| self.slot(p)) {
             p.peer = None;
         }
+        self.refresh();
     }
 
     pub fn peer(&self, id: LegId) -> Option<LegId> {
@@ -269,22 +285,24 @@ impl Session {
     /// the tap, recording or a transcoding bridge, DTMF); a pure relay is driven by its
     /// packets and wakes only for timeouts and RTCP.
     pub fn poll_timeout(&self) -> Instant {
-        if self.frame_clock_needed() {
+        if self.framed {
             self.next_tick
         } else {
             self.next_tick.max(self.last_tick + IDLE_TICK)
         }
     }
 
-    fn frame_clock_needed(&self) -> bool {
-        (0..self.legs.len()).any(|i| {
-            let s = &self.legs[i];
+    /// Recompute which legs decode and whether the frame clock runs. Called after anything
+    /// that can change them (commands, the end of a tick), never per packet.
+    fn refresh(&mut self) {
+        for i in 0..self.legs.len() {
+            let decode = self.compute_decode(i);
+            self.legs[i].decode = decode;
+        }
+        self.framed = self.legs.iter().any(|s| {
             s.leg.media().is_some()
-                && (s.player.is_active()
-                    || s.train.is_some()
-                    || !s.dtmf_out.is_empty()
-                    || self.needs_decode(i))
-        })
+                && (s.player.is_active() || s.train.is_some() || !s.dtmf_out.is_empty() || s.decode)
+        });
     }
 
     /// One datagram from a leg's RTP socket. Relayed audio leaves at once; decoded audio
@@ -308,9 +326,8 @@ impl Session {
                 Some(Inbound::Ignored) | None => return,
             }
         };
-        let needs_decode = self.needs_decode(i);
         let s = &mut self.legs[i];
-        if !dtmf && needs_decode && !s.held {
+        if !dtmf && s.decode && !s.held {
             s.leg.jitter.insert(now, header.timestamp, payload);
         }
         if s.held {
@@ -323,7 +340,7 @@ impl Session {
             return;
         }
         let target = &mut self.legs[j];
-        let Some(media) = target.leg.media().cloned() else {
+        let Some(media) = target.leg.media().copied() else {
             return;
         };
         let pt = if dtmf {
@@ -354,7 +371,7 @@ impl Session {
     }
 
     /// A leg's inbound audio must be decoded when something consumes PCM from it.
-    fn needs_decode(&self, i: usize) -> bool {
+    fn compute_decode(&self, i: usize) -> bool {
         let s = &self.legs[i];
         if s.setup.tap || s.setup.record {
             return true;
@@ -369,7 +386,7 @@ impl Session {
         if now < self.poll_timeout() {
             return;
         }
-        let framed = self.frame_clock_needed();
+        let framed = self.framed;
         self.last_tick = now;
         // A late driver (a busy machine) catches up by running the frames it missed, up to
         // MAX_CATCH_UP: a short burst keeps every stream's timestamps continuous, where a
@@ -389,6 +406,8 @@ impl Session {
             // Each caught-up frame is stamped at the time it should have gone out.
             self.frame_tick(now, now.checked_sub(frame * k).unwrap_or(now), framed);
         }
+        // Clips end and DTMF trains finish during ticks.
+        self.refresh();
     }
 
     fn frame_tick(&mut self, now: Instant, at: Instant, framed: bool) {
@@ -397,8 +416,8 @@ impl Session {
             if !framed {
                 break;
             }
-            let decode = self.needs_decode(i);
             let s = &mut self.legs[i];
+            let decode = s.decode;
             s.decoded = None;
             if !decode || s.leg.media().is_none() {
                 continue;
@@ -506,12 +525,13 @@ impl Session {
             return;
         }
         // Hold or prompts first; otherwise the bridged peer, transcoded.
-        let peer_pcm = {
-            let s = &self.legs[i];
-            s.peer
-                .and_then(|p| self.legs.iter().find(|x| x.id == p))
-                .filter(|p| !s.relays_from(p) && !p.held)
-                .and_then(|p| p.decoded.clone().map(|pcm| (p.leg.rate(), pcm)))
+        // The peer's frame has no other consumer: take it rather than copy it.
+        let peer_pcm = match self.legs[i].peer.and_then(|p| self.index(p)) {
+            Some(j) if !self.legs[i].relays_from(&self.legs[j]) && !self.legs[j].held => {
+                let rate = self.legs[j].leg.rate();
+                self.legs[j].decoded.take().map(|pcm| (rate, pcm))
+            }
+            _ => None,
         };
         let s = &mut self.legs[i];
         let pcm = match s.player.next_frame(rate, n) {
@@ -536,7 +556,7 @@ impl Session {
         if !s.leg.sends() {
             return;
         }
-        let (Some(to), Some(media)) = (s.leg.destination(), s.leg.media().cloned()) else {
+        let (Some(to), Some(media)) = (s.leg.destination(), s.leg.media().copied()) else {
             return;
         };
         let mut payload = Vec::with_capacity(n);
@@ -559,7 +579,7 @@ impl Session {
     /// Returns whether a telephone-event packet took this tick.
     fn send_dtmf_tick(&mut self, now: Instant, i: usize) -> bool {
         let s = &mut self.legs[i];
-        let Some(media) = s.leg.media().cloned() else {
+        let Some(media) = s.leg.media().copied() else {
             return false;
         };
         let Some((pt, te_rate)) = media.dtmf else {

@@ -425,7 +425,7 @@ fn silence_times_out_but_not_on_hold() {
     r.s.add_leg(CALLER, s);
     let mut m = media(CodecName::Pcmu, 7000);
     m.direction = Direction::SendOnly;
-    r.s.configure(r.now, CALLER, m.clone()).unwrap();
+    r.s.configure(r.now, CALLER, m).unwrap();
     r.run_ms(10_000);
     assert!(r.events.is_empty());
     // Resume restarts the clock rather than firing at once.
