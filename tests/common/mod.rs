@@ -49,9 +49,11 @@ impl Gw {
         let sip = free_port();
         let http = free_port();
         let slot = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
-        // 200 port pairs per gateway; slots never overlap inside one test process.
-        let base = 30000 + (std::process::id() % 8) as u16 * 4000 + slot * 400;
-        let rtp = (base, base + 399);
+        // 75 port pairs per gateway; slots never overlap inside one test process.
+        // Below the kernel's ephemeral range (32768+), which free_port() and SIPp draw
+        // from, so a port picked there is never one warmline binds for RTP meanwhile.
+        let base = 20000 + (std::process::id() % 4) as u16 * 3000 + slot * 150;
+        let rtp = (base, base + 149);
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("warmline.toml");
         std::fs::write(
@@ -142,6 +144,16 @@ pub fn http_req(port: u16, method: &str, path: &str, body: &str) -> (u16, String
 pub fn sipp(args: &[&str], local_port: u16) -> std::process::Child {
     let dir = tempfile::tempdir().unwrap().keep();
     sipp_in(&dir, args, local_port)
+}
+
+/// A SIPp scenario from `sipp-scenarios/` run against `gw`, with `args` (`-m`, `-d`, …).
+pub fn call_scenario(gw: &Gw, scenario: &str, args: &[&str]) -> std::process::Child {
+    let path = scenarios().join(format!("{scenario}.xml"));
+    let mut all = vec!["-sf", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let target = gw.sip_addr();
+    all.push(&target);
+    sipp(&all, free_port())
 }
 
 /// SIPp with `dir` as its working directory (where `play_pcap_audio` finds its file).
