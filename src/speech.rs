@@ -68,24 +68,6 @@ impl std::fmt::Debug for SpeechPlane {
     }
 }
 
-/// The phrases and words the fallback listens for.
-fn fallback_setup() -> SphinxSetup {
-    SphinxSetup {
-        model_dir: DEBIAN_MODEL_DIR.into(),
-        keyphrases: warmline_speech::ESCALATION_KEYWORDS
-            .iter()
-            .map(|(p, t)| (p.to_string(), *t))
-            .collect(),
-        grammar_words: [
-            "yes", "no", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-            "nine",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    }
-}
-
 impl SpeechPlane {
     /// Load the recognizer and start the workers; `None` when speech is off or no
     /// recognizer is available (said in the log).
@@ -113,7 +95,7 @@ impl SpeechPlane {
                     );
                     return Ok(None);
                 }
-                let r = SphinxRecognizer::new(fallback_setup())?;
+                let r = SphinxRecognizer::new(SphinxSetup::escalation())?;
                 tracing::info!(
                     workers = s.threads,
                     "speech recognizer: pocketsphinx keyword spotting (no whisper model configured)"

@@ -35,19 +35,10 @@ fn answer_carries_a_bound_rtp_port_from_the_range() {
     require_sipp();
     let gw = Gw::start("", "");
     let cid = format!("rtp-{}@127.0.0.1", std::process::id());
-    let child = sipp(
-        &[
-            &gw.sip_addr(),
-            "-sf",
-            scenarios().join("uac_basic.xml").to_str().unwrap(),
-            "-m",
-            "1",
-            "-d",
-            "1500",
-            "-cid_str",
-            &cid,
-        ],
-        free_port(),
+    let child = call_scenario(
+        &gw,
+        "uac_basic",
+        &["-m", "1", "-d", "1500", "-cid_str", &cid],
     );
     let start = Instant::now();
     let body = loop {
@@ -111,18 +102,7 @@ fn refusals_carry_the_right_codes_and_headers() {
     // max_calls reached: 503 with Retry-After, and the admitted call is unharmed
     require_sipp();
     let gw = Gw::start("max_calls = 1\nretry_after_s = 9", "");
-    let held = sipp(
-        &[
-            &gw.sip_addr(),
-            "-sf",
-            scenarios().join("uac_basic.xml").to_str().unwrap(),
-            "-m",
-            "1",
-            "-d",
-            "2000",
-        ],
-        free_port(),
-    );
+    let held = call_scenario(&gw, "uac_basic", &["-m", "1", "-d", "2000"]);
     let start = Instant::now();
     while !http_req(gw.http, "GET", "/v1/stats", "")
         .1
@@ -153,18 +133,7 @@ fn malformed_requests_get_400_and_other_calls_go_on() {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"\x00\x01garbage\xff", ("127.0.0.1", gw.sip))
         .unwrap();
-    let child = sipp(
-        &[
-            &gw.sip_addr(),
-            "-sf",
-            scenarios().join("uac_basic.xml").to_str().unwrap(),
-            "-m",
-            "5",
-            "-r",
-            "5",
-        ],
-        free_port(),
-    );
+    let child = call_scenario(&gw, "uac_basic", &["-m", "5", "-r", "5"]);
     wait_ok(child, "calls after malformed input");
     let stats = http_req(gw.http, "GET", "/v1/stats", "").1;
     assert!(stats.contains("\"malformed_answered\":3"), "{stats}");
@@ -176,18 +145,7 @@ fn sigterm_refuses_new_calls_then_byes_the_rest_and_exits() {
     require_sipp();
     let mut gw = Gw::start("", "[shutdown]\ndrain_s = 1");
     let cid = format!("drain-{}@127.0.0.1", std::process::id());
-    let waiting = sipp(
-        &[
-            &gw.sip_addr(),
-            "-sf",
-            scenarios().join("uac_wait_bye.xml").to_str().unwrap(),
-            "-m",
-            "1",
-            "-cid_str",
-            &cid,
-        ],
-        free_port(),
-    );
+    let waiting = call_scenario(&gw, "uac_wait_bye", &["-m", "1", "-cid_str", &cid]);
     let start = Instant::now();
     while !http_req(gw.http, "GET", &format!("/v1/calls/{cid}"), "")
         .1

@@ -197,16 +197,23 @@ impl Assistant {
         }
     }
 
-    fn fail(&mut self, again: AssistantOutput, out: &mut Vec<AssistantOutput>) {
+    /// Field `i` is known: keep it, report it, move on.
+    fn accept(&mut self, i: usize, value: String, out: &mut Vec<AssistantOutput>) {
+        let name = self.cfg.fields[i].name.clone();
+        self.fields.insert(name.clone(), value.clone());
+        out.push(AssistantOutput::Field { name, value });
+        self.next_field(i + 1, out);
+    }
+
+    /// The turn did not give field `i`: count the failure and ask again.
+    fn reask(&mut self, i: usize, out: &mut Vec<AssistantOutput>) {
         self.failures += 1;
         out.push(AssistantOutput::Failed {
             count: self.failures,
         });
-        if let AssistantOutput::Say { text } = again {
-            out.push(AssistantOutput::Say {
-                text: format!("{} {text}", self.cfg.reprompt),
-            });
-        }
+        out.push(AssistantOutput::Say {
+            text: format!("{} {}", self.cfg.reprompt, self.cfg.fields[i].prompt),
+        });
     }
 
     /// One caller turn.
@@ -249,19 +256,10 @@ impl Assistant {
                             });
                             self.stage = Stage::Confirm(i, value);
                         } else {
-                            self.fields
-                                .insert(self.cfg.fields[i].name.clone(), value.clone());
-                            out.push(AssistantOutput::Field {
-                                name: self.cfg.fields[i].name.clone(),
-                                value,
-                            });
-                            self.next_field(i + 1, &mut out);
+                            self.accept(i, value, &mut out);
                         }
                     }
-                    None => {
-                        let again = self.ask(i);
-                        self.fail(again, &mut out);
-                    }
+                    None => self.reask(i, &mut out),
                 }
             }
             Stage::Confirm(i, value) => {
@@ -272,17 +270,10 @@ impl Assistant {
                     .iter()
                     .any(|w| contains_phrase(&norm, w));
                 if yes && !no {
-                    self.fields
-                        .insert(self.cfg.fields[i].name.clone(), value.clone());
-                    out.push(AssistantOutput::Field {
-                        name: self.cfg.fields[i].name.clone(),
-                        value,
-                    });
-                    self.next_field(i + 1, &mut out);
+                    self.accept(i, value, &mut out);
                 } else {
                     self.stage = Stage::Field(i);
-                    let again = self.ask(i);
-                    self.fail(again, &mut out);
+                    self.reask(i, &mut out);
                 }
             }
         }

@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::Instant;
 use warmline_media::resample::Resampler;
-use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, SphinxSetup};
+use warmline_speech::sphinx::SphinxSetup;
 use warmline_speech::*;
 
 fn speak(text: &str) -> Vec<i16> {
@@ -99,15 +99,7 @@ fn main() {
             "real whisper model: skipped (set WARMLINE_WHISPER_MODEL to a ggml model, e.g. ggml-tiny.en.bin)"
         ),
     }
-    let sphinx = SphinxRecognizer::new(SphinxSetup {
-        model_dir: DEBIAN_MODEL_DIR.into(),
-        keyphrases: ESCALATION_KEYWORDS
-            .iter()
-            .map(|(p, t)| (p.to_string(), *t))
-            .collect(),
-        grammar_words: vec!["yes".into(), "no".into()],
-    })
-    .unwrap();
+    let sphinx = SphinxRecognizer::new(SphinxSetup::escalation()).unwrap();
     measure("pocketsphinx (fallback)", &sphinx, runs);
     let _ = std::fs::remove_dir_all(&dir);
 }

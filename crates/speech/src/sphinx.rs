@@ -136,6 +136,27 @@ pub struct SphinxSetup {
     pub grammar_words: Vec<String>,
 }
 
+impl SphinxSetup {
+    /// What warmline listens for on calls: the escalation keywords in free speech, and
+    /// yes/no and digits as short answers, on Debian's model.
+    pub fn escalation() -> Self {
+        Self {
+            model_dir: DEBIAN_MODEL_DIR.into(),
+            keyphrases: crate::ESCALATION_KEYWORDS
+                .iter()
+                .map(|(p, t)| (p.to_string(), *t))
+                .collect(),
+            grammar_words: [
+                "yes", "no", "zero", "one", "two", "three", "four", "five", "six", "seven",
+                "eight", "nine",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
 fn cstr(s: &str) -> Result<CString, SphinxError> {
     CString::new(s).map_err(|_| SphinxError::Nul)
 }

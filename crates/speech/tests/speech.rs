@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use warmline_media::resample::Resampler;
 use warmline_speech::prosody::{DEFAULT_AROUSAL_THRESHOLD, FrameAnalyzer, summarize};
-use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, SphinxSetup};
+use warmline_speech::sphinx::SphinxSetup;
 use warmline_speech::*;
 
 /// espeak-ng speech as 16 kHz mono.
@@ -64,21 +64,8 @@ fn telephone(pcm16k: &[i16]) -> Vec<i16> {
 }
 
 fn sphinx() -> SphinxRecognizer {
-    SphinxRecognizer::new(SphinxSetup {
-        model_dir: DEBIAN_MODEL_DIR.into(),
-        keyphrases: ESCALATION_KEYWORDS
-            .iter()
-            .map(|(p, t)| (p.to_string(), *t))
-            .collect(),
-        grammar_words: [
-            "yes", "no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-            "zero",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    })
-    .expect("pocketsphinx-en-us (the README's test command installs it)")
+    SphinxRecognizer::new(SphinxSetup::escalation())
+        .expect("pocketsphinx-en-us (the README's test command installs it)")
 }
 
 /// Requests for a person, and the anchor word the recognizer must report for each.
