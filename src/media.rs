@@ -28,6 +28,9 @@ use warmline_speech::Tts;
 /// Frames the recorder may hold per leg before it drops: five seconds.
 const RECORD_QUEUE: usize = 250;
 
+/// Datagrams handled per wake-up before the task yields to its timer and commands.
+const BURST: usize = 65;
+
 /// Gateway-wide media counters (also in `/v1/stats`).
 #[derive(Debug, Default, Serialize)]
 pub struct MediaCounters {
@@ -286,27 +289,23 @@ async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Comma
                 Some(cmd) => apply(&plane, &mut session, &mut legs, cmd),
                 None => break,
             },
-            (i, rtcp, from, n) = recv_any(&legs, &mut buf) => {
+            first = recv_any(&legs, &mut buf) => {
                 let now = Instant::now();
-                let mut got = u64::from(!rtcp);
-                let id = legs[i].id;
-                if rtcp {
-                    session.handle_rtcp(now, id, from, &buf[..n]);
-                } else {
-                    session.handle_rtp(now, id, from, &buf[..n]);
-                }
-                flush(&plane, &mut session, &mut legs);
-                // Take whatever else is already queued before sleeping again.
-                for _ in 0..64 {
-                    let Some((i, rtcp, from, n)) = try_recv_any(&legs, &mut buf) else { break };
+                let mut got = 0u64;
+                // Then whatever else is already queued, before sleeping again.
+                let mut next = Some(first);
+                for k in 0..BURST {
+                    let Some((i, rtcp, from, n)) = next else { break };
                     let id = legs[i].id;
-                    got += u64::from(!rtcp);
                     if rtcp {
                         session.handle_rtcp(now, id, from, &buf[..n]);
                     } else {
+                        got += 1;
                         session.handle_rtp(now, id, from, &buf[..n]);
                     }
                     flush(&plane, &mut session, &mut legs);
+                    // Never read one the loop will not handle.
+                    next = if k + 1 < BURST { try_recv_any(&legs, &mut buf) } else { None };
                 }
                 plane.counters.rtp_in.fetch_add(got, Ordering::Relaxed);
             },
