@@ -555,6 +555,19 @@ impl Leg {
         Some((to, data))
     }
 
+    /// Sequence number for a telephone-event packet; its timestamp is the event's.
+    pub(crate) fn stamp_event(&mut self, now: Instant) -> u16 {
+        let seq = self.tx.next_seq;
+        self.tx.next_seq = seq.wrapping_add(1);
+        self.tx.last_at = Some(now);
+        seq
+    }
+
+    /// Continue audio after an event of known length.
+    pub(crate) fn skip_to(&mut self, ts: u32) {
+        self.tx.last_ts = ts;
+    }
+
     pub fn stats(&self) -> LegStats {
         let mut s = self.stats.clone();
         s.jitter_buffer = self.jitter.stats();
@@ -568,19 +581,4 @@ fn elapsed_samples(last: Instant, now: Instant, rate: u32, frame: u32) -> u32 {
     let samples = us * u64::from(rate) / 1_000_000;
     let frames = ((samples + u64::from(frame) / 2) / u64::from(frame)).max(1);
     (frames * u64::from(frame)) as u32
-}
-
-impl Leg {
-    /// Sequence number for a telephone-event packet; its timestamp is the event's.
-    pub(crate) fn stamp_event(&mut self, now: Instant) -> u16 {
-        let seq = self.tx.next_seq;
-        self.tx.next_seq = seq.wrapping_add(1);
-        self.tx.last_at = Some(now);
-        seq
-    }
-
-    /// Continue audio after an event of known length.
-    pub(crate) fn skip_to(&mut self, ts: u32) {
-        self.tx.last_ts = ts;
-    }
 }
