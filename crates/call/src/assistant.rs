@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldSpec {
     pub name: String,
     /// What to ask, e.g. "What is your account number?"
@@ -22,21 +23,25 @@ pub struct FieldSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Faq {
     pub phrases: Vec<String>,
     pub answer: String,
 }
 
+/// The built-in dialogue, from `[assistant]` in the config; every key has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AssistantConfig {
     pub ask_reason: String,
-    #[serde(default)]
     pub fields: Vec<FieldSpec>,
-    #[serde(default)]
     pub faq: Vec<Faq>,
     pub reprompt: String,
     pub anything_else: String,
     pub closing: String,
+    /// Said instead of dialing when the route is closed; `{day}` and `{time}` are when it
+    /// next opens.
+    pub out_of_hours: String,
 }
 
 impl Default for AssistantConfig {
@@ -53,6 +58,9 @@ impl Default for AssistantConfig {
             reprompt: "Sorry, I didn't catch that.".into(),
             anything_else: "Is there anything else I can help with?".into(),
             closing: "Thank you, I have what I need.".into(),
+            out_of_hours: "Our team is closed right now. I have taken a callback request: \
+                           someone will call you back on {day} from {time}."
+                .into(),
         }
     }
 }
@@ -94,7 +102,9 @@ enum Stage {
     Done,
 }
 
-#[derive(Debug)]
+/// One call's dialogue state. Cloning a configured one is cheap (compiled patterns are
+/// shared), so the driver builds it once and clones it per call.
+#[derive(Debug, Clone)]
 pub struct Assistant {
     cfg: AssistantConfig,
     patterns: Vec<Regex>,
@@ -216,11 +226,33 @@ impl Assistant {
         });
     }
 
-    /// One caller turn.
+    pub fn config(&self) -> &AssistantConfig {
+        &self.cfg
+    }
+
+    /// One caller turn. An empty `text` is speech the recognizer could not make out: a
+    /// no-match, re-prompted and counted like a wrong answer.
     pub fn on_turn(&mut self, text: &str) -> Vec<AssistantOutput> {
         let norm = normalise(text);
         let mut out = Vec::new();
         if norm.is_empty() {
+            match self.stage.clone() {
+                Stage::Reason => {
+                    self.failures += 1;
+                    out.push(AssistantOutput::Failed {
+                        count: self.failures,
+                    });
+                    out.push(AssistantOutput::Say {
+                        text: format!("{} {}", self.cfg.reprompt, self.cfg.ask_reason),
+                    });
+                }
+                Stage::Field(i) | Stage::Confirm(i, _) => {
+                    self.stage = Stage::Field(i);
+                    self.reask(i, &mut out);
+                }
+                // Nothing is asked: a noise is not a failure.
+                Stage::Done => {}
+            }
             return out;
         }
         // An FAQ question is answered wherever the dialogue is.
@@ -334,6 +366,34 @@ mod tests {
         let out = a.on_turn("no");
         assert_eq!(out[0], AssistantOutput::Failed { count: 2 });
         assert_eq!(a.failures(), 2);
+    }
+
+    #[test]
+    fn unintelligible_turns_are_no_matches() {
+        let mut a = Assistant::new(AssistantConfig::default()).unwrap();
+        let out = a.on_turn("");
+        assert_eq!(out[0], AssistantOutput::Failed { count: 1 });
+        assert_eq!(
+            says(&out),
+            ["Sorry, I didn't catch that. Please tell me briefly why you are calling."]
+        );
+        a.on_turn("my order");
+        a.on_turn("1 2 3 4");
+        // A no-match while confirming asks for the field again.
+        let out = a.on_turn("  ");
+        assert_eq!(out[0], AssistantOutput::Failed { count: 2 });
+        assert_eq!(
+            says(&out),
+            ["Sorry, I didn't catch that. What is your account or order number?"]
+        );
+    }
+
+    #[test]
+    fn config_keys_default_and_typos_are_refused() {
+        let c: AssistantConfig = serde_json::from_str(r#"{"closing":"Bye."}"#).unwrap();
+        assert_eq!(c.closing, "Bye.");
+        assert_eq!(c.ask_reason, AssistantConfig::default().ask_reason);
+        assert!(serde_json::from_str::<AssistantConfig>(r#"{"clossing":"x"}"#).is_err());
     }
 
     #[test]

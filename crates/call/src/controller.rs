@@ -1,9 +1,14 @@
 //! [`Controller`]: states, events, actions and timers of one call.
 
+use crate::assistant::{Assistant, AssistantOutput};
+use crate::brain::{BRAIN_SCHEMA, BrainReply, BrainRequest, DialogueLine};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warmline_policy::{Observation, Policy, Rule, Trigger};
+use warmline_policy::briefing::{Briefing, CallFacts, brief};
+use warmline_policy::hours::Hours;
+use warmline_policy::{Decision, Observation, Policy, Rule, Trigger, decide};
 use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError, SdpSession};
 use warmline_speech::TranscriptTurn;
 
@@ -12,6 +17,26 @@ const POLICY_TICK: Duration = Duration::from_secs(1);
 
 /// Caller turns a controller keeps (the context packet needs the last 5–10).
 pub const MAX_TURNS: usize = 50;
+
+/// Dialogue lines (caller and assistant) sent to an external brain as history.
+const BRAIN_HISTORY: usize = 10;
+
+/// A route's business hours in its team's time zone.
+#[derive(Debug, Clone)]
+pub struct RouteHours {
+    pub name: String,
+    pub hours: Hours,
+    pub tz: jiff::tz::TimeZone,
+}
+
+/// The assistant's reading of what the caller wants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub text: String,
+    pub confidence: f32,
+    /// `assistant` (the built-in flow heard the reason) or `brain`.
+    pub source: String,
+}
 
 /// Which side created the dialog. It decides the glare back-off range (RFC 3261 §14.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,12 +74,25 @@ pub struct CallConfig {
     /// The caller's number or SIP user (From), and P-Asserted-Identity when present.
     pub caller_id: String,
     pub asserted_id: Option<String>,
+    /// The From display name, when the caller sent one.
+    pub caller_name: Option<String>,
+    /// The built-in dialogue; `None` = no assistant turns (outbound legs, the bridge).
+    pub assistant: Option<Assistant>,
+    /// An external brain answers turns first (`CallAction::AskBrain`); the built-in
+    /// dialogue is the fallback.
+    pub brain: bool,
+    /// Business hours per route (routes not listed are always open).
+    pub routes: Arc<Vec<RouteHours>>,
+    /// The wall clock at one instant, so the controller can tell the local time from
+    /// `now` without reading a clock. `None`: every route counts as open.
+    pub wall_clock: Option<(Instant, jiff::Timestamp)>,
 }
 
 /// Prompts the controller asks the media plane to play, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Prompt {
+    /// The greeting with the automated-assistant disclosure.
     Greeting,
 }
 
@@ -136,6 +174,12 @@ pub enum CallEvent {
     Transcript {
         turn: Box<TranscriptTurn>,
     },
+    /// The external brain answered turn `seq`; `None` when it timed out or failed (the
+    /// built-in dialogue takes that turn).
+    BrainReply {
+        seq: u64,
+        reply: Option<Box<BrainReply>>,
+    },
 }
 
 /// What the controller asks the driver to do.
@@ -178,9 +222,27 @@ pub enum CallAction {
         prompt: Prompt,
         id: u64,
     },
-    /// An escalation rule fired (each rule at most once per call).
+    /// An escalation rule fired (each rule at most once per call). `decision` says
+    /// whether to transfer now or, out of hours, take a callback request.
     Escalate {
         trigger: Trigger,
+        briefing: Briefing,
+        decision: Decision,
+    },
+    /// Speak `text` to the caller (TTS); `id` comes back in [`CallEvent::PlayoutDone`]. The
+    /// caller may interrupt it.
+    Say {
+        text: String,
+        id: u64,
+    },
+    /// POST this turn to the external brain; answer with [`CallEvent::BrainReply`].
+    AskBrain {
+        request: Box<BrainRequest>,
+    },
+    /// Something the audit trail must hold (e.g. the disclosure was played).
+    Audit {
+        event: String,
+        detail: String,
     },
     /// Send RFC 4733 digits on the media.
     SendDtmf {
@@ -287,6 +349,9 @@ pub struct CallSnapshot {
     pub remote_hold: bool,
     pub reinvite_pending: bool,
     pub media: Option<Negotiated>,
+    /// Fields the assistant collected.
+    pub fields: BTreeMap<String, String>,
+    pub intent: Option<Intent>,
 }
 
 /// One call's state machine. See the crate docs for the driving loop.
@@ -325,6 +390,23 @@ pub struct Controller {
     policy: Option<Policy>,
     caller_id: String,
     asserted_id: Option<String>,
+    caller_name: Option<String>,
+    assistant: Option<Assistant>,
+    /// The assistant has spoken or heard a turn (so the greeting's end does not re-ask).
+    assistant_started: bool,
+    brain: bool,
+    brain_seq: u64,
+    /// Turns sent to the brain and not answered yet: (seq, text), for the fallback.
+    brain_pending: VecDeque<(u64, String)>,
+    /// The last lines of the dialogue, for the brain.
+    dialogue: VecDeque<DialogueLine>,
+    fields: BTreeMap<String, String>,
+    intent: Option<Intent>,
+    /// A transfer was decided: the assistant stops talking.
+    escalated: bool,
+    greeting_id: Option<u64>,
+    routes: Arc<Vec<RouteHours>>,
+    wall_clock: Option<(Instant, jiff::Timestamp)>,
     answered_at: Option<Instant>,
     policy_tick: Option<Instant>,
     triggers: Vec<Trigger>,
@@ -375,6 +457,19 @@ impl Controller {
             policy: cfg.rules.map(Policy::new),
             caller_id: cfg.caller_id,
             asserted_id: cfg.asserted_id,
+            caller_name: cfg.caller_name,
+            assistant: cfg.assistant,
+            assistant_started: false,
+            brain: cfg.brain,
+            brain_seq: 0,
+            brain_pending: VecDeque::new(),
+            dialogue: VecDeque::new(),
+            fields: BTreeMap::new(),
+            intent: None,
+            escalated: false,
+            greeting_id: None,
+            routes: cfg.routes,
+            wall_clock: cfg.wall_clock,
             answered_at: None,
             policy_tick: None,
             triggers: Vec::new(),
@@ -410,14 +505,255 @@ impl Controller {
         &self.triggers
     }
 
+    pub fn fields(&self) -> &BTreeMap<String, String> {
+        &self.fields
+    }
+
+    fn since_answer_ms(&self, now: Instant) -> u64 {
+        self.answered_at
+            .map_or(0, |t0| now.saturating_duration_since(t0).as_millis() as u64)
+    }
+
     fn observe(&mut self, now: Instant, obs: &Observation<'_>) {
-        let (Some(policy), Some(t0)) = (self.policy.as_mut(), self.answered_at) else {
+        let at_ms = self.since_answer_ms(now);
+        let (Some(policy), Some(_)) = (self.policy.as_mut(), self.answered_at) else {
             return;
         };
-        let at_ms = now.saturating_duration_since(t0).as_millis() as u64;
         if let Some(trigger) = policy.observe(at_ms, obs) {
-            self.triggers.push(trigger.clone());
-            self.actions.push_back(CallAction::Escalate { trigger });
+            self.escalate(now, trigger);
+        }
+    }
+
+    /// A trigger fired: brief, decide (transfer now, or a callback out of hours), and
+    /// stop the assistant if a person takes over.
+    fn escalate(&mut self, now: Instant, trigger: Trigger) {
+        self.triggers.push(trigger.clone());
+        let (template, next_step) = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.rules().iter().find(|r| r.name == trigger.rule))
+            .map(|r| (r.briefing.clone(), r.next_step.clone()))
+            .unwrap_or_default();
+        let turns: Vec<&str> = self.turns.iter().map(|t| t.text.as_str()).collect();
+        let number = warmline_policy::normalise_number(
+            self.asserted_id.as_deref().unwrap_or(&self.caller_id),
+        );
+        let facts = CallFacts {
+            caller_name: self.caller_name.as_deref(),
+            caller_number: (!number.is_empty()).then_some(number.as_str()),
+            turns: &turns,
+            fields: &self.fields,
+            intent: self
+                .intent
+                .as_ref()
+                .map(|i| (i.text.as_str(), i.confidence)),
+        };
+        let briefing = brief(&facts, &trigger, &template, &next_step);
+        let decision = self.decide(now, &trigger.route);
+        self.actions.push_back(CallAction::Escalate {
+            trigger,
+            briefing,
+            decision: decision.clone(),
+        });
+        match decision {
+            Decision::Transfer => {
+                self.escalated = true;
+                self.brain_pending.clear();
+                if !self.playing.is_empty() {
+                    self.playing.clear();
+                    self.actions.push_back(CallAction::StopPlayout);
+                }
+            }
+            Decision::Callback { weekday, at } => {
+                let today = self.local_time(now, "").map(|(d, _)| d);
+                let day = day_phrase(today, weekday);
+                if let Some(text) = self
+                    .assistant
+                    .as_ref()
+                    .map(|a| a.config().out_of_hours.clone())
+                {
+                    let text = text.replace("{day}", &day).replace("{time}", &at);
+                    self.say(now, text);
+                }
+            }
+        }
+    }
+
+    /// The local (weekday 1 = Monday, minute of the day) in `route`'s time zone, if the
+    /// controller was given the wall clock.
+    fn local_time(&self, now: Instant, route: &str) -> Option<(u8, u16)> {
+        let (at, wall) = self.wall_clock?;
+        let tz = self
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .map_or_else(jiff::tz::TimeZone::system, |r| r.tz.clone());
+        let elapsed = jiff::SignedDuration::try_from(now.saturating_duration_since(at)).ok()?;
+        let z = wall.checked_add(elapsed).ok()?.to_zoned(tz);
+        let weekday = z.weekday().to_monday_one_offset() as u8;
+        let minute = z.hour() as u16 * 60 + z.minute() as u16;
+        Some((weekday, minute))
+    }
+
+    fn decide(&self, now: Instant, route: &str) -> Decision {
+        let Some(r) = self.routes.iter().find(|r| r.name == route) else {
+            return Decision::Transfer;
+        };
+        match self.local_time(now, route) {
+            Some((weekday, minute)) => decide(Some(&r.hours), weekday, minute),
+            None => Decision::Transfer,
+        }
+    }
+
+    fn remember_line(&mut self, role: &str, text: &str, at_ms: u64) {
+        if self.dialogue.len() == BRAIN_HISTORY {
+            self.dialogue.pop_front();
+        }
+        self.dialogue.push_back(DialogueLine {
+            role: role.into(),
+            text: text.into(),
+            at_ms,
+        });
+    }
+
+    /// Speak to the caller; the caller may cut it short.
+    fn say(&mut self, now: Instant, text: String) {
+        let id = self.next_play_id;
+        self.next_play_id += 1;
+        self.playing.push(id);
+        self.remember_line("assistant", &text, self.since_answer_ms(now));
+        self.actions.push_back(CallAction::Say { text, id });
+    }
+
+    /// The assistant's first question, once the greeting is over.
+    fn start_assistant(&mut self, now: Instant) {
+        if self.assistant_started || self.escalated || self.brain {
+            return;
+        }
+        let Some(a) = self.assistant.as_mut() else {
+            return;
+        };
+        self.assistant_started = true;
+        let out = a.start();
+        self.apply_builtin(now, out, 0.0);
+    }
+
+    /// A caller turn for the assistant: to the brain when there is one, else the
+    /// built-in dialogue.
+    fn assistant_turn(&mut self, now: Instant, turn: &TranscriptTurn) {
+        if self.escalated || self.assistant.is_none() {
+            return;
+        }
+        self.assistant_started = true;
+        if self.brain {
+            self.brain_seq += 1;
+            let seq = self.brain_seq;
+            self.brain_pending.push_back((seq, turn.text.clone()));
+            let request = BrainRequest {
+                version: BRAIN_SCHEMA,
+                call_id: String::new(),
+                seq,
+                caller: warmline_policy::normalise_number(
+                    self.asserted_id.as_deref().unwrap_or(&self.caller_id),
+                ),
+                caller_name: self.caller_name.clone(),
+                transcript: turn.text.clone(),
+                confidence: turn.confidence,
+                prosody: turn.prosody.clone(),
+                fields: self.fields.clone(),
+                history: self.dialogue.iter().cloned().collect(),
+            };
+            self.actions.push_back(CallAction::AskBrain {
+                request: Box::new(request),
+            });
+        } else {
+            self.builtin_turn(now, &turn.text, turn.confidence);
+        }
+    }
+
+    fn builtin_turn(&mut self, now: Instant, text: &str, confidence: f32) {
+        let Some(a) = self.assistant.as_mut() else {
+            return;
+        };
+        let out = a.on_turn(text);
+        self.apply_builtin(now, out, confidence);
+    }
+
+    fn apply_builtin(&mut self, now: Instant, out: Vec<AssistantOutput>, confidence: f32) {
+        for o in out {
+            // A transfer decided by one output silences the rest (a re-prompt after the
+            // failure that escalated).
+            if self.escalated {
+                return;
+            }
+            match o {
+                AssistantOutput::Say { text } => self.say(now, text),
+                AssistantOutput::Field { name, value } => {
+                    self.fields.insert(name, value);
+                }
+                AssistantOutput::Reason { text } => {
+                    if self.intent.is_none() {
+                        self.intent = Some(Intent {
+                            text,
+                            confidence,
+                            source: "assistant".into(),
+                        });
+                    }
+                }
+                AssistantOutput::Failed { .. } => self.observe(now, &Observation::AssistantFailed),
+                AssistantOutput::Resolved => self.observe(now, &Observation::Resolved),
+            }
+        }
+    }
+
+    fn on_brain_reply(&mut self, now: Instant, seq: u64, reply: Option<Box<BrainReply>>) {
+        let Some(pos) = self.brain_pending.iter().position(|(s, _)| *s == seq) else {
+            return;
+        };
+        let (_, text) = self.brain_pending.remove(pos).unwrap_or_default();
+        // A reply to an older turn than the newest one answered says nothing stale.
+        let stale = self.brain_pending.iter().any(|(s, _)| *s < seq);
+        let Some(reply) = reply else {
+            if !stale {
+                self.builtin_turn(now, &text, 0.0);
+            }
+            return;
+        };
+        self.fields.extend(reply.fields);
+        if let Some(intent) = reply.intent {
+            self.intent = Some(Intent {
+                text: intent,
+                confidence: reply.confidence.unwrap_or(0.5).clamp(0.0, 1.0),
+                source: "brain".into(),
+            });
+        }
+        if let Some(t) = reply.transfer {
+            if !self.escalated {
+                let route = t.route.unwrap_or_else(|| {
+                    self.policy
+                        .as_ref()
+                        .and_then(|p| p.rules().first())
+                        .map_or_else(|| "default".to_string(), |r| r.route.clone())
+                });
+                let trigger = Trigger {
+                    rule: "assistant".into(),
+                    kind: "assistant".into(),
+                    evidence: vec![t.reason],
+                    confidence: reply.confidence.unwrap_or(1.0).clamp(0.0, 1.0),
+                    at_ms: self.since_answer_ms(now),
+                    disposition: "transfer.assistant".into(),
+                    route,
+                };
+                self.escalate(now, trigger);
+            }
+        }
+        if let Some(say) = reply.say.filter(|s| !s.trim().is_empty()) {
+            if !self.escalated && !stale {
+                self.say(now, say);
+            }
+        }
+        if reply.resolved {
+            self.observe(now, &Observation::Resolved);
         }
     }
 
@@ -436,6 +772,8 @@ impl Controller {
             remote_hold: self.remote_hold,
             reinvite_pending: self.reinvite_in_flight.is_some(),
             media: self.negotiated.clone(),
+            fields: self.fields.clone(),
+            intent: self.intent.clone(),
         }
     }
 
@@ -550,7 +888,25 @@ impl Controller {
                     self.end(EndReason::RtpTimeout);
                 }
             }
-            CallEvent::PlayoutDone { id, .. } => self.playing.retain(|p| *p != id),
+            CallEvent::PlayoutDone { id, interrupted } => {
+                self.playing.retain(|p| *p != id);
+                if self.greeting_id == Some(id) {
+                    self.greeting_id = None;
+                    self.actions.push_back(CallAction::Audit {
+                        event: "disclosure".into(),
+                        detail: if interrupted {
+                            "greeting with the automated-assistant disclosure cut short by the caller"
+                        } else {
+                            "greeting with the automated-assistant disclosure played in full"
+                        }
+                        .into(),
+                    });
+                    // A caller who talked over the greeting is answered, not asked.
+                    if !interrupted {
+                        self.start_assistant(now);
+                    }
+                }
+            }
             CallEvent::SpeechStarted => {
                 if !self.playing.is_empty() {
                     self.playing.clear();
@@ -558,6 +914,12 @@ impl Controller {
                 }
             }
             CallEvent::Transcript { turn } => {
+                if self.turns.len() == MAX_TURNS {
+                    self.turns.pop_front();
+                }
+                let at_ms = self.since_answer_ms(now);
+                self.remember_line("caller", &turn.text, at_ms);
+                self.turns.push_back((*turn).clone());
                 let evidence = turn
                     .prosody
                     .as_ref()
@@ -572,11 +934,9 @@ impl Controller {
                         prosody_evidence: &evidence,
                     },
                 );
-                if self.turns.len() == MAX_TURNS {
-                    self.turns.pop_front();
-                }
-                self.turns.push_back(*turn);
+                self.assistant_turn(now, &turn);
             }
+            CallEvent::BrainReply { seq, reply } => self.on_brain_reply(now, seq, reply),
             CallEvent::Dtmf { digit } => {
                 self.digits.push(digit);
                 self.observe(now, &Observation::Dtmf { digit });
@@ -671,10 +1031,13 @@ impl Controller {
             if self.greeting_barge_in {
                 self.playing.push(id);
             }
+            self.greeting_id = Some(id);
             self.actions.push_back(CallAction::Play {
                 prompt: Prompt::Greeting,
                 id,
             });
+        } else {
+            self.start_assistant(now);
         }
     }
 
@@ -929,5 +1292,27 @@ fn reason_phrase(status: u16) -> &'static str {
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
         _ => class,
+    }
+}
+
+/// "today", "tomorrow" or the weekday's name, for the callback promise.
+fn day_phrase(today: Option<u8>, weekday: u8) -> String {
+    const NAMES: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    match today {
+        Some(t) if t == weekday => "today".into(),
+        Some(t) if t % 7 + 1 == weekday => "tomorrow".into(),
+        _ => NAMES
+            .get(usize::from(weekday.saturating_sub(1)))
+            .copied()
+            .unwrap_or("the next working day")
+            .into(),
     }
 }

@@ -6,13 +6,17 @@
 //! feeds [`CallEvent`]s with the current [`Instant`], drains [`CallAction`]s with
 //! [`Controller::poll_action`], and sleeps until [`Controller::poll_timeout`].
 //!
-//! Later issues grow this same machine (bot turns, the warm transfer); the seams stay.
+//! On calls the assistant answers it also runs the dialogue: the greeting's disclosure, the
+//! built-in [`assistant`] flow or an external [`brain`], the escalation policy over every
+//! turn, and what a trigger leads to (a briefing, and a transfer or, out of hours, a
+//! callback promise).
 
 pub mod assistant;
+pub mod brain;
 mod controller;
 
 pub use controller::MAX_TURNS;
 pub use controller::{
-    CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, OriginateOutcome,
-    Prompt, Role,
+    CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, Intent,
+    OriginateOutcome, Prompt, Role, RouteHours,
 };

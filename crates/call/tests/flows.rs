@@ -4,113 +4,12 @@
 // Test support code: a failed setup step should panic with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
-use warmline_call::{
-    CallAction, CallConfig, CallEvent, Controller, EndReason, OriginateOutcome, Prompt, Role,
-};
-use warmline_signaling::{CodecName, Direction, LocalMedia};
-
-/// A controller on a virtual clock: events in, actions out, time moved by hand.
-struct Harness {
-    now: Instant,
-    ctl: Controller,
-}
-
-fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
-    CallConfig {
-        local_media: LocalMedia {
-            addr: "127.0.0.1".parse().unwrap(),
-            port: 20000,
-            codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
-        },
-        session_id: 7,
-        rng_seed: seed,
-        answer_after: Duration::from_millis(answer_after_ms),
-        ring_timeout: Duration::from_secs(20),
-        answer_on_command: false,
-        greeting: false,
-        greeting_barge_in: false,
-        rules: None,
-        caller_id: "sip:+15551230000@127.0.0.1".into(),
-        asserted_id: None,
-    }
-}
-
-impl Harness {
-    fn inbound(answer_after_ms: u64) -> Self {
-        Self {
-            now: Instant::now(),
-            ctl: Controller::inbound(config(answer_after_ms, 99)),
-        }
-    }
-
-    fn with(cfg: CallConfig) -> Self {
-        Self {
-            now: Instant::now(),
-            ctl: Controller::inbound(cfg),
-        }
-    }
-
-    fn outbound(seed: u64) -> Self {
-        let now = Instant::now();
-        Self {
-            now,
-            ctl: Controller::outbound(now, config(0, seed)),
-        }
-    }
-
-    fn send(&mut self, ev: CallEvent) -> Vec<CallAction> {
-        self.ctl.handle(self.now, ev);
-        self.drain()
-    }
-
-    /// `send` without the media-only actions, for tests about signaling.
-    fn signal(&mut self, ev: CallEvent) -> Vec<CallAction> {
-        let mut acts = self.send(ev);
-        acts.retain(|a| !matches!(a, CallAction::HoldAudio { .. }));
-        acts
-    }
-
-    fn drain(&mut self) -> Vec<CallAction> {
-        std::iter::from_fn(|| self.ctl.poll_action()).collect()
-    }
-
-    /// Advance the clock, firing timers exactly when they are due, like a driver would.
-    fn advance(&mut self, by: Duration) -> Vec<CallAction> {
-        let until = self.now + by;
-        let mut out = Vec::new();
-        while let Some(t) = self.ctl.poll_timeout().filter(|t| *t <= until) {
-            self.now = t.max(self.now);
-            self.ctl.handle_timeout(self.now);
-            out.extend(self.drain());
-        }
-        self.now = until;
-        out
-    }
-
-    fn answered_call() -> Self {
-        let mut h = Self::inbound(0);
-        let acts = h.send(CallEvent::Invite {
-            sdp: Some(offer("sendrecv", 1)),
-        });
-        assert!(matches!(acts[0], CallAction::Answer { .. }));
-        assert!(h.send(CallEvent::Ack).is_empty());
-        assert_eq!(h.ctl.snapshot().state, "confirmed");
-        h
-    }
-}
-
-fn offer(direction: &str, version: u32) -> String {
-    format!(
-        "v=0\r\no=sipp 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na={direction}\r\n"
-    )
-}
-
-fn answer_sdp(direction: &str) -> String {
-    format!(
-        "v=0\r\no=peer 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\na={direction}\r\n"
-    )
-}
+use support::{Harness, answer_sdp, config, offer, turn_saying};
+use warmline_call::{CallAction, CallEvent, Controller, EndReason, OriginateOutcome, Prompt, Role};
+use warmline_signaling::{CodecName, Direction};
 
 fn sdp_of(a: &CallAction) -> &str {
     match a {
@@ -724,21 +623,6 @@ fn transcript_turns_are_kept_for_the_policy() {
     assert_eq!(turns.last().map(String::as_str), Some("turn 59"));
 }
 
-fn turn_saying(text: &str) -> CallEvent {
-    CallEvent::Transcript {
-        turn: Box::new(warmline_speech::TranscriptTurn {
-            text: text.into(),
-            start_ms: 0,
-            end_ms: 1000,
-            confidence: 0.9,
-            words: Vec::new(),
-            recognizer: "whisper".into(),
-            latency_ms: 80,
-            prosody: None,
-        }),
-    }
-}
-
 #[test]
 fn policy_runs_over_turns_digits_and_time() {
     let mut cfg = config(0, 1);
@@ -752,7 +636,7 @@ fn policy_runs_over_turns_digits_and_time() {
     h.now += Duration::from_secs(3);
     let acts = h.send(turn_saying("I want to speak to a human"));
     match &acts[..] {
-        [CallAction::Escalate { trigger }] => {
+        [CallAction::Escalate { trigger, .. }] => {
             assert_eq!(trigger.kind, "explicit_request");
             assert_eq!(trigger.at_ms, 3000);
             assert!(trigger.evidence[0].contains("speak to a human"));
@@ -762,7 +646,7 @@ fn policy_runs_over_turns_digits_and_time() {
     // Each rule once; another rule still can.
     assert!(h.send(turn_saying("agent please")).is_empty());
     let acts = h.send(CallEvent::Dtmf { digit: '0' });
-    assert!(matches!(&acts[..], [CallAction::Escalate { trigger }] if trigger.kind == "dtmf"));
+    assert!(matches!(&acts[..], [CallAction::Escalate { trigger, .. }] if trigger.kind == "dtmf"));
     assert_eq!(h.ctl.triggers().len(), 2);
 }
 
@@ -783,7 +667,7 @@ fn elapsed_rule_fires_on_the_virtual_clock() {
     assert!(h.advance(Duration::from_millis(29_500)).is_empty());
     let acts = h.advance(Duration::from_secs(1));
     assert!(
-        matches!(&acts[..], [CallAction::Escalate { trigger }] if trigger.rule == "slow"),
+        matches!(&acts[..], [CallAction::Escalate { trigger, .. }] if trigger.rule == "slow"),
         "{acts:?}"
     );
 }

@@ -19,7 +19,7 @@ pub struct CallFacts<'a> {
 }
 
 /// The briefing spoken to the agent and the summary written into the context packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Briefing {
     pub spoken: String,
     pub summary: String,
@@ -54,6 +54,11 @@ pub fn trigger_reason(t: &Trigger) -> String {
         "elapsed" => "the call has gone on longer than the assistant should handle".into(),
         "dtmf" => "they pressed a key to reach a person".into(),
         "caller" => "they are a priority caller".into(),
+        // The external assistant handed over; its reason is the first evidence line.
+        "assistant" => match t.evidence.first() {
+            Some(r) if !r.trim().is_empty() => format!("the assistant handed over: {}", r.trim()),
+            _ => "the assistant handed over".into(),
+        },
         _ => "the escalation policy asked for a person".into(),
     }
 }

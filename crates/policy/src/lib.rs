@@ -476,7 +476,7 @@ impl Policy {
 }
 
 /// Digits of a number or SIP user part, keeping a leading `+`.
-fn normalise_number(s: &str) -> String {
+pub fn normalise_number(s: &str) -> String {
     let user = s
         .trim()
         .trim_start_matches("sip:")
@@ -515,7 +515,7 @@ fn amounts(text: &str) -> Vec<f64> {
 }
 
 /// What to do with a trigger given its route's business hours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     Transfer,
