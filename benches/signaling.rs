@@ -3,7 +3,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use warmline_call::{CallConfig, CallEvent, Controller};
 use warmline_signaling::{CodecName, Direction, LocalMedia, SdpSession, triage};
 
@@ -38,19 +38,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("controller: inbound call answer+ack+bye", |b| {
         b.iter(|| {
             let now = Instant::now();
-            let mut ctl = Controller::inbound(CallConfig {
-                local_media: local(),
-                session_id: 1,
-                rng_seed: 1,
-                answer_after: Duration::ZERO,
-                ring_timeout: Duration::from_secs(30),
-                answer_on_command: false,
-                greeting: false,
-                greeting_barge_in: false,
-                rules: None,
-                caller_id: String::new(),
-                asserted_id: None,
-            });
+            let mut ctl = Controller::inbound(CallConfig::new(local()));
             ctl.handle(
                 now,
                 CallEvent::Invite {

@@ -66,6 +66,47 @@ pub struct Config {
     pub speech: SpeechConfig,
     /// `[[rules]]`: the escalation policy (empty = the built-in defaults).
     pub rules: Vec<warmline_policy::Rule>,
+    pub assistant: AssistantSettings,
+    /// `[[routes]]`: agent groups, with their business hours.
+    pub routes: Vec<Route>,
+}
+
+/// `[assistant]`: the built-in dialogue and the optional external brain.
+#[derive(Debug, Clone)]
+pub struct AssistantSettings {
+    /// `false`: callers hear the greeting and the policy listens, but nobody answers.
+    pub enabled: bool,
+    pub dialogue: warmline_call::assistant::AssistantConfig,
+    pub brain: Option<BrainSettings>,
+}
+
+/// Where each caller turn is sent first.
+#[derive(Debug, Clone)]
+pub struct BrainSettings {
+    pub url: String,
+    pub timeout: Duration,
+    pub kind: BrainKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrainKind {
+    /// warmline's own JSON contract (`BrainRequest` → `BrainReply`).
+    Webhook,
+    /// An OpenAI-compatible `/v1/chat/completions` endpoint.
+    OpenAi {
+        model: String,
+        api_key: Option<String>,
+    },
+}
+
+/// An agent group.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub hours: Option<warmline_policy::hours::Hours>,
+    pub tz: jiff::tz::TimeZone,
+    /// The zone's name as configured (for logs), `system` when unset.
+    pub timezone: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +216,61 @@ struct Raw {
     shutdown: RawShutdown,
     route: RawRoute,
     speech: RawSpeech,
-    rules: Vec<warmline_policy::Rule>,
+    /// Checked key by key against each rule's kind, then deserialised (see `rules`).
+    rules: Vec<toml::Table>,
+    assistant: RawAssistant,
+    routes: Vec<RawRoutes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoutes {
+    name: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    hours: Option<warmline_policy::hours::Hours>,
+}
+
+/// `[assistant]`. The dialogue keys are spelled out (not flattened) so unknown keys are
+/// refused with their line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAssistant {
+    enabled: bool,
+    webhook_url: Option<String>,
+    webhook_timeout_ms: u64,
+    openai_url: Option<String>,
+    openai_model: String,
+    /// The name of an environment variable holding the API key (keys stay out of files).
+    openai_api_key_env: Option<String>,
+    ask_reason: Option<String>,
+    reprompt: Option<String>,
+    anything_else: Option<String>,
+    closing: Option<String>,
+    out_of_hours: Option<String>,
+    fields: Option<Vec<warmline_call::assistant::FieldSpec>>,
+    faq: Vec<warmline_call::assistant::Faq>,
+}
+
+impl Default for RawAssistant {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            webhook_url: None,
+            webhook_timeout_ms: 1500,
+            openai_url: None,
+            openai_model: "gpt-4o-mini".into(),
+            openai_api_key_env: None,
+            ask_reason: None,
+            reprompt: None,
+            anything_else: None,
+            closing: None,
+            out_of_hours: None,
+            fields: None,
+            faq: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,6 +617,26 @@ impl Config {
                 "end_silence_ms must be at least 100 and max_utterance_ms at least 1000".into(),
             ));
         }
+        let rules = parse_rules(&raw.rules, path, text)?;
+        let assistant = assistant_settings(raw.assistant, &err)?;
+        let routes = routes(raw.routes, &err)?;
+        if !routes.is_empty() {
+            let named = |n: &str| routes.iter().any(|r| r.name == n);
+            let effective = if rules.is_empty() {
+                warmline_policy::default_rules()
+            } else {
+                rules.clone()
+            };
+            if let Some(r) = effective.iter().find(|r| !named(&r.route)) {
+                return Err(err(
+                    "routes",
+                    format!(
+                        "rule `{}` sends calls to route `{}`, which no [[routes]] entry names",
+                        r.name, r.route
+                    ),
+                ));
+            }
+        }
         let threads = if raw.speech.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -594,7 +709,9 @@ impl Config {
                 tts_voice: raw.speech.tts_voice,
                 greeting_text: raw.speech.greeting_text,
             },
-            rules: raw.rules,
+            rules,
+            assistant,
+            routes,
             http: HttpConfig {
                 listen: http_listen,
             },
@@ -619,6 +736,181 @@ impl Config {
             .public_addr
             .unwrap_or_else(|| self.sip.listen[0].addr.ip())
     }
+}
+
+/// `[[rules]]`, each checked against the keys its kind takes (serde cannot refuse unknown
+/// keys through the flattened `kind`), then deserialised. Errors name the rule's line.
+fn parse_rules(
+    tables: &[toml::Table],
+    path: &Path,
+    text: &str,
+) -> Result<Vec<warmline_policy::Rule>, ConfigError> {
+    let mut rules = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let err = |key: &str, message: String| ConfigError {
+            file: path.to_path_buf(),
+            line: locate_entry(text, "rules", i, key),
+            key: format!("rules[{i}]{}{key}", if key.is_empty() { "" } else { "." }),
+            message,
+        };
+        let kind = match t.get("kind") {
+            Some(toml::Value::String(k)) => k.as_str(),
+            Some(_) => return Err(err("kind", "must be a string".into())),
+            None => return Err(err("", "a rule needs a `kind`".into())),
+        };
+        let Some(allowed) = warmline_policy::kind_keys(kind) else {
+            return Err(err(
+                "kind",
+                format!(
+                    "`{kind}` is not one of {}",
+                    warmline_policy::KINDS.join(", ")
+                ),
+            ));
+        };
+        if let Some(k) = t.keys().find(|k| {
+            !warmline_policy::RULE_KEYS.contains(&k.as_str()) && !allowed.contains(&k.as_str())
+        }) {
+            let mut takes: Vec<&str> = warmline_policy::RULE_KEYS.to_vec();
+            takes.extend_from_slice(allowed);
+            return Err(err(
+                k,
+                format!(
+                    "unknown key for a `{kind}` rule (it takes {})",
+                    takes.join(", ")
+                ),
+            ));
+        }
+        let rule: warmline_policy::Rule = toml::Value::Table(t.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| err("", e.message().to_string()))?;
+        if rules
+            .iter()
+            .any(|r: &warmline_policy::Rule| r.name == rule.name)
+        {
+            return Err(err("name", format!("two rules are named `{}`", rule.name)));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+fn assistant_settings(
+    raw: RawAssistant,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<AssistantSettings, ConfigError> {
+    let mut d = warmline_call::assistant::AssistantConfig::default();
+    for (slot, value) in [
+        (&mut d.ask_reason, raw.ask_reason),
+        (&mut d.reprompt, raw.reprompt),
+        (&mut d.anything_else, raw.anything_else),
+        (&mut d.closing, raw.closing),
+        (&mut d.out_of_hours, raw.out_of_hours),
+    ] {
+        if let Some(v) = value {
+            *slot = v;
+        }
+    }
+    if let Some(f) = raw.fields {
+        d.fields = f;
+    }
+    d.faq = raw.faq;
+    // Compile the patterns now: a bad one is a config error, not a failed call.
+    warmline_call::assistant::Assistant::new(d.clone())
+        .map_err(|e| err("assistant.fields", e.to_string()))?;
+    let http = |key: &str, url: &str| -> Result<(), ConfigError> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(err(key, format!("`{url}` is not an http(s) URL")))
+        }
+    };
+    let timeout = Duration::from_millis(raw.webhook_timeout_ms);
+    if !(100..=30_000).contains(&raw.webhook_timeout_ms) {
+        return Err(err(
+            "assistant.webhook_timeout_ms",
+            "must be 100 to 30000 (a caller is waiting)".into(),
+        ));
+    }
+    let brain = match (raw.webhook_url, raw.openai_url) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "assistant.openai_url",
+                "set webhook_url or openai_url, not both".into(),
+            ));
+        }
+        (Some(url), None) => {
+            http("assistant.webhook_url", &url)?;
+            Some(BrainSettings {
+                url,
+                timeout,
+                kind: BrainKind::Webhook,
+            })
+        }
+        (None, Some(url)) => {
+            http("assistant.openai_url", &url)?;
+            let api_key = match raw.openai_api_key_env {
+                Some(var) => Some(std::env::var(&var).map_err(|_| {
+                    err(
+                        "assistant.openai_api_key_env",
+                        format!("environment variable `{var}` is not set"),
+                    )
+                })?),
+                None => None,
+            };
+            Some(BrainSettings {
+                url,
+                timeout,
+                kind: BrainKind::OpenAi {
+                    model: raw.openai_model,
+                    api_key,
+                },
+            })
+        }
+        (None, None) => None,
+    };
+    Ok(AssistantSettings {
+        enabled: raw.enabled,
+        dialogue: d,
+        brain,
+    })
+}
+
+fn routes(
+    raw: Vec<RawRoutes>,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<Route>, ConfigError> {
+    let mut out: Vec<Route> = Vec::new();
+    for r in raw {
+        if r.name.trim().is_empty() {
+            return Err(err("routes", "a route needs a name".into()));
+        }
+        if out.iter().any(|o| o.name == r.name) {
+            return Err(err("routes", format!("two routes are named `{}`", r.name)));
+        }
+        if let Some(h) = &r.hours {
+            h.validate()
+                .map_err(|e| err("routes", format!("route `{}`: hours: {e}", r.name)))?;
+        }
+        let (tz, timezone) = match &r.timezone {
+            Some(name) => (
+                jiff::tz::TimeZone::get(name).map_err(|e| {
+                    err(
+                        "routes",
+                        format!("route `{}`: timezone `{name}`: {e}", r.name),
+                    )
+                })?,
+                name.clone(),
+            ),
+            None => (jiff::tz::TimeZone::system(), "system".to_string()),
+        };
+        out.push(Route {
+            name: r.name,
+            hours: r.hours,
+            tz,
+            timezone,
+        });
+    }
+    Ok(out)
 }
 
 /// Relative paths in a config file are relative to the file, so a config works from any
@@ -650,6 +942,36 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of `key` in the `index`-th `[[array]]` entry, or of the entry's header.
+fn locate_entry(text: &str, array: &str, index: usize, key: &str) -> usize {
+    let header = format!("[[{array}]]");
+    let mut seen = 0;
+    let mut header_line = 0;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            if header_line > 0 {
+                break;
+            }
+            if l == header {
+                if seen == index {
+                    header_line = i + 1;
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if header_line > 0
+            && !key.is_empty()
+            && l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return i + 1;
+        }
+    }
+    header_line
 }
 
 /// The line of `table.key` in `text`, or of `[table]`, or 0 if neither appears.
@@ -796,6 +1118,68 @@ level = "debug"
         let e = parse("[[rules]]\nname = \"x\"\nkind = \"telepathy\"\ndisposition = \"d\"\n")
             .unwrap_err();
         assert!(e.key.starts_with("rules"), "{e}");
+    }
+
+    #[test]
+    fn rule_keys_are_checked_against_the_kind() {
+        let e = parse(
+            "[[rules]]\nname = \"a\"\nkind = \"dtmf\"\ndigit = \"0\"\ndisposition = \"d\"\n\n[[rules]]\nname = \"b\"\nkind = \"keyword\"\nphrase = [\"cancel\"]\ndisposition = \"d\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (10, "rules[1].phrase"), "{e}");
+        assert!(e.message.contains("phrases, exclude, window"), "{e}");
+        let e = parse("[[rules]]\nname = \"a\"\ndisposition = \"d\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (1, "rules[0]"), "{e}");
+        let e = parse("[[rules]]\nname = \"a\"\nkind = \"dtmf\"\ndigit = 5\ndisposition = \"d\"\n")
+            .unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+    }
+
+    #[test]
+    fn assistant_and_routes_parse_and_fail_clearly() {
+        let c = parse(
+            r#"
+[assistant]
+webhook_url = "http://127.0.0.1:9000/turn"
+ask_reason = "What can I do for you?"
+[[assistant.fields]]
+name = "postcode"
+prompt = "What is your postcode?"
+pattern = '([a-z]{1,2}\d{1,2} ?\d[a-z]{2})'
+[[assistant.faq]]
+phrases = ["opening hours"]
+answer = "Nine to five."
+[[routes]]
+name = "default"
+timezone = "Europe/London"
+hours = { days = [1, 2, 3, 4, 5], open = "09:00", close = "17:30" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.assistant.dialogue.ask_reason, "What can I do for you?");
+        assert_eq!(c.assistant.dialogue.fields[0].name, "postcode");
+        assert_eq!(c.assistant.brain.as_ref().unwrap().kind, BrainKind::Webhook);
+        assert_eq!(c.routes[0].timezone, "Europe/London");
+
+        let e = parse("[assistant]\nwebhook_url = \"ftp://x\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "assistant.webhook_url"));
+        let e = parse("[assistant]\nask_reasn = \"x\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse(
+            "[assistant]\n[[assistant.fields]]\nname = \"n\"\nprompt = \"p\"\npattern = \"(\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "assistant.fields");
+        assert!(e.message.contains("`n`"), "{e}");
+        let e = parse("[[routes]]\nname = \"default\"\ntimezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(e.message.contains("Mars/Olympus"), "{e}");
+        let e = parse("[[routes]]\nname = \"default\"\nhours = { days = [8], open = \"09:00\", close = \"17:00\" }\n")
+            .unwrap_err();
+        assert!(e.message.contains("day 8"), "{e}");
+        // With routes configured, every rule's route must be one of them (the defaults
+        // use `default`).
+        let e = parse("[[routes]]\nname = \"billing\"\n").unwrap_err();
+        assert!(e.message.contains("route `default`"), "{e}");
     }
 
     #[test]

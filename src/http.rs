@@ -41,6 +41,8 @@ async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "malformed_answered": gw.guard_stats.answered.load(Ordering::Relaxed),
         "malformed_dropped": gw.guard_stats.dropped.load(Ordering::Relaxed),
         "media": &gw.media.counters,
+        "speech": gw.speech.as_ref().map(|s| &s.counters),
+        "assistant": &gw.assistant.counters,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! `warmline`: the binary. CLI, config loading, logging, and the drivers that carry the
 //! sans-IO cores' decisions out onto sockets, timers and tasks.
 
+mod assistant;
 mod config;
 mod http;
 mod media;
@@ -103,6 +104,8 @@ fn init_logging(level: &str) {
 
 fn run(cfg: Config) -> anyhow::Result<()> {
     init_logging(&cfg.log.level);
+    // reqwest is built without a TLS crypto provider of its own; one is chosen here, once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,13 +116,18 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let speech = speech::SpeechPlane::start(&cfg).context("starting the speech pipeline")?;
-    let tts = warmline_speech::EspeakTts::new();
-    let prompts = media::Prompts::load(&cfg, &tts).context("loading prompts")?;
+    let tts = Arc::new(warmline_speech::EspeakTts::new());
+    let prompts = media::Prompts::load(&cfg, tts.as_ref()).context("loading prompts")?;
+    let assistant =
+        Arc::new(assistant::AssistantPlane::new(&cfg, tts).context("starting the assistant")?);
     if let Some(g) = &prompts.greeting {
         tracing::info!(ms = g.duration_ms(), "greeting loaded");
     }
+    for r in &cfg.routes {
+        tracing::info!(route = %r.name, timezone = %r.timezone, hours = ?r.hours, "route");
+    }
     let plane = Arc::new(media::MediaPlane::new(&cfg, prompts));
-    let gw = sip::Gateway::start(cfg.clone(), plane, speech, cancel.clone()).await?;
+    let gw = sip::Gateway::start(cfg.clone(), plane, speech, assistant, cancel.clone()).await?;
     for l in &cfg.sip.listen {
         tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");
     }

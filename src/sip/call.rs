@@ -5,13 +5,14 @@
 //! CANCEL run in their own tasks and report back through `ops`, so a peer's re-INVITE that
 //! crosses ours (glare) is still answered.
 
-use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
+use super::{AuditEntry, CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
+use crate::assistant::Voice;
 use crate::config::RouteMode;
 use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
 use crate::rtp_ports::RtpReservation;
 use crate::speech::PipelineEvent;
 
-/// Caller turns kept for the HTTP API.
+/// Caller turns (and assistant prompts) kept for the HTTP API.
 const TRANSCRIPT_KEPT: usize = 20;
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{
@@ -22,12 +23,14 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode, Uri};
 use rsipstack::transaction::transaction::Transaction;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use warmline_call::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome, Prompt};
 use warmline_media::{LegId, LegMedia, MediaEvent};
+use warmline_policy::Decision;
 use warmline_signaling::{CodecName, LocalMedia};
 
 fn sdp_header() -> Vec<Header> {
@@ -57,7 +60,31 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         rules: (!bridge).then(|| gw.cfg.rules.clone()),
         caller_id: String::new(),
         asserted_id: None,
+        caller_name: None,
+        assistant: if bridge {
+            None
+        } else {
+            gw.assistant.dialogue.clone()
+        },
+        brain: !bridge && gw.assistant.has_brain() && gw.assistant.dialogue.is_some(),
+        routes: gw.assistant.routes.clone(),
+        wall_clock: Some((Instant::now(), jiff::Timestamp::now())),
     }
+}
+
+/// The display name of a From/To value: `"Ada Lovelace" <sip:…>` or `Ada <sip:…>`.
+fn display_name(value: &str) -> Option<String> {
+    let v = value.trim();
+    let name = match v.strip_prefix('"') {
+        Some(rest) => rest.split('"').next().unwrap_or(""),
+        None => v
+            .split('<')
+            .next()
+            .filter(|_| v.contains('<'))
+            .unwrap_or(""),
+    };
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// How a leg's media is wired: which session, which leg in it, and whether it feeds the
@@ -114,6 +141,11 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             .and_then(|h| h.uri().ok())
             .map(|u| u.to_string())
             .unwrap_or_default();
+        cfg.caller_name = tx
+            .original
+            .from_header()
+            .ok()
+            .and_then(|h| display_name(h.value()));
         cfg.asserted_id = tx.original.headers.iter().find_map(|h| match h {
             Header::Other(name, value) if name.eq_ignore_ascii_case("P-Asserted-Identity") => Some(
                 value
@@ -283,6 +315,8 @@ pub(super) fn start_outbound(
     cfg.answer_on_command = false;
     cfg.greeting = false;
     cfg.rules = None;
+    cfg.assistant = None;
+    cfg.brain = false;
     if let Some(t) = req.ring_timeout {
         cfg.ring_timeout = t;
     }
@@ -417,6 +451,8 @@ struct CallTask {
     /// Bridge our leg to this one once we are answered.
     bridge_on_answer: Option<LegId>,
     media_configured: bool,
+    /// The assistant's speaker, started at its first prompt.
+    voice: Option<Voice>,
 }
 
 impl CallTask {
@@ -454,6 +490,10 @@ impl CallTask {
             media: None,
             transcript: Vec::new(),
             triggers: Vec::new(),
+            decision: None,
+            briefing: None,
+            said: Vec::new(),
+            audit: Vec::new(),
         }));
         gw.register(
             id.clone(),
@@ -493,7 +533,17 @@ impl CallTask {
             partner: None,
             bridge_on_answer: None,
             media_configured: false,
+            voice: None,
         }
+    }
+
+    fn audit(&self, event: &str, detail: String) {
+        tracing::info!(event, %detail, "audit");
+        lock(&self.info).audit.push(AuditEntry {
+            at_ms: jiff::Timestamp::now().as_millisecond(),
+            event: event.to_string(),
+            detail,
+        });
     }
 
     async fn run(mut self) {
@@ -778,7 +828,32 @@ impl CallTask {
                     }
                 }
                 CallAction::SendDtmf { digits } => self.media.send_dtmf(self.leg, &digits),
-                CallAction::Escalate { trigger } => {
+                CallAction::Say { text, id } => {
+                    tracing::info!(id, %text, "assistant says");
+                    {
+                        let mut info = lock(&self.info);
+                        if info.said.len() >= TRANSCRIPT_KEPT {
+                            info.said.remove(0);
+                        }
+                        info.said.push(text.clone());
+                    }
+                    let voice = self.voice.get_or_insert_with(|| {
+                        self.gw
+                            .assistant
+                            .voice(self.media.clone(), self.leg, self.ops_tx.clone())
+                    });
+                    voice.say(id, text);
+                }
+                CallAction::AskBrain { mut request } => {
+                    request.call_id = self.id.clone();
+                    self.gw.assistant.ask(*request, self.ops_tx.clone());
+                }
+                CallAction::Audit { event, detail } => self.audit(&event, detail),
+                CallAction::Escalate {
+                    trigger,
+                    briefing,
+                    decision,
+                } => {
                     // Time from the end of the caller's utterance to the decision: the
                     // recognizer's latency plus what happened since its result arrived.
                     let since_utterance_ms = self
@@ -795,10 +870,42 @@ impl CallTask {
                         since_utterance_ms,
                         "escalation trigger"
                     );
-                    lock(&self.info).triggers.push(trigger);
+                    let c = &self.gw.assistant.counters;
+                    c.escalations.fetch_add(1, Ordering::Relaxed);
+                    match &decision {
+                        Decision::Transfer => {
+                            c.transfers_decided.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(briefing = %briefing.spoken, "transfer decided");
+                            self.audit(
+                                "transfer_decided",
+                                format!(
+                                    "rule {} ({}): {}; route {}",
+                                    trigger.rule, trigger.kind, briefing.reason, trigger.route
+                                ),
+                            );
+                        }
+                        Decision::Callback { weekday, at } => {
+                            c.callbacks.fetch_add(1, Ordering::Relaxed);
+                            let from = lock(&self.info).from.clone();
+                            self.audit(
+                                "callback_requested",
+                                format!(
+                                    "route {} closed: callback to {from} promised for weekday {weekday} from {at}; {}",
+                                    trigger.route, briefing.summary
+                                ),
+                            );
+                        }
+                    }
+                    let mut info = lock(&self.info);
+                    info.triggers.push(*trigger);
+                    info.decision = Some(decision);
+                    info.briefing = Some(*briefing);
                 }
                 CallAction::StopPlayout => {
                     tracing::info!("barge-in: prompt stopped");
+                    if let Some(v) = &self.voice {
+                        v.interrupt();
+                    }
                     self.media.stop_playout(self.leg);
                 }
                 CallAction::HoldAudio { on } => {

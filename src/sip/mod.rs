@@ -50,6 +50,22 @@ pub struct CallInfo {
     pub transcript: Vec<warmline_speech::TranscriptTurn>,
     /// Escalation triggers that fired, with their evidence.
     pub triggers: Vec<warmline_policy::Trigger>,
+    /// What the last trigger led to, and the agent's briefing.
+    pub decision: Option<warmline_policy::Decision>,
+    pub briefing: Option<warmline_policy::briefing::Briefing>,
+    /// The assistant's last prompts to the caller.
+    pub said: Vec<String>,
+    /// Steps the audit trail holds (the disclosure, triggers, decisions), oldest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// One audited step of a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    pub event: String,
+    pub detail: String,
 }
 
 /// How the rest of the gateway talks to a live call.
@@ -81,6 +97,7 @@ pub struct Gateway {
     advertised: IpAddr,
     pub media: Arc<crate::media::MediaPlane>,
     pub speech: Option<Arc<crate::speech::SpeechPlane>>,
+    pub assistant: Arc<crate::assistant::AssistantPlane>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +128,7 @@ impl Gateway {
         cfg: Arc<Config>,
         media: Arc<crate::media::MediaPlane>,
         speech: Option<Arc<crate::speech::SpeechPlane>>,
+        assistant: Arc<crate::assistant::AssistantPlane>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let advertised = cfg.advertised_ip();
@@ -177,6 +195,7 @@ impl Gateway {
             advertised,
             media,
             speech,
+            assistant,
             cfg,
         });
         tokio::spawn(async move { endpoint.serve().await });

@@ -88,6 +88,31 @@ pub struct CallConfig {
     pub wall_clock: Option<(Instant, jiff::Timestamp)>,
 }
 
+impl CallConfig {
+    /// A plain call on `local_media`: answered at once, no greeting, no policy, no
+    /// assistant. Drivers and tests set what they need on top.
+    pub fn new(local_media: LocalMedia) -> Self {
+        Self {
+            local_media,
+            session_id: 1,
+            rng_seed: 1,
+            answer_after: Duration::ZERO,
+            ring_timeout: Duration::from_secs(30),
+            answer_on_command: false,
+            greeting: false,
+            greeting_barge_in: false,
+            rules: None,
+            caller_id: String::new(),
+            asserted_id: None,
+            caller_name: None,
+            assistant: None,
+            brain: false,
+            routes: Arc::new(Vec::new()),
+            wall_clock: None,
+        }
+    }
+}
+
 /// Prompts the controller asks the media plane to play, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -225,8 +250,8 @@ pub enum CallAction {
     /// An escalation rule fired (each rule at most once per call). `decision` says
     /// whether to transfer now or, out of hours, take a callback request.
     Escalate {
-        trigger: Trigger,
-        briefing: Briefing,
+        trigger: Box<Trigger>,
+        briefing: Box<Briefing>,
         decision: Decision,
     },
     /// Speak `text` to the caller (TTS); `id` comes back in [`CallEvent::PlayoutDone`]. The
@@ -551,8 +576,8 @@ impl Controller {
         let briefing = brief(&facts, &trigger, &template, &next_step);
         let decision = self.decide(now, &trigger.route);
         self.actions.push_back(CallAction::Escalate {
-            trigger,
-            briefing,
+            trigger: Box::new(trigger),
+            briefing: Box::new(briefing),
             decision: decision.clone(),
         });
         match decision {
@@ -727,8 +752,8 @@ impl Controller {
                 source: "brain".into(),
             });
         }
-        if let Some(t) = reply.transfer {
-            if !self.escalated {
+        if let Some(t) = reply.transfer.filter(|_| !self.escalated) {
+            {
                 let route = t.route.unwrap_or_else(|| {
                     self.policy
                         .as_ref()
@@ -747,10 +772,11 @@ impl Controller {
                 self.escalate(now, trigger);
             }
         }
-        if let Some(say) = reply.say.filter(|s| !s.trim().is_empty()) {
-            if !self.escalated && !stale {
-                self.say(now, say);
-            }
+        if let Some(say) = reply
+            .say
+            .filter(|s| !s.trim().is_empty() && !self.escalated && !stale)
+        {
+            self.say(now, say);
         }
         if reply.resolved {
             self.observe(now, &Observation::Resolved);

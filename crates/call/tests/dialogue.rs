@@ -30,7 +30,8 @@ fn answered(cfg: CallConfig) -> Harness {
         sdp: Some(offer("sendrecv", 1)),
     });
     assert!(
-        acts.iter().any(|a| matches!(a, CallAction::Play { id: 1, .. })),
+        acts.iter()
+            .any(|a| matches!(a, CallAction::Play { id: 1, .. })),
         "{acts:?}"
     );
     h.send(CallEvent::Ack);
@@ -127,7 +128,11 @@ fn asking_for_a_person_escalates_with_a_briefing_and_silences_the_assistant() {
         "asked to speak to a person",
         "Greet the caller by name",
     ] {
-        assert!(briefing.spoken.contains(part), "{part}: {}", briefing.spoken);
+        assert!(
+            briefing.spoken.contains(part),
+            "{part}: {}",
+            briefing.spoken
+        );
     }
     assert!(briefing.summary.contains("rule asked_for_person"));
     // The person takes it from here: no more assistant turns.
@@ -151,7 +156,10 @@ fn three_unintelligible_turns_transfer_on_repeated_failure() {
     let acts = h.send(turn_saying(""));
     match &acts[..] {
         // The re-prompt still playing stops; no new one follows the transfer decision.
-        [CallAction::Escalate { trigger, .. }, CallAction::StopPlayout] => {
+        [
+            CallAction::Escalate { trigger, .. },
+            CallAction::StopPlayout,
+        ] => {
             assert_eq!(trigger.kind, "repeated_failure");
             assert_eq!(trigger.disposition, "transfer.repeated_failure");
         }
@@ -256,7 +264,11 @@ fn the_brain_answers_first_and_the_built_in_flow_takes_a_failed_turn() {
             assert_eq!(trigger.kind, "assistant");
             assert_eq!(trigger.route, "billing");
             assert!(briefing.spoken.contains("billing dispute"));
-            assert!(briefing.reason.contains("refund above the assistant's limit"));
+            assert!(
+                briefing
+                    .reason
+                    .contains("refund above the assistant's limit")
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -110,6 +110,46 @@ pub enum RuleKind {
     },
 }
 
+/// Every rule kind's name.
+pub const KINDS: &[&str] = &[
+    "explicit_request",
+    "keyword",
+    "prosody",
+    "low_confidence",
+    "repeated_failure",
+    "elapsed",
+    "dtmf",
+    "caller",
+    "topic",
+];
+
+/// Keys every rule takes, whatever its kind.
+pub const RULE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "priority",
+    "disposition",
+    "route",
+    "briefing",
+    "next_step",
+];
+
+/// The parameters a kind takes, for refusing misspelt keys (`None`: no such kind).
+pub fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "explicit_request" => &["phrases"],
+        "keyword" => &["phrases", "exclude", "window"],
+        "prosody" => &["threshold", "sustain", "negative_phrases"],
+        "low_confidence" => &["below", "turns"],
+        "repeated_failure" => &["failures"],
+        "elapsed" => &["after_s"],
+        "dtmf" => &["digit"],
+        "caller" => &["numbers"],
+        "topic" => &["topic", "phrases", "exclude", "amount_over"],
+        _ => return None,
+    })
+}
+
 impl RuleKind {
     pub fn name(&self) -> &'static str {
         match self {

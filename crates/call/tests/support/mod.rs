@@ -3,7 +3,6 @@
 // Test support code: a failed setup step should panic with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warmline_call::{CallAction, CallConfig, CallEvent, Controller};
 use warmline_signaling::{CodecName, LocalMedia};
@@ -16,26 +15,16 @@ pub struct Harness {
 
 pub fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
     CallConfig {
-        local_media: LocalMedia {
-            addr: "127.0.0.1".parse().unwrap(),
-            port: 20000,
-            codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
-        },
         session_id: 7,
         rng_seed: seed,
         answer_after: Duration::from_millis(answer_after_ms),
         ring_timeout: Duration::from_secs(20),
-        answer_on_command: false,
-        greeting: false,
-        greeting_barge_in: false,
-        rules: None,
         caller_id: "sip:+15551230000@127.0.0.1".into(),
-        asserted_id: None,
-        caller_name: None,
-        assistant: None,
-        brain: false,
-        routes: Arc::new(Vec::new()),
-        wall_clock: None,
+        ..CallConfig::new(LocalMedia {
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 20000,
+            codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
+        })
     }
 }
 

@@ -1,0 +1,342 @@
+//! The assistant's drivers. The controller decides what to say and when to ask the external
+//! brain; this module does it: text to speech off the async threads, played in order on the
+//! call's media, and the brain's HTTP round trip with its timeout. Nothing here decides.
+
+use crate::config::{BrainKind, BrainSettings, Config};
+use crate::media::MediaHandle;
+use serde::Serialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+use warmline_call::assistant::Assistant;
+use warmline_call::brain::{BrainReply, BrainRequest};
+use warmline_call::{CallEvent, RouteHours};
+use warmline_media::LegId;
+use warmline_speech::Tts;
+
+#[derive(Debug, Default, Serialize)]
+pub struct AssistantCounters {
+    /// Prompts spoken (TTS rendered and queued).
+    pub says: AtomicU64,
+    pub tts_errors: AtomicU64,
+    pub brain_requests: AtomicU64,
+    pub brain_ok: AtomicU64,
+    pub brain_timeouts: AtomicU64,
+    /// Refused connections, non-2xx answers and replies that were not the contract.
+    pub brain_errors: AtomicU64,
+    /// Sum of brain round trips that answered, for the mean.
+    pub brain_ms_total: AtomicU64,
+    pub escalations: AtomicU64,
+    pub transfers_decided: AtomicU64,
+    pub callbacks: AtomicU64,
+}
+
+/// What every assistant-answered call shares.
+pub struct AssistantPlane {
+    /// The configured built-in dialogue (patterns compiled once); `None` when
+    /// `[assistant] enabled = false`.
+    pub dialogue: Option<Assistant>,
+    pub routes: Arc<Vec<RouteHours>>,
+    pub counters: AssistantCounters,
+    tts: Arc<dyn Tts>,
+    voice: String,
+    brain: Option<(BrainSettings, reqwest::Client)>,
+}
+
+impl std::fmt::Debug for AssistantPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssistantPlane")
+            .field("enabled", &self.dialogue.is_some())
+            .field("brain", &self.brain.as_ref().map(|(b, _)| &b.url))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrainError {
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Http(String),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("reply is not the contract: {0}")]
+    Reply(String),
+}
+
+impl AssistantPlane {
+    pub fn new(cfg: &Config, tts: Arc<dyn Tts>) -> anyhow::Result<Self> {
+        let a = &cfg.assistant;
+        let dialogue = if a.enabled {
+            Some(Assistant::new(a.dialogue.clone())?)
+        } else {
+            None
+        };
+        let brain = match &a.brain {
+            Some(b) => {
+                let client = reqwest::Client::builder()
+                    .timeout(b.timeout)
+                    .user_agent(cfg.sip.user_agent.clone())
+                    .build()?;
+                Some((b.clone(), client))
+            }
+            None => None,
+        };
+        let routes = cfg
+            .routes
+            .iter()
+            .filter_map(|r| {
+                r.hours.as_ref().map(|h| RouteHours {
+                    name: r.name.clone(),
+                    hours: h.clone(),
+                    tz: r.tz.clone(),
+                })
+            })
+            .collect();
+        Ok(Self {
+            dialogue,
+            routes: Arc::new(routes),
+            counters: AssistantCounters::default(),
+            tts,
+            voice: cfg.speech.tts_voice.clone(),
+            brain,
+        })
+    }
+
+    pub fn has_brain(&self) -> bool {
+        self.brain.is_some()
+    }
+
+    /// Start a call's voice: prompts are rendered and played in the order asked.
+    pub fn voice(
+        self: &Arc<Self>,
+        media: MediaHandle,
+        leg: LegId,
+        events: mpsc::UnboundedSender<CallEvent>,
+    ) -> Voice {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, String, u64)>();
+        let generation = Arc::new(AtomicU64::new(0));
+        let plane = self.clone();
+        let current = generation.clone();
+        tokio::spawn(
+            async move {
+                while let Some((id, text, asked_in)) = rx.recv().await {
+                    let tts = plane.tts.clone();
+                    let voice = plane.voice.clone();
+                    let rendered =
+                        tokio::task::spawn_blocking(move || tts.synth(&text, &voice)).await;
+                    // The caller barged in while this was rendering: it is not wanted now.
+                    if current.load(Ordering::Acquire) != asked_in {
+                        let _ = events.send(CallEvent::PlayoutDone {
+                            id,
+                            interrupted: true,
+                        });
+                        continue;
+                    }
+                    match rendered {
+                        Ok(Ok(clip)) => {
+                            plane.counters.says.fetch_add(1, Ordering::Relaxed);
+                            media.play(leg, id, clip);
+                        }
+                        other => {
+                            plane.counters.tts_errors.fetch_add(1, Ordering::Relaxed);
+                            let error = match other {
+                                Ok(Err(e)) => e.to_string(),
+                                Err(e) => e.to_string(),
+                                Ok(Ok(_)) => String::new(),
+                            };
+                            tracing::warn!(%error, id, "prompt not rendered");
+                            let _ = events.send(CallEvent::PlayoutDone {
+                                id,
+                                interrupted: false,
+                            });
+                        }
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Voice { tx, generation }
+    }
+
+    /// POST one turn to the brain; the answer (or `None`) comes back as an event.
+    pub fn ask(
+        self: &Arc<Self>,
+        request: BrainRequest,
+        reply_to: mpsc::UnboundedSender<CallEvent>,
+    ) {
+        let Some((settings, client)) = self.brain.clone() else {
+            let _ = reply_to.send(CallEvent::BrainReply {
+                seq: request.seq,
+                reply: None,
+            });
+            return;
+        };
+        let plane = self.clone();
+        tokio::spawn(
+            async move {
+                let seq = request.seq;
+                plane.counters.brain_requests.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                let result = match &settings.kind {
+                    BrainKind::Webhook => webhook(&client, &settings.url, &request).await,
+                    BrainKind::OpenAi { model, api_key } => {
+                        openai(&client, &settings.url, model, api_key.as_deref(), &request).await
+                    }
+                };
+                let ms = t.elapsed().as_millis() as u64;
+                let c = &plane.counters;
+                let reply = match result {
+                    Ok(r) => {
+                        c.brain_ok.fetch_add(1, Ordering::Relaxed);
+                        c.brain_ms_total.fetch_add(ms, Ordering::Relaxed);
+                        tracing::info!(seq, ms, say = ?r.say, transfer = ?r.transfer, "brain replied");
+                        Some(Box::new(r))
+                    }
+                    Err(e) => {
+                        match e {
+                            BrainError::Timeout => c.brain_timeouts.fetch_add(1, Ordering::Relaxed),
+                            _ => c.brain_errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                        tracing::warn!(seq, ms, error = %e, "brain failed: the built-in assistant takes this turn");
+                        None
+                    }
+                };
+                let _ = reply_to.send(CallEvent::BrainReply { seq, reply });
+            }
+            .in_current_span(),
+        );
+    }
+}
+
+/// One call's speaker: the controller's `Say`s, in order.
+#[derive(Debug, Clone)]
+pub struct Voice {
+    tx: mpsc::UnboundedSender<(u64, String, u64)>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Voice {
+    pub fn say(&self, id: u64, text: String) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let _ = self.tx.send((id, text, generation));
+    }
+
+    /// The caller barged in: prompts still being rendered are dropped.
+    pub fn interrupt(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+fn http_error(e: reqwest::Error) -> BrainError {
+    if e.is_timeout() {
+        BrainError::Timeout
+    } else {
+        BrainError::Http(e.to_string())
+    }
+}
+
+async fn webhook(
+    client: &reqwest::Client,
+    url: &str,
+    request: &BrainRequest,
+) -> Result<BrainReply, BrainError> {
+    let resp = client
+        .post(url)
+        .json(request)
+        .send()
+        .await
+        .map_err(http_error)?;
+    if !resp.status().is_success() {
+        return Err(BrainError::Status(resp.status().as_u16()));
+    }
+    let body = resp.bytes().await.map_err(http_error)?;
+    serde_json::from_slice(&body).map_err(|e| BrainError::Reply(e.to_string()))
+}
+
+const OPENAI_SYSTEM: &str = "You are the telephone assistant of a customer service line. \
+The caller hears your words through text to speech: answer in one or two short, plain \
+sentences. Reply with one JSON object and nothing else: {\"say\": string, \"fields\": \
+{string: string}, \"intent\": string, \"confidence\": number between 0 and 1, \"transfer\": \
+null or {\"reason\": string}, \"resolved\": boolean}. Put what you learn (name, account or \
+order number, postcode, preferred time) in fields. Ask for a transfer when the caller wants \
+a person, is upset, or needs something you cannot do.";
+
+async fn openai(
+    client: &reqwest::Client,
+    url: &str,
+    model: &str,
+    api_key: Option<&str>,
+    request: &BrainRequest,
+) -> Result<BrainReply, BrainError> {
+    let mut messages = vec![json!({"role": "system", "content": OPENAI_SYSTEM})];
+    if !request.fields.is_empty() {
+        messages.push(json!({"role": "system", "content": format!("Collected so far: {}", json!(request.fields))}));
+    }
+    // The history ends with this turn already.
+    for line in &request.history {
+        let role = if line.role == "assistant" {
+            "assistant"
+        } else {
+            "user"
+        };
+        messages.push(json!({"role": role, "content": line.text}));
+    }
+    if request
+        .history
+        .last()
+        .is_none_or(|l| l.text != request.transcript)
+    {
+        messages.push(json!({"role": "user", "content": request.transcript}));
+    }
+    let mut post = client.post(url).json(&json!({
+        "model": model,
+        "messages": messages,
+        "temperature": 0.2,
+    }));
+    if let Some(key) = api_key {
+        post = post.bearer_auth(key);
+    }
+    let resp = post.send().await.map_err(http_error)?;
+    if !resp.status().is_success() {
+        return Err(BrainError::Status(resp.status().as_u16()));
+    }
+    let body: serde_json::Value = resp.json().await.map_err(http_error)?;
+    let content = body["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or_else(|| BrainError::Reply("no choices[0].message.content".into()))?;
+    Ok(parse_chat_reply(content))
+}
+
+/// A chat model's answer: the JSON object asked for, possibly fenced; plain prose is taken
+/// as words to say.
+pub fn parse_chat_reply(content: &str) -> BrainReply {
+    let trimmed = content
+        .trim()
+        .trim_start_matches("```json")
+        .trim_start_matches("```")
+        .trim_end_matches("```")
+        .trim();
+    serde_json::from_str::<BrainReply>(trimmed).unwrap_or_else(|_| BrainReply {
+        say: Some(content.trim().to_string()),
+        ..BrainReply::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_replies_json_fenced_json_or_prose() {
+        let r =
+            parse_chat_reply("```json\n{\"say\":\"Hi.\",\"transfer\":{\"reason\":\"asked\"}}\n```");
+        assert_eq!(r.say.as_deref(), Some("Hi."));
+        assert!(r.transfer.is_some());
+        let r = parse_chat_reply("Sure, one moment.");
+        assert_eq!(r.say.as_deref(), Some("Sure, one moment."));
+    }
+}
