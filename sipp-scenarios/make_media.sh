@@ -16,6 +16,8 @@ say greeting.wav "Hello. You are speaking with warmline, an automated assistant.
 say speech.wav "I would like to speak to a human about my order, please. It is number four five six seven."
 # A caller asking for a person, in the klatt voice pocketsphinx hears best.
 say ask.wav "I want to speak to a human." en-us+klatt2
+# A short answer for the assistant (pocketsphinx's answer grammar).
+say yes.wav "Yes." en-us+klatt2
 sox -D -n -r 8000 -c 1 -b 16 "$out/tone.wav" synth 3 sine 1000 vol 0.5
 python3 "$here/mkpcap.py" "$out/speech.wav" "$out/speech_pcmu.pcap" --codec pcmu --ssrc 0x5EED0001
 python3 "$here/mkpcap.py" "$out/speech.wav" "$out/speech_pcma.pcap" --codec pcma --ssrc 0x5EED0002
@@ -24,5 +26,6 @@ sox -D "$out/speech.wav" "$out/speech_long.wav" repeat 5
 sox -D "$out/speech_long.wav" -e u-law -t wav "$out/speech_long_ulaw.wav"
 python3 "$here/mkpcap.py" "$out/speech_long.wav" "$out/speech_long_pcmu.pcap" --codec pcmu --ssrc 0x5EED0005
 python3 "$here/mkpcap.py" "$out/ask.wav" "$out/ask_pcmu.pcap" --codec pcmu --ssrc 0x5EED0006
+python3 "$here/mkpcap.py" "$out/yes.wav" "$out/yes_pcmu.pcap" --codec pcmu --ssrc 0x5EED0007
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/tone_pcmu.pcap" --codec pcmu --ssrc 0x5EED0003
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/dtmf_pcmu.pcap" --codec pcmu --dtmf "15#" --ssrc 0x5EED0004 --seq 20000

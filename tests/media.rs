@@ -8,52 +8,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
-
-/// Test audio, made once per run by the project's own script.
-fn media() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        for tool in ["espeak-ng", "sox", "python3", "tshark"] {
-            assert!(
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {tool}")])
-                    .output()
-                    .unwrap()
-                    .status
-                    .success(),
-                "{tool} is not installed: run the README's test command (it installs it)"
-            );
-        }
-        let dir = tempfile::tempdir().unwrap().keep();
-        let out = Command::new(scenarios().join("make_media.sh"))
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make_media.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-}
-
-/// A directory where SIPp finds `audio.pcap` (a copy of one of the made pcaps).
-fn caller_dir(pcap: &str) -> PathBuf {
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(media().join(pcap), dir.join("audio.pcap")).unwrap();
-    dir
-}
-
-/// Even media ports for SIPp, distinct across this process's tests, and above the kernel's
-/// ephemeral range and below nothing warmline binds (its test RTP ranges sit under 32768).
-fn media_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    61000 + (std::process::id() % 4) as u16 * 1000 + NEXT.fetch_add(1, Ordering::Relaxed) * 8
-}
 
 #[derive(Debug, Clone)]
 struct Rtp {
@@ -231,32 +186,6 @@ fn best_corr(got: &[i16], want: &[i16], max_lag: usize) -> (f64, usize) {
         }
     }
     best
-}
-
-fn calls(gw: &Gw) -> serde_json::Value {
-    serde_json::from_str(&http_req(gw.http, "GET", "/v1/calls", "").1).unwrap_or_default()
-}
-
-fn caller(gw: &Gw, pcap: &str, codec: &str, hold_ms: u32, mp: u16) -> Child {
-    let dir = caller_dir(pcap);
-    sipp_in(
-        &dir,
-        &[
-            "-sf",
-            scenarios().join("uac_media.xml").to_str().unwrap(),
-            "-key",
-            "codec",
-            codec,
-            "-m",
-            "1",
-            "-d",
-            &hold_ms.to_string(),
-            "-mp",
-            &mp.to_string(),
-            &gw.sip_addr(),
-        ],
-        free_port(),
-    )
 }
 
 #[test]
