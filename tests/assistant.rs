@@ -232,3 +232,36 @@ fn out_of_hours_the_caller_is_promised_a_callback_and_it_is_audited() {
     );
     assert_eq!(stats(&gw)["assistant"]["callbacks"], 1);
 }
+
+#[test]
+fn an_openai_compatible_endpoint_can_be_the_brain() {
+    require_sipp();
+    let brain = Brain::start(
+        r#"{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "```json\n{\"say\": \"Happy to help. What is the order number?\", \"intent\": \"order status\", \"confidence\": 0.7}\n```"}}]}"#,
+        Duration::ZERO,
+    );
+    let gw = Gw::start(
+        "",
+        &format!(
+            "{SHORT_GREETING}[assistant]\nopenai_url = \"http://127.0.0.1:{}/v1/chat/completions\"\nopenai_model = \"local-model\"\n",
+            brain.port
+        ),
+    );
+    let sipp = caller(&gw, "yes_pcmu.pcap", "0", 6000, media_port());
+    let call = watch(&gw, Duration::from_secs(5), |c| !said(c).is_empty());
+    wait_ok(sipp, "caller answering the assistant");
+    let bodies = brain.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let req = &bodies[0];
+    assert_eq!(req["model"], "local-model");
+    let messages = req["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(messages.last().unwrap()["role"], "user", "{req}");
+    assert_eq!(
+        said(&call),
+        ["Happy to help. What is the order number?"],
+        "{call}"
+    );
+    assert_eq!(call["intent"]["text"], "order status");
+}

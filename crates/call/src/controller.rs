@@ -584,10 +584,7 @@ impl Controller {
             Decision::Transfer => {
                 self.escalated = true;
                 self.brain_pending.clear();
-                if !self.playing.is_empty() {
-                    self.playing.clear();
-                    self.actions.push_back(CallAction::StopPlayout);
-                }
+                self.stop_prompts();
             }
             Decision::Callback { weekday, at } => {
                 let today = self.local_time(now, "").map(|(d, _)| d);
@@ -639,6 +636,17 @@ impl Controller {
             text: text.into(),
             at_ms,
         });
+    }
+
+    /// Cut the prompts the caller may interrupt. Stopping playout clears the whole queue,
+    /// so nothing is cut while the disclosure is still playing (unless it is bargeable):
+    /// prompts queued behind it play after it.
+    fn stop_prompts(&mut self) {
+        let disclosure_playing = self.greeting_id.is_some() && !self.greeting_barge_in;
+        if !self.playing.is_empty() && !disclosure_playing {
+            self.playing.clear();
+            self.actions.push_back(CallAction::StopPlayout);
+        }
     }
 
     /// Speak to the caller; the caller may cut it short.
@@ -934,10 +942,7 @@ impl Controller {
                 }
             }
             CallEvent::SpeechStarted => {
-                if !self.playing.is_empty() {
-                    self.playing.clear();
-                    self.actions.push_back(CallAction::StopPlayout);
-                }
+                self.stop_prompts();
             }
             CallEvent::Transcript { turn } => {
                 if self.turns.len() == MAX_TURNS {

@@ -273,3 +273,18 @@ fn the_brain_answers_first_and_the_built_in_flow_takes_a_failed_turn() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_prompt_queued_behind_the_disclosure_does_not_let_speech_cut_the_disclosure() {
+    let mut h = answered(assistant_config());
+    // The caller answers over the greeting; the assistant's reply queues behind it.
+    let acts = h.send(turn_saying("my order"));
+    assert_eq!(says(&acts), ["What is your account or order number?"]);
+    assert!(h.send(CallEvent::SpeechStarted).is_empty());
+    h.send(CallEvent::PlayoutDone {
+        id: 1,
+        interrupted: false,
+    });
+    // Once the disclosure is over, speech cuts the prompt as usual.
+    assert_eq!(h.send(CallEvent::SpeechStarted), [CallAction::StopPlayout]);
+}
