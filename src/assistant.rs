@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 use warmline_call::assistant::Assistant;
 use warmline_call::brain::{BrainReply, BrainRequest};
-use warmline_call::{CallEvent, RouteHours};
+use warmline_call::{CallEvent, RoutePlan};
 use warmline_media::LegId;
 use warmline_speech::Tts;
 
@@ -39,7 +39,7 @@ pub struct AssistantPlane {
     /// The configured built-in dialogue (patterns compiled once); `None` when
     /// `[assistant] enabled = false`.
     pub dialogue: Option<Assistant>,
-    pub routes: Arc<Vec<RouteHours>>,
+    pub routes: Arc<Vec<RoutePlan>>,
     pub counters: AssistantCounters,
     tts: Arc<dyn Tts>,
     voice: String,
@@ -88,12 +88,15 @@ impl AssistantPlane {
         let routes = cfg
             .routes
             .iter()
-            .filter_map(|r| {
-                r.hours.as_ref().map(|h| RouteHours {
-                    name: r.name.clone(),
-                    hours: h.clone(),
-                    tz: r.tz.clone(),
-                })
+            .map(|r| RoutePlan {
+                name: r.name.clone(),
+                hours: r.hours.clone(),
+                tz: r.tz.clone(),
+                targets: r.targets.clone(),
+                strategy: r.strategy,
+                ring_timeout: r.ring_timeout,
+                confirm: r.confirm,
+                next_target: Default::default(),
             })
             .collect();
         Ok(Self {

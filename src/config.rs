@@ -69,6 +69,8 @@ pub struct Config {
     pub assistant: AssistantSettings,
     /// `[[routes]]`: agent groups, with their business hours.
     pub routes: Vec<Route>,
+    pub crm: CrmConfig,
+    pub store: StoreConfig,
 }
 
 /// `[assistant]`: the built-in dialogue and the optional external brain.
@@ -107,6 +109,10 @@ pub struct Route {
     pub tz: jiff::tz::TimeZone,
     /// The zone's name as configured (for logs), `system` when unset.
     pub timezone: String,
+    pub targets: Vec<String>,
+    pub strategy: warmline_call::HuntStrategy,
+    pub ring_timeout: Duration,
+    pub confirm: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +189,25 @@ pub struct MediaConfig {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
+    /// How agents' phones and the CRM reach this API (Call-Info and packet links).
+    pub public_url: String,
+}
+
+/// `[crm]`: where context packets go.
+#[derive(Debug, Clone)]
+pub struct CrmConfig {
+    pub webhook_url: Option<String>,
+    /// Signs each POST: `X-Warmline-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    pub secret: Option<String>,
+    pub timeout: Duration,
+}
+
+/// `[store]`: the SQLite file of the audit trail, packets and the CRM outbox.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// Keep turn texts in the audit trail (otherwise only their timing and confidence).
+    pub keep_transcripts: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -219,7 +244,10 @@ struct Raw {
     /// Checked key by key against each rule's kind, then deserialised (see `rules`).
     rules: Vec<toml::Table>,
     assistant: RawAssistant,
-    routes: Vec<RawRoutes>,
+    /// `None`: the embedded `default` route (one agent on this machine).
+    routes: Option<Vec<RawRoutes>>,
+    crm: RawCrm,
+    store: RawStore,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +258,35 @@ struct RawRoutes {
     timezone: Option<String>,
     #[serde(default)]
     hours: Option<warmline_policy::hours::Hours>,
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default = "sequential")]
+    strategy: String,
+    #[serde(default = "ring_timeout_s")]
+    ring_timeout_s: u64,
+    #[serde(default)]
+    confirm: bool,
+}
+
+fn sequential() -> String {
+    "sequential".into()
+}
+fn ring_timeout_s() -> u64 {
+    20
+}
+
+/// The route a fresh install has: one agent softphone on this machine (the README's
+/// baresip), so the first call can be transferred without writing config.
+fn embedded_routes() -> Vec<RawRoutes> {
+    vec![RawRoutes {
+        name: "default".into(),
+        timezone: None,
+        hours: None,
+        targets: vec!["sip:agent@127.0.0.1:5062".into()],
+        strategy: sequential(),
+        ring_timeout_s: ring_timeout_s(),
+        confirm: false,
+    }]
 }
 
 /// `[assistant]`. The dialogue keys are spelled out (not flattened) so unknown keys are
@@ -386,12 +443,48 @@ impl Default for RawMedia {
 struct RawHttp {
     /// An empty string turns the HTTP API off.
     listen: String,
+    public_url: Option<String>,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCrm {
+    webhook_url: Option<String>,
+    secret: Option<String>,
+    timeout_ms: u64,
+}
+
+impl Default for RawCrm {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            secret: None,
+            timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    path: PathBuf,
+    keep_transcripts: bool,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            path: "warmline.db".into(),
+            keep_transcripts: false,
         }
     }
 }
@@ -618,9 +711,20 @@ impl Config {
             ));
         }
         let rules = parse_rules(&raw.rules, path, text)?;
+        for (key, url) in [
+            ("crm.webhook_url", &raw.crm.webhook_url),
+            ("http.public_url", &raw.http.public_url),
+        ] {
+            if let Some(u) = url.as_deref().filter(|u| {
+                !(u.starts_with("http://") || u.starts_with("https://"))
+            }) {
+                return Err(err(key, format!("`{u}` is not an http(s) URL")));
+            }
+        }
         let assistant = assistant_settings(raw.assistant, &err)?;
-        let routes = routes(raw.routes, &err)?;
-        if !routes.is_empty() {
+        let configured = raw.routes.is_some();
+        let routes = routes(raw.routes.unwrap_or_else(embedded_routes), &err)?;
+        if configured {
             let named = |n: &str| routes.iter().any(|r| r.name == n);
             let effective = if rules.is_empty() {
                 warmline_policy::default_rules()
@@ -713,7 +817,23 @@ impl Config {
             assistant,
             routes,
             http: HttpConfig {
+                public_url: match raw.http.public_url {
+                    Some(u) => u.trim_end_matches('/').to_string(),
+                    None => format!(
+                        "http://{}",
+                        http_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+                    ),
+                },
                 listen: http_listen,
+            },
+            crm: CrmConfig {
+                webhook_url: raw.crm.webhook_url,
+                secret: raw.crm.secret,
+                timeout: Duration::from_millis(raw.crm.timeout_ms.max(100)),
+            },
+            store: StoreConfig {
+                path: resolve(path, &raw.store.path),
+                keep_transcripts: raw.store.keep_transcripts,
             },
             log: LogConfig {
                 level: raw.log.level,
@@ -891,6 +1011,35 @@ fn routes(
             h.validate()
                 .map_err(|e| err("routes", format!("route `{}`: hours: {e}", r.name)))?;
         }
+        let strategy = match r.strategy.as_str() {
+            "sequential" => warmline_call::HuntStrategy::Sequential,
+            "round_robin" => warmline_call::HuntStrategy::RoundRobin,
+            other => {
+                return Err(err(
+                    "routes",
+                    format!(
+                        "route `{}`: strategy `{other}` is not \"sequential\" or \"round_robin\"",
+                        r.name
+                    ),
+                ));
+            }
+        };
+        if let Some(t) = r
+            .targets
+            .iter()
+            .find(|t| !t.starts_with("sip:") || t.len() < 5)
+        {
+            return Err(err(
+                "routes",
+                format!("route `{}`: target `{t}` is not a sip: URI", r.name),
+            ));
+        }
+        if !(1..=300).contains(&r.ring_timeout_s) {
+            return Err(err(
+                "routes",
+                format!("route `{}`: ring_timeout_s must be 1 to 300", r.name),
+            ));
+        }
         let (tz, timezone) = match &r.timezone {
             Some(name) => (
                 jiff::tz::TimeZone::get(name).map_err(|e| {
@@ -908,6 +1057,10 @@ fn routes(
             hours: r.hours,
             tz,
             timezone,
+            targets: r.targets,
+            strategy,
+            ring_timeout: Duration::from_secs(r.ring_timeout_s),
+            confirm: r.confirm,
         });
     }
     Ok(out)

@@ -23,6 +23,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/calls/{id}/hold", post(hold))
         .route("/v1/calls/{id}/resume", post(resume))
         .route("/v1/calls/{id}/dtmf", post(dtmf))
+        .route("/api/calls/{id}/context", get(context))
+        .route("/api/calls/{id}/audit", get(audit))
         .with_state(gw)
 }
 
@@ -34,7 +36,45 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
     }
 }
 
+/// The call's context packet, from the store (so it outlives the call and a restart).
+async fn context(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
+    match gw.store.read(move |s| s.context(&key)).await {
+        Ok(Some(body)) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Ok(None) => not_found(&id),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The call's audit trail, oldest first, with its CRM deliveries.
+async fn audit(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
+    match gw
+        .store
+        .read(move |s| Ok((s.audit(&key)?, s.outbox_for(&key)?)))
+        .await
+    {
+        Ok((events, _)) if events.is_empty() => not_found(&id),
+        Ok((events, deliveries)) => Json(json!({
+            "call_id": id,
+            "events": events,
+            "deliveries": deliveries.iter().map(|d| json!({
+                "id": d.id, "url": d.url, "attempts": d.attempts,
+                "delivered_at_ms": d.delivered_at_ms, "last_error": d.last_error,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let outbox_pending = gw.store.read(|s| s.pending()).await.ok();
     Json(json!({
         "active_calls": gw.active_calls(),
         "draining": gw.is_draining(),
@@ -43,6 +83,9 @@ async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "media": &gw.media.counters,
         "speech": gw.speech.as_ref().map(|s| &s.counters),
         "assistant": &gw.assistant.counters,
+        "crm": &*gw.crm,
+        "store": &*gw.store.counters,
+        "outbox_pending": outbox_pending,
     }))
 }
 
@@ -132,6 +175,7 @@ async fn originate(State(gw): State<Arc<Gateway>>, Json(body): Json<OriginateBod
         ring_timeout: Some(ring),
         auth_username: body.auth_username,
         auth_password: body.auth_password,
+        ..Originate::default()
     };
     let (id, outcome) = match gw.originate(req) {
         Ok(x) => x,

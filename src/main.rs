@@ -3,11 +3,13 @@
 
 mod assistant;
 mod config;
+mod crm;
 mod http;
 mod media;
 mod rtp_ports;
 mod sip;
 mod speech;
+mod store;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -127,7 +129,34 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         tracing::info!(route = %r.name, timezone = %r.timezone, hours = ?r.hours, "route");
     }
     let plane = Arc::new(media::MediaPlane::new(&cfg, prompts));
-    let gw = sip::Gateway::start(cfg.clone(), plane, speech, assistant, cancel.clone()).await?;
+    let store = store::StoreHandle::open(&cfg.store.path)
+        .with_context(|| format!("opening the store {}", cfg.store.path.display()))?;
+    tracing::info!(path = %cfg.store.path.display(), "store open (SQLite WAL, synchronous=FULL)");
+    let crm_counters = Arc::new(crm::CrmCounters::default());
+    match &cfg.crm.webhook_url {
+        Some(url) => {
+            crm::spawn(
+                cfg.crm.clone(),
+                store.clone(),
+                crm_counters.clone(),
+                cfg.sip.user_agent.clone(),
+            )?;
+            tracing::info!(%url, signed = cfg.crm.secret.is_some(), "CRM webhook");
+        }
+        None => tracing::info!("no [crm] webhook_url: context packets are stored and served, not posted"),
+    }
+    let gw = sip::Gateway::start(
+        cfg.clone(),
+        sip::Planes {
+            media: plane,
+            speech,
+            assistant,
+            store,
+            crm: crm_counters,
+        },
+        cancel.clone(),
+    )
+    .await?;
     for l in &cfg.sip.listen {
         tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");
     }

@@ -23,9 +23,11 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode, Uri};
 use rsipstack::transaction::transaction::Transaction;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use warmline_call::context::PacketLinks;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use warmline_call::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome, Prompt};
@@ -85,6 +87,15 @@ fn display_name(value: &str) -> Option<String> {
     };
     let name = name.trim();
     (!name.is_empty()).then(|| name.to_string())
+}
+
+/// The call an outbound leg reports to, and how.
+#[derive(Debug, Clone)]
+pub(super) struct Partner {
+    tx: mpsc::UnboundedSender<CallEvent>,
+    /// `Some(attempt)`: an agent's call in a warm transfer (outcome, digits, prompt ends and
+    /// its end go back as `Agent*` events); `None`: the far leg of a B2BUA.
+    agent_attempt: Option<u32>,
 }
 
 /// How a leg's media is wired: which session, which leg in it, and whether it feeds the
@@ -217,6 +228,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             .in_current_span(),
         );
         tracing::info!(%from, "inbound call");
+        gw.store.audit(&call_id, "call_start", &format!("from {from} to {to}"));
         let media = MediaHandle::spawn(gw.media.clone());
         let bridge_target = match &gw.cfg.route.mode {
             RouteMode::Bridge { target } => Some(target.clone()),
@@ -240,6 +252,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 tap: bridge_target.is_none(),
             },
         );
+        task.codec = caller_codec;
         if let Some(target) = bridge_target {
             task.bridge_on_answer = Some(FAR_LEG);
             let far = Uri::try_from(target.as_str())
@@ -259,7 +272,10 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                             leg: FAR_LEG,
                             tap: false,
                         }),
-                        Some(task.ops_tx.clone()),
+                        Some(Partner {
+                            tx: task.ops_tx.clone(),
+                            agent_attempt: None,
+                        }),
                         caller_codec,
                     )
                 });
@@ -267,7 +283,10 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 Ok((id, _, far_commands)) => {
                     tracing::info!(far_call = %id, %target, "bridging to target");
                     lock(&task.info).partner = Some(id);
-                    task.partner = Some(far_commands);
+                    task.partner = Some(Partner {
+                        tx: far_commands,
+                        agent_attempt: None,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, %target, "bridge target not reachable");
@@ -301,7 +320,7 @@ pub(super) fn start_outbound(
     req: Originate,
     rtp: RtpReservation,
     plan: Option<LegPlan>,
-    partner: Option<mpsc::UnboundedSender<CallEvent>>,
+    partner: Option<Partner>,
     prefer: Option<CodecName>,
 ) -> Result<
     (
@@ -344,22 +363,34 @@ pub(super) fn start_outbound(
             realm: None,
             auth_username: None,
         });
+    let from_user = req
+        .from_user
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| gw.cfg.outbound.from_user.clone());
     let caller = Uri::try_from(
         format!(
             "sip:{}@{}",
-            gw.cfg.outbound.from_user,
+            from_user,
             super::host_port(gw.advertised(), gw.cfg.sip.listen[0].addr.port())
         )
         .as_str(),
     )
     .map_err(|e| OriginateError::Stack(e.to_string()))?;
+    let headers: Vec<Header> = req
+        .headers
+        .iter()
+        .map(|(k, v)| Header::Other(k.clone(), v.clone()))
+        .collect();
     let opt = InviteOption {
         caller,
+        caller_display_name: req.from_display.clone(),
         callee: callee.clone(),
         contact: gw.contact().clone(),
         content_type: Some("application/sdp".into()),
         offer: Some(sdp.into_bytes()),
         credential,
+        headers: (!headers.is_empty()).then_some(headers),
         ..Default::default()
     };
     let (state_tx, state_rx) = gw.dialog_layer().new_dialog_state_channel();
@@ -426,6 +457,34 @@ pub(super) fn start_outbound(
     Ok((id, outcome_rx, commands))
 }
 
+/// Legs of agents' calls join the caller's media session as `AGENT_LEG_BASE + attempt`, so
+/// an old attempt's leg never collides with the next one's.
+const AGENT_LEG_BASE: LegId = 10;
+
+/// The longest `X-Warmline-Summary` sent (screen-pops show a line or two).
+const SUMMARY_HEADER_MAX: usize = 200;
+
+/// An agent's call placed for this caller.
+struct AgentCall {
+    call_id: String,
+    leg: LegId,
+    commands: mpsc::UnboundedSender<CallEvent>,
+    /// Speaks the briefing on the agent's leg only.
+    voice: Option<Voice>,
+}
+
+/// A header value on one line, at most `max` characters.
+fn header_value(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}
+
 struct CallTask {
     gw: Arc<Gateway>,
     id: String,
@@ -446,8 +505,13 @@ struct CallTask {
     speech_events: mpsc::UnboundedReceiver<PipelineEvent>,
     /// When the last turn's text arrived, and its recognition latency.
     last_turn: Option<(Instant, u64)>,
-    /// The other call of a B2BUA pair: told our outcome and our end.
-    partner: Option<mpsc::UnboundedSender<CallEvent>>,
+    /// The call we report to: the other call of a B2BUA pair, or the caller we are the
+    /// agent for. Told our outcome and our end.
+    partner: Option<Partner>,
+    /// Agents' calls this (caller's) call placed, by attempt.
+    agents: HashMap<u32, AgentCall>,
+    /// The caller's codec, preferred on agents' calls so the bridge can relay untouched.
+    codec: Option<CodecName>,
     /// Bridge our leg to this one once we are answered.
     bridge_on_answer: Option<LegId>,
     media_configured: bool,
@@ -494,6 +558,7 @@ impl CallTask {
             briefing: None,
             said: Vec::new(),
             audit: Vec::new(),
+            context: None,
         }));
         gw.register(
             id.clone(),
@@ -534,11 +599,102 @@ impl CallTask {
             bridge_on_answer: None,
             media_configured: false,
             voice: None,
+            agents: HashMap::new(),
+            codec: None,
+        }
+    }
+
+    /// Place the agent's call for transfer `attempt`; its media joins this call's session.
+    fn dial_agent(
+        &mut self,
+        attempt: u32,
+        target: String,
+        ring_timeout: Duration,
+        reason: String,
+        summary: String,
+    ) {
+        let (number, name) = self.ctl.caller_identity();
+        let name = name.map(str::to_string);
+        let base = &self.gw.cfg.http.public_url;
+        let host = super::host_port(self.gw.advertised(), self.gw.cfg.sip.listen[0].addr.port());
+        let who = if number.is_empty() { "caller" } else { number.as_str() };
+        let pai = match &name {
+            Some(n) => format!("\"{}\" <sip:{who}@{host}>", header_value(n, 64).replace('"', "")),
+            None => format!("<sip:{who}@{host}>"),
+        };
+        let req = Originate {
+            to: target.clone(),
+            ring_timeout: Some(ring_timeout),
+            from_display: name.clone().or_else(|| (!number.is_empty()).then(|| number.clone())),
+            from_user: (!number.is_empty()).then(|| number.clone()),
+            headers: vec![
+                ("P-Asserted-Identity".into(), pai),
+                (
+                    "Call-Info".into(),
+                    format!("<{base}/api/calls/{}/context>;purpose=info", self.id),
+                ),
+                ("X-Warmline-Call-Id".into(), self.id.clone()),
+                ("X-Warmline-Reason".into(), header_value(&reason, 120)),
+                (
+                    "X-Warmline-Summary".into(),
+                    header_value(&summary, SUMMARY_HEADER_MAX),
+                ),
+            ],
+            ..Originate::default()
+        };
+        let leg = AGENT_LEG_BASE + attempt;
+        let placed = Uri::try_from(target.as_str())
+            .map_err(|e| OriginateError::BadUri(e.to_string()))
+            .and_then(|uri| {
+                let rtp = self.gw.ports().reserve()?;
+                start_outbound(
+                    self.gw.clone(),
+                    uri,
+                    req,
+                    rtp,
+                    Some(LegPlan {
+                        media: self.media.clone(),
+                        leg,
+                        tap: false,
+                    }),
+                    Some(Partner {
+                        tx: self.ops_tx.clone(),
+                        agent_attempt: Some(attempt),
+                    }),
+                    self.codec,
+                )
+            });
+        match placed {
+            Ok((call_id, _, commands)) => {
+                tracing::info!(attempt, agent_call = %call_id, %target, "calling an agent");
+                self.agents.insert(
+                    attempt,
+                    AgentCall {
+                        call_id,
+                        leg,
+                        commands,
+                        voice: None,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(attempt, %target, error = %e, "agent call not placed");
+                self.ctl.handle(
+                    Instant::now(),
+                    CallEvent::AgentOutcome {
+                        attempt,
+                        outcome: OriginateOutcome::Unreachable {
+                            reason: e.to_string(),
+                        },
+                    },
+                );
+            }
         }
     }
 
     fn audit(&self, event: &str, detail: String) {
         tracing::info!(event, %detail, "audit");
+        self.gw.store.audit(&self.id, event, &detail);
         lock(&self.info).audit.push(AuditEntry {
             at_ms: jiff::Timestamp::now().as_millisecond(),
             event: event.to_string(),
@@ -574,7 +730,13 @@ impl CallTask {
         }
         self.media.remove_leg(self.leg);
         if let Some(p) = self.partner.take() {
-            let _ = p.send(CallEvent::Hangup);
+            let _ = p.tx.send(match p.agent_attempt {
+                Some(attempt) => CallEvent::AgentEnded { attempt },
+                None => CallEvent::Hangup,
+            });
+        }
+        for (_, agent) in self.agents.drain() {
+            let _ = agent.commands.send(CallEvent::Hangup);
         }
         if let Some(d) = &self.dialog {
             self.gw.dialog_layer().remove_dialog(&d.id());
@@ -603,6 +765,22 @@ impl CallTask {
                     evidence = ?p.map(|p| &p.evidence),
                     "caller turn"
                 );
+                let words = if self.gw.cfg.store.keep_transcripts {
+                    format!("\"{}\", ", turn.text)
+                } else {
+                    String::new()
+                };
+                self.gw.store.audit(
+                    &self.id,
+                    "turn",
+                    &format!(
+                        "{words}{}-{} ms, confidence {:.2}, arousal {}",
+                        turn.start_ms,
+                        turn.end_ms,
+                        turn.confidence,
+                        p.map_or("-".to_string(), |p| format!("{:.2}", p.arousal))
+                    ),
+                );
                 {
                     let mut info = lock(&self.info);
                     if info.transcript.len() >= TRANSCRIPT_KEPT {
@@ -622,12 +800,22 @@ impl CallTask {
                 id, interrupted, ..
             } => {
                 tracing::debug!(id, interrupted, "playout done");
+                // An agent's leg plays what the caller's call asked for (the briefing).
+                if let Some(p) = self.partner.as_ref().filter(|p| p.agent_attempt.is_some()) {
+                    let _ = p.tx.send(CallEvent::PlayoutDone { id, interrupted });
+                    return;
+                }
                 self.ctl
                     .handle(now, CallEvent::PlayoutDone { id, interrupted });
             }
             MediaEvent::Dtmf { digit, .. } => {
                 tracing::info!(%digit, "DTMF");
                 lock(&self.info).digits.push(digit);
+                if let Some(p) = &self.partner {
+                    if let Some(attempt) = p.agent_attempt {
+                        let _ = p.tx.send(CallEvent::AgentDtmf { attempt, digit });
+                    }
+                }
                 self.ctl.handle(now, CallEvent::Dtmf { digit });
             }
             MediaEvent::RtpTimeout { silent_ms, .. } => {
@@ -870,6 +1058,17 @@ impl CallTask {
                         since_utterance_ms,
                         "escalation trigger"
                     );
+                    self.audit(
+                        "trigger",
+                        format!(
+                            "rule {} ({}), confidence {:.2}, at {} ms: {}",
+                            trigger.rule,
+                            trigger.kind,
+                            trigger.confidence,
+                            trigger.at_ms,
+                            trigger.evidence.join("; ")
+                        ),
+                    );
                     let c = &self.gw.assistant.counters;
                     c.escalations.fetch_add(1, Ordering::Relaxed);
                     match &decision {
@@ -915,9 +1114,13 @@ impl CallTask {
                 CallAction::Outcome(outcome) => {
                     tracing::info!(?outcome, "outbound outcome");
                     if let Some(p) = &self.partner {
-                        let _ = p.send(match &outcome {
-                            OriginateOutcome::Answered => CallEvent::AnswerNow,
-                            other => CallEvent::Refuse {
+                        let _ = p.tx.send(match (p.agent_attempt, &outcome) {
+                            (Some(attempt), o) => CallEvent::AgentOutcome {
+                                attempt,
+                                outcome: o.clone(),
+                            },
+                            (None, OriginateOutcome::Answered) => CallEvent::AnswerNow,
+                            (None, other) => CallEvent::Refuse {
                                 status: refusal_for(other),
                             },
                         });
@@ -928,6 +1131,70 @@ impl CallTask {
                 }
                 CallAction::Ended { reason } => {
                     tracing::info!(reason = reason.code(), "call ended");
+                    self.audit("end", reason.code().to_string());
+                }
+                CallAction::PostContext { mut packet } => {
+                    let base = &self.gw.cfg.http.public_url;
+                    packet.call_id = self.id.clone();
+                    packet.links = PacketLinks {
+                        context: format!("{base}/api/calls/{}/context", self.id),
+                        audit: format!("{base}/api/calls/{}/audit", self.id),
+                        agent_page: format!("{base}/agent/calls/{}", self.id),
+                    };
+                    match serde_json::to_string(&packet) {
+                        Ok(body) => {
+                            self.gw.store.put_context(&self.id, body.clone());
+                            match &self.gw.cfg.crm.webhook_url {
+                                Some(url) => {
+                                    self.gw.store.enqueue(&self.id, url, body);
+                                    self.audit("packet_posted", format!("queued for {url}"));
+                                }
+                                None => self.audit(
+                                    "packet_stored",
+                                    "no CRM configured; served at /api/calls/{id}/context".into(),
+                                ),
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "context packet not serialised"),
+                    }
+                    lock(&self.info).context = Some(*packet);
+                }
+                CallAction::DialAgent {
+                    attempt,
+                    target,
+                    ring_timeout,
+                    reason,
+                    summary,
+                } => self.dial_agent(attempt, target, ring_timeout, reason, summary),
+                CallAction::HangupAgent { attempt } => {
+                    if let Some(a) = self.agents.get(&attempt) {
+                        let _ = a.commands.send(CallEvent::Hangup);
+                    }
+                }
+                CallAction::WhisperToAgent { attempt, text, id } => {
+                    tracing::info!(attempt, %text, "briefing the agent");
+                    let media = self.media.clone();
+                    let ops = self.ops_tx.clone();
+                    match self.agents.get_mut(&attempt) {
+                        Some(a) => a
+                            .voice
+                            .get_or_insert_with(|| self.gw.assistant.voice(media, a.leg, ops))
+                            .say(id, text),
+                        None => self.ctl.handle(
+                            Instant::now(),
+                            CallEvent::PlayoutDone {
+                                id,
+                                interrupted: true,
+                            },
+                        ),
+                    }
+                }
+                CallAction::BridgeAgent { attempt } => {
+                    if let Some(a) = self.agents.get(&attempt) {
+                        tracing::info!(attempt, "bridging the caller and the agent");
+                        self.media.bridge(self.leg, a.leg);
+                        lock(&self.info).partner = Some(a.call_id.clone());
+                    }
                 }
             }
         }

@@ -57,6 +57,8 @@ pub struct CallInfo {
     pub said: Vec<String>,
     /// Steps the audit trail holds (the disclosure, triggers, decisions), oldest first.
     pub audit: Vec<AuditEntry>,
+    /// The context packet, once a transfer started.
+    pub context: Option<warmline_call::context::ContextPacket>,
 }
 
 /// One audited step of a call.
@@ -82,6 +84,11 @@ pub struct Originate {
     pub ring_timeout: Option<std::time::Duration>,
     pub auth_username: Option<String>,
     pub auth_password: Option<String>,
+    /// From: display name and user (the caller's, when calling an agent for them).
+    pub from_display: Option<String>,
+    pub from_user: Option<String>,
+    /// Extra headers on the INVITE (P-Asserted-Identity, Call-Info, X-Warmline-*).
+    pub headers: Vec<(String, String)>,
 }
 
 /// The running SIP side of warmline.
@@ -98,6 +105,17 @@ pub struct Gateway {
     pub media: Arc<crate::media::MediaPlane>,
     pub speech: Option<Arc<crate::speech::SpeechPlane>>,
     pub assistant: Arc<crate::assistant::AssistantPlane>,
+    pub store: Arc<crate::store::StoreHandle>,
+    pub crm: Arc<crate::crm::CrmCounters>,
+}
+
+/// The shared parts every call uses besides SIP.
+pub struct Planes {
+    pub media: Arc<crate::media::MediaPlane>,
+    pub speech: Option<Arc<crate::speech::SpeechPlane>>,
+    pub assistant: Arc<crate::assistant::AssistantPlane>,
+    pub store: Arc<crate::store::StoreHandle>,
+    pub crm: Arc<crate::crm::CrmCounters>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +144,7 @@ impl Gateway {
     /// Bind every listener and start serving. Returns once the sockets are bound.
     pub async fn start(
         cfg: Arc<Config>,
-        media: Arc<crate::media::MediaPlane>,
-        speech: Option<Arc<crate::speech::SpeechPlane>>,
-        assistant: Arc<crate::assistant::AssistantPlane>,
+        planes: Planes,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let advertised = cfg.advertised_ip();
@@ -193,9 +209,11 @@ impl Gateway {
             guard_stats,
             contact,
             advertised,
-            media,
-            speech,
-            assistant,
+            media: planes.media,
+            speech: planes.speech,
+            assistant: planes.assistant,
+            store: planes.store,
+            crm: planes.crm,
             cfg,
         });
         tokio::spawn(async move { endpoint.serve().await });

@@ -42,6 +42,16 @@ pub struct AssistantConfig {
     /// Said instead of dialing when the route is closed; `{day}` and `{time}` are when it
     /// next opens.
     pub out_of_hours: String,
+    /// Said as the caller goes on hold for a person: `{lead}` is a few words on why,
+    /// `{seconds}` the time anchor (about one ring timeout).
+    pub transition: String,
+    /// Said every `hold_refresh_s` while the caller still waits.
+    pub hold_refresh: String,
+    pub hold_refresh_s: u64,
+    /// Said when no agent took the call.
+    pub apology: String,
+    /// Added to the agent's briefing on routes where the agent must accept.
+    pub agent_confirm: String,
 }
 
 impl Default for AssistantConfig {
@@ -61,6 +71,18 @@ impl Default for AssistantConfig {
             out_of_hours: "Our team is closed right now. I have taken a callback request: \
                            someone will call you back on {day} from {time}."
                 .into(),
+            transition: "{lead}I'm connecting you with a specialist who has your details. \
+                         This should take about {seconds} seconds."
+                .into(),
+            hold_refresh: "Thanks for holding. You're still connected, and a specialist will \
+                           be with you shortly."
+                .into(),
+            hold_refresh_s: 20,
+            apology: "I'm sorry, nobody from the team is free right now. I have taken a \
+                      callback request: someone will call you back as soon as possible. Is \
+                      there anything else I can help with?"
+                .into(),
+            agent_confirm: "Press 1 to take the call, or 2 to pass it on.".into(),
         }
     }
 }

@@ -1,10 +1,16 @@
 //! [`Controller`]: states, events, actions and timers of one call.
 
-use crate::assistant::{Assistant, AssistantOutput};
+mod transfer;
+
+pub use transfer::{ACCEPT_WINDOW, TransferPhase};
+
+use crate::assistant::{Assistant, AssistantConfig, AssistantOutput};
 use crate::brain::{BRAIN_SCHEMA, BrainReply, BrainRequest, DialogueLine};
+use crate::context::ContextPacket;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use warmline_policy::briefing::{Briefing, CallFacts, brief};
 use warmline_policy::hours::Hours;
@@ -21,12 +27,48 @@ pub const MAX_TURNS: usize = 50;
 /// Dialogue lines (caller and assistant) sent to an external brain as history.
 const BRAIN_HISTORY: usize = 10;
 
-/// A route's business hours in its team's time zone.
+/// In which order a route's agents are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HuntStrategy {
+    /// Always from the first target.
+    Sequential,
+    /// Each transfer starts one target further than the last (shared by every call).
+    RoundRobin,
+}
+
+/// An agent group: its agents, how they are hunted, and its business hours.
 #[derive(Debug, Clone)]
-pub struct RouteHours {
+pub struct RoutePlan {
     pub name: String,
-    pub hours: Hours,
+    /// `None`: always open.
+    pub hours: Option<Hours>,
     pub tz: jiff::tz::TimeZone,
+    /// `sip:` URIs of the agents.
+    pub targets: Vec<String>,
+    pub strategy: HuntStrategy,
+    pub ring_timeout: Duration,
+    /// The agent presses 1 to take the call or 2 to pass it on, after the briefing.
+    pub confirm: bool,
+    /// Round-robin position, shared by every call on this route.
+    pub next_target: Arc<AtomicUsize>,
+}
+
+impl RoutePlan {
+    /// A route nobody configured: no agents, always open (a transfer to it fails over to
+    /// the apology and a callback).
+    pub fn unstaffed(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            hours: None,
+            tz: jiff::tz::TimeZone::UTC,
+            targets: Vec::new(),
+            strategy: HuntStrategy::Sequential,
+            ring_timeout: Duration::from_secs(20),
+            confirm: false,
+            next_target: Arc::new(AtomicUsize::new(0)),
+        }
+    }
 }
 
 /// The assistant's reading of what the caller wants.
@@ -81,8 +123,8 @@ pub struct CallConfig {
     /// An external brain answers turns first (`CallAction::AskBrain`); the built-in
     /// dialogue is the fallback.
     pub brain: bool,
-    /// Business hours per route (routes not listed are always open).
-    pub routes: Arc<Vec<RouteHours>>,
+    /// Agent groups (a route not listed has no agents and is always open).
+    pub routes: Arc<Vec<RoutePlan>>,
     /// The wall clock at one instant, so the controller can tell the local time from
     /// `now` without reading a clock. `None`: every route counts as open.
     pub wall_clock: Option<(Instant, jiff::Timestamp)>,
@@ -205,6 +247,20 @@ pub enum CallEvent {
         seq: u64,
         reply: Option<Box<BrainReply>>,
     },
+    /// How the call to an agent (`DialAgent` attempt) ended up.
+    AgentOutcome {
+        attempt: u32,
+        outcome: OriginateOutcome,
+    },
+    /// The agent's call is over (after its outcome).
+    AgentEnded {
+        attempt: u32,
+    },
+    /// A digit the agent pressed.
+    AgentDtmf {
+        attempt: u32,
+        digit: char,
+    },
 }
 
 /// What the controller asks the driver to do.
@@ -268,6 +324,33 @@ pub enum CallAction {
     Audit {
         event: String,
         detail: String,
+    },
+    /// Store and deliver the context packet (the driver adds the Call-ID and links).
+    PostContext {
+        packet: Box<ContextPacket>,
+    },
+    /// Call an agent; its fate comes back as `Agent*` events with this `attempt`.
+    DialAgent {
+        attempt: u32,
+        target: String,
+        ring_timeout: Duration,
+        /// Why, in words, and the short summary, for the agent's screen-pop headers.
+        reason: String,
+        summary: String,
+    },
+    /// End (CANCEL or BYE) the agent's call of this attempt.
+    HangupAgent {
+        attempt: u32,
+    },
+    /// Speak the briefing to the agent's leg only; `id` comes back in `PlayoutDone`.
+    WhisperToAgent {
+        attempt: u32,
+        text: String,
+        id: u64,
+    },
+    /// Join the caller's and the agent's media.
+    BridgeAgent {
+        attempt: u32,
     },
     /// Send RFC 4733 digits on the media.
     SendDtmf {
@@ -377,6 +460,9 @@ pub struct CallSnapshot {
     /// Fields the assistant collected.
     pub fields: BTreeMap<String, String>,
     pub intent: Option<Intent>,
+    pub stated_reason: Option<String>,
+    /// Where a warm transfer stands, when one is under way.
+    pub transfer: Option<TransferPhase>,
 }
 
 /// One call's state machine. See the crate docs for the driving loop.
@@ -427,10 +513,16 @@ pub struct Controller {
     dialogue: VecDeque<DialogueLine>,
     fields: BTreeMap<String, String>,
     intent: Option<Intent>,
+    /// The caller's answer to "why are you calling", verbatim.
+    stated_reason: Option<String>,
     /// A transfer was decided: the assistant stops talking.
     escalated: bool,
     greeting_id: Option<u64>,
-    routes: Arc<Vec<RouteHours>>,
+    routes: Arc<Vec<RoutePlan>>,
+    /// The dialogue's lines, also for the transfer's prompts when there is no assistant.
+    texts: AssistantConfig,
+    transfer: Option<transfer::Transfer>,
+    next_attempt: u32,
     wall_clock: Option<(Instant, jiff::Timestamp)>,
     answered_at: Option<Instant>,
     policy_tick: Option<Instant>,
@@ -456,6 +548,11 @@ impl Controller {
     }
 
     fn new(role: Role, state: State, cfg: CallConfig) -> Self {
+        let texts = cfg
+            .assistant
+            .as_ref()
+            .map(|a| a.config().clone())
+            .unwrap_or_default();
         Self {
             role,
             state,
@@ -491,9 +588,13 @@ impl Controller {
             dialogue: VecDeque::new(),
             fields: BTreeMap::new(),
             intent: None,
+            stated_reason: None,
             escalated: false,
             greeting_id: None,
             routes: cfg.routes,
+            texts,
+            transfer: None,
+            next_attempt: 0,
             wall_clock: cfg.wall_clock,
             answered_at: None,
             policy_tick: None,
@@ -534,6 +635,12 @@ impl Controller {
         &self.fields
     }
 
+    /// The caller's number (digits, `+` kept; empty when the From user is not a number) and
+    /// display name, as an agent's phone should show them.
+    pub fn caller_identity(&self) -> (String, Option<&str>) {
+        (self.caller_number(), self.caller_name.as_deref())
+    }
+
     fn since_answer_ms(&self, now: Instant) -> u64 {
         self.answered_at
             .map_or(0, |t0| now.saturating_duration_since(t0).as_millis() as u64)
@@ -549,10 +656,35 @@ impl Controller {
         }
     }
 
+    fn audit(&mut self, event: &str, detail: String) {
+        self.actions.push_back(CallAction::Audit {
+            event: event.into(),
+            detail,
+        });
+    }
+
+    /// Digits of the caller's number (P-Asserted-Identity over From), `+` kept.
+    fn caller_number(&self) -> String {
+        warmline_policy::normalise_number(self.asserted_id.as_deref().unwrap_or(&self.caller_id))
+    }
+
     /// A trigger fired: brief, decide (transfer now, or a callback out of hours), and
     /// stop the assistant if a person takes over.
     fn escalate(&mut self, now: Instant, trigger: Trigger) {
         self.triggers.push(trigger.clone());
+        // One transfer at a time: a rule firing meanwhile is recorded, not acted on.
+        if self.transfer.is_some() {
+            self.audit(
+                "trigger",
+                format!(
+                    "rule {} ({}) during the transfer: {}",
+                    trigger.rule,
+                    trigger.kind,
+                    trigger.evidence.join("; ")
+                ),
+            );
+            return;
+        }
         let (template, next_step) = self
             .policy
             .as_ref()
@@ -560,9 +692,7 @@ impl Controller {
             .map(|r| (r.briefing.clone(), r.next_step.clone()))
             .unwrap_or_default();
         let turns: Vec<&str> = self.turns.iter().map(|t| t.text.as_str()).collect();
-        let number = warmline_policy::normalise_number(
-            self.asserted_id.as_deref().unwrap_or(&self.caller_id),
-        );
+        let number = self.caller_number();
         let facts = CallFacts {
             caller_name: self.caller_name.as_deref(),
             caller_number: (!number.is_empty()).then_some(number.as_str()),
@@ -572,12 +702,13 @@ impl Controller {
                 .intent
                 .as_ref()
                 .map(|i| (i.text.as_str(), i.confidence)),
+            stated_reason: self.stated_reason.as_deref(),
         };
         let briefing = brief(&facts, &trigger, &template, &next_step);
         let decision = self.decide(now, &trigger.route);
         self.actions.push_back(CallAction::Escalate {
-            trigger: Box::new(trigger),
-            briefing: Box::new(briefing),
+            trigger: Box::new(trigger.clone()),
+            briefing: Box::new(briefing.clone()),
             decision: decision.clone(),
         });
         match decision {
@@ -585,6 +716,10 @@ impl Controller {
                 self.escalated = true;
                 self.brain_pending.clear();
                 self.stop_prompts();
+                // Legs without a call to transfer (not answered yet) only record it.
+                if matches!(self.state, State::Confirmed | State::WaitAck) {
+                    self.start_transfer(now, &trigger, briefing);
+                }
             }
             Decision::Callback { weekday, at } => {
                 let today = self.local_time(now, "").map(|(d, _)| d);
@@ -618,11 +753,16 @@ impl Controller {
     }
 
     fn decide(&self, now: Instant, route: &str) -> Decision {
-        let Some(r) = self.routes.iter().find(|r| r.name == route) else {
+        let Some(hours) = self
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .and_then(|r| r.hours.as_ref())
+        else {
             return Decision::Transfer;
         };
         match self.local_time(now, route) {
-            Some((weekday, minute)) => decide(Some(&r.hours), weekday, minute),
+            Some((weekday, minute)) => decide(Some(hours), weekday, minute),
             None => Decision::Transfer,
         }
     }
@@ -651,11 +791,17 @@ impl Controller {
 
     /// Speak to the caller; the caller may cut it short.
     fn say(&mut self, now: Instant, text: String) {
+        let id = self.say_unbargeable(now, text);
+        self.playing.push(id);
+    }
+
+    /// Speak to the caller, who cannot cut it short (the transfer's prompts).
+    fn say_unbargeable(&mut self, now: Instant, text: String) -> u64 {
         let id = self.next_play_id;
         self.next_play_id += 1;
-        self.playing.push(id);
         self.remember_line("assistant", &text, self.since_answer_ms(now));
         self.actions.push_back(CallAction::Say { text, id });
+        id
     }
 
     /// The assistant's first question, once the greeting is over.
@@ -725,12 +871,10 @@ impl Controller {
                     self.fields.insert(name, value);
                 }
                 AssistantOutput::Reason { text } => {
-                    if self.intent.is_none() {
-                        self.intent = Some(Intent {
-                            text,
-                            confidence,
-                            source: "assistant".into(),
-                        });
+                    // The built-in flow does not classify: the caller's words are kept as
+                    // their stated reason, not as an intent.
+                    if self.stated_reason.is_none() && confidence > 0.0 {
+                        self.stated_reason = Some(text);
                     }
                 }
                 AssistantOutput::Failed { .. } => self.observe(now, &Observation::AssistantFailed),
@@ -808,6 +952,8 @@ impl Controller {
             media: self.negotiated.clone(),
             fields: self.fields.clone(),
             intent: self.intent.clone(),
+            stated_reason: self.stated_reason.clone(),
+            transfer: self.transfer.as_ref().and_then(|t| t.phase()),
         }
     }
 
@@ -828,6 +974,7 @@ impl Controller {
             self.policy_tick,
         ]
         .into_iter()
+        .chain(self.transfer.iter().flat_map(|t| t.timers()))
         .flatten()
         .min()
     }
@@ -854,6 +1001,7 @@ impl Controller {
             self.glare_retry_at = None;
             self.maybe_reinvite();
         }
+        self.transfer_timers(now);
     }
 
     /// Feed one event.
@@ -924,6 +1072,9 @@ impl Controller {
             }
             CallEvent::PlayoutDone { id, interrupted } => {
                 self.playing.retain(|p| *p != id);
+                if self.on_whisper_done(now, id) {
+                    return;
+                }
                 if self.greeting_id == Some(id) {
                     self.greeting_id = None;
                     self.actions.push_back(CallAction::Audit {
@@ -968,6 +1119,11 @@ impl Controller {
                 self.assistant_turn(now, &turn);
             }
             CallEvent::BrainReply { seq, reply } => self.on_brain_reply(now, seq, reply),
+            CallEvent::AgentOutcome { attempt, outcome } => {
+                self.on_agent_outcome(now, attempt, outcome)
+            }
+            CallEvent::AgentEnded { attempt } => self.on_agent_ended(now, attempt),
+            CallEvent::AgentDtmf { attempt, digit } => self.on_agent_dtmf(now, attempt, digit),
             CallEvent::Dtmf { digit } => {
                 self.digits.push(digit);
                 self.observe(now, &Observation::Dtmf { digit });
@@ -1275,6 +1431,7 @@ impl Controller {
     }
 
     fn end(&mut self, reason: EndReason) {
+        self.transfer_on_end(matches!(reason, EndReason::PeerBye | EndReason::PeerCancel));
         self.state = State::Ended;
         self.answer_at = None;
         self.ring_deadline = None;

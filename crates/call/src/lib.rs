@@ -13,10 +13,11 @@
 
 pub mod assistant;
 pub mod brain;
+pub mod context;
 mod controller;
 
 pub use controller::MAX_TURNS;
 pub use controller::{
-    CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason, Intent,
-    OriginateOutcome, Prompt, Role, RouteHours,
+    ACCEPT_WINDOW, CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason,
+    HuntStrategy, Intent, OriginateOutcome, Prompt, Role, RoutePlan, TransferPhase,
 };

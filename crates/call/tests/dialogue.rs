@@ -11,12 +11,21 @@ use std::time::Duration;
 use support::{Harness, config, offer, turn_saying};
 use warmline_call::assistant::{Assistant, AssistantConfig};
 use warmline_call::brain::{BrainReply, BrainTransfer};
-use warmline_call::{CallAction, CallConfig, CallEvent, RouteHours};
+use warmline_call::{CallAction, CallConfig, CallEvent, RoutePlan};
 use warmline_policy::Decision;
 use warmline_policy::hours::Hours;
 
+/// The `default` route with one agent.
+fn staffed() -> RoutePlan {
+    RoutePlan {
+        targets: vec!["sip:agent@127.0.0.1:5062".into()],
+        ..RoutePlan::unstaffed("default")
+    }
+}
+
 fn assistant_config() -> CallConfig {
     let mut cfg = config(0, 1);
+    cfg.routes = Arc::new(vec![staffed()]);
     cfg.greeting = true;
     cfg.rules = Some(Vec::new()); // the defaults
     cfg.assistant = Some(Assistant::new(AssistantConfig::default()).unwrap());
@@ -87,9 +96,12 @@ fn through_the_flow(h: &mut Harness) {
         snap.fields.get("account_number").map(String::as_str),
         Some("4567")
     );
-    let intent = snap.intent.expect("the reason is the intent");
-    assert_eq!(intent.text, "I was charged twice for my order");
-    assert_eq!(intent.source, "assistant");
+    // The built-in flow keeps the caller's words; it does not claim an intent.
+    assert_eq!(
+        snap.stated_reason.as_deref(),
+        Some("I was charged twice for my order")
+    );
+    assert!(snap.intent.is_none());
 }
 
 #[test]
@@ -119,7 +131,17 @@ fn asking_for_a_person_escalates_with_a_briefing_and_silences_the_assistant() {
     };
     assert_eq!(trigger.kind, "explicit_request");
     assert_eq!(*decision, Decision::Transfer);
-    assert!(says(&acts).is_empty(), "{acts:?}");
+    // The assistant says nothing more; the transfer's own prompt follows.
+    assert_eq!(
+        says(&acts),
+        [
+            "Of course. I'm connecting you with a specialist who has your details. This should take about 20 seconds."
+        ]
+    );
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, CallAction::DialAgent { .. }))
+    );
     // Who, what, what was collected, why, next step.
     for part in [
         "Ada Lovelace",
@@ -137,6 +159,12 @@ fn asking_for_a_person_escalates_with_a_briefing_and_silences_the_assistant() {
     assert!(briefing.summary.contains("rule asked_for_person"));
     // The person takes it from here: no more assistant turns.
     assert!(says(&h.send(turn_saying("hello?"))).is_empty());
+    assert_eq!(
+        briefing.spoken.matches(". ").count() + 1,
+        3,
+        "{}",
+        briefing.spoken
+    );
 }
 
 #[test]
@@ -159,25 +187,29 @@ fn three_unintelligible_turns_transfer_on_repeated_failure() {
         [
             CallAction::Escalate { trigger, .. },
             CallAction::StopPlayout,
+            ..,
         ] => {
             assert_eq!(trigger.kind, "repeated_failure");
             assert_eq!(trigger.disposition, "transfer.repeated_failure");
         }
-        other => panic!("no re-prompt after the transfer decision: {other:?}"),
+        other => panic!("{other:?}"),
     }
+    assert!(
+        !says(&acts).iter().any(|s| s.contains("didn't catch")),
+        "{acts:?}"
+    );
 }
 
 #[test]
 fn out_of_hours_the_caller_is_promised_a_callback_instead_of_a_transfer() {
     let mut cfg = assistant_config();
-    cfg.routes = Arc::new(vec![RouteHours {
-        name: "default".into(),
-        hours: Hours {
+    cfg.routes = Arc::new(vec![RoutePlan {
+        hours: Some(Hours {
             days: vec![1, 2, 3, 4, 5],
             open: "09:00".into(),
             close: "17:00".into(),
-        },
-        tz: jiff::tz::TimeZone::UTC,
+        }),
+        ..staffed()
     }]);
     // Saturday 21 November 2026, 10:00 UTC.
     let h0 = std::time::Instant::now();

@@ -16,6 +16,25 @@ pub struct CallFacts<'a> {
     pub fields: &'a BTreeMap<String, String>,
     /// The assistant's reading of the request, with its confidence.
     pub intent: Option<(&'a str, f32)>,
+    /// The caller's answer to "why are you calling", verbatim, when the assistant asked.
+    pub stated_reason: Option<&'a str>,
+}
+
+/// What the caller wants, as the briefing can say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wants {
+    /// A topic: "a double charge on their card" (after "is calling about").
+    About(String),
+    /// Their own words, when they cannot be turned into a topic.
+    Said(String),
+}
+
+impl Wants {
+    fn text(&self) -> &str {
+        match self {
+            Wants::About(t) | Wants::Said(t) => t,
+        }
+    }
 }
 
 /// The briefing spoken to the agent and the summary written into the context packet.
@@ -63,15 +82,24 @@ pub fn trigger_reason(t: &Trigger) -> String {
     }
 }
 
-/// What the caller wants: the intent when the assistant has one it trusts, else the first
-/// turn that says something (extractive), cut to a dozen words.
-fn what_they_want(f: &CallFacts<'_>) -> Option<String> {
+/// What the caller wants: the intent when the assistant has one it trusts, else the reason
+/// they gave or the first turn that says something (extractive). A turn with a lead-in
+/// ("I'm calling about X") becomes the topic X in the third person; other words are quoted.
+fn what_they_want(f: &CallFacts<'_>) -> Option<Wants> {
     if let Some((intent, conf)) = f.intent {
         if conf >= 0.5 && !intent.trim().is_empty() {
-            return Some(intent.replace('_', " "));
+            return Some(Wants::About(intent.replace('_', " ")));
         }
     }
-    let turn = f.turns.iter().find(|t| t.split_whitespace().count() >= 4)?;
+    let turn = f
+        .stated_reason
+        .filter(|r| !r.trim().is_empty())
+        .or_else(|| {
+            f.turns
+                .iter()
+                .copied()
+                .find(|t| t.split_whitespace().count() >= 4)
+        })?;
     let lowered = turn.trim().trim_end_matches(['.', '!', '?']).to_string();
     // "I'm calling about X" / "I need help with X": keep what follows the lead-in.
     let leads = [
@@ -84,10 +112,13 @@ fn what_they_want(f: &CallFacts<'_>) -> Option<String> {
         "i have a question about ",
     ];
     let lower = lowered.to_lowercase();
-    let core = leads
+    let Some(core) = leads
         .iter()
         .find_map(|l| lower.find(l).map(|i| lowered[i + l.len()..].to_string()))
-        .unwrap_or(lowered);
+    else {
+        let quoted: Vec<&str> = lowered.split_whitespace().take(20).collect();
+        return Some(Wants::Said(quoted.join(" ")));
+    };
     // Told to the agent in the third person: "my card" is "their card".
     let words: Vec<&str> = core
         .split_whitespace()
@@ -102,7 +133,7 @@ fn what_they_want(f: &CallFacts<'_>) -> Option<String> {
             _ => w,
         })
         .collect();
-    Some(words.join(" "))
+    Some(Wants::About(words.join(" ")))
 }
 
 fn fields_phrase(fields: &BTreeMap<String, String>) -> Option<String> {
@@ -151,19 +182,27 @@ pub fn brief(f: &CallFacts<'_>, t: &Trigger, template: &str, next_step: &str) ->
     vars.insert("name", who.clone());
     vars.insert("number", f.caller_number.unwrap_or("").to_string());
     vars.insert("reason", reason.clone());
-    vars.insert("wants", wants.clone().unwrap_or_default());
+    vars.insert(
+        "wants",
+        wants
+            .as_ref()
+            .map(|w| w.text().to_string())
+            .unwrap_or_default(),
+    );
     vars.insert("fields", fields.clone().unwrap_or_default());
     vars.insert("next_step", next.clone());
     vars.insert("route", t.route.clone());
     let spoken = if template.trim().is_empty() {
-        let mut s = match &wants {
-            Some(w) => format!("{who} is calling about {w}"),
-            None => format!("{who} is on the line"),
+        let mut s = match (&wants, &fields) {
+            (Some(Wants::About(w)), Some(fl)) => {
+                format!("{who} is calling about {w}, and gave their {fl}. ")
+            }
+            (Some(Wants::About(w)), None) => format!("{who} is calling about {w}. "),
+            (Some(Wants::Said(q)), Some(fl)) => format!("{who} gave their {fl}, and said: {q}. "),
+            (Some(Wants::Said(q)), None) => format!("{who} said: {q}. "),
+            (None, Some(fl)) => format!("{who} is on the line and gave their {fl}. "),
+            (None, None) => format!("{who} is on the line. "),
         };
-        match &fields {
-            Some(fl) => s.push_str(&format!(", and gave their {fl}. ")),
-            None => s.push_str(". "),
-        }
         s.push_str(&format!(
             "They are being transferred because {reason}. Suggested next step: {next}."
         ));
@@ -172,10 +211,11 @@ pub fn brief(f: &CallFacts<'_>, t: &Trigger, template: &str, next_step: &str) ->
         fill(template, &vars)
     };
     let summary = {
-        let mut s = format!(
-            "{who} called about {}.",
-            wants.as_deref().unwrap_or("an unstated request")
-        );
+        let mut s = match &wants {
+            Some(Wants::About(w)) => format!("{who} called about {w}."),
+            Some(Wants::Said(q)) => format!("{who} called and said: \"{q}\"."),
+            None => format!("{who} called about an unstated request."),
+        };
         if let Some(fl) = &fields {
             s.push_str(&format!(" Collected: {fl}."));
         }
@@ -221,6 +261,7 @@ mod tests {
             turns: &turns,
             fields: &fields,
             intent: None,
+            stated_reason: None,
         };
         let b = brief(
             &facts,
@@ -249,6 +290,7 @@ mod tests {
             turns: &turns,
             fields: &fields,
             intent: Some(("cancel_contract", 0.8)),
+            stated_reason: None,
         };
         let t = trigger(
             "topic",

@@ -1,0 +1,298 @@
+//! What must outlive a call and a restart, on embedded SQLite: the append-only audit trail,
+//! each call's context packet, and the CRM outbox (packets waiting for the CRM's 2xx).
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a transaction that returned is on
+//! disk (fsync at each commit): a crash of the process or the machine loses nothing that
+//! was acknowledged. Times are Unix milliseconds, given by the caller (the store never
+//! reads a clock).
+//!
+//! One writer connection per process (the driver's store thread) and any number of reader
+//! connections ([`Store::open_reader`]); WAL lets readers run beside the writer.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The store's thread or task could not run the request.
+    #[error("store: {0}")]
+    Unavailable(String),
+}
+
+/// One audited step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub call_id: String,
+    pub at_ms: i64,
+    pub event: String,
+    pub detail: String,
+}
+
+/// A packet waiting for (or given to) the CRM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub call_id: String,
+    pub url: String,
+    pub body: String,
+    pub attempts: i64,
+    pub next_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL,
+    event   TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_call ON audit (call_id, seq);
+CREATE TABLE IF NOT EXISTS context (
+    call_id TEXT PRIMARY KEY,
+    at_ms   INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id         TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_at_ms      INTEGER NOT NULL,
+    delivered_at_ms INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at_ms, next_at_ms);
+";
+
+impl Store {
+    /// Open (creating if needed) the store at `path`, as the writer.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// A reader beside the writer (the schema must exist: open the writer first).
+    pub fn open_reader(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Self { conn })
+    }
+
+    pub fn append_audit(
+        &self,
+        call_id: &str,
+        at_ms: i64,
+        event: &str,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO audit (call_id, at_ms, event, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![call_id, at_ms, event, detail],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// A call's audit trail, in the order it was written.
+    pub fn audit(&self, call_id: &str) -> Result<Vec<AuditRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, call_id, at_ms, event, detail FROM audit WHERE call_id = ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([call_id], |r| {
+            Ok(AuditRow {
+                seq: r.get(0)?,
+                call_id: r.get(1)?,
+                at_ms: r.get(2)?,
+                event: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn put_context(&self, call_id: &str, at_ms: i64, body: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO context (call_id, at_ms, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (call_id) DO UPDATE SET at_ms = excluded.at_ms, body = excluded.body",
+            params![call_id, at_ms, body],
+        )?;
+        Ok(())
+    }
+
+    pub fn context(&self, call_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT body FROM context WHERE call_id = ?1",
+                [call_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Queue `body` for `url`, due at once.
+    pub fn enqueue(
+        &self,
+        call_id: &str,
+        url: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO outbox (call_id, url, body, next_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![call_id, url, body, now_ms],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Undelivered packets due by `now_ms`, oldest first.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, call_id, url, body, attempts, next_at_ms, delivered_at_ms, last_error
+             FROM outbox WHERE delivered_at_ms IS NULL AND next_at_ms <= ?1
+             ORDER BY next_at_ms, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![now_ms, limit as i64], outbox_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the next undelivered packet is due, if any.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(next_at_ms) FROM outbox WHERE delivered_at_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn pending(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE delivered_at_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn outbox_for(&self, call_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, call_id, url, body, attempts, next_at_ms, delivered_at_ms, last_error
+             FROM outbox WHERE call_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([call_id], outbox_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET delivered_at_ms = ?2, attempts = attempts + 1, last_error = NULL
+             WHERE id = ?1",
+            params![id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// A failed attempt: try again at `next_at_ms`.
+    pub fn failed(&self, id: i64, next_at_ms: i64, error: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3
+             WHERE id = ?1",
+            params![id, next_at_ms, error],
+        )?;
+        Ok(())
+    }
+}
+
+fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        call_id: r.get(1)?,
+        url: r.get(2)?,
+        body: r.get(3)?,
+        attempts: r.get(4)?,
+        next_at_ms: r.get(5)?,
+        delivered_at_ms: r.get(6)?,
+        last_error: r.get(7)?,
+    })
+}
+
+/// The wait before retry number `attempts` (1 s, 2 s, 4 s … capped at a minute).
+pub fn backoff(attempts: i64) -> Duration {
+    let exp = attempts.clamp(0, 6) as u32;
+    Duration::from_secs(1u64 << exp).min(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn audit_is_ordered_per_call_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.append_audit("a", 10, "call_start", "from x").unwrap();
+            s.append_audit("b", 11, "call_start", "from y").unwrap();
+            s.append_audit("a", 12, "end", "peer bye").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let events: Vec<_> = s.audit("a").unwrap().into_iter().map(|r| r.event).collect();
+        assert_eq!(events, ["call_start", "end"]);
+        let reader = Store::open_reader(&path).unwrap();
+        assert_eq!(reader.audit("b").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn outbox_retries_until_delivered_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let id = {
+            let s = Store::open(&path).unwrap();
+            s.put_context("a", 5, "{\"v\":1}").unwrap();
+            let id = s.enqueue("a", "http://crm", "{\"v\":1}", 100).unwrap();
+            assert_eq!(s.due(100, 10).unwrap().len(), 1);
+            s.failed(id, 1100, "connection refused").unwrap();
+            assert!(s.due(1000, 10).unwrap().is_empty());
+            id
+        };
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.next_due().unwrap(), Some(1100));
+        let due = s.due(1100, 10).unwrap();
+        assert_eq!((due[0].id, due[0].attempts), (id, 1));
+        assert_eq!(due[0].last_error.as_deref(), Some("connection refused"));
+        s.delivered(id, 1200).unwrap();
+        assert_eq!(s.pending().unwrap(), 0);
+        assert_eq!(s.context("a").unwrap().as_deref(), Some("{\"v\":1}"));
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(10), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,181 @@
+//! The store's driver: one writer thread owns the SQLite writer connection (writes stay in
+//! the order they were asked for, and no async thread ever waits on an fsync), and a reader
+//! connection serves the API and the CRM sender from blocking tasks.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use warmline_store::{Store, StoreError};
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct StoreCounters {
+    pub audit_rows: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+enum Write {
+    Audit {
+        call_id: String,
+        at_ms: i64,
+        event: String,
+        detail: String,
+    },
+    Context {
+        call_id: String,
+        at_ms: i64,
+        body: String,
+    },
+    Enqueue {
+        call_id: String,
+        url: String,
+        body: String,
+        at_ms: i64,
+    },
+    Delivered {
+        id: i64,
+        at_ms: i64,
+    },
+    Failed {
+        id: i64,
+        next_at_ms: i64,
+        error: String,
+    },
+}
+
+pub struct StoreHandle {
+    tx: std::sync::mpsc::Sender<Write>,
+    reader: Mutex<Store>,
+    /// Woken when a packet is queued, so the CRM sender does not wait for its next poll.
+    pub outbox_ready: Arc<Notify>,
+    pub counters: Arc<StoreCounters>,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHandle").finish_non_exhaustive()
+    }
+}
+
+/// Unix time in milliseconds (the driver's clock; the store itself is told the time).
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl StoreHandle {
+    pub fn open(path: &Path) -> Result<Arc<Self>, StoreError> {
+        let writer = Store::open(path)?;
+        let reader = Store::open_reader(path)?;
+        let (tx, rx) = std::sync::mpsc::channel::<Write>();
+        let outbox_ready = Arc::new(Notify::new());
+        let counters = Arc::new(StoreCounters::default());
+        let notify = outbox_ready.clone();
+        let c = counters.clone();
+        std::thread::Builder::new()
+            .name("wl-store".into())
+            .spawn(move || {
+                for w in rx {
+                    let result = match w {
+                        Write::Audit {
+                            call_id,
+                            at_ms,
+                            event,
+                            detail,
+                        } => writer
+                            .append_audit(&call_id, at_ms, &event, &detail)
+                            .map(|_| {
+                                c.audit_rows.fetch_add(1, Ordering::Relaxed);
+                            }),
+                        Write::Context {
+                            call_id,
+                            at_ms,
+                            body,
+                        } => writer.put_context(&call_id, at_ms, &body),
+                        Write::Enqueue {
+                            call_id,
+                            url,
+                            body,
+                            at_ms,
+                        } => writer.enqueue(&call_id, &url, &body, at_ms).map(|_| {
+                            notify.notify_one();
+                        }),
+                        Write::Delivered { id, at_ms } => writer.delivered(id, at_ms),
+                        Write::Failed {
+                            id,
+                            next_at_ms,
+                            error,
+                        } => writer.failed(id, next_at_ms, &error),
+                    };
+                    if let Err(e) = result {
+                        c.write_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "store write failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("writer thread: {e}")))?;
+        Ok(Arc::new(Self {
+            tx,
+            reader: Mutex::new(reader),
+            outbox_ready,
+            counters,
+        }))
+    }
+
+    fn write(&self, w: Write) {
+        if self.tx.send(w).is_err() {
+            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn audit(&self, call_id: &str, event: &str, detail: &str) {
+        self.write(Write::Audit {
+            call_id: call_id.into(),
+            at_ms: now_ms(),
+            event: event.into(),
+            detail: detail.into(),
+        });
+    }
+
+    pub fn put_context(&self, call_id: &str, body: String) {
+        self.write(Write::Context {
+            call_id: call_id.into(),
+            at_ms: now_ms(),
+            body,
+        });
+    }
+
+    pub fn enqueue(&self, call_id: &str, url: &str, body: String) {
+        self.write(Write::Enqueue {
+            call_id: call_id.into(),
+            url: url.into(),
+            body,
+            at_ms: now_ms(),
+        });
+    }
+
+    pub fn delivered(&self, id: i64) {
+        self.write(Write::Delivered { id, at_ms: now_ms() });
+    }
+
+    pub fn failed(&self, id: i64, next_at_ms: i64, error: String) {
+        self.write(Write::Failed {
+            id,
+            next_at_ms,
+            error,
+        });
+    }
+
+    /// Run a read on the reader connection, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || match me.reader.lock() {
+            Ok(store) => f(&store),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())))
+    }
+}
