@@ -28,6 +28,9 @@ listen = ""
 level = "info"
 [speech]
 $model
+# No agents: the trigger is measured, no transfer follows (SIPp's caller takes no re-INVITE).
+[[routes]]
+name = "default"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!

@@ -715,9 +715,10 @@ impl Config {
             ("crm.webhook_url", &raw.crm.webhook_url),
             ("http.public_url", &raw.http.public_url),
         ] {
-            if let Some(u) = url.as_deref().filter(|u| {
-                !(u.starts_with("http://") || u.starts_with("https://"))
-            }) {
+            if let Some(u) = url
+                .as_deref()
+                .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
                 return Err(err(key, format!("`{u}` is not an http(s) URL")));
             }
         }

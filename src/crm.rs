@@ -114,7 +114,9 @@ pub fn spawn(
             }
             let next = store.read(|s| s.next_due()).await.ok().flatten();
             let sleep = next
-                .map(|at| Duration::from_millis((at - now_ms()).clamp(0, POLL.as_millis() as i64) as u64))
+                .map(|at| {
+                    Duration::from_millis((at - now_ms()).clamp(0, POLL.as_millis() as i64) as u64)
+                })
                 .unwrap_or(POLL);
             tokio::select! {
                 () = store.outbox_ready.notified() => {}

@@ -143,7 +143,9 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
             )?;
             tracing::info!(%url, signed = cfg.crm.secret.is_some(), "CRM webhook");
         }
-        None => tracing::info!("no [crm] webhook_url: context packets are stored and served, not posted"),
+        None => tracing::info!(
+            "no [crm] webhook_url: context packets are stored and served, not posted"
+        ),
     }
     let gw = sip::Gateway::start(
         cfg.clone(),

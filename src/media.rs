@@ -120,8 +120,9 @@ pub fn comfort_tone() -> Clip {
             pcm.push((2500.0 * env * s) as i16);
         }
     }
-    // A breath between phrases.
-    pcm.extend(std::iter::repeat_n(0, RATE as usize));
+    // A breath between phrases, short enough that a caller on hold never hears more than
+    // half a second of silence.
+    pcm.extend(std::iter::repeat_n(0, RATE as usize / 4));
     Clip::new(RATE, pcm)
 }
 

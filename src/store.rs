@@ -154,7 +154,10 @@ impl StoreHandle {
     }
 
     pub fn delivered(&self, id: i64) {
-        self.write(Write::Delivered { id, at_ms: now_ms() });
+        self.write(Write::Delivered {
+            id,
+            at_ms: now_ms(),
+        });
     }
 
     pub fn failed(&self, id: i64, next_at_ms: i64, error: String) {

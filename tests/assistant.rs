@@ -8,61 +8,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A one-route HTTP server on loopback: every POST body is kept and answered with `reply`
-/// after `delay`.
-struct Brain {
-    port: u16,
-    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Brain {
-    fn start(reply: &'static str, delay: Duration) -> Brain {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let kept = bodies.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let kept = kept.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut len = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim().to_ascii_lowercase();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some(v) = l.strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    reader.read_exact(&mut body).unwrap();
-                    kept.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap_or_default());
-                    std::thread::sleep(delay);
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                });
-            }
-        });
-        Brain { port, bodies }
-    }
-}
 
 fn stats(gw: &Gw) -> serde_json::Value {
     serde_json::from_str(&http_req(gw.http, "GET", "/v1/stats", "").1).unwrap()
@@ -101,7 +47,7 @@ const SHORT_GREETING: &str =
 #[test]
 fn each_turn_goes_to_the_brain_and_its_reply_is_spoken() {
     require_sipp();
-    let brain = Brain::start(
+    let brain = HttpSink::start(
         r#"{"say": "Thanks. Which invoice is it about?", "fields": {"topic": "invoice"}, "intent": "billing question", "confidence": 0.8}"#,
         Duration::ZERO,
     );
@@ -116,7 +62,7 @@ fn each_turn_goes_to_the_brain_and_its_reply_is_spoken() {
     let call = watch(&gw, Duration::from_secs(5), |c| !said(c).is_empty());
     wait_ok(sipp, "caller answering the assistant");
 
-    let bodies = brain.bodies.lock().unwrap().clone();
+    let bodies = brain.bodies();
     assert_eq!(bodies.len(), 1, "one turn, one request: {bodies:?}");
     let req = &bodies[0];
     assert_eq!(req["version"], 1);
@@ -148,7 +94,7 @@ fn each_turn_goes_to_the_brain_and_its_reply_is_spoken() {
 #[test]
 fn a_brain_that_times_out_is_counted_and_the_built_in_flow_answers() {
     require_sipp();
-    let brain = Brain::start(r#"{"say": "too late"}"#, Duration::from_secs(3));
+    let brain = HttpSink::start(r#"{"say": "too late"}"#, Duration::from_secs(3));
     let gw = Gw::start(
         "",
         &format!(
@@ -236,7 +182,7 @@ fn out_of_hours_the_caller_is_promised_a_callback_and_it_is_audited() {
 #[test]
 fn an_openai_compatible_endpoint_can_be_the_brain() {
     require_sipp();
-    let brain = Brain::start(
+    let brain = HttpSink::start(
         r#"{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
             "message": {"role": "assistant", "content": "```json\n{\"say\": \"Happy to help. What is the order number?\", \"intent\": \"order status\", \"confidence\": 0.7}\n```"}}]}"#,
         Duration::ZERO,
@@ -251,7 +197,7 @@ fn an_openai_compatible_endpoint_can_be_the_brain() {
     let sipp = caller(&gw, "yes_pcmu.pcap", "0", 6000, media_port());
     let call = watch(&gw, Duration::from_secs(5), |c| !said(c).is_empty());
     wait_ok(sipp, "caller answering the assistant");
-    let bodies = brain.bodies.lock().unwrap().clone();
+    let bodies = brain.bodies();
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     let req = &bodies[0];
     assert_eq!(req["model"], "local-model");

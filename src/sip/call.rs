@@ -27,9 +27,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use warmline_call::context::PacketLinks;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
+use warmline_call::context::PacketLinks;
 use warmline_call::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome, Prompt};
 use warmline_media::{LegId, LegMedia, MediaEvent};
 use warmline_policy::Decision;
@@ -228,7 +228,8 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             .in_current_span(),
         );
         tracing::info!(%from, "inbound call");
-        gw.store.audit(&call_id, "call_start", &format!("from {from} to {to}"));
+        gw.store
+            .audit(&call_id, "call_start", &format!("from {from} to {to}"));
         let media = MediaHandle::spawn(gw.media.clone());
         let bridge_target = match &gw.cfg.route.mode {
             RouteMode::Bridge { target } => Some(target.clone()),
@@ -617,15 +618,24 @@ impl CallTask {
         let name = name.map(str::to_string);
         let base = &self.gw.cfg.http.public_url;
         let host = super::host_port(self.gw.advertised(), self.gw.cfg.sip.listen[0].addr.port());
-        let who = if number.is_empty() { "caller" } else { number.as_str() };
+        let who = if number.is_empty() {
+            "caller"
+        } else {
+            number.as_str()
+        };
         let pai = match &name {
-            Some(n) => format!("\"{}\" <sip:{who}@{host}>", header_value(n, 64).replace('"', "")),
+            Some(n) => format!(
+                "\"{}\" <sip:{who}@{host}>",
+                header_value(n, 64).replace('"', "")
+            ),
             None => format!("<sip:{who}@{host}>"),
         };
         let req = Originate {
             to: target.clone(),
             ring_timeout: Some(ring_timeout),
-            from_display: name.clone().or_else(|| (!number.is_empty()).then(|| number.clone())),
+            from_display: name
+                .clone()
+                .or_else(|| (!number.is_empty()).then(|| number.clone())),
             from_user: (!number.is_empty()).then(|| number.clone()),
             headers: vec![
                 ("P-Asserted-Identity".into(), pai),

@@ -157,9 +157,13 @@ pub fn call_scenario(gw: &Gw, scenario: &str, args: &[&str]) -> std::process::Ch
     sipp(&all, free_port())
 }
 
+/// Where each SIPp run writes its errors, by process id, for [`wait_ok`] to show.
+static SIPP_ERRORS: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
 /// SIPp with `dir` as its working directory (where `play_pcap_audio` finds its file).
 pub fn sipp_in(dir: &std::path::Path, args: &[&str], local_port: u16) -> std::process::Child {
-    Command::new("sipp")
+    let errors = dir.join(format!("sipp-{local_port}-errors.log"));
+    let child = Command::new("sipp")
         .args(args)
         .args([
             "-i",
@@ -168,18 +172,40 @@ pub fn sipp_in(dir: &std::path::Path, args: &[&str], local_port: u16) -> std::pr
             "-timeout",
             "30s",
             "-timeout_error",
+            "-trace_err",
+            "-error_file",
         ])
+        .arg(&errors)
         .args(["-p", &local_port.to_string()])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("sipp")
+        .expect("sipp");
+    SIPP_ERRORS.lock().unwrap().push((child.id(), errors));
+    child
 }
 
 pub fn wait_ok(mut child: Child, what: &str) {
     let status = child.wait().unwrap();
-    assert!(status.success(), "{what}: sipp exited with {status}");
+    if !status.success() {
+        let errors = SIPP_ERRORS
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(pid, _)| *pid == child.id())
+            .and_then(|(_, f)| std::fs::read_to_string(f).ok())
+            .unwrap_or_default();
+        let tail: String = errors
+            .chars()
+            .rev()
+            .take(3000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        panic!("{what}: sipp exited with {status}; its errors:\n{tail}");
+    }
 }
 
 /// Send one SIP request over UDP and return the first final (>= 200) response.
@@ -281,4 +307,273 @@ pub fn caller(gw: &Gw, pcap: &str, codec: &str, hold_ms: u32, mp: u16) -> Child 
         ],
         free_port(),
     )
+}
+
+// ---- RTP captured on loopback (tshark) and what it carried ----
+
+#[derive(Debug, Clone)]
+pub struct Rtp {
+    pub src: u16,
+    pub dst: u16,
+    pub ssrc: u32,
+    pub seq: u16,
+    pub ts: u32,
+    pub marker: bool,
+    pub pt: u8,
+    pub payload: Vec<u8>,
+}
+
+/// tshark on loopback for the gateway's RTP port range.
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Capture {
+    pub fn start(range: (u16, u16)) -> Capture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cap.pcap");
+        let log = dir.path().join("tshark.log");
+        let child = Command::new("tshark")
+            .args(["-i", "lo", "-q", "-f"])
+            .arg(format!("udp portrange {}-{}", range.0, range.1))
+            .arg("-w")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("tshark");
+        let start = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Capturing on")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "tshark did not start (needs root or the wireshark group)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Capture {
+            child,
+            file,
+            _dir: dir,
+        }
+    }
+
+    pub fn stop(mut self) -> Vec<Rtp> {
+        // Let the last packets reach the capture before stopping it.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp", "-T", "fields"])
+            .args([
+                "-e",
+                "udp.srcport",
+                "-e",
+                "udp.dstport",
+                "-e",
+                "rtp.ssrc",
+                "-e",
+                "rtp.seq",
+            ])
+            .args([
+                "-e",
+                "rtp.timestamp",
+                "-e",
+                "rtp.marker",
+                "-e",
+                "rtp.p_type",
+                "-e",
+                "rtp.payload",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                if f.len() < 8 {
+                    return None;
+                }
+                Some(Rtp {
+                    src: f[0].parse().ok()?,
+                    dst: f[1].parse().ok()?,
+                    ssrc: u32::from_str_radix(f[2].trim_start_matches("0x"), 16).ok()?,
+                    seq: f[3].parse().ok()?,
+                    ts: f[4].parse().ok()?,
+                    marker: f[5] == "1" || f[5] == "True",
+                    pt: f[6].parse().ok()?,
+                    // Plain hex on current tshark, colon-separated on older ones.
+                    payload: {
+                        let hex: String = f[7].chars().filter(|c| *c != ':').collect();
+                        (0..hex.len() / 2)
+                            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                            .collect()
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+pub fn flow(pkts: &[Rtp], src: impl Fn(u16) -> bool, dst: u16) -> Vec<Rtp> {
+    pkts.iter()
+        .filter(|p| src(p.src) && p.dst == dst)
+        .cloned()
+        .collect()
+}
+
+/// One SSRC, sequence +1 and timestamp +160 throughout, a marker on the first packet only.
+pub fn assert_one_continuous_stream(pkts: &[Rtp], what: &str) {
+    assert!(!pkts.is_empty(), "{what}: no packets");
+    assert!(pkts[0].marker, "{what}: first packet carries the marker");
+    for w in pkts.windows(2) {
+        assert_eq!(w[1].ssrc, w[0].ssrc, "{what}: one SSRC");
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "{what}: sequence");
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(160), "{what}: timestamps");
+        assert!(!w[1].marker, "{what}: no marker inside the stream");
+    }
+}
+
+pub fn ulaw(b: &[u8]) -> Vec<i16> {
+    b.iter()
+        .map(|&c| warmline_media::g711::ulaw_decode(c))
+        .collect()
+}
+
+pub fn alaw(b: &[u8]) -> Vec<i16> {
+    b.iter()
+        .map(|&c| warmline_media::g711::alaw_decode(c))
+        .collect()
+}
+
+pub fn wav(path: &Path) -> Vec<i16> {
+    warmline_media::wav::read_clip(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .pcm
+        .to_vec()
+}
+
+pub fn rms(x: &[i16]) -> f64 {
+    (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
+/// Best normalised correlation of `got` against `want` over lags 0..=max_lag samples.
+pub fn best_corr(got: &[i16], want: &[i16], max_lag: usize) -> (f64, usize) {
+    let mut best = (0.0, 0);
+    for lag in 0..=max_lag {
+        let n = got.len().saturating_sub(lag).min(want.len());
+        if n < 800 {
+            break;
+        }
+        let (a, b) = (&got[lag..lag + n], &want[..n]);
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let c = dot / (na * nb).max(1.0);
+        if c > best.0 {
+            best = (c, lag);
+        }
+    }
+    best
+}
+
+// ---- an HTTP receiver standing in for the operator's services (a brain, a CRM) ----
+
+/// One request an [`HttpSink`] received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A one-route HTTP server on loopback: every request is kept and answered with `reply`
+/// after `delay`.
+pub struct HttpSink {
+    pub port: u16,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl HttpSink {
+    pub fn start(reply: &'static str, delay: Duration) -> HttpSink {
+        Self::start_on(0, reply, delay)
+    }
+
+    /// On a given port (0: any).
+    pub fn start_on(port: u16, reply: &'static str, delay: Duration) -> HttpSink {
+        use std::io::{BufRead, BufReader, Read, Write as _};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut headers = Vec::new();
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = l.split_once(':') {
+                            let k = k.trim().to_ascii_lowercase();
+                            if k == "content-length" {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                            headers.push((k, v.trim().to_string()));
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    reader.read_exact(&mut body).unwrap();
+                    kept.lock().unwrap().push(Received { headers, body });
+                    std::thread::sleep(delay);
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                });
+            }
+        });
+        HttpSink { port, received }
+    }
+
+    /// The JSON bodies received so far.
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or_default())
+            .collect()
+    }
 }

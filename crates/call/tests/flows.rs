@@ -636,7 +636,7 @@ fn policy_runs_over_turns_digits_and_time() {
     h.now += Duration::from_secs(3);
     let acts = h.send(turn_saying("I want to speak to a human"));
     match &acts[..] {
-        [CallAction::Escalate { trigger, .. }] => {
+        [CallAction::Escalate { trigger, .. }, ..] => {
             assert_eq!(trigger.kind, "explicit_request");
             assert_eq!(trigger.at_ms, 3000);
             assert!(trigger.evidence[0].contains("speak to a human"));
@@ -646,7 +646,9 @@ fn policy_runs_over_turns_digits_and_time() {
     // Each rule once; another rule still can.
     assert!(h.send(turn_saying("agent please")).is_empty());
     let acts = h.send(CallEvent::Dtmf { digit: '0' });
-    assert!(matches!(&acts[..], [CallAction::Escalate { trigger, .. }] if trigger.kind == "dtmf"));
+    assert!(
+        matches!(&acts[..], [CallAction::Escalate { trigger, .. }, ..] if trigger.kind == "dtmf")
+    );
     assert_eq!(h.ctl.triggers().len(), 2);
 }
 
@@ -667,7 +669,7 @@ fn elapsed_rule_fires_on_the_virtual_clock() {
     assert!(h.advance(Duration::from_millis(29_500)).is_empty());
     let acts = h.advance(Duration::from_secs(1));
     assert!(
-        matches!(&acts[..], [CallAction::Escalate { trigger, .. }] if trigger.rule == "slow"),
+        matches!(&acts[..], [CallAction::Escalate { trigger, .. }, ..] if trigger.rule == "slow"),
         "{acts:?}"
     );
 }

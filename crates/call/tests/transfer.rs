@@ -327,3 +327,11 @@ fn a_route_without_agents_fails_over_to_the_apology_at_once() {
     assert!(dialed(&acts).is_none());
     assert!(audits(&acts).contains(&"callback_requested".to_string()));
 }
+
+#[test]
+fn a_route_without_agents_does_not_put_the_caller_on_hold() {
+    let mut h = answered(cfg(route(&[])));
+    let acts = h.send(turn_saying("I want to speak to a human"));
+    assert!(reinvite_direction(&acts).is_none(), "{acts:?}");
+    assert!(!acts.contains(&CallAction::HoldAudio { on: true }));
+}

@@ -115,6 +115,11 @@ impl Controller {
                 order.join(", ")
             ),
         );
+        if order.is_empty() {
+            // Nobody to call: no hold, straight to the apology and the callback.
+            self.apologise(now, &route.name);
+            return;
+        }
         // The hold bridge: the caller hears hold audio at once (the transition prompt cuts
         // in as soon as it is rendered), so there is no dead air.
         self.set_want(Direction::SendOnly);
@@ -333,18 +338,22 @@ impl Controller {
         let Some(t) = self.transfer.take() else {
             return;
         };
+        self.set_want(Direction::SendRecv);
+        self.apologise(now, &t.route.name);
+    }
+
+    fn apologise(&mut self, now: Instant, route: &str) {
         self.audit(
             "transfer_failed",
-            format!("route {}: no agent took the call", t.route.name),
+            format!("route {route}: no agent took the call"),
         );
-        self.set_want(Direction::SendRecv);
         let apology = self.texts.apology.clone();
         self.say_unbargeable(now, apology);
         self.audit(
             "callback_requested",
             format!(
-                "route {}: no agent available; callback to {} promised",
-                t.route.name, self.caller_id
+                "route {route}: no agent available; callback to {} promised",
+                self.caller_id
             ),
         );
         self.escalated = false;

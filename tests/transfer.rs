@@ -1,0 +1,281 @@
+//! The warm transfer end to end with real peers: a SIPp caller speaking espeak-ng audio
+//! that asks for a person and takes warmline's hold and resume re-INVITEs, SIPp agents that
+//! check the screen-pop headers (one busy, one answering), an HTTP receiver standing in for
+//! the CRM, and tshark on loopback to check what each side heard.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::process::Child;
+use std::time::Duration;
+
+/// A SIPp agent answering (after ringing) with `scenario`, playing the agent tone.
+fn agent(scenario: &str, port: u16, mp: u16) -> Child {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(media().join("agent_pcmu.pcap"), dir.join("agent.pcap")).unwrap();
+    sipp_in(
+        &dir,
+        &[
+            "-sf",
+            scenarios().join(scenario).to_str().unwrap(),
+            "-key",
+            "codec",
+            "0",
+            "-m",
+            "1",
+            "-mp",
+            &mp.to_string(),
+        ],
+        port,
+    )
+}
+
+/// The caller: asks for a person, takes the hold and the resume, then plays a tone.
+fn caller_through_transfer(gw: &Gw, mp: u16, stay_ms: u32) -> Child {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(media().join("ask_pcmu.pcap"), dir.join("audio.pcap")).unwrap();
+    std::fs::copy(media().join("tone_pcmu.pcap"), dir.join("tone.pcap")).unwrap();
+    sipp_in(
+        &dir,
+        &[
+            "-sf",
+            scenarios().join("uac_transfer.xml").to_str().unwrap(),
+            "-key",
+            "codec",
+            "0",
+            "-m",
+            "1",
+            "-d",
+            &stay_ms.to_string(),
+            "-mp",
+            &mp.to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    )
+}
+
+fn audit(gw: &Gw, call_id: &str) -> serde_json::Value {
+    let (status, body) = http_req(gw.http, "GET", &format!("/api/calls/{call_id}/audit"), "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn events(audit: &serde_json::Value) -> Vec<String> {
+    audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `want` appears in `got` in this order (other events may come between).
+fn in_order(got: &[String], want: &[&str]) -> bool {
+    let mut it = got.iter();
+    want.iter().all(|w| it.any(|g| g == w))
+}
+
+/// Energy of `freq` Hz in 8 kHz audio, relative to the total (Goertzel).
+fn tone_share(pcm: &[i16], freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for x in pcm {
+        let s = f64::from(*x) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let total: f64 =
+        pcm.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() * pcm.len() as f64 / 2.0;
+    power / total.max(1.0)
+}
+
+/// The caller's Call-ID, from the log's call span.
+fn the_call_id(gw: &Gw) -> String {
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("inbound call"))
+        .expect("an inbound call in the log");
+    let start = line.find("call_id=").unwrap() + "call_id=".len();
+    line[start..].split('}').next().unwrap().to_string()
+}
+
+/// The longest run of near-silent packets (RMS under about -50 dBFS), in ms.
+fn longest_silence(pkts: &[Rtp]) -> u64 {
+    let (mut run, mut worst) = (0u64, 0u64);
+    for p in pkts {
+        let pcm = ulaw(&p.payload);
+        if rms(&pcm) < 100.0 {
+            run += 20;
+            worst = worst.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    worst
+}
+
+#[test]
+fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_agent() {
+    require_sipp();
+    let crm = HttpSink::start(r#"{"ok": true}"#, Duration::ZERO);
+    let (busy_port, agent_port) = (free_port(), free_port());
+    let gw = Gw::start(
+        "",
+        &format!(
+            "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n\
+             [crm]\nwebhook_url = \"http://127.0.0.1:{}/crm\"\nsecret = \"s3cret\"\n\
+             [[routes]]\nname = \"default\"\nring_timeout_s = 8\n\
+             targets = [\"sip:busy@127.0.0.1:{busy_port}\", \"sip:agent@127.0.0.1:{agent_port}\"]\n",
+            crm.port
+        ),
+    );
+    let cap = Capture::start(gw.rtp);
+    let busy = sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_busy.xml").to_str().unwrap(),
+            "-m",
+            "1",
+        ],
+        busy_port,
+    );
+    let agent_mp = media_port();
+    let agent = agent("uas_agent.xml", agent_port, agent_mp);
+    std::thread::sleep(Duration::from_millis(300));
+    let caller_mp = media_port();
+    let caller = caller_through_transfer(&gw, caller_mp, 4000);
+    wait_ok(caller, "caller: asked, held, resumed, talked, hung up");
+    wait_ok(busy, "busy agent");
+    wait_ok(
+        agent,
+        "agent: screen-pop headers present, answered, got the BYE",
+    );
+    let pkts = cap.stop();
+
+    // The audit trail, in order.
+    let id = the_call_id(&gw);
+    let trail = audit(&gw, &id);
+    let ev = events(&trail);
+    assert!(
+        in_order(
+            &ev,
+            &[
+                "call_start",
+                "turn",
+                "trigger",
+                "transfer_started",
+                "packet_posted",
+                "agent_attempt",
+                "agent_failed",
+                "agent_attempt",
+                "agent_answered",
+                "bridged",
+                "caller_hung_up",
+                "end",
+            ]
+        ),
+        "{ev:?}"
+    );
+    assert!(ev.contains(&"disclosure".to_string()), "{ev:?}");
+    assert!(ev.contains(&"packet_acknowledged".to_string()), "{ev:?}");
+    let failed = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "agent_failed")
+        .unwrap();
+    assert!(
+        failed["detail"].as_str().unwrap().contains("busy (486)"),
+        "{failed}"
+    );
+
+    // The CRM got one packet, correctly signed, with the caller's turns and the trigger.
+    let got = crm.received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(&got[0].body);
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        got[0].header("X-Warmline-Signature"),
+        Some(format!("sha256={want}").as_str())
+    );
+    let packet: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(packet["version"], 1);
+    assert_eq!(packet["call_id"], id.as_str());
+    assert_eq!(packet["trigger"]["kind"], "explicit_request");
+    assert!(packet["fields"].is_object());
+    assert!(
+        packet["turns"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("human")
+    );
+    assert!(
+        packet["links"]["context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/context")
+    );
+    // And the same packet is served.
+    let (status, body) = http_req(gw.http, "GET", &format!("/api/calls/{id}/context"), "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        packet
+    );
+
+    // What each side heard once bridged: the caller the agent's 600 Hz, the agent the
+    // caller's 1000 Hz.
+    let ours = |p: u16| (gw.rtp.0..=gw.rtp.1).contains(&p);
+    let to_caller = flow(&pkts, ours, caller_mp);
+    let to_agent = flow(&pkts, ours, agent_mp);
+    assert!(!to_agent.is_empty(), "the agent got audio");
+    let caller_tail: Vec<i16> = to_caller
+        .iter()
+        .rev()
+        .take(50)
+        .flat_map(|p| ulaw(&p.payload))
+        .collect();
+    assert!(
+        tone_share(&caller_tail, 600.0) > 0.5,
+        "caller hears the agent: {:.2}",
+        tone_share(&caller_tail, 600.0)
+    );
+    let agent_tail: Vec<i16> = to_agent
+        .iter()
+        .rev()
+        .take(50)
+        .flat_map(|p| ulaw(&p.payload))
+        .collect();
+    assert!(
+        tone_share(&agent_tail, 1000.0) > 0.5,
+        "agent hears the caller: {:.2}",
+        tone_share(&agent_tail, 1000.0)
+    );
+    // The caller never had more than 500 ms without audio between the trigger and the end.
+    let mut worst = 0u64;
+    for w in to_caller.windows(2) {
+        let gap = u64::from(w[1].ts.wrapping_sub(w[0].ts)) / 8;
+        worst = worst.max(gap);
+    }
+    assert!(
+        worst <= 500,
+        "longest gap in what the caller heard: {worst} ms"
+    );
+    let quiet = longest_silence(&to_caller);
+    assert!(
+        quiet <= 500,
+        "longest near-silence the caller heard: {quiet} ms"
+    );
+}
