@@ -80,7 +80,7 @@ pub fn spawn(
                 };
                 match outcome {
                     Ok(status) => {
-                        store.delivered(row.id);
+                        store.delivered(row.id).await;
                         let waited = (now_ms() - row.next_at_ms).max(0);
                         counters.delivered.fetch_add(1, Ordering::Relaxed);
                         counters
@@ -100,7 +100,9 @@ pub fn spawn(
                     Err(error) => {
                         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
                         let wait = warmline_store::backoff(row.attempts);
-                        store.failed(row.id, now_ms() + wait.as_millis() as i64, error.clone());
+                        store
+                            .failed(row.id, now_ms() + wait.as_millis() as i64, error.clone())
+                            .await;
                         if row.attempts == 0 {
                             store.audit(
                                 &row.call_id,

@@ -35,11 +35,13 @@ enum Write {
     Delivered {
         id: i64,
         at_ms: i64,
+        done: tokio::sync::oneshot::Sender<()>,
     },
     Failed {
         id: i64,
         next_at_ms: i64,
         error: String,
+        done: tokio::sync::oneshot::Sender<()>,
     },
 }
 
@@ -99,12 +101,21 @@ impl StoreHandle {
                         } => writer.enqueue(&call_id, &url, &body, at_ms).map(|_| {
                             notify.notify_one();
                         }),
-                        Write::Delivered { id, at_ms } => writer.delivered(id, at_ms),
+                        Write::Delivered { id, at_ms, done } => {
+                            let r = writer.delivered(id, at_ms);
+                            let _ = done.send(());
+                            r
+                        }
                         Write::Failed {
                             id,
                             next_at_ms,
                             error,
-                        } => writer.failed(id, next_at_ms, &error),
+                            done,
+                        } => {
+                            let r = writer.failed(id, next_at_ms, &error);
+                            let _ = done.send(());
+                            r
+                        }
                     };
                     if let Err(e) = result {
                         c.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -153,19 +164,28 @@ impl StoreHandle {
         });
     }
 
-    pub fn delivered(&self, id: i64) {
+    /// Mark a packet delivered; returns once it is committed, so the sender's next look
+    /// at the outbox cannot see it again (and post it twice).
+    pub async fn delivered(&self, id: i64) {
+        let (done, wait) = tokio::sync::oneshot::channel();
         self.write(Write::Delivered {
             id,
             at_ms: now_ms(),
+            done,
         });
+        let _ = wait.await;
     }
 
-    pub fn failed(&self, id: i64, next_at_ms: i64, error: String) {
+    /// A failed attempt, committed before returning (see [`StoreHandle::delivered`]).
+    pub async fn failed(&self, id: i64, next_at_ms: i64, error: String) {
+        let (done, wait) = tokio::sync::oneshot::channel();
         self.write(Write::Failed {
             id,
             next_at_ms,
             error,
+            done,
         });
+        let _ = wait.await;
     }
 
     /// Run a read on the reader connection, off the async threads.

@@ -247,10 +247,20 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         .take(50)
         .flat_map(|p| ulaw(&p.payload))
         .collect();
+    let ssrcs: std::collections::BTreeSet<u32> = to_caller.iter().map(|p| p.ssrc).collect();
+    let from_agent = pkts.iter().filter(|p| p.src == agent_mp).count();
+    let dsts: std::collections::BTreeMap<u16, usize> =
+        pkts.iter()
+            .filter(|p| ours(p.src))
+            .fold(Default::default(), |mut m, p| {
+                *m.entry(p.dst).or_default() += 1;
+                m
+            });
     assert!(
         tone_share(&caller_tail, 600.0) > 0.5,
-        "caller hears the agent: {:.2}",
-        tone_share(&caller_tail, 600.0)
+        "caller hears the agent: {:.2} ({} packets to the caller, SSRCs {ssrcs:x?}, {from_agent} from the agent, ours to {dsts:?}, caller mp {caller_mp}, agent mp {agent_mp})",
+        tone_share(&caller_tail, 600.0),
+        to_caller.len()
     );
     let agent_tail: Vec<i16> = to_agent
         .iter()
@@ -278,4 +288,144 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         quiet <= 500,
         "longest near-silence the caller heard: {quiet} ms"
     );
+}
+
+fn transfer_gw(extra: &str, targets: &str, ring_timeout_s: u32) -> Gw {
+    Gw::start(
+        "",
+        &format!(
+            "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n{extra}\n\
+             [[routes]]\nname = \"default\"\nring_timeout_s = {ring_timeout_s}\ntargets = [{targets}]\n"
+        ),
+    )
+}
+
+#[test]
+fn when_no_agent_answers_the_caller_comes_off_hold_to_an_apology_and_a_callback() {
+    require_sipp();
+    let agent_port = free_port();
+    let gw = transfer_gw("", &format!("\"sip:agent@127.0.0.1:{agent_port}\""), 2);
+    let ringing = sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_noanswer.xml").to_str().unwrap(),
+            "-m",
+            "1",
+        ],
+        agent_port,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = caller_through_transfer(&gw, media_port(), 2000);
+    wait_ok(ringing, "agent rang out and was cancelled");
+    wait_ok(caller, "caller held, then resumed");
+    let id = the_call_id(&gw);
+    let ev = events(&audit(&gw, &id));
+    assert!(
+        in_order(
+            &ev,
+            &[
+                "transfer_started",
+                "agent_attempt",
+                "agent_failed",
+                "transfer_failed",
+                "callback_requested",
+                "end",
+            ]
+        ),
+        "{ev:?}"
+    );
+    assert!(!ev.contains(&"bridged".to_string()), "{ev:?}");
+    assert!(
+        gw.log()
+            .contains("I'm sorry, nobody from the team is free right now")
+    );
+}
+
+#[test]
+fn a_caller_hanging_up_on_hold_abandons_and_the_ringing_agent_is_cancelled() {
+    require_sipp();
+    let agent_port = free_port();
+    let gw = transfer_gw("", &format!("\"sip:agent@127.0.0.1:{agent_port}\""), 20);
+    let ringing = sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_noanswer.xml").to_str().unwrap(),
+            "-m",
+            "1",
+        ],
+        agent_port,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(media().join("ask_pcmu.pcap"), dir.join("audio.pcap")).unwrap();
+    let caller = sipp_in(
+        &dir,
+        &[
+            "-sf",
+            scenarios()
+                .join("uac_transfer_abandon.xml")
+                .to_str()
+                .unwrap(),
+            "-key",
+            "codec",
+            "0",
+            "-m",
+            "1",
+            "-mp",
+            &media_port().to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    );
+    wait_ok(caller, "caller hung up on hold");
+    wait_ok(ringing, "the agent's ringing call was cancelled");
+    let id = the_call_id(&gw);
+    let ev = events(&audit(&gw, &id));
+    assert!(
+        in_order(
+            &ev,
+            &["transfer_started", "agent_attempt", "abandoned", "end"]
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_crm_that_is_down_gets_the_packet_after_it_comes_back_even_across_a_restart() {
+    require_sipp();
+    let crm_port = free_port();
+    let db = tempfile::tempdir().unwrap();
+    let store = db.path().join("warmline.db");
+    // No agents: the caller is not held, the packet is still posted (for the callback).
+    let config = format!(
+        "[store]\npath = \"{}\"\n[crm]\nwebhook_url = \"http://127.0.0.1:{crm_port}/crm\"\nsecret = \"k\"\n",
+        store.display()
+    );
+    let id = {
+        let gw = transfer_gw(&config, "", 5);
+        let caller = caller(&gw, "ask_pcmu.pcap", "0", 3000, media_port());
+        wait_ok(caller, "caller asking for a person");
+        let id = the_call_id(&gw);
+        let ev = events(&audit(&gw, &id));
+        assert!(ev.contains(&"packet_posted".to_string()), "{ev:?}");
+        assert!(ev.contains(&"packet_delivery_failed".to_string()), "{ev:?}");
+        let stats: serde_json::Value =
+            serde_json::from_str(&http_req(gw.http, "GET", "/v1/stats", "").1).unwrap();
+        assert_eq!(stats["outbox_pending"], 1, "{stats}");
+        id
+        // The gateway stops here, the packet undelivered.
+    };
+    // The CRM comes back, then the gateway restarts: the outbox is picked up from the store.
+    let crm = HttpSink::start_on(crm_port, "{}", Duration::ZERO);
+    let gw = transfer_gw(&config, "", 5);
+    let start = std::time::Instant::now();
+    while crm.bodies().is_empty() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bodies = crm.bodies();
+    assert_eq!(bodies.len(), 1, "delivered once after the restart");
+    assert_eq!(bodies[0]["call_id"], id.as_str());
+    std::thread::sleep(Duration::from_millis(300));
+    let ev = events(&audit(&gw, &id));
+    assert!(ev.contains(&"packet_acknowledged".to_string()), "{ev:?}");
 }

@@ -327,6 +327,8 @@ pub struct Rtp {
 pub struct Capture {
     child: Child,
     file: PathBuf,
+    /// warmline's RTP port range.
+    range: (u16, u16),
     _dir: tempfile::TempDir,
 }
 
@@ -358,6 +360,7 @@ impl Capture {
         Capture {
             child,
             file,
+            range,
             _dir: dir,
         }
     }
@@ -369,10 +372,17 @@ impl Capture {
             .args(["-INT", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+        if let Ok(keep) = std::env::var("WARMLINE_KEEP_CAPTURE") {
+            let _ = std::fs::copy(&self.file, keep);
+        }
         let out = Command::new("tshark")
             .arg("-r")
             .arg(&self.file)
-            .args(["-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp", "-T", "fields"])
+            // Decode warmline's range as RTP outright: heuristics lose to port-registered
+            // dissectors (UDP 26000 is Quake's), which hid whole flows.
+            .args(["-o", "rtp.heuristic_rtp:TRUE", "-d"])
+            .arg(format!("udp.port=={}-{},rtp", self.range.0, self.range.1))
+            .args(["-Y", "rtp && !rtcp", "-T", "fields"])
             .args([
                 "-e",
                 "udp.srcport",

@@ -115,6 +115,12 @@ impl Controller {
                 order.join(", ")
             ),
         );
+        // The CRM gets the packet either way: with no agent to take the call it is what
+        // the callback is made from.
+        let packet = self.context_packet(trigger, &briefing);
+        self.actions.push_back(CallAction::PostContext {
+            packet: Box::new(packet),
+        });
         if order.is_empty() {
             // Nobody to call: no hold, straight to the apology and the callback.
             self.apologise(now, &route.name);
@@ -129,10 +135,6 @@ impl Controller {
             .replace("{lead}", lead_in(&trigger.kind))
             .replace("{seconds}", &anchor_seconds(route.ring_timeout).to_string());
         self.say_unbargeable(now, text);
-        let packet = self.context_packet(trigger, &briefing);
-        self.actions.push_back(CallAction::PostContext {
-            packet: Box::new(packet),
-        });
         let refresh = Duration::from_secs(self.texts.hold_refresh_s.max(5));
         self.transfer = Some(Transfer {
             route,
