@@ -21,6 +21,8 @@ command -v cmake >/dev/null || need+=(cmake)
 [ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so >/dev/null 2>&1 || need+=(libclang-dev)
 pkg-config --exists pocketsphinx 2>/dev/null || need+=(libpocketsphinx-dev libsphinxbase-dev)
 [ -d /usr/share/pocketsphinx/model/en-us/en-us ] || need+=(pocketsphinx-en-us)
+# The agent's softphone in the warm-transfer tests.
+command -v baresip >/dev/null || need+=(baresip)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq

@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
@@ -290,14 +291,20 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
     );
 }
 
-fn transfer_gw(extra: &str, targets: &str, ring_timeout_s: u32) -> Gw {
+/// A gateway whose `default` route hunts `targets`; `speech` goes inside `[speech]`,
+/// `extra` after it.
+fn transfer_gw_with(speech: &str, extra: &str, targets: &str, ring_timeout_s: u32) -> Gw {
     Gw::start(
         "",
         &format!(
-            "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n{extra}\n\
+            "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n{speech}\n{extra}\n\
              [[routes]]\nname = \"default\"\nring_timeout_s = {ring_timeout_s}\ntargets = [{targets}]\n"
         ),
     )
+}
+
+fn transfer_gw(extra: &str, targets: &str, ring_timeout_s: u32) -> Gw {
+    transfer_gw_with("", extra, targets, ring_timeout_s)
 }
 
 #[test]
@@ -428,4 +435,174 @@ fn a_crm_that_is_down_gets_the_packet_after_it_comes_back_even_across_a_restart(
     std::thread::sleep(Duration::from_millis(300));
     let ev = events(&audit(&gw, &id));
     assert!(ev.contains(&"packet_acknowledged".to_string()), "{ev:?}");
+}
+
+/// baresip as the agent's softphone: auto-answer, a 600 Hz tone as its voice, and what it
+/// hears (decoded) written by the sndfile module.
+struct Baresip {
+    child: Child,
+    rec: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    fn start(port: u16) -> Baresip {
+        assert!(
+            std::process::Command::new("sh")
+                .args(["-c", "command -v baresip"])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "baresip is not installed: run the README's test command (it installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let rec = dir.path().join("rec");
+        std::fs::create_dir(&rec).unwrap();
+        let voice = media().join("agent_tone.wav");
+        std::fs::write(
+            dir.path().join("config"),
+            format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:{port}\n\
+                 audio_player aubridge,nil\naudio_source aufile,{}\naudio_alert aubridge,nil\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+                 module aubridge.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\n\
+                 snd_path {}\n",
+                voice.display(),
+                rec.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!("<sip:agent@127.0.0.1:{port}>;regint=0;answermode=auto;audio_codecs=PCMU\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new("baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // It listens within a moment; SIP retransmits cover a slow start anyway.
+        std::thread::sleep(Duration::from_millis(500));
+        Baresip {
+            child,
+            rec,
+            _dir: dir,
+        }
+    }
+
+    /// What the agent heard, decoded (8 kHz mono), once the call is over.
+    fn heard(&self) -> Vec<i16> {
+        let file = std::fs::read_dir(&self.rec)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .expect("baresip's sndfile recording of what it heard");
+        wav(&file)
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Words of the briefing that pocketsphinx's keyword spotter finds in `pcm` (8 kHz).
+fn spotted_briefing_words(pcm: &[i16]) -> Vec<String> {
+    use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, Sphinx, SphinxSetup};
+    let setup = SphinxSetup {
+        model_dir: DEBIAN_MODEL_DIR.into(),
+        // Words of "…is on the line. … Suggested next step: Greet the caller by name and
+        // pick up where the assistant left off.", thresholds 1e5 looser than where each was
+        // first spotted in this audio (none fires on a tone even at 1e-30).
+        keyphrases: [
+            ("greet", 1e-15),
+            ("name", 1e-15),
+            ("line", 1e-15),
+            ("left", 1e-15),
+            ("step", 1e-25),
+            ("caller", 1e-30),
+        ]
+        .iter()
+        .map(|(p, t)| (p.to_string(), *t))
+        .collect(),
+        grammar_words: Vec::new(),
+    };
+    let mut sphinx = Sphinx::new(&setup).unwrap();
+    let mut wide = vec![0i16; 8000];
+    wide.extend(warmline_media::resample::Resampler::convert(
+        8000, 16000, pcm,
+    ));
+    wide.resize(wide.len() + 8000, 0);
+    let mut words: Vec<String> = sphinx
+        .spot(&wide)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.phrase)
+        .collect();
+    words.sort();
+    words.dedup();
+    words
+}
+
+#[test]
+fn baresip_as_the_agent_hears_the_briefing_then_the_caller() {
+    require_sipp();
+    let agent_port = free_port();
+    let baresip = Baresip::start(agent_port);
+    let gw = transfer_gw_with(
+        "tts_voice = \"en-us+klatt2\"",
+        "",
+        &format!("\"sip:agent@127.0.0.1:{agent_port}\""),
+        10,
+    );
+    let caller = caller_through_transfer(&gw, media_port(), 4000);
+    wait_ok(caller, "caller through the transfer to baresip");
+    std::thread::sleep(Duration::from_millis(500));
+    let id = the_call_id(&gw);
+    let ev = events(&audit(&gw, &id));
+    assert!(
+        in_order(
+            &ev,
+            &[
+                "agent_attempt",
+                "agent_answered",
+                "bridged",
+                "caller_hung_up"
+            ]
+        ),
+        "{ev:?}"
+    );
+    let heard = baresip.heard();
+    // Before the caller's 1000 Hz tone: the briefing; after it starts: the caller.
+    let onset = heard
+        .chunks(160)
+        .position(|c| tone_share(c, 1000.0) > 0.5)
+        .expect("the agent hears the caller's tone after the bridge")
+        * 160;
+    let briefing = &heard[..onset];
+    assert!(
+        briefing.len() > 8000 * 5,
+        "the briefing lasts seconds: {} samples",
+        briefing.len()
+    );
+    if let Ok(path) = std::env::var("WARMLINE_KEEP_BRIEFING") {
+        let raw: Vec<u8> = briefing.iter().flat_map(|s| s.to_le_bytes()).collect();
+        std::fs::write(path, raw).unwrap();
+    }
+    let words = spotted_briefing_words(briefing);
+    assert!(
+        words.len() >= 3,
+        "pocketsphinx heard {words:?} in the briefing"
+    );
+    assert!(
+        tone_share(&heard[onset..onset + 8000.min(heard.len() - onset)], 1000.0) > 0.5,
+        "after the bridge the agent hears the caller"
+    );
 }
