@@ -19,6 +19,9 @@ say ask.wav "I want to speak to a human." en-us+klatt2
 # A short answer for the assistant (pocketsphinx's answer grammar).
 say yes.wav "Yes." en-us+klatt2
 sox -D -n -r 8000 -c 1 -b 16 "$out/tone.wav" synth 3 sine 1000 vol 0.5
+# A caller who answers the assistant, then asks for a person.
+sox -D -n -r 8000 -c 1 -b 16 "$out/pause.wav" trim 0 1.2
+sox -D "$out/yes.wav" "$out/pause.wav" "$out/ask.wav" "$out/yes_ask.wav"
 # The agent's side of a transfer test: a longer, lower tone.
 sox -D -n -r 8000 -c 1 -b 16 "$out/agent_tone.wav" synth 25 sine 600 vol 0.5
 python3 "$here/mkpcap.py" "$out/speech.wav" "$out/speech_pcmu.pcap" --codec pcmu --ssrc 0x5EED0001
@@ -29,6 +32,7 @@ sox -D "$out/speech_long.wav" -e u-law -t wav "$out/speech_long_ulaw.wav"
 python3 "$here/mkpcap.py" "$out/speech_long.wav" "$out/speech_long_pcmu.pcap" --codec pcmu --ssrc 0x5EED0005
 python3 "$here/mkpcap.py" "$out/ask.wav" "$out/ask_pcmu.pcap" --codec pcmu --ssrc 0x5EED0006
 python3 "$here/mkpcap.py" "$out/yes.wav" "$out/yes_pcmu.pcap" --codec pcmu --ssrc 0x5EED0007
+python3 "$here/mkpcap.py" "$out/yes_ask.wav" "$out/yes_ask_pcmu.pcap" --codec pcmu --ssrc 0x5EED0009
 python3 "$here/mkpcap.py" "$out/agent_tone.wav" "$out/agent_pcmu.pcap" --codec pcmu --ssrc 0x5EED0008
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/tone_pcmu.pcap" --codec pcmu --ssrc 0x5EED0003
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/dtmf_pcmu.pcap" --codec pcmu --dtmf "15#" --ssrc 0x5EED0004 --seq 20000

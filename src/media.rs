@@ -160,6 +160,8 @@ enum Command {
     StopPlayout(LegId),
     Hold(LegId, Option<Clip>),
     Bridge(LegId, LegId),
+    /// Stop feeding the leg's audio to the speech pipeline (its tap sender is dropped).
+    StopTap(LegId),
     SendDtmf(LegId, String),
     RemoveLeg(LegId),
 }
@@ -236,6 +238,9 @@ impl MediaHandle {
     }
     pub fn bridge(&self, a: LegId, b: LegId) {
         self.send(Command::Bridge(a, b));
+    }
+    pub fn stop_tap(&self, id: LegId) {
+        self.send(Command::StopTap(id));
     }
     pub fn send_dtmf(&self, id: LegId, digits: &str) {
         self.send(Command::SendDtmf(id, digits.into()));
@@ -410,6 +415,13 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
             session.bridge(a, b);
         }
         Command::SendDtmf(id, digits) => session.send_dtmf(id, &digits),
+        Command::StopTap(id) => {
+            session.set_tap(id, false);
+            // Dropping the sender ends the call's speech pipeline.
+            if let Some(l) = legs.iter_mut().find(|l| l.id == id) {
+                l.tap = None;
+            }
+        }
         Command::RemoveLeg(id) => {
             report(session, legs);
             session.remove_leg(id);

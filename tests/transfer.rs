@@ -36,8 +36,13 @@ fn agent(scenario: &str, port: u16, mp: u16) -> Child {
 
 /// The caller: asks for a person, takes the hold and the resume, then plays a tone.
 fn caller_through_transfer(gw: &Gw, mp: u16, stay_ms: u32) -> Child {
+    caller_saying("ask_pcmu.pcap", gw, mp, stay_ms)
+}
+
+/// The caller of [`caller_through_transfer`], saying `pcap` first.
+fn caller_saying(pcap: &str, gw: &Gw, mp: u16, stay_ms: u32) -> Child {
     let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(media().join("ask_pcmu.pcap"), dir.join("audio.pcap")).unwrap();
+    std::fs::copy(media().join(pcap), dir.join("audio.pcap")).unwrap();
     std::fs::copy(media().join("tone_pcmu.pcap"), dir.join("tone.pcap")).unwrap();
     sipp_in(
         &dir,
@@ -125,15 +130,21 @@ fn longest_silence(pkts: &[Rtp]) -> u64 {
 fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_agent() {
     require_sipp();
     let crm = HttpSink::start(r#"{"ok": true}"#, Duration::ZERO);
+    // The caller's first answer goes to a brain, which learns their account number.
+    let brain = HttpSink::start(
+        r#"{"fields": {"account_number": "4567"}, "intent": "billing question", "confidence": 0.9}"#,
+        Duration::ZERO,
+    );
     let (busy_port, agent_port) = (free_port(), free_port());
     let gw = Gw::start(
         "",
         &format!(
             "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n\
+             [assistant]\nwebhook_url = \"http://127.0.0.1:{}/turn\"\n\
              [crm]\nwebhook_url = \"http://127.0.0.1:{}/crm\"\nsecret = \"s3cret\"\n\
              [[routes]]\nname = \"default\"\nring_timeout_s = 8\n\
              targets = [\"sip:busy@127.0.0.1:{busy_port}\", \"sip:agent@127.0.0.1:{agent_port}\"]\n",
-            crm.port
+            brain.port, crm.port
         ),
     );
     let cap = Capture::start(gw.rtp);
@@ -150,8 +161,11 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
     let agent = agent("uas_agent.xml", agent_port, agent_mp);
     std::thread::sleep(Duration::from_millis(300));
     let caller_mp = media_port();
-    let caller = caller_through_transfer(&gw, caller_mp, 4000);
-    wait_ok(caller, "caller: asked, held, resumed, talked, hung up");
+    let caller = caller_saying("yes_ask_pcmu.pcap", &gw, caller_mp, 4000);
+    wait_ok(
+        caller,
+        "caller: answered, asked, held, resumed, talked, hung up",
+    );
     wait_ok(busy, "busy agent");
     wait_ok(
         agent,
@@ -215,13 +229,15 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
     assert_eq!(packet["version"], 1);
     assert_eq!(packet["call_id"], id.as_str());
     assert_eq!(packet["trigger"]["kind"], "explicit_request");
-    assert!(packet["fields"].is_object());
+    assert_eq!(brain.bodies().len(), 1, "one turn before the request");
+    assert_eq!(packet["fields"]["account_number"], "4567", "{packet}");
+    assert_eq!(packet["intent"]["text"], "billing question");
     assert!(
-        packet["turns"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("human")
+        packet["briefing"].as_str().unwrap().contains("4567"),
+        "{packet}"
     );
+    let last = packet["turns"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["text"].as_str().unwrap().contains("human"), "{packet}");
     assert!(
         packet["links"]["context"]
             .as_str()
@@ -274,7 +290,18 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         "agent hears the caller: {:.2}",
         tone_share(&agent_tail, 1000.0)
     );
-    // The caller never had more than 500 ms without audio between the trigger and the end.
+    // From the trigger on, the caller never had more than 500 ms without audio.
+    let trigger_ms = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "trigger")
+        .and_then(|e| e["at_ms"].as_i64())
+        .unwrap();
+    let to_caller: Vec<Rtp> = to_caller
+        .into_iter()
+        .filter(|p| p.time * 1000.0 >= trigger_ms as f64)
+        .collect();
     let mut worst = 0u64;
     for w in to_caller.windows(2) {
         let gap = u64::from(w[1].ts.wrapping_sub(w[0].ts)) / 8;

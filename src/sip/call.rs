@@ -1046,7 +1046,16 @@ impl CallTask {
                     request.call_id = self.id.clone();
                     self.gw.assistant.ask(*request, self.ops_tx.clone());
                 }
-                CallAction::Audit { event, detail } => self.audit(&event, detail),
+                CallAction::Audit { event, detail } => {
+                    let c = &self.gw.assistant.counters;
+                    match event.as_str() {
+                        "bridged" => c.bridged.fetch_add(1, Ordering::Relaxed),
+                        "abandoned" => c.abandoned.fetch_add(1, Ordering::Relaxed),
+                        "transfer_failed" => c.transfers_failed.fetch_add(1, Ordering::Relaxed),
+                        _ => 0,
+                    };
+                    self.audit(&event, detail)
+                }
                 CallAction::Escalate {
                     trigger,
                     briefing,
@@ -1203,6 +1212,11 @@ impl CallTask {
                     if let Some(a) = self.agents.get(&attempt) {
                         tracing::info!(attempt, "bridging the caller and the agent");
                         self.media.bridge(self.leg, a.leg);
+                        // A person has the call: the assistant stops listening, unless the
+                        // operator keeps transcripts.
+                        if !self.gw.cfg.store.keep_transcripts {
+                            self.media.stop_tap(self.leg);
+                        }
                         lock(&self.info).partner = Some(a.call_id.clone());
                     }
                 }

@@ -321,6 +321,8 @@ pub struct Rtp {
     pub marker: bool,
     pub pt: u8,
     pub payload: Vec<u8>,
+    /// Capture time, Unix seconds.
+    pub time: f64,
 }
 
 /// tshark on loopback for the gateway's RTP port range.
@@ -402,6 +404,8 @@ impl Capture {
                 "rtp.p_type",
                 "-e",
                 "rtp.payload",
+                "-e",
+                "frame.time_epoch",
             ])
             .output()
             .unwrap();
@@ -409,7 +413,7 @@ impl Capture {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
-                if f.len() < 8 {
+                if f.len() < 9 {
                     return None;
                 }
                 Some(Rtp {
@@ -427,6 +431,7 @@ impl Capture {
                             .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
                             .collect()
                     },
+                    time: f[8].trim().parse().ok()?,
                 })
             })
             .collect()

@@ -231,6 +231,16 @@ impl Session {
         self.refresh();
     }
 
+    /// Stop (or start) offering the leg's inbound audio to the speech tap: once a person
+    /// has the call, the assistant stops listening.
+    pub fn set_tap(&mut self, id: LegId, on: bool) {
+        if let Some(s) = self.slot(id) {
+            s.setup.tap = on;
+            s.tap_resampler = None;
+        }
+        self.refresh();
+    }
+
     /// Hold bridge: the leg hears `music` (looped, after anything queued) and what it
     /// says is ignored. `None` takes it off hold.
     pub fn hold(&mut self, id: LegId, music: Option<Clip>) {

@@ -477,6 +477,20 @@ fn tap_gets_16khz_frames_and_hold_bridge_ignores_inbound() {
     let music = r.rtp_to(CALLER);
     assert!(music.len() >= 19, "caller hears hold audio");
     assert_continuous(&music, 160);
+
+    // Off hold with the tap turned off (a person has the call): relayed, not tapped.
+    r.s.hold(CALLER, None);
+    r.s.set_tap(CALLER, false);
+    for k in 40..50u16 {
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(0, k, u32::from(k) * 160, 3, false, &[0x10; 160]),
+        );
+        r.run_ms(20);
+    }
+    assert_eq!(r.taps.len(), taps, "no tap once turned off");
+    assert_eq!(r.rtp_to(AGENT).len(), relayed_before + 10);
 }
 
 #[test]
