@@ -131,15 +131,6 @@ fn out_of_hours_the_caller_is_promised_a_callback_and_it_is_audited() {
         .weekday()
         .to_monday_one_offset() as u8;
     let open_day = (today + 1) % 7 + 1;
-    let names = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
     let gw = Gw::start(
         "",
         &format!(
@@ -159,7 +150,7 @@ fn out_of_hours_the_caller_is_promised_a_callback_and_it_is_audited() {
     assert_eq!(call["decision"]["weekday"], open_day);
     let promise = format!(
         "someone will call you back on {} from 09:00.",
-        names[usize::from(open_day - 1)]
+        warmline_policy::hours::weekday_name(open_day)
     );
     assert!(said(&call)[0].ends_with(&promise), "{call}");
     let events: Vec<&str> = call["audit"]

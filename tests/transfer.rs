@@ -334,21 +334,27 @@ fn transfer_gw(extra: &str, targets: &str, ring_timeout_s: u32) -> Gw {
     transfer_gw_with("", extra, targets, ring_timeout_s)
 }
 
-#[test]
-fn when_no_agent_answers_the_caller_comes_off_hold_to_an_apology_and_a_callback() {
-    require_sipp();
-    let agent_port = free_port();
-    let gw = transfer_gw("", &format!("\"sip:agent@127.0.0.1:{agent_port}\""), 2);
-    let ringing = sipp(
+/// A SIPp agent whose phone rings until it is cancelled.
+fn ringing_agent(port: u16) -> Child {
+    let agent = sipp(
         &[
             "-sf",
             scenarios().join("uas_noanswer.xml").to_str().unwrap(),
             "-m",
             "1",
         ],
-        agent_port,
+        port,
     );
     std::thread::sleep(Duration::from_millis(300));
+    agent
+}
+
+#[test]
+fn when_no_agent_answers_the_caller_comes_off_hold_to_an_apology_and_a_callback() {
+    require_sipp();
+    let agent_port = free_port();
+    let gw = transfer_gw("", &format!("\"sip:agent@127.0.0.1:{agent_port}\""), 2);
+    let ringing = ringing_agent(agent_port);
     let caller = caller_through_transfer(&gw, media_port(), 2000);
     wait_ok(ringing, "agent rang out and was cancelled");
     wait_ok(caller, "caller held, then resumed");
@@ -380,16 +386,7 @@ fn a_caller_hanging_up_on_hold_abandons_and_the_ringing_agent_is_cancelled() {
     require_sipp();
     let agent_port = free_port();
     let gw = transfer_gw("", &format!("\"sip:agent@127.0.0.1:{agent_port}\""), 20);
-    let ringing = sipp(
-        &[
-            "-sf",
-            scenarios().join("uas_noanswer.xml").to_str().unwrap(),
-            "-m",
-            "1",
-        ],
-        agent_port,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let ringing = ringing_agent(agent_port);
     let dir = tempfile::tempdir().unwrap().keep();
     std::fs::copy(media().join("ask_pcmu.pcap"), dir.join("audio.pcap")).unwrap();
     let caller = sipp_in(

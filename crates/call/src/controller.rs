@@ -1485,22 +1485,9 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// "today", "tomorrow" or the weekday's name, for the callback promise.
 fn day_phrase(today: Option<u8>, weekday: u8) -> String {
-    const NAMES: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
     match today {
         Some(t) if t == weekday => "today".into(),
         Some(t) if t % 7 + 1 == weekday => "tomorrow".into(),
-        _ => NAMES
-            .get(usize::from(weekday.saturating_sub(1)))
-            .copied()
-            .unwrap_or("the next working day")
-            .into(),
+        _ => warmline_policy::hours::weekday_name(weekday).into(),
     }
 }

@@ -8,7 +8,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Harness, config, offer, turn_saying};
+use support::{Harness, config, offer, says, turn_saying};
 use warmline_call::assistant::{Assistant, AssistantConfig};
 use warmline_call::brain::{BrainReply, BrainTransfer};
 use warmline_call::{CallAction, CallConfig, CallEvent, RoutePlan};
@@ -45,15 +45,6 @@ fn answered(cfg: CallConfig) -> Harness {
     );
     h.send(CallEvent::Ack);
     h
-}
-
-fn says(acts: &[CallAction]) -> Vec<String> {
-    acts.iter()
-        .filter_map(|a| match a {
-            CallAction::Say { text, .. } => Some(text.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn say_id(acts: &[CallAction]) -> u64 {

@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
-use support::{Harness, answer_sdp, config, offer, turn_saying};
+use support::{Harness, answer_sdp, config, offer, says, turn_saying};
 use warmline_call::assistant::{Assistant, AssistantConfig};
 use warmline_call::{
     CallAction, CallConfig, CallEvent, HuntStrategy, OriginateOutcome, RoutePlan, TransferPhase,
@@ -54,15 +54,6 @@ fn audits(acts: &[CallAction]) -> Vec<String> {
     acts.iter()
         .filter_map(|a| match a {
             CallAction::Audit { event, .. } => Some(event.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn says(acts: &[CallAction]) -> Vec<String> {
-    acts.iter()
-        .filter_map(|a| match a {
-            CallAction::Say { text, .. } => Some(text.clone()),
             _ => None,
         })
         .collect()

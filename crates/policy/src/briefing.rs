@@ -319,17 +319,7 @@ mod tests {
 
     #[test]
     fn every_trigger_kind_has_words() {
-        for kind in [
-            "explicit_request",
-            "keyword",
-            "prosody",
-            "low_confidence",
-            "repeated_failure",
-            "elapsed",
-            "dtmf",
-            "caller",
-            "topic",
-        ] {
+        for kind in crate::KINDS {
             let r = trigger_reason(&trigger(kind, &["said \"cancel\""]));
             assert!(!r.is_empty() && !r.contains("policy asked"), "{kind}: {r}");
         }

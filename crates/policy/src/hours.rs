@@ -2,6 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The English name of `weekday` (1 = Monday … 7 = Sunday).
+pub fn weekday_name(weekday: u8) -> &'static str {
+    const NAMES: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    NAMES
+        .get(usize::from(weekday.saturating_sub(1)))
+        .copied()
+        .unwrap_or("the next working day")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hours {

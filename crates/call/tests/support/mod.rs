@@ -118,3 +118,13 @@ pub fn turn_saying(text: &str) -> CallEvent {
         }),
     }
 }
+
+/// The texts of the `Say` actions, in order.
+pub fn says(acts: &[CallAction]) -> Vec<String> {
+    acts.iter()
+        .filter_map(|a| match a {
+            CallAction::Say { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
