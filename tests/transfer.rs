@@ -140,6 +140,7 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         "",
         &format!(
             "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n\
+             tts_voice = \"en-us+klatt2\"\n\
              [assistant]\nwebhook_url = \"http://127.0.0.1:{}/turn\"\n\
              [crm]\nwebhook_url = \"http://127.0.0.1:{}/crm\"\nsecret = \"s3cret\"\n\
              [[routes]]\nname = \"default\"\nring_timeout_s = 8\n\
@@ -302,6 +303,28 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         .into_iter()
         .filter(|p| p.time * 1000.0 >= trigger_ms as f64)
         .collect();
+    let held: Vec<i16> = to_caller
+        .iter()
+        .take(6 * 50)
+        .flat_map(|p| ulaw(&p.payload))
+        .collect();
+    // What the caller hears on hold is the transition prompt, with its reason and time
+    // anchor: the same espeak-ng rendering the gateway makes, found in the first seconds.
+    let prompt = warmline_speech::Tts::synth(
+        &warmline_speech::EspeakTts::new(),
+        "Of course. I'm connecting you with a specialist who has your details. \
+         This should take about 15 seconds.",
+        "en-us+klatt2",
+    )
+    .unwrap();
+    let prompt = warmline_media::resample::Resampler::convert(prompt.rate, 8000, &prompt.pcm);
+    // It starts about 120 ms after the trigger (hold audio meanwhile); look up to 600 ms.
+    let (c, lag) = best_corr(&held, &prompt[..8000.min(prompt.len())], 4800);
+    assert!(
+        c > 0.8,
+        "the caller hears the transition prompt: correlation {c:.2} at {} ms",
+        lag / 8
+    );
     let mut worst = 0u64;
     for w in to_caller.windows(2) {
         let gap = u64::from(w[1].ts.wrapping_sub(w[0].ts)) / 8;
