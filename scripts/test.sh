@@ -23,6 +23,8 @@ pkg-config --exists pocketsphinx 2>/dev/null || need+=(libpocketsphinx-dev libsp
 [ -d /usr/share/pocketsphinx/model/en-us/en-us ] || need+=(pocketsphinx-en-us)
 # The agent's softphone in the warm-transfer tests.
 command -v baresip >/dev/null || need+=(baresip)
+# The agent's screen-pop page is checked in headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq

@@ -191,6 +191,9 @@ pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
     /// How agents' phones and the CRM reach this API (Call-Info and packet links).
     pub public_url: String,
+    /// Required as `Authorization: Bearer …` (or `?token=` for the agent page) on every
+    /// route but `/healthz` and `/readyz`; mandatory when `listen` is not loopback.
+    pub token: Option<String>,
 }
 
 /// `[crm]`: where context packets go.
@@ -444,6 +447,7 @@ struct RawHttp {
     /// An empty string turns the HTTP API off.
     listen: String,
     public_url: Option<String>,
+    token: Option<String>,
 }
 
 impl Default for RawHttp {
@@ -451,6 +455,7 @@ impl Default for RawHttp {
         Self {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
+            token: None,
         }
     }
 }
@@ -757,6 +762,14 @@ impl Config {
                 )
             })?),
         };
+        if http_listen.is_some_and(|a| !a.ip().is_loopback())
+            && raw.http.token.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(err(
+                "http.listen",
+                "the API is reachable from other machines: set [http] token too".into(),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
             return Err(err(
                 "log.level",
@@ -818,6 +831,7 @@ impl Config {
             assistant,
             routes,
             http: HttpConfig {
+                token: raw.http.token.filter(|t| !t.is_empty()),
                 public_url: match raw.http.public_url {
                     Some(u) => u.trim_end_matches('/').to_string(),
                     None => format!(

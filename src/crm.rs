@@ -44,6 +44,7 @@ pub fn spawn(
     cfg: CrmConfig,
     store: Arc<StoreHandle>,
     counters: Arc<CrmCounters>,
+    metrics: Arc<crate::metrics::Metrics>,
     user_agent: String,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
@@ -83,6 +84,7 @@ pub fn spawn(
                         store.delivered(row.id).await;
                         let waited = (now_ms() - row.next_at_ms).max(0);
                         counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        metrics.crm_delivery.observe(waited as f64 / 1000.0);
                         counters
                             .delivery_ms_total
                             .fetch_add(waited as u64, Ordering::Relaxed);
@@ -99,6 +101,7 @@ pub fn spawn(
                     }
                     Err(error) => {
                         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                        metrics.crm_failed_attempts_total.inc();
                         let wait = warmline_store::backoff(row.attempts);
                         store
                             .failed(row.id, now_ms() + wait.as_millis() as i64, error.clone())

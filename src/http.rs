@@ -1,5 +1,8 @@
-//! The operator's HTTP API (axum): health, live calls, hold/resume/hang-up of a call, and
-//! placing an outbound call. JSON in and out; every call command goes to the call's own task.
+//! The operator's HTTP API (axum): liveness and readiness, Prometheus metrics, live calls and
+//! their commands (hold, resume, hang up, DTMF), placing an outbound call, each call's
+//! context packet and audit trail, and the agent's screen-pop page with live updates (SSE).
+//! JSON in and out; every call command goes to the call's own task. With `[http] token` set,
+//! every route but the health checks wants it.
 
 use crate::sip::{Gateway, Originate, OriginateError};
 use axum::extract::{Path, State};
@@ -15,8 +18,12 @@ use std::time::Duration;
 use warmline_call::CallEvent;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/healthz", get(health))
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/calls", get(list))
+        .route("/api/calls/{id}", get(call_view))
+        .route("/api/calls/{id}/events", get(call_events))
+        .route("/agent/calls/{id}", get(agent_page))
         .route("/v1/stats", get(stats))
         .route("/v1/calls", get(list).post(originate))
         .route("/v1/calls/{id}", get(show).delete(hangup))
@@ -25,15 +32,148 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/calls/{id}/dtmf", post(dtmf))
         .route("/api/calls/{id}/context", get(context))
         .route("/api/calls/{id}/audit", get(audit))
+        .route_layer(axum::middleware::from_fn_with_state(gw.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(ready))
+        .merge(guarded)
         .with_state(gw)
 }
 
-async fn health(State(gw): State<Arc<Gateway>>) -> Response {
+/// `Authorization: Bearer <token>`, or `?token=` (a browser's EventSource cannot set
+/// headers), when `[http] token` is set.
+async fn authorize(
+    State(gw): State<Arc<Gateway>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = gw.cfg.http.token.as_deref() else {
+        return next.run(req).await;
+    };
+    let header_ok = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+    let query_ok = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.strip_prefix("token="))
+            .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    });
+    if header_ok || query_ok {
+        next.run(req).await
+    } else {
+        error(StatusCode::UNAUTHORIZED, "a bearer token is required")
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Liveness: the process serves.
+async fn health() -> Response {
+    "ok\n".into_response()
+}
+
+/// Readiness: new calls are welcome (not while draining).
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     if gw.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
     } else {
-        "ok\n".into_response()
+        "ready\n".into_response()
     }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.metrics.calls_active.set(gw.active_calls() as i64);
+    if let Ok(depth) = gw.store.read(|s| s.pending()).await {
+        gw.metrics.crm_outbox_depth.set(depth);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.metrics.render(),
+    )
+        .into_response()
+}
+
+/// One call as the agent page and the API show it: the live state (while the call runs),
+/// the context packet and the audit trail (from the store, also after the call).
+async fn view_of(gw: &Arc<Gateway>, id: &str) -> Option<serde_json::Value> {
+    let live = gw.call(id).map(|h| crate::sip::snapshot_of(&h));
+    let key = id.to_string();
+    let (context, audit) = gw
+        .store
+        .read(move |s| Ok((s.context(&key)?, s.audit(&key)?)))
+        .await
+        .unwrap_or_default();
+    if live.is_none() && context.is_none() && audit.is_empty() {
+        return None;
+    }
+    let context: Option<serde_json::Value> = context.and_then(|c| serde_json::from_str(&c).ok());
+    Some(json!({
+        "id": id,
+        "live": live,
+        "context": context,
+        "audit": audit,
+    }))
+}
+
+async fn call_view(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    match view_of(&gw, &id).await {
+        Some(v) => Json(v).into_response(),
+        None => not_found(&id),
+    }
+}
+
+/// Server-sent events: the call's view whenever it changes (checked twice a second), until
+/// the call is over.
+async fn call_events(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let stream = futures_util::stream::unfold(
+        (gw, id, None::<String>, false),
+        |(gw, id, last, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let view = view_of(&gw, &id).await;
+                let over = view.as_ref().is_none_or(|v| v["live"].is_null());
+                let text = view.map(|v| v.to_string()).unwrap_or_else(|| "null".into());
+                if last.as_deref() != Some(text.as_str()) || over {
+                    let event = Event::default().event("call").data(text.clone());
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (gw, id, Some(text), over),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+const AGENT_PAGE: &str = include_str!("agent.html");
+
+/// The page comes with the call's current view inlined, so it shows the call at once (and
+/// without scripts waiting on the network); the event stream keeps it current.
+async fn agent_page(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let view = view_of(&gw, &id).await.unwrap_or(serde_json::Value::Null);
+    // Inside a <script> element, "</" would end it early.
+    let inline = view.to_string().replace("</", "<\\/");
+    let page = AGENT_PAGE.replace("/*INITIAL*/null", &inline);
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
 }
 
 /// The call's context packet, from the store (so it outlives the call and a restart).

@@ -6,6 +6,7 @@ mod config;
 mod crm;
 mod http;
 mod media;
+mod metrics;
 mod rtp_ports;
 mod sip;
 mod speech;
@@ -117,7 +118,9 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 
 async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let speech = speech::SpeechPlane::start(&cfg).context("starting the speech pipeline")?;
+    let metrics = Arc::new(metrics::Metrics::new()?);
+    let speech = speech::SpeechPlane::start(&cfg, metrics.clone())
+        .context("starting the speech pipeline")?;
     let tts = Arc::new(warmline_speech::EspeakTts::new());
     let prompts = media::Prompts::load(&cfg, tts.as_ref()).context("loading prompts")?;
     let assistant =
@@ -128,7 +131,7 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     for r in &cfg.routes {
         tracing::info!(route = %r.name, timezone = %r.timezone, hours = ?r.hours, "route");
     }
-    let plane = Arc::new(media::MediaPlane::new(&cfg, prompts));
+    let plane = Arc::new(media::MediaPlane::new(&cfg, prompts, metrics.clone()));
     let store = store::StoreHandle::open(&cfg.store.path)
         .with_context(|| format!("opening the store {}", cfg.store.path.display()))?;
     tracing::info!(path = %cfg.store.path.display(), "store open (SQLite WAL, synchronous=FULL)");
@@ -139,6 +142,7 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
                 cfg.crm.clone(),
                 store.clone(),
                 crm_counters.clone(),
+                metrics.clone(),
                 cfg.sip.user_agent.clone(),
             )?;
             tracing::info!(%url, signed = cfg.crm.secret.is_some(), "CRM webhook");
@@ -155,6 +159,7 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
             assistant,
             store,
             crm: crm_counters,
+            metrics,
         },
         cancel.clone(),
     )

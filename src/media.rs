@@ -169,6 +169,7 @@ enum Command {
 /// Settings shared by every call's media task.
 #[derive(Debug)]
 pub struct MediaPlane {
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub counters: MediaCounters,
     pub prompts: Prompts,
     jitter: JitterSettings,
@@ -177,8 +178,9 @@ pub struct MediaPlane {
 }
 
 impl MediaPlane {
-    pub fn new(cfg: &Config, prompts: Prompts) -> Self {
+    pub fn new(cfg: &Config, prompts: Prompts, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Self {
+            metrics,
             counters: MediaCounters::default(),
             prompts,
             jitter: JitterSettings {
@@ -424,6 +426,16 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
         }
         Command::RemoveLeg(id) => {
             report(session, legs);
+            if let Some(stats) = session.stats(id) {
+                let expected = stats.packets_in as i64 + stats.lost.max(0);
+                if expected > 0 {
+                    plane
+                        .metrics
+                        .rtp_loss_fraction
+                        .observe(stats.lost.max(0) as f64 / expected as f64);
+                    plane.metrics.rtp_jitter.observe(stats.jitter_ms / 1000.0);
+                }
+            }
             session.remove_leg(id);
             flush(plane, session, legs);
             legs.retain(|l| l.id != id);

@@ -53,6 +53,7 @@ struct Job {
 }
 
 pub struct SpeechPlane {
+    metrics: Arc<crate::metrics::Metrics>,
     pub recognizer: &'static str,
     pub counters: SpeechCounters,
     jobs: std::sync::mpsc::SyncSender<Job>,
@@ -71,7 +72,10 @@ impl std::fmt::Debug for SpeechPlane {
 impl SpeechPlane {
     /// Load the recognizer and start the workers; `None` when speech is off or no
     /// recognizer is available (said in the log).
-    pub fn start(cfg: &Config) -> anyhow::Result<Option<Arc<Self>>> {
+    pub fn start(
+        cfg: &Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
         let s = &cfg.speech;
         let recognizer: Arc<dyn Recognizer> = match (s.recognizer, &s.whisper_model) {
             (RecognizerChoice::Off, _) => {
@@ -106,6 +110,7 @@ impl SpeechPlane {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(s.queue);
         let rx = Arc::new(Mutex::new(rx));
         let plane = Arc::new(SpeechPlane {
+            metrics,
             recognizer: recognizer.name(),
             counters: SpeechCounters::default(),
             jobs,
@@ -139,6 +144,10 @@ impl SpeechPlane {
                         match result {
                             Ok(r) => {
                                 plane.counters.recognized.fetch_add(1, Ordering::Relaxed);
+                                plane
+                                    .metrics
+                                    .stt_latency
+                                    .observe(latency_ms as f64 / 1000.0);
                                 plane
                                     .counters
                                     .latency_ms_total
@@ -191,12 +200,19 @@ async fn pipeline(
     let mut audio_ms = 0u64;
     let mut out = Vec::new();
     while let Some(frame) = frames.recv().await {
+        let t = Instant::now();
         features.push_back((audio_ms, analyzer.frame(&frame)));
+        let prosody_done = Instant::now();
         if features.len() > keep {
             features.pop_front();
         }
         audio_ms += 20;
         endpointer.push(&frame, &mut out);
+        let cost = &plane.metrics.frame_cost;
+        cost.with_label_values(&["prosody"])
+            .observe((prosody_done - t).as_secs_f64());
+        cost.with_label_values(&["vad"])
+            .observe(prosody_done.elapsed().as_secs_f64());
         for ev in out.drain(..) {
             match ev {
                 VadEvent::SpeechStart { at_ms } => {
@@ -225,6 +241,7 @@ async fn pipeline(
                     };
                     if plane.jobs.try_send(job).is_err() {
                         plane.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        plane.metrics.stt_dropped_total.inc();
                         tracing::warn!(
                             start_ms = u.start_ms,
                             end_ms = u.end_ms,

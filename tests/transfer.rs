@@ -653,3 +653,164 @@ fn baresip_as_the_agent_hears_the_briefing_then_the_caller() {
         "after the bridge the agent hears the caller"
     );
 }
+
+/// Headless Chromium (Debian's `chromium`) rendering `url`: the DOM after scripts ran, and a
+/// screenshot at `png`.
+fn chromium(url: &str, png: &std::path::Path) -> String {
+    let run = |extra: &[&str]| {
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--window-size=1280,900",
+                "--timeout=3000",
+            ])
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("chromium is not installed: run the README's test command (it installs it)")
+    };
+    let shot = format!("--screenshot={}", png.display());
+    let out = run(&[shot.as_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&run(&["--dump-dom"]).stdout).into_owned()
+}
+
+#[test]
+fn the_agent_page_shows_the_call_live_and_the_metrics_move() {
+    require_sipp();
+    let brain = HttpSink::start(
+        r#"{"fields": {"account_number": "4567"}, "intent": "billing question", "confidence": 0.9}"#,
+        Duration::ZERO,
+    );
+    let agent_port = free_port();
+    let gw = Gw::start_http(
+        "",
+        "",
+        "token = \"t0k\"",
+        &format!(
+            "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n\
+             [assistant]\nwebhook_url = \"http://127.0.0.1:{}/turn\"\n\
+             [[routes]]\nname = \"default\"\nring_timeout_s = 10\n\
+             targets = [\"sip:agent@127.0.0.1:{agent_port}\"]\n",
+            brain.port
+        ),
+    );
+    let agent = agent("uas_agent.xml", agent_port, media_port());
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = caller_saying("yes_ask_pcmu.pcap", &gw, media_port(), 8000);
+    // While caller and agent talk, the agent opens the screen-pop page.
+    let start = std::time::Instant::now();
+    let id = loop {
+        let (_, body) = http_req_auth(gw.http, "/api/calls", "t0k");
+        let calls: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let bridged = calls.as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["transfer"] == "bridged")
+                .map(|c| c["id"].as_str().unwrap().to_string())
+        });
+        if let Some(id) = bridged {
+            break id;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "never bridged: {calls}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = artifacts.join("agent-page.png");
+    let url = format!("http://127.0.0.1:{}/agent/calls/{id}?token=t0k", gw.http);
+    let dom = chromium(&url, &png);
+    for want in [
+        "account number",
+        "4567",
+        "billing question",
+        "Why you: they asked to speak to a person",
+        "Next step:",
+        "bridged",
+    ] {
+        assert!(dom.contains(want), "the page shows {want:?}:\n{dom}");
+    }
+    assert!(
+        std::fs::metadata(&png).unwrap().len() > 10_000,
+        "a screenshot"
+    );
+    // The live feed the page listens to: server-sent events with the call's view.
+    let first_event = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        write!(
+            s,
+            "GET /api/calls/{id}/events?token=t0k HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut got = String::new();
+        let mut buf = [0u8; 4096];
+        // Until the first event is complete (a blank line after its data).
+        while !(got.contains("data:") && got.ends_with("\n\n")) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        got
+    };
+    assert!(
+        first_event.contains("text/event-stream")
+            && first_event.contains("event: call")
+            && first_event.contains("4567"),
+        "{first_event}"
+    );
+    // Without the token: refused.
+    assert_eq!(
+        http_req(gw.http, "GET", &format!("/api/calls/{id}"), "").0,
+        401
+    );
+    wait_ok(caller, "caller");
+    wait_ok(agent, "agent");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (status, text) = http_req_auth(gw.http, "/metrics", "t0k");
+    assert_eq!(status, 200);
+    for want in [
+        "warmline_transfers_total{kind=\"explicit_request\",outcome=\"bridged\",route=\"default\"} 1",
+        "warmline_escalations_total{decision=\"transfer\",kind=\"explicit_request\",route=\"default\"} 1",
+        "warmline_agent_attempts_total{code=\"200\",outcome=\"answered\"} 1",
+        "warmline_calls_total{outcome=\"call.peer_bye\",role=\"inbound\"} 1",
+        "warmline_time_to_human_seconds_count 1",
+        "warmline_sip_messages_total{direction=\"in\",kind=\"request\",name=\"INVITE\"} 1",
+        "warmline_crm_outbox_depth 0",
+        "warmline_calls_active 0",
+    ] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
+    let count = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("warmline_stt_latency_seconds_count") >= 2.0, "{text}");
+    assert!(
+        count("warmline_rtp_leg_loss_fraction_count") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        count("warmline_speech_frame_cost_seconds_count{stage=\"vad\"}") > 100.0,
+        "{text}"
+    );
+    // After the call the page still shows it, from the store.
+    let dom = chromium(&url, &artifacts.join("agent-page-after.png"));
+    assert!(dom.contains("4567") && dom.contains("ended"), "{dom}");
+}

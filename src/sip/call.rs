@@ -518,6 +518,9 @@ struct CallTask {
     media_configured: bool,
     /// The assistant's speaker, started at its first prompt.
     voice: Option<Voice>,
+    /// The transfer under way: when its trigger fired, the trigger's kind and the route
+    /// (for the transfer metrics).
+    transferring: Option<(Instant, String, String)>,
 }
 
 impl CallTask {
@@ -602,6 +605,7 @@ impl CallTask {
             voice: None,
             agents: HashMap::new(),
             codec: None,
+            transferring: None,
         }
     }
 
@@ -1048,12 +1052,33 @@ impl CallTask {
                 }
                 CallAction::Audit { event, detail } => {
                     let c = &self.gw.assistant.counters;
-                    match event.as_str() {
-                        "bridged" => c.bridged.fetch_add(1, Ordering::Relaxed),
-                        "abandoned" => c.abandoned.fetch_add(1, Ordering::Relaxed),
-                        "transfer_failed" => c.transfers_failed.fetch_add(1, Ordering::Relaxed),
-                        _ => 0,
+                    let outcome = match event.as_str() {
+                        "bridged" => {
+                            c.bridged.fetch_add(1, Ordering::Relaxed);
+                            Some("bridged")
+                        }
+                        "abandoned" => {
+                            c.abandoned.fetch_add(1, Ordering::Relaxed);
+                            Some("abandoned")
+                        }
+                        "transfer_failed" => {
+                            c.transfers_failed.fetch_add(1, Ordering::Relaxed);
+                            Some("failed")
+                        }
+                        _ => None,
                     };
+                    // Taken only when the transfer finishes: the other audit events pass by.
+                    if let Some((outcome, (at, kind, route))) =
+                        outcome.and_then(|o| self.transferring.take().map(|t| (o, t)))
+                    {
+                        let m = &self.gw.metrics;
+                        m.transfers_total
+                            .with_label_values(&[kind.as_str(), route.as_str(), outcome])
+                            .inc();
+                        if outcome == "bridged" {
+                            m.time_to_human.observe(at.elapsed().as_secs_f64());
+                        }
+                    }
                     self.audit(&event, detail)
                 }
                 CallAction::Escalate {
@@ -1090,6 +1115,22 @@ impl CallTask {
                     );
                     let c = &self.gw.assistant.counters;
                     c.escalations.fetch_add(1, Ordering::Relaxed);
+                    self.gw
+                        .metrics
+                        .escalations_total
+                        .with_label_values(&[
+                            trigger.kind.as_str(),
+                            trigger.route.as_str(),
+                            match decision {
+                                Decision::Transfer => "transfer",
+                                Decision::Callback { .. } => "callback",
+                            },
+                        ])
+                        .inc();
+                    if decision == Decision::Transfer && self.transferring.is_none() {
+                        self.transferring =
+                            Some((Instant::now(), trigger.kind.clone(), trigger.route.clone()));
+                    }
                     match &decision {
                         Decision::Transfer => {
                             c.transfers_decided.fetch_add(1, Ordering::Relaxed);
@@ -1132,6 +1173,29 @@ impl CallTask {
                 }
                 CallAction::Outcome(outcome) => {
                     tracing::info!(?outcome, "outbound outcome");
+                    if self
+                        .partner
+                        .as_ref()
+                        .is_some_and(|p| p.agent_attempt.is_some())
+                    {
+                        let (name, code) = match &outcome {
+                            OriginateOutcome::Answered => ("answered", "200".to_string()),
+                            OriginateOutcome::Busy { status } => ("busy", status.to_string()),
+                            OriginateOutcome::NoAnswer => ("no_answer", "-".to_string()),
+                            OriginateOutcome::Rejected { status, .. } => {
+                                ("rejected", status.to_string())
+                            }
+                            OriginateOutcome::Unreachable { .. } => {
+                                ("unreachable", "-".to_string())
+                            }
+                            OriginateOutcome::Cancelled => ("cancelled", "-".to_string()),
+                        };
+                        self.gw
+                            .metrics
+                            .agent_attempts_total
+                            .with_label_values(&[name, code.as_str()])
+                            .inc();
+                    }
                     if let Some(p) = &self.partner {
                         let _ = p.tx.send(match (p.agent_attempt, &outcome) {
                             (Some(attempt), o) => CallEvent::AgentOutcome {
@@ -1150,6 +1214,15 @@ impl CallTask {
                 }
                 CallAction::Ended { reason } => {
                     tracing::info!(reason = reason.code(), "call ended");
+                    let role = match self.ctl.role() {
+                        warmline_call::Role::Inbound => "inbound",
+                        warmline_call::Role::Outbound => "outbound",
+                    };
+                    self.gw
+                        .metrics
+                        .calls_total
+                        .with_label_values(&[role, reason.code()])
+                        .inc();
                     self.audit("end", reason.code().to_string());
                 }
                 CallAction::PostContext { mut packet } => {

@@ -107,6 +107,7 @@ pub struct Gateway {
     pub assistant: Arc<crate::assistant::AssistantPlane>,
     pub store: Arc<crate::store::StoreHandle>,
     pub crm: Arc<crate::crm::CrmCounters>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The shared parts every call uses besides SIP.
@@ -116,6 +117,7 @@ pub struct Planes {
     pub assistant: Arc<crate::assistant::AssistantPlane>,
     pub store: Arc<crate::store::StoreHandle>,
     pub crm: Arc<crate::crm::CrmCounters>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +161,8 @@ impl Gateway {
                 SipTransport::Udp => {
                     let socket =
                         bind_udp(l.addr).with_context(|| format!("binding SIP udp:{}", l.addr))?;
-                    let guarded = GuardedUdp::new(socket, guard_stats.clone());
+                    let guarded =
+                        GuardedUdp::new(socket, guard_stats.clone(), planes.metrics.clone());
                     let conn = UdpConnection::from_socket(
                         Arc::new(guarded),
                         external,
@@ -214,6 +217,7 @@ impl Gateway {
             assistant: planes.assistant,
             store: planes.store,
             crm: planes.crm,
+            metrics: planes.metrics.clone(),
             cfg,
         });
         tokio::spawn(async move { endpoint.serve().await });

@@ -21,11 +21,21 @@ pub struct GuardStats {
 pub struct GuardedUdp {
     socket: tokio::net::UdpSocket,
     stats: Arc<GuardStats>,
+    /// Every datagram in and out is counted here by its start line.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl GuardedUdp {
-    pub fn new(socket: tokio::net::UdpSocket, stats: Arc<GuardStats>) -> Self {
-        Self { socket, stats }
+    pub fn new(
+        socket: tokio::net::UdpSocket,
+        stats: Arc<GuardStats>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self {
+            socket,
+            stats,
+            metrics,
+        }
     }
 }
 
@@ -35,7 +45,10 @@ impl PlatformUdpSocket for GuardedUdp {
         loop {
             let (len, src) = self.socket.recv_from(buf).await?;
             match triage(&buf[..len]) {
-                Triage::Pass => return Ok((len, src)),
+                Triage::Pass => {
+                    self.metrics.sip_message("in", &buf[..len]);
+                    return Ok((len, src));
+                }
                 Triage::Reply { response, why } => {
                     self.stats.answered.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%src, %why, "malformed SIP request answered");
@@ -52,6 +65,7 @@ impl PlatformUdpSocket for GuardedUdp {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
+        self.metrics.sip_message("out", buf);
         Ok(self.socket.send_to(buf, addr).await?)
     }
 

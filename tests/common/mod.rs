@@ -47,6 +47,11 @@ impl Gw {
 
     /// `extra_media` goes inside `[media]`; `extra` after every table.
     pub fn start_with(extra_sip: &str, extra_media: &str, extra: &str) -> Gw {
+        Self::start_http(extra_sip, extra_media, "", extra)
+    }
+
+    /// `extra_http` goes inside `[http]`.
+    pub fn start_http(extra_sip: &str, extra_media: &str, extra_http: &str, extra: &str) -> Gw {
         let sip = free_port();
         let http = free_port();
         let slot = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
@@ -61,7 +66,7 @@ impl Gw {
             &cfg,
             format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\", \"tcp:127.0.0.1:{sip}\"]\n{extra_sip}\n\
-                 [media]\nrtp_port_range = [{}, {}]\n{extra_media}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+                 [media]\nrtp_port_range = [{}, {}]\n{extra_media}\n[http]\nlisten = \"127.0.0.1:{http}\"\n{extra_http}\n\
                  [log]\nlevel = \"info\"\n{extra}\n",
                 rtp.0, rtp.1
             ),
@@ -116,12 +121,34 @@ pub fn scenarios() -> PathBuf {
 
 /// Minimal HTTP/1.1 client: (status, body). Status 0 when nothing answers.
 pub fn http_req(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_req_with(port, method, path, body, "")
+}
+
+/// A GET with `Authorization: Bearer <token>`.
+pub fn http_req_auth(port: u16, path: &str, token: &str) -> (u16, String) {
+    http_req_with(
+        port,
+        "GET",
+        path,
+        "",
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+}
+
+/// `headers`: extra header lines, each ending in CRLF.
+pub fn http_req_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     if s.write_all(req.as_bytes()).is_err() {

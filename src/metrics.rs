@@ -1,0 +1,210 @@
+//! Prometheus metrics (`GET /metrics`): the KPIs operators chart (transfer rate, time to
+//! human, abandonment, trigger reasons) and the health of each plane (SIP messages, RTP
+//! loss and jitter, speech latency and drops, CRM outbox). One registry per process; the
+//! drivers hold an `Arc<Metrics>` and record as things happen, gauges are refreshed at
+//! scrape time.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+pub struct Metrics {
+    registry: Registry,
+    pub calls_active: IntGauge,
+    /// Calls that ended, by role (inbound, outbound) and end code (`call.peer_bye`…).
+    pub calls_total: IntCounterVec,
+    /// Escalation triggers by kind, route and decision (transfer, callback).
+    pub escalations_total: IntCounterVec,
+    /// Finished warm transfers by trigger kind, route and outcome (bridged, failed,
+    /// abandoned).
+    pub transfers_total: IntCounterVec,
+    /// Trigger → caller and agent bridged.
+    pub time_to_human: Histogram,
+    /// Agent calls by outcome (answered, busy, no_answer, rejected, unreachable, cancelled)
+    /// and SIP status.
+    pub agent_attempts_total: IntCounterVec,
+    /// SIP messages over UDP by direction (in, out), kind (request, response) and method or
+    /// status code.
+    pub sip_messages_total: IntCounterVec,
+    pub stt_latency: Histogram,
+    pub stt_dropped_total: IntCounter,
+    /// Cost of one 20 ms frame: `vad` and `prosody`.
+    pub frame_cost: HistogramVec,
+    /// Per leg, when it ends: fraction of packets lost, and interarrival jitter.
+    pub rtp_loss_fraction: Histogram,
+    pub rtp_jitter: Histogram,
+    pub crm_outbox_depth: IntGauge,
+    pub crm_delivery: Histogram,
+    pub crm_failed_attempts_total: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn buckets(list: &[f64]) -> Vec<f64> {
+    list.to_vec()
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new_custom(Some("warmline".into()), None)?;
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let histogram = |name: &str, help: &str, b: &[f64]| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets(b)))
+        };
+        let m = Self {
+            calls_active: IntGauge::new("calls_active", "Calls in progress")?,
+            calls_total: counter_vec(
+                "calls_total",
+                "Calls that ended, by role and end code",
+                &["role", "outcome"],
+            )?,
+            escalations_total: counter_vec(
+                "escalations_total",
+                "Escalation triggers, by kind, route and decision",
+                &["kind", "route", "decision"],
+            )?,
+            transfers_total: counter_vec(
+                "transfers_total",
+                "Finished warm transfers, by trigger kind, route and outcome",
+                &["kind", "route", "outcome"],
+            )?,
+            time_to_human: histogram(
+                "time_to_human_seconds",
+                "Trigger to caller and agent bridged",
+                &[2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0],
+            )?,
+            agent_attempts_total: counter_vec(
+                "agent_attempts_total",
+                "Calls to agents, by outcome and SIP status",
+                &["outcome", "code"],
+            )?,
+            sip_messages_total: counter_vec(
+                "sip_messages_total",
+                "SIP messages over UDP, by direction, kind and method or status",
+                &["direction", "kind", "name"],
+            )?,
+            stt_latency: histogram(
+                "stt_latency_seconds",
+                "End of utterance to text, queue wait included",
+                &[0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0],
+            )?,
+            stt_dropped_total: IntCounter::new(
+                "stt_dropped_total",
+                "Utterances dropped because every recognizer was busy",
+            )?,
+            frame_cost: HistogramVec::new(
+                HistogramOpts::new(
+                    "speech_frame_cost_seconds",
+                    "CPU time of one 20 ms frame, by stage (vad, prosody)",
+                )
+                .buckets(buckets(&[5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3])),
+                &["stage"],
+            )?,
+            rtp_loss_fraction: histogram(
+                "rtp_leg_loss_fraction",
+                "Fraction of RTP packets lost over a leg's life",
+                &[0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
+            )?,
+            rtp_jitter: histogram(
+                "rtp_leg_jitter_seconds",
+                "Interarrival jitter (RFC 3550) at a leg's end",
+                &[0.001, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16],
+            )?,
+            crm_outbox_depth: IntGauge::new(
+                "crm_outbox_depth",
+                "Context packets waiting for the CRM",
+            )?,
+            crm_delivery: histogram(
+                "crm_delivery_seconds",
+                "Packet due to acknowledged by the CRM",
+                &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0],
+            )?,
+            crm_failed_attempts_total: IntCounter::new(
+                "crm_failed_attempts_total",
+                "CRM deliveries that failed and will be retried",
+            )?,
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.calls_active.clone()))?;
+        r.register(Box::new(m.calls_total.clone()))?;
+        r.register(Box::new(m.escalations_total.clone()))?;
+        r.register(Box::new(m.transfers_total.clone()))?;
+        r.register(Box::new(m.time_to_human.clone()))?;
+        r.register(Box::new(m.agent_attempts_total.clone()))?;
+        r.register(Box::new(m.sip_messages_total.clone()))?;
+        r.register(Box::new(m.stt_latency.clone()))?;
+        r.register(Box::new(m.stt_dropped_total.clone()))?;
+        r.register(Box::new(m.frame_cost.clone()))?;
+        r.register(Box::new(m.rtp_loss_fraction.clone()))?;
+        r.register(Box::new(m.rtp_jitter.clone()))?;
+        r.register(Box::new(m.crm_outbox_depth.clone()))?;
+        r.register(Box::new(m.crm_delivery.clone()))?;
+        r.register(Box::new(m.crm_failed_attempts_total.clone()))?;
+        Ok(m)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "metrics not encoded");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Count one SIP datagram by its start line.
+    pub fn sip_message(&self, direction: &str, datagram: &[u8]) {
+        let line = datagram
+            .split(|b| *b == b'\r' || *b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let Ok(line) = std::str::from_utf8(line) else {
+            return;
+        };
+        let mut parts = line.split(' ');
+        let (kind, name) = match (parts.next(), parts.next()) {
+            (Some("SIP/2.0"), Some(code)) if code.len() == 3 => ("response", code),
+            (Some(method), Some(_)) if method.chars().all(|c| c.is_ascii_uppercase()) => {
+                ("request", method)
+            }
+            // Keep-alives and junk.
+            _ => return,
+        };
+        self.sip_messages_total
+            .with_label_values(&[direction, kind, name])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sip_start_lines_are_counted_by_method_and_code() {
+        let m = Metrics::new().unwrap();
+        m.sip_message("in", b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
+        m.sip_message("out", b"SIP/2.0 486 Busy Here\r\n\r\n");
+        m.sip_message("in", b"\r\n\r\n");
+        let text = m.render();
+        assert!(text.contains(
+            "warmline_sip_messages_total{direction=\"in\",kind=\"request\",name=\"INVITE\"} 1"
+        ));
+        assert!(text.contains(
+            "warmline_sip_messages_total{direction=\"out\",kind=\"response\",name=\"486\"} 1"
+        ));
+    }
+}
