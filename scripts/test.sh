@@ -25,6 +25,8 @@ pkg-config --exists pocketsphinx 2>/dev/null || need+=(libpocketsphinx-dev libsp
 command -v baresip >/dev/null || need+=(baresip)
 # The agent's screen-pop page is checked in headless Chromium.
 command -v chromium >/dev/null || need+=(chromium)
+# Scale-out: Kamailio's dispatcher in front of two instances.
+command -v kamailio >/dev/null || need+=(kamailio)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq

@@ -285,6 +285,19 @@ impl Gateway {
                 self.on_invite(tx).await;
                 Ok(())
             }
+            // A draining gateway says so to OPTIONS probes too, so a dispatcher in front
+            // (Kamailio) takes it out of rotation while its calls finish.
+            (Method::Options, false) if self.is_draining() => {
+                tx.reply_with(
+                    StatusCode::ServiceUnavailable,
+                    vec![Header::Other(
+                        "Retry-After".into(),
+                        self.cfg.sip.retry_after_s.to_string(),
+                    )],
+                    None,
+                )
+                .await
+            }
             (Method::Options, false) => {
                 tx.reply_with(StatusCode::OK, capability_headers(), None)
                     .await

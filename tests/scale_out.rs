@@ -1,0 +1,154 @@
+//! Scale-out behind Kamailio (`deploy/kamailio/kamailio.cfg`, Debian's `kamailio`): two
+//! warmline instances on loopback, SIPp callers through the dispatcher. Calls land on both;
+//! when one drains (SIGTERM) it answers 503 to INVITEs and OPTIONS probes, the dispatcher
+//! takes it out, new calls all go to the other, and the draining one's call in progress
+//! finishes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Kamailio {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    fn start(instances: &[u16]) -> Kamailio {
+        assert!(
+            Command::new("sh")
+                .args(["-c", "command -v kamailio"])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "kamailio is not installed: run the README's test command (it installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("dispatcher.list");
+        let lines: String = instances
+            .iter()
+            .map(|p| format!("1 sip:127.0.0.1:{p}\n"))
+            .collect();
+        std::fs::write(&list, lines).unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let port = free_port();
+        let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kamailio/kamailio.cfg");
+        let child = Command::new("kamailio")
+            .args(["-f", cfg, "-DD", "-E", "-m", "64", "-M", "8"])
+            .arg("-A")
+            .arg(format!("LISTEN=udp:127.0.0.1:{port}"))
+            .arg("-A")
+            .arg(format!("DISPATCHER_LIST=\"{}\"", list.display()))
+            .args(["-A", "PING_INTERVAL=1", "-Y"])
+            .arg(&run)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("kamailio.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        // Up once it answers OPTIONS itself (it starts in well under a second).
+        std::thread::sleep(Duration::from_secs(1));
+        let pong = udp_request(
+            port,
+            &format!(
+                "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{{me}};branch=z9hG4bK-k1\r\n\
+                 From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: k-up\r\nCSeq: 1 OPTIONS\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        assert!(pong.starts_with("SIP/2.0 200"), "kamailio: {pong}");
+        Kamailio {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn inbound_calls(gw: &Gw) -> u64 {
+    let (_, text) = http_req(gw.http, "GET", "/metrics", "");
+    text.lines()
+        .filter(|l| l.starts_with("warmline_calls_total{") && l.contains("role=\"inbound\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn through(k: &Kamailio, calls: u32) -> Child {
+    sipp(
+        &[
+            "-sf",
+            scenarios().join("uac_proxied.xml").to_str().unwrap(),
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "5",
+            "-d",
+            "300",
+            "-mp",
+            &media_port().to_string(),
+            &format!("127.0.0.1:{}", k.port),
+        ],
+        free_port(),
+    )
+}
+
+fn instance() -> Gw {
+    Gw::start(
+        "",
+        "[speech]\nrecognizer = \"off\"\n[shutdown]\ndrain_s = 30\n",
+    )
+}
+
+#[test]
+fn calls_spread_over_two_instances_and_survive_one_draining() {
+    require_sipp();
+    let (a, b) = (instance(), instance());
+    let k = Kamailio::start(&[a.sip, b.sip]);
+    wait_ok(through(&k, 10), "10 calls through kamailio");
+    let (on_a, on_b) = (inbound_calls(&a), inbound_calls(&b));
+    assert_eq!(on_a + on_b, 10);
+    assert!(on_a >= 3 && on_b >= 3, "spread: {on_a} and {on_b}");
+
+    // A call in progress on A, then A drains.
+    let long = call_scenario(
+        &a,
+        "uac_basic",
+        &["-m", "1", "-d", "6000", "-mp", &media_port().to_string()],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-TERM", &a.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http_req(a.http, "GET", "/readyz", "").0, 503);
+    assert_eq!(http_req(a.http, "GET", "/healthz", "").0, 200);
+    let probe = udp_request(
+        a.sip,
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-d1\r\n\
+         From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: drain-probe\r\nCSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(probe.starts_with("SIP/2.0 503"), "{probe}");
+
+    // New calls all land on B.
+    let before_b = inbound_calls(&b);
+    wait_ok(through(&k, 10), "10 calls while A drains");
+    assert_eq!(inbound_calls(&b) - before_b, 10);
+    // A's call in progress finishes normally.
+    wait_ok(long, "the call on the draining instance");
+}
