@@ -1366,6 +1366,22 @@ hours = { days = [1, 2, 3, 4, 5], open = "09:00", close = "17:30" }
     }
 
     #[test]
+    fn kubernetes_config_map_is_valid_once_filled_in() {
+        let yaml = include_str!("../deploy/k8s/configmap.yaml");
+        let start = yaml.find("warmline.toml: |\n").unwrap() + "warmline.toml: |\n".len();
+        let toml: String = yaml[start..]
+            .lines()
+            .map(|l| l.strip_prefix("    ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("NODE_IP", "192.0.2.10")
+            .replace("TOKEN", "secret");
+        let c = parse(&toml).unwrap();
+        assert_eq!(c.http.token.as_deref(), Some("secret"));
+        assert_eq!(c.routes[0].targets.len(), 1);
+    }
+
+    #[test]
     fn toml_syntax_error_has_a_line() {
         let e = parse("[sip]\nmax_calls = = 3\n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
