@@ -19,15 +19,7 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(instances: &[u16]) -> Kamailio {
-        assert!(
-            Command::new("sh")
-                .args(["-c", "command -v kamailio"])
-                .output()
-                .unwrap()
-                .status
-                .success(),
-            "kamailio is not installed: run the README's test command (it installs it)"
-        );
+        require("kamailio");
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("dispatcher.list");
         let lines: String = instances

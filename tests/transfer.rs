@@ -494,15 +494,7 @@ struct Baresip {
 
 impl Baresip {
     fn start(port: u16) -> Baresip {
-        assert!(
-            std::process::Command::new("sh")
-                .args(["-c", "command -v baresip"])
-                .output()
-                .unwrap()
-                .status
-                .success(),
-            "baresip is not installed: run the README's test command (it installs it)"
-        );
+        require("baresip");
         let dir = tempfile::tempdir().unwrap();
         let rec = dir.path().join("rec");
         std::fs::create_dir(&rec).unwrap();

@@ -24,6 +24,18 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// `tool` must be on the PATH; the README's test command installs it.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{tool} is not installed: run the README's test command (it installs it)"
+    );
+}
+
 pub fn require_sipp() {
     let ok = Command::new("sipp").arg("-v").output().is_ok();
     assert!(
@@ -272,15 +284,7 @@ pub fn media() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         for tool in ["espeak-ng", "sox", "python3", "tshark"] {
-            assert!(
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {tool}")])
-                    .output()
-                    .unwrap()
-                    .status
-                    .success(),
-                "{tool} is not installed: run the README's test command (it installs it)"
-            );
+            require(tool);
         }
         let dir = tempfile::tempdir().unwrap().keep();
         let out = Command::new(scenarios().join("make_media.sh"))
