@@ -34,5 +34,7 @@ python3 "$here/mkpcap.py" "$out/ask.wav" "$out/ask_pcmu.pcap" --codec pcmu --ssr
 python3 "$here/mkpcap.py" "$out/yes.wav" "$out/yes_pcmu.pcap" --codec pcmu --ssrc 0x5EED0007
 python3 "$here/mkpcap.py" "$out/yes_ask.wav" "$out/yes_ask_pcmu.pcap" --codec pcmu --ssrc 0x5EED0009
 python3 "$here/mkpcap.py" "$out/agent_tone.wav" "$out/agent_pcmu.pcap" --codec pcmu --ssrc 0x5EED0008
+# An agent who hears the briefing out, then presses 1 to take the call.
+python3 "$here/mkpcap.py" "$out/agent_tone.wav" "$out/agent_accept_pcmu.pcap" --codec pcmu --dtmf 1 --lead-ms 18000 --ssrc 0x5EED000A --seq 30000
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/tone_pcmu.pcap" --codec pcmu --ssrc 0x5EED0003
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/dtmf_pcmu.pcap" --codec pcmu --dtmf "15#" --ssrc 0x5EED0004 --seq 20000

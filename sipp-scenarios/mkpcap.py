@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Pack audio into an RTP pcap that SIPp's play_pcap_audio can send.
 
-  mkpcap.py IN.wav OUT.pcap [--codec pcmu|pcma] [--dtmf DIGITS] [--ssrc N] [--seq N]
+  mkpcap.py IN.wav OUT.pcap [--codec pcmu|pcma] [--dtmf DIGITS [--lead-ms N]] [--ssrc N] [--seq N]
 
 IN.wav must be 8 kHz mono 16-bit (make it with `sox -D in.wav -r 8000 -c 1 -b 16 out.wav`).
 With --dtmf, each digit is sent as an RFC 4733 event (payload type 101, 100 ms, three end
-packets) followed by 200 ms of the audio. Every clip gets its own SSRC and sequence space:
+packets) followed by 200 ms of the audio. With --lead-ms, N ms of the audio come first and
+the rest of it after the digits (an agent who listens, then presses a key). Every clip gets its own SSRC and sequence space:
 SIPp sends the file's bytes unchanged, and a receiver would drop a second clip that reused
 the first one's numbers. Python standard library only.
 """
@@ -63,6 +64,7 @@ def main():
     ap.add_argument("pcap")
     ap.add_argument("--codec", choices=["pcmu", "pcma"], default="pcmu")
     ap.add_argument("--dtmf", default="")
+    ap.add_argument("--lead-ms", type=int, default=0)
     ap.add_argument("--ssrc", type=lambda x: int(x, 0), default=0x5EED0001)
     ap.add_argument("--seq", type=int, default=1000)
     a = ap.parse_args()
@@ -87,7 +89,9 @@ def main():
 
     if a.dtmf:
         codes = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
-        cursor = 0
+        cursor = a.lead_ms // 20
+        if cursor:
+            play(audio[:cursor], True)
         for k, digit in enumerate(a.dtmf):
             start = ts
             for n in range(8):
@@ -102,6 +106,8 @@ def main():
             gap = audio[cursor:cursor + 10] or [[0] * 160] * 10
             cursor += 10
             play(gap, True)
+        if a.lead_ms:
+            play(audio[cursor:], False)
     else:
         play(audio, True)
 

@@ -15,8 +15,13 @@ use std::time::Duration;
 
 /// A SIPp agent answering (after ringing) with `scenario`, playing the agent tone.
 fn agent(scenario: &str, port: u16, mp: u16) -> Child {
+    agent_playing("agent_pcmu.pcap", scenario, port, mp)
+}
+
+/// [`agent`] with its own audio (`pcap` from the test media).
+fn agent_playing(pcap: &str, scenario: &str, port: u16, mp: u16) -> Child {
     let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(media().join("agent_pcmu.pcap"), dir.join("agent.pcap")).unwrap();
+    std::fs::copy(media().join(pcap), dir.join("agent.pcap")).unwrap();
     sipp_in(
         &dir,
         &[
@@ -805,4 +810,56 @@ fn the_agent_page_shows_the_call_live_and_the_metrics_move() {
     // After the call the page still shows it, from the store.
     let dom = chromium(&url, &artifacts.join("agent-page-after.png"));
     assert!(dom.contains("4567") && dom.contains("ended"), "{dom}");
+}
+
+#[test]
+fn an_agent_who_must_accept_presses_1_after_the_briefing_and_is_bridged() {
+    require_sipp();
+    let agent_port = free_port();
+    let gw = Gw::start(
+        "",
+        &format!(
+            "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n\
+             [[routes]]\nname = \"default\"\nring_timeout_s = 10\nconfirm = true\n\
+             targets = [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
+        ),
+    );
+    // The agent listens to the briefing and its "press 1" (about 15 s), then presses 1.
+    let agent = agent_playing(
+        "agent_accept_pcmu.pcap",
+        "uas_agent.xml",
+        agent_port,
+        media_port(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = caller_through_transfer(&gw, media_port(), 1500);
+    wait_ok(caller, "caller held until the agent accepted, then bridged");
+    wait_ok(agent, "agent");
+    let id = the_call_id(&gw);
+    let trail = audit(&gw, &id);
+    let ev = events(&trail);
+    assert!(
+        in_order(&ev, &["agent_answered", "bridged", "caller_hung_up"]),
+        "{ev:?}"
+    );
+    assert!(!ev.contains(&"agent_declined".to_string()), "{ev:?}");
+    // The bridge waited for the key, not just for the briefing's end.
+    let bridged = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "bridged")
+        .unwrap();
+    let answered = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "agent_answered")
+        .unwrap();
+    let waited = bridged["at_ms"].as_i64().unwrap() - answered["at_ms"].as_i64().unwrap();
+    assert!(
+        (17_000..24_000).contains(&waited),
+        "bridged {waited} ms after the agent answered (the key comes at 18 s)"
+    );
+    assert!(gw.log().contains("Press 1 to take the call"));
 }
