@@ -211,6 +211,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Keep turn texts in the audit trail (otherwise only their timing and confidence).
     pub keep_transcripts: bool,
+    /// Audit rows, packets and delivered deliveries older than this are deleted (checked
+    /// hourly); `None` keeps everything.
+    pub retain: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -483,6 +486,7 @@ impl Default for RawCrm {
 struct RawStore {
     path: PathBuf,
     keep_transcripts: bool,
+    retain_days: u64,
 }
 
 impl Default for RawStore {
@@ -490,6 +494,7 @@ impl Default for RawStore {
         Self {
             path: "warmline.db".into(),
             keep_transcripts: false,
+            retain_days: 90,
         }
     }
 }
@@ -849,6 +854,8 @@ impl Config {
             store: StoreConfig {
                 path: resolve(path, &raw.store.path),
                 keep_transcripts: raw.store.keep_transcripts,
+                retain: (raw.store.retain_days > 0)
+                    .then(|| Duration::from_secs(raw.store.retain_days * 86_400)),
             },
             log: LogConfig {
                 level: raw.log.level,

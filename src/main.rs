@@ -134,7 +134,10 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let plane = Arc::new(media::MediaPlane::new(&cfg, prompts, metrics.clone()));
     let store = store::StoreHandle::open(&cfg.store.path)
         .with_context(|| format!("opening the store {}", cfg.store.path.display()))?;
-    tracing::info!(path = %cfg.store.path.display(), "store open (SQLite WAL, synchronous=FULL)");
+    tracing::info!(path = %cfg.store.path.display(), retain_days = cfg.store.retain.map(|d| d.as_secs() / 86_400), "store open (SQLite WAL, synchronous=FULL)");
+    if let Some(retain) = cfg.store.retain {
+        store.spawn_retention(retain);
+    }
     let crm_counters = Arc::new(crm::CrmCounters::default());
     match &cfg.crm.webhook_url {
         Some(url) => {

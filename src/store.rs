@@ -43,6 +43,9 @@ enum Write {
         error: String,
         done: tokio::sync::oneshot::Sender<()>,
     },
+    Prune {
+        before_ms: i64,
+    },
 }
 
 pub struct StoreHandle {
@@ -106,6 +109,11 @@ impl StoreHandle {
                             let _ = done.send(());
                             r
                         }
+                        Write::Prune { before_ms } => writer.prune(before_ms).map(|n| {
+                            if n > 0 {
+                                tracing::info!(rows = n, "store: old rows pruned");
+                            }
+                        }),
                         Write::Failed {
                             id,
                             next_at_ms,
@@ -186,6 +194,20 @@ impl StoreHandle {
             done,
         });
         let _ = wait.await;
+    }
+
+    /// Every hour, delete what is older than `retain` (see `warmline_store::Store::prune`).
+    pub fn spawn_retention(self: &Arc<Self>, retain: std::time::Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                me.write(Write::Prune {
+                    before_ms: now_ms() - retain.as_millis() as i64,
+                });
+            }
+        });
     }
 
     /// Run a read on the reader connection, off the async threads.

@@ -243,6 +243,24 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     })
 }
 
+impl Store {
+    /// Delete what is older than `before_ms`: audit rows, context packets, and packets the
+    /// CRM acknowledged. Undelivered packets are never pruned. Returns the rows deleted.
+    pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let mut n = self
+            .conn
+            .execute("DELETE FROM audit WHERE at_ms < ?1", [before_ms])?;
+        n += self
+            .conn
+            .execute("DELETE FROM context WHERE at_ms < ?1", [before_ms])?;
+        n += self.conn.execute(
+            "DELETE FROM outbox WHERE delivered_at_ms IS NOT NULL AND delivered_at_ms < ?1",
+            [before_ms],
+        )?;
+        Ok(n)
+    }
+}
+
 /// The wait before retry number `attempts` (1 s, 2 s, 4 s … capped at a minute).
 pub fn backoff(attempts: i64) -> Duration {
     let exp = attempts.clamp(0, 6) as u32;
@@ -293,6 +311,16 @@ mod tests {
         assert_eq!(s.pending().unwrap(), 0);
         assert_eq!(s.context("a").unwrap().as_deref(), Some("{\"v\":1}"));
         assert_eq!(backoff(1), Duration::from_secs(2));
+        // Retention: old rows go, an undelivered packet stays whatever its age.
+        s.append_audit("a", 10, "call_start", "").unwrap();
+        let stuck = s.enqueue("b", "http://crm", "{}", 10).unwrap();
+        assert_eq!(
+            s.prune(2000).unwrap(),
+            3,
+            "the audit row, the context, the delivered packet"
+        );
+        assert!(s.audit("a").unwrap().is_empty());
+        assert_eq!(s.due(5000, 10).unwrap()[0].id, stuck);
         assert_eq!(backoff(10), Duration::from_secs(60));
     }
 }
