@@ -29,6 +29,9 @@ pub struct AssistantCounters {
     pub brain_errors: AtomicU64,
     /// Sum of brain round trips that answered, for the mean.
     pub brain_ms_total: AtomicU64,
+    /// Briefings written by the language model, and those that failed (template used).
+    pub briefings_written: AtomicU64,
+    pub briefings_failed: AtomicU64,
     pub escalations: AtomicU64,
     pub transfers_decided: AtomicU64,
     pub callbacks: AtomicU64,
@@ -50,6 +53,7 @@ pub struct AssistantPlane {
     tts: Arc<dyn Tts>,
     voice: String,
     brain: Option<(BrainSettings, reqwest::Client)>,
+    briefing: Option<(crate::config::BriefingSettings, reqwest::Client)>,
 }
 
 impl std::fmt::Debug for AssistantPlane {
@@ -91,6 +95,16 @@ impl AssistantPlane {
             }
             None => None,
         };
+        let briefing = match &a.briefing {
+            Some(b) => Some((
+                b.clone(),
+                reqwest::Client::builder()
+                    .timeout(b.timeout)
+                    .user_agent(cfg.sip.user_agent.clone())
+                    .build()?,
+            )),
+            None => None,
+        };
         let routes = cfg
             .routes
             .iter()
@@ -112,11 +126,70 @@ impl AssistantPlane {
             tts,
             voice: cfg.speech.tts_voice.clone(),
             brain,
+            briefing,
         })
     }
 
     pub fn has_brain(&self) -> bool {
         self.brain.is_some()
+    }
+
+    pub fn writes_briefings(&self) -> bool {
+        self.briefing.is_some()
+    }
+
+    /// Ask the language model for the agent's briefing; its text comes back as
+    /// `CallEvent::BriefingWritten`, a failure only as a log line and a count (the
+    /// template briefing stands).
+    pub fn write_briefing(
+        self: &Arc<Self>,
+        packet: &warmline_call::context::ContextPacket,
+        reply_to: mpsc::UnboundedSender<CallEvent>,
+    ) {
+        let Some((settings, client)) = self.briefing.clone() else {
+            return;
+        };
+        let facts = serde_json::to_string(packet).unwrap_or_default();
+        let plane = self.clone();
+        tokio::spawn(
+            async move {
+                let mut post = client.post(&settings.url).json(&json!({
+                    "model": settings.model,
+                    "temperature": 0.2,
+                    "messages": [
+                        {"role": "system", "content": BRIEFING_SYSTEM},
+                        {"role": "user", "content": facts},
+                    ],
+                }));
+                if let Some(key) = &settings.api_key {
+                    post = post.bearer_auth(key);
+                }
+                let text = async {
+                    let resp = post.send().await.map_err(http_error)?;
+                    if !resp.status().is_success() {
+                        return Err(BrainError::Status(resp.status().as_u16()));
+                    }
+                    let body: serde_json::Value = resp.json().await.map_err(http_error)?;
+                    body["choices"][0]["message"]["content"]
+                        .as_str()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| BrainError::Reply("no choices[0].message.content".into()))
+                }
+                .await;
+                match text {
+                    Ok(text) => {
+                        plane.counters.briefings_written.fetch_add(1, Ordering::Relaxed);
+                        let _ = reply_to.send(CallEvent::BriefingWritten { text });
+                    }
+                    Err(e) => {
+                        plane.counters.briefings_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "briefing not written by the model: the template one is used");
+                    }
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// Start a call's voice: prompts are rendered and played in the order asked.
@@ -265,6 +338,11 @@ async fn webhook(
     let body = resp.bytes().await.map_err(http_error)?;
     serde_json::from_slice(&body).map_err(|e| BrainError::Reply(e.to_string()))
 }
+
+const BRIEFING_SYSTEM: &str = "You brief a contact-centre agent who is about to take a call \
+from an automated assistant. From the JSON context packet, say in two or three short spoken \
+sentences: who is calling, what they want, what was collected, why they are being \
+transferred, and the suggested next step. Plain text only, no lists, no markup.";
 
 const OPENAI_SYSTEM: &str = "You are the telephone assistant of a customer service line. \
 The caller hears your words through text to speech: answer in one or two short, plain \

@@ -80,6 +80,17 @@ pub struct AssistantSettings {
     pub enabled: bool,
     pub dialogue: warmline_call::assistant::AssistantConfig,
     pub brain: Option<BrainSettings>,
+    /// An OpenAI-compatible endpoint that writes the agent's briefing; the template one is
+    /// used when it is unset, slow or failing.
+    pub briefing: Option<BriefingSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BriefingSettings {
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
 }
 
 /// Where each caller turn is sent first.
@@ -307,6 +318,9 @@ struct RawAssistant {
     openai_model: String,
     /// The name of an environment variable holding the API key (keys stay out of files).
     openai_api_key_env: Option<String>,
+    /// An OpenAI-compatible chat endpoint that writes the agent's briefing.
+    briefing_url: Option<String>,
+    briefing_model: Option<String>,
     ask_reason: Option<String>,
     reprompt: Option<String>,
     anything_else: Option<String>,
@@ -325,6 +339,8 @@ impl Default for RawAssistant {
             openai_url: None,
             openai_model: "gpt-4o-mini".into(),
             openai_api_key_env: None,
+            briefing_url: None,
+            briefing_model: None,
             ask_reason: None,
             reprompt: None,
             anything_else: None,
@@ -973,6 +989,29 @@ fn assistant_settings(
             "must be 100 to 30000 (a caller is waiting)".into(),
         ));
     }
+    let api_key = match &raw.openai_api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            err(
+                "assistant.openai_api_key_env",
+                format!("environment variable `{var}` is not set"),
+            )
+        })?),
+        None => None,
+    };
+    let briefing = match raw.briefing_url {
+        Some(url) => {
+            http("assistant.briefing_url", &url)?;
+            Some(BriefingSettings {
+                url,
+                model: raw
+                    .briefing_model
+                    .unwrap_or_else(|| raw.openai_model.clone()),
+                api_key: api_key.clone(),
+                timeout,
+            })
+        }
+        None => None,
+    };
     let brain = match (raw.webhook_url, raw.openai_url) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -990,15 +1029,6 @@ fn assistant_settings(
         }
         (None, Some(url)) => {
             http("assistant.openai_url", &url)?;
-            let api_key = match raw.openai_api_key_env {
-                Some(var) => Some(std::env::var(&var).map_err(|_| {
-                    err(
-                        "assistant.openai_api_key_env",
-                        format!("environment variable `{var}` is not set"),
-                    )
-                })?),
-                None => None,
-            };
             Some(BrainSettings {
                 url,
                 timeout,
@@ -1014,6 +1044,7 @@ fn assistant_settings(
         enabled: raw.enabled,
         dialogue: d,
         brain,
+        briefing,
     })
 }
 

@@ -863,3 +863,49 @@ fn an_agent_who_must_accept_presses_1_after_the_briefing_and_is_bridged() {
     );
     assert!(gw.log().contains("Press 1 to take the call"));
 }
+
+#[test]
+fn a_language_model_can_write_the_agents_briefing() {
+    require_sipp();
+    let model = HttpSink::start(
+        r#"{"choices": [{"index": 0, "message": {"role": "assistant", "content": "A caller named sipp wants a person right away. Nothing was collected yet, so start by asking for their account."}}]}"#,
+        Duration::ZERO,
+    );
+    let agent_port = free_port();
+    let gw = transfer_gw(
+        &format!(
+            "[assistant]\nbriefing_url = \"http://127.0.0.1:{}/v1/chat/completions\"\nbriefing_model = \"brief-1\"\n",
+            model.port
+        ),
+        &format!("\"sip:agent@127.0.0.1:{agent_port}\""),
+        10,
+    );
+    let agent = agent("uas_agent.xml", agent_port, media_port());
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = caller_through_transfer(&gw, media_port(), 1000);
+    wait_ok(caller, "caller");
+    wait_ok(agent, "agent");
+    let asked = model.bodies();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["model"], "brief-1");
+    let facts: serde_json::Value =
+        serde_json::from_str(asked[0]["messages"][1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(facts["trigger"]["kind"], "explicit_request");
+    let id = the_call_id(&gw);
+    assert_eq!(facts["call_id"], id.as_str());
+    let ev = events(&audit(&gw, &id));
+    assert!(
+        in_order(&ev, &["briefing_written", "agent_answered", "bridged"]),
+        "{ev:?}"
+    );
+    let briefed = gw
+        .log()
+        .lines()
+        .find(|l| l.contains("briefing the agent"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        briefed.contains("A caller named sipp wants a person right away."),
+        "{briefed}"
+    );
+}

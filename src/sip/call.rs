@@ -69,6 +69,7 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
             gw.assistant.dialogue.clone()
         },
         brain: !bridge && gw.assistant.has_brain() && gw.assistant.dialogue.is_some(),
+        llm_briefing: !bridge && gw.assistant.writes_briefings(),
         routes: gw.assistant.routes.clone(),
         wall_clock: Some((Instant::now(), jiff::Timestamp::now())),
     }
@@ -337,6 +338,7 @@ pub(super) fn start_outbound(
     cfg.rules = None;
     cfg.assistant = None;
     cfg.brain = false;
+    cfg.llm_briefing = false;
     if let Some(t) = req.ring_timeout {
         cfg.ring_timeout = t;
     }
@@ -1224,6 +1226,12 @@ impl CallTask {
                         .with_label_values(&[role, reason.code()])
                         .inc();
                     self.audit("end", reason.code().to_string());
+                }
+                CallAction::WriteBriefing { mut packet } => {
+                    packet.call_id = self.id.clone();
+                    self.gw
+                        .assistant
+                        .write_briefing(&packet, self.ops_tx.clone());
                 }
                 CallAction::PostContext { mut packet } => {
                     let base = &self.gw.cfg.http.public_url;

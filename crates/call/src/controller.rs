@@ -123,6 +123,9 @@ pub struct CallConfig {
     /// An external brain answers turns first (`CallAction::AskBrain`); the built-in
     /// dialogue is the fallback.
     pub brain: bool,
+    /// A language model rewrites the agent's briefing (`CallAction::WriteBriefing`); the
+    /// template briefing stands until its text arrives, and if it never does.
+    pub llm_briefing: bool,
     /// Agent groups (a route not listed has no agents and is always open).
     pub routes: Arc<Vec<RoutePlan>>,
     /// The wall clock at one instant, so the controller can tell the local time from
@@ -149,6 +152,7 @@ impl CallConfig {
             caller_name: None,
             assistant: None,
             brain: false,
+            llm_briefing: false,
             routes: Arc::new(Vec::new()),
             wall_clock: None,
         }
@@ -261,6 +265,10 @@ pub enum CallEvent {
         attempt: u32,
         digit: char,
     },
+    /// The language model's briefing for the agent.
+    BriefingWritten {
+        text: String,
+    },
 }
 
 /// What the controller asks the driver to do.
@@ -327,6 +335,11 @@ pub enum CallAction {
     },
     /// Store and deliver the context packet (the driver adds the Call-ID and links).
     PostContext {
+        packet: Box<ContextPacket>,
+    },
+    /// Ask a language model for a better spoken briefing from the packet; answer with
+    /// [`CallEvent::BriefingWritten`].
+    WriteBriefing {
         packet: Box<ContextPacket>,
     },
     /// Call an agent; its fate comes back as `Agent*` events with this `attempt`.
@@ -506,6 +519,7 @@ pub struct Controller {
     /// The assistant has spoken or heard a turn (so the greeting's end does not re-ask).
     assistant_started: bool,
     brain: bool,
+    llm_briefing: bool,
     brain_seq: u64,
     /// Turns sent to the brain and not answered yet: (seq, text), for the fallback.
     brain_pending: VecDeque<(u64, String)>,
@@ -583,6 +597,7 @@ impl Controller {
             assistant: cfg.assistant,
             assistant_started: false,
             brain: cfg.brain,
+            llm_briefing: cfg.llm_briefing,
             brain_seq: 0,
             brain_pending: VecDeque::new(),
             dialogue: VecDeque::new(),
@@ -1124,6 +1139,7 @@ impl Controller {
             }
             CallEvent::AgentEnded { attempt } => self.on_agent_ended(now, attempt),
             CallEvent::AgentDtmf { attempt, digit } => self.on_agent_dtmf(now, attempt, digit),
+            CallEvent::BriefingWritten { text } => self.on_briefing_written(text),
             CallEvent::Dtmf { digit } => {
                 self.digits.push(digit);
                 self.observe(now, &Observation::Dtmf { digit });

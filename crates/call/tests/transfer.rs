@@ -326,3 +326,28 @@ fn a_route_without_agents_does_not_put_the_caller_on_hold() {
     assert!(reinvite_direction(&acts).is_none(), "{acts:?}");
     assert!(!acts.contains(&CallAction::HoldAudio { on: true }));
 }
+
+#[test]
+fn a_model_written_briefing_replaces_the_template_until_the_agent_hears_it() {
+    let mut c = cfg(route(&["sip:a1@127.0.0.1", "sip:a2@127.0.0.1"]));
+    c.llm_briefing = true;
+    let mut h = answered(c);
+    let (attempt, _, acts) = ask_for_person(&mut h);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, CallAction::WriteBriefing { packet } if packet.trigger.kind == "explicit_request")));
+    let acts = h.send(CallEvent::BriefingWritten {
+        text: "Ada wants a person about her bill.".into(),
+    });
+    assert_eq!(audits(&acts), ["briefing_written"]);
+    let acts = h.send(CallEvent::AgentOutcome {
+        attempt,
+        outcome: OriginateOutcome::Answered,
+    });
+    assert_eq!(whisper(&acts).1, "Ada wants a person about her bill.");
+    // Too late for the agent already listening: kept out.
+    let acts = h.send(CallEvent::BriefingWritten {
+        text: "Something else.".into(),
+    });
+    assert_eq!(audits(&acts), ["briefing_not_used"]);
+}

@@ -118,6 +118,11 @@ impl Controller {
         // The CRM gets the packet either way: with no agent to take the call it is what
         // the callback is made from.
         let packet = self.context_packet(trigger, &briefing);
+        if self.llm_briefing && !route.targets.is_empty() {
+            self.actions.push_back(CallAction::WriteBriefing {
+                packet: Box::new(packet.clone()),
+            });
+        }
         self.actions.push_back(CallAction::PostContext {
             packet: Box::new(packet),
         });
@@ -247,6 +252,27 @@ impl Controller {
             self.bridge_agent(now);
         }
         true
+    }
+
+    /// A model-written briefing replaces the template one, unless an agent already hears it.
+    pub(super) fn on_briefing_written(&mut self, text: String) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        let started = t
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.phase != TransferPhase::Ringing);
+        let text = text.trim().to_string();
+        if started || text.is_empty() {
+            self.audit(
+                "briefing_not_used",
+                "the model's briefing came after an agent was already briefed".into(),
+            );
+            return;
+        }
+        t.briefing.spoken = text.clone();
+        self.audit("briefing_written", text);
     }
 
     pub(super) fn on_agent_dtmf(&mut self, now: Instant, attempt: u32, digit: char) {
