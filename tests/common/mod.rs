@@ -212,7 +212,7 @@ pub fn sipp_in(dir: &std::path::Path, args: &[&str], local_port: u16) -> std::pr
             "127.0.0.1",
             "-nostdin",
             "-timeout",
-            "30s",
+            "60s",
             "-timeout_error",
             "-trace_err",
             "-error_file",
