@@ -199,6 +199,9 @@ async fn pipeline(
     let keep = (plane.endpoint.max_utterance_ms / 20 + 100) as usize;
     let mut audio_ms = 0u64;
     let mut out = Vec::new();
+    // The labelled children are looked up once per call, not per 20 ms frame.
+    let prosody_cost = plane.metrics.frame_cost.with_label_values(&["prosody"]);
+    let vad_cost = plane.metrics.frame_cost.with_label_values(&["vad"]);
     while let Some(frame) = frames.recv().await {
         let t = Instant::now();
         features.push_back((audio_ms, analyzer.frame(&frame)));
@@ -208,11 +211,8 @@ async fn pipeline(
         }
         audio_ms += 20;
         endpointer.push(&frame, &mut out);
-        let cost = &plane.metrics.frame_cost;
-        cost.with_label_values(&["prosody"])
-            .observe((prosody_done - t).as_secs_f64());
-        cost.with_label_values(&["vad"])
-            .observe(prosody_done.elapsed().as_secs_f64());
+        prosody_cost.observe((prosody_done - t).as_secs_f64());
+        vad_cost.observe(prosody_done.elapsed().as_secs_f64());
         for ev in out.drain(..) {
             match ev {
                 VadEvent::SpeechStart { at_ms } => {
