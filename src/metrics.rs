@@ -21,7 +21,7 @@ pub struct Metrics {
     /// Escalation triggers by kind, route and decision (transfer, callback).
     pub escalations_total: IntCounterVec,
     /// Finished warm transfers by trigger kind, route and outcome (bridged, failed,
-    /// abandoned).
+    /// abandoned, ended).
     pub transfers_total: IntCounterVec,
     /// Trigger → caller and agent bridged.
     pub time_to_human: Histogram,

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use warmline_call::context::PacketLinks;
-use warmline_call::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome, Prompt};
+use warmline_call::{
+    CallAction, CallConfig, CallEvent, Controller, OriginateOutcome, Prompt, TransferOutcome,
+};
 use warmline_media::{LegId, LegMedia, MediaEvent};
 use warmline_policy::Decision;
 use warmline_signaling::{CodecName, LocalMedia};
@@ -520,9 +522,6 @@ struct CallTask {
     media_configured: bool,
     /// The assistant's speaker, started at its first prompt.
     voice: Option<Voice>,
-    /// The transfer under way: when its trigger fired, the trigger's kind and the route
-    /// (for the transfer metrics).
-    transferring: Option<(Instant, String, String)>,
 }
 
 impl CallTask {
@@ -607,7 +606,6 @@ impl CallTask {
             voice: None,
             agents: HashMap::new(),
             codec: None,
-            transferring: None,
         }
     }
 
@@ -1052,36 +1050,29 @@ impl CallTask {
                     request.call_id = self.id.clone();
                     self.gw.assistant.ask(*request, self.ops_tx.clone());
                 }
-                CallAction::Audit { event, detail } => {
+                CallAction::Audit { event, detail } => self.audit(&event, detail),
+                CallAction::TransferEnded {
+                    kind,
+                    route,
+                    outcome,
+                    after_ms,
+                } => {
                     let c = &self.gw.assistant.counters;
-                    let outcome = match event.as_str() {
-                        "bridged" => {
-                            c.bridged.fetch_add(1, Ordering::Relaxed);
-                            Some("bridged")
+                    match outcome {
+                        TransferOutcome::Bridged => c.bridged.fetch_add(1, Ordering::Relaxed),
+                        TransferOutcome::Abandoned => c.abandoned.fetch_add(1, Ordering::Relaxed),
+                        TransferOutcome::Failed => {
+                            c.transfers_failed.fetch_add(1, Ordering::Relaxed)
                         }
-                        "abandoned" => {
-                            c.abandoned.fetch_add(1, Ordering::Relaxed);
-                            Some("abandoned")
-                        }
-                        "transfer_failed" => {
-                            c.transfers_failed.fetch_add(1, Ordering::Relaxed);
-                            Some("failed")
-                        }
-                        _ => None,
+                        TransferOutcome::Ended => 0,
                     };
-                    // Taken only when the transfer finishes: the other audit events pass by.
-                    if let Some((outcome, (at, kind, route))) =
-                        outcome.and_then(|o| self.transferring.take().map(|t| (o, t)))
-                    {
-                        let m = &self.gw.metrics;
-                        m.transfers_total
-                            .with_label_values(&[kind.as_str(), route.as_str(), outcome])
-                            .inc();
-                        if outcome == "bridged" {
-                            m.time_to_human.observe(at.elapsed().as_secs_f64());
-                        }
+                    let m = &self.gw.metrics;
+                    m.transfers_total
+                        .with_label_values(&[kind.as_str(), route.as_str(), outcome.as_str()])
+                        .inc();
+                    if let (TransferOutcome::Bridged, Some(ms)) = (outcome, after_ms) {
+                        m.time_to_human.observe(ms as f64 / 1000.0);
                     }
-                    self.audit(&event, detail)
                 }
                 CallAction::Escalate {
                     trigger,
@@ -1129,10 +1120,6 @@ impl CallTask {
                             },
                         ])
                         .inc();
-                    if decision == Decision::Transfer && self.transferring.is_none() {
-                        self.transferring =
-                            Some((Instant::now(), trigger.kind.clone(), trigger.route.clone()));
-                    }
                     match &decision {
                         Decision::Transfer => {
                             c.transfers_decided.fetch_add(1, Ordering::Relaxed);

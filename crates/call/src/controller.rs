@@ -2,7 +2,7 @@
 
 mod transfer;
 
-pub use transfer::{ACCEPT_WINDOW, TransferPhase};
+pub use transfer::{ACCEPT_WINDOW, TransferOutcome, TransferPhase};
 
 use crate::assistant::{Assistant, AssistantConfig, AssistantOutput};
 use crate::brain::{BRAIN_SCHEMA, BrainReply, BrainRequest, DialogueLine};
@@ -364,6 +364,14 @@ pub enum CallAction {
     /// Join the caller's and the agent's media.
     BridgeAgent {
         attempt: u32,
+    },
+    /// A warm transfer is over: how, for which trigger kind and route, and (bridged or
+    /// failed) how long after the trigger.
+    TransferEnded {
+        kind: String,
+        route: String,
+        outcome: TransferOutcome,
+        after_ms: Option<u64>,
     },
     /// Send RFC 4733 digits on the media.
     SendDtmf {

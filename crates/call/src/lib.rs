@@ -19,5 +19,6 @@ mod controller;
 pub use controller::MAX_TURNS;
 pub use controller::{
     ACCEPT_WINDOW, CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason,
-    HuntStrategy, Intent, OriginateOutcome, Prompt, Role, RoutePlan, TransferPhase,
+    HuntStrategy, Intent, OriginateOutcome, Prompt, Role, RoutePlan, TransferOutcome,
+    TransferPhase,
 };

@@ -12,7 +12,8 @@ use std::time::Duration;
 use support::{Harness, answer_sdp, config, offer, says, turn_saying};
 use warmline_call::assistant::{Assistant, AssistantConfig};
 use warmline_call::{
-    CallAction, CallConfig, CallEvent, HuntStrategy, OriginateOutcome, RoutePlan, TransferPhase,
+    CallAction, CallConfig, CallEvent, HuntStrategy, OriginateOutcome, RoutePlan, TransferOutcome,
+    TransferPhase,
 };
 
 fn route(targets: &[&str]) -> RoutePlan {
@@ -139,6 +140,12 @@ fn trigger_holds_the_caller_posts_the_packet_briefs_the_agent_and_bridges() {
     assert_eq!(reinvite_direction(&acts), Some("sendrecv"));
     assert!(acts.contains(&CallAction::BridgeAgent { attempt }));
     assert_eq!(audits(&acts), ["bridged"]);
+    assert!(acts.contains(&CallAction::TransferEnded {
+        kind: "explicit_request".into(),
+        route: "default".into(),
+        outcome: TransferOutcome::Bridged,
+        after_ms: Some(0),
+    }));
     assert_eq!(h.ctl.snapshot().transfer, Some(TransferPhase::Bridged));
     accept_reinvite(&mut h, "sendrecv");
 
@@ -194,6 +201,13 @@ fn when_nobody_answers_the_caller_gets_an_apology_a_callback_and_the_assistant_a
     assert!(acts.contains(&CallAction::HoldAudio { on: false }));
     assert_eq!(reinvite_direction(&acts), Some("sendrecv"));
     assert!(says(&acts)[0].starts_with("I'm sorry, nobody from the team is free"));
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        CallAction::TransferEnded {
+            outcome: TransferOutcome::Failed,
+            ..
+        }
+    )));
     assert_eq!(h.ctl.snapshot().transfer, None);
     // Back to the assistant.
     let acts = h.send(turn_saying("my order number is 1234"));
@@ -207,6 +221,14 @@ fn a_caller_who_hangs_up_mid_transfer_abandons_and_the_agent_call_is_cancelled()
     let acts = h.send(CallEvent::PeerBye);
     assert!(acts.contains(&CallAction::HangupAgent { attempt }));
     assert_eq!(audits(&acts), ["abandoned"]);
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        CallAction::TransferEnded {
+            outcome: TransferOutcome::Abandoned,
+            after_ms: None,
+            ..
+        }
+    )));
 }
 
 #[test]

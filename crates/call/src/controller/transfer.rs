@@ -26,6 +26,31 @@ pub const ACCEPT_WINDOW: Duration = Duration::from_secs(10);
 /// Turns carried in the context packet.
 const PACKET_TURNS: usize = 10;
 
+/// How a warm transfer ended, for the KPIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferOutcome {
+    /// Caller and agent were joined.
+    Bridged,
+    /// No agent took the call (or the route has none).
+    Failed,
+    /// The caller hung up before an agent was joined.
+    Abandoned,
+    /// The call ended another way first (RTP timeout, an operator's hang-up).
+    Ended,
+}
+
+impl TransferOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferOutcome::Bridged => "bridged",
+            TransferOutcome::Failed => "failed",
+            TransferOutcome::Abandoned => "abandoned",
+            TransferOutcome::Ended => "ended",
+        }
+    }
+}
+
 /// Where a warm transfer stands, for the API and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,6 +76,8 @@ struct Attempt {
 #[derive(Debug, Clone)]
 pub(super) struct Transfer {
     route: RoutePlan,
+    /// The trigger's kind, for the outcome.
+    kind: String,
     /// Targets in hunt order, and the next one to try.
     order: Vec<String>,
     next: usize,
@@ -129,6 +156,7 @@ impl Controller {
         if order.is_empty() {
             // Nobody to call: no hold, straight to the apology and the callback.
             self.apologise(now, &route.name);
+            self.transfer_ended(&trigger.kind, &route.name, TransferOutcome::Failed, Some(0));
             return;
         }
         // The hold bridge: the caller hears hold audio at once (the transition prompt cuts
@@ -143,6 +171,7 @@ impl Controller {
         let refresh = Duration::from_secs(self.texts.hold_refresh_s.max(5));
         self.transfer = Some(Transfer {
             route,
+            kind: trigger.kind.clone(),
             order,
             next: 0,
             attempt: None,
@@ -349,7 +378,8 @@ impl Controller {
         t.accept_deadline = None;
         let attempt = a.id;
         let target = a.target.clone();
-        let ms = now.saturating_duration_since(t.started).as_millis();
+        let ms = now.saturating_duration_since(t.started).as_millis() as u64;
+        let (kind, route) = (t.kind.clone(), t.route.name.clone());
         // Off hold first: the hold loop stops and the caller's re-INVITE goes out, then the
         // legs are joined.
         self.set_want(Direction::SendRecv);
@@ -358,6 +388,22 @@ impl Controller {
             "bridged",
             format!("attempt {attempt}: caller joined with {target}, {ms} ms after the trigger"),
         );
+        self.transfer_ended(&kind, &route, TransferOutcome::Bridged, Some(ms));
+    }
+
+    fn transfer_ended(
+        &mut self,
+        kind: &str,
+        route: &str,
+        outcome: TransferOutcome,
+        after_ms: Option<u64>,
+    ) {
+        self.actions.push_back(CallAction::TransferEnded {
+            kind: kind.into(),
+            route: route.into(),
+            outcome,
+            after_ms,
+        });
     }
 
     /// Nobody took the call: off hold, an apology, a callback promise, and the assistant
@@ -368,6 +414,8 @@ impl Controller {
         };
         self.set_want(Direction::SendRecv);
         self.apologise(now, &t.route.name);
+        let ms = now.saturating_duration_since(t.started).as_millis() as u64;
+        self.transfer_ended(&t.kind, &t.route.name, TransferOutcome::Failed, Some(ms));
     }
 
     fn apologise(&mut self, now: Instant, route: &str) {
@@ -418,14 +466,22 @@ impl Controller {
             if by_caller {
                 self.audit("caller_hung_up", "the caller ended the bridged call".into());
             }
-        } else if by_caller {
-            self.audit(
-                "abandoned",
-                format!(
-                    "the caller hung up during the transfer (attempt {}, {:?})",
-                    a.id, a.phase
-                ),
-            );
+        } else {
+            if by_caller {
+                self.audit(
+                    "abandoned",
+                    format!(
+                        "the caller hung up during the transfer (attempt {}, {:?})",
+                        a.id, a.phase
+                    ),
+                );
+            }
+            let outcome = if by_caller {
+                TransferOutcome::Abandoned
+            } else {
+                TransferOutcome::Ended
+            };
+            self.transfer_ended(&t.kind, &t.route.name, outcome, None);
         }
         self.actions
             .push_back(CallAction::HangupAgent { attempt: a.id });
