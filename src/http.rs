@@ -87,16 +87,16 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    gw.metrics.calls_active.set(gw.active_calls() as i64);
-    if let Ok(depth) = gw.store.read(|s| s.pending()).await {
-        gw.metrics.crm_outbox_depth.set(depth);
+    gw.planes.metrics.calls_active.set(gw.active_calls() as i64);
+    if let Ok(depth) = gw.planes.store.read(|s| s.pending()).await {
+        gw.planes.metrics.crm_outbox_depth.set(depth);
     }
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        gw.metrics.render(),
+        gw.planes.metrics.render(),
     )
         .into_response()
 }
@@ -107,6 +107,7 @@ async fn view_of(gw: &Arc<Gateway>, id: &str) -> Option<serde_json::Value> {
     let live = gw.call(id).map(|h| crate::sip::snapshot_of(&h));
     let key = id.to_string();
     let (context, audit) = gw
+        .planes
         .store
         .read(move |s| Ok((s.context(&key)?, s.audit(&key)?)))
         .await
@@ -179,7 +180,7 @@ async fn agent_page(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> R
 /// The call's context packet, from the store (so it outlives the call and a restart).
 async fn context(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
     let key = id.clone();
-    match gw.store.read(move |s| s.context(&key)).await {
+    match gw.planes.store.read(move |s| s.context(&key)).await {
         Ok(Some(body)) => (
             StatusCode::OK,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -195,6 +196,7 @@ async fn context(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Resp
 async fn audit(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
     let key = id.clone();
     match gw
+        .planes
         .store
         .read(move |s| Ok((s.audit(&key)?, s.outbox_for(&key)?)))
         .await
@@ -214,17 +216,17 @@ async fn audit(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Respon
 }
 
 async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
-    let outbox_pending = gw.store.read(|s| s.pending()).await.ok();
+    let outbox_pending = gw.planes.store.read(|s| s.pending()).await.ok();
     Json(json!({
         "active_calls": gw.active_calls(),
         "draining": gw.is_draining(),
         "malformed_answered": gw.guard_stats.answered.load(Ordering::Relaxed),
         "malformed_dropped": gw.guard_stats.dropped.load(Ordering::Relaxed),
-        "media": &gw.media.counters,
-        "speech": gw.speech.as_ref().map(|s| &s.counters),
-        "assistant": &gw.assistant.counters,
-        "crm": &*gw.crm,
-        "store": &*gw.store.counters,
+        "media": &gw.planes.media.counters,
+        "speech": gw.planes.speech.as_ref().map(|s| &s.counters),
+        "assistant": &gw.planes.assistant.counters,
+        "crm": &*gw.planes.crm,
+        "store": &*gw.planes.store.counters,
         "outbox_pending": outbox_pending,
     }))
 }

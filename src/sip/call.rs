@@ -58,7 +58,7 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         answer_after: gw.cfg.sip.answer_after,
         ring_timeout: gw.cfg.outbound.ring_timeout,
         answer_on_command: bridge,
-        greeting: !bridge && gw.media.prompts.greeting.is_some(),
+        greeting: !bridge && gw.planes.media.prompts.greeting.is_some(),
         greeting_barge_in: gw.cfg.media.greeting_barge_in,
         // The policy listens to callers the assistant answers.
         rules: (!bridge).then(|| gw.cfg.rules.clone()),
@@ -68,11 +68,11 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         assistant: if bridge {
             None
         } else {
-            gw.assistant.dialogue.clone()
+            gw.planes.assistant.dialogue.clone()
         },
-        brain: !bridge && gw.assistant.has_brain() && gw.assistant.dialogue.is_some(),
-        llm_briefing: !bridge && gw.assistant.writes_briefings(),
-        routes: gw.assistant.routes.clone(),
+        brain: !bridge && gw.planes.assistant.has_brain() && gw.planes.assistant.dialogue.is_some(),
+        llm_briefing: !bridge && gw.planes.assistant.writes_briefings(),
+        routes: gw.planes.assistant.routes.clone(),
         wall_clock: Some((Instant::now(), jiff::Timestamp::now())),
     }
 }
@@ -231,9 +231,10 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             .in_current_span(),
         );
         tracing::info!(%from, "inbound call");
-        gw.store
+        gw.planes
+            .store
             .audit(&call_id, "call_start", &format!("from {from} to {to}"));
-        let media = MediaHandle::spawn(gw.media.clone());
+        let media = MediaHandle::spawn(gw.planes.media.clone());
         let bridge_target = match &gw.cfg.route.mode {
             RouteMode::Bridge { target } => Some(target.clone()),
             RouteMode::Assistant => None,
@@ -411,7 +412,7 @@ pub(super) fn start_outbound(
         None => {
             let _g = span.enter();
             LegPlan {
-                media: MediaHandle::spawn(gw.media.clone()),
+                media: MediaHandle::spawn(gw.planes.media.clone()),
                 leg: CALLER_LEG,
                 tap: false,
             }
@@ -543,7 +544,7 @@ impl CallTask {
         let (events_tx, media_events) = mpsc::unbounded_channel();
         let (speech_tx, speech_events) = mpsc::unbounded_channel();
         // The caller's words go to the speech pipeline when this leg is listened to.
-        let tap = match (&gw.speech, plan.tap) {
+        let tap = match (&gw.planes.speech, plan.tap) {
             (Some(speech), true) => Some(speech.spawn_pipeline(speech_tx)),
             _ => None,
         };
@@ -580,7 +581,7 @@ impl CallTask {
             report: report_into(info.clone(), |i: &mut CallInfo, r| {
                 i.media = Some(r.clone())
             }),
-            record_as: gw.media.recording().then(|| id.clone()),
+            record_as: gw.planes.media.recording().then(|| id.clone()),
         });
         Self {
             gw,
@@ -708,7 +709,7 @@ impl CallTask {
 
     fn audit(&self, event: &str, detail: String) {
         tracing::info!(event, %detail, "audit");
-        self.gw.store.audit(&self.id, event, &detail);
+        self.gw.planes.store.audit(&self.id, event, &detail);
         lock(&self.info).audit.push(AuditEntry {
             at_ms: jiff::Timestamp::now().as_millisecond(),
             event: event.to_string(),
@@ -784,7 +785,7 @@ impl CallTask {
                 } else {
                     String::new()
                 };
-                self.gw.store.audit(
+                self.gw.planes.store.audit(
                     &self.id,
                     "turn",
                     &format!(
@@ -1016,7 +1017,7 @@ impl CallTask {
                 }
                 CallAction::Play { prompt, id } => {
                     let clip = match prompt {
-                        Prompt::Greeting => self.gw.media.prompts.greeting.clone(),
+                        Prompt::Greeting => self.gw.planes.media.prompts.greeting.clone(),
                     };
                     match clip {
                         Some(clip) => self.media.play(self.leg, id, clip),
@@ -1040,15 +1041,17 @@ impl CallTask {
                         info.said.push(text.clone());
                     }
                     let voice = self.voice.get_or_insert_with(|| {
-                        self.gw
-                            .assistant
-                            .voice(self.media.clone(), self.leg, self.ops_tx.clone())
+                        self.gw.planes.assistant.voice(
+                            self.media.clone(),
+                            self.leg,
+                            self.ops_tx.clone(),
+                        )
                     });
                     voice.say(id, text);
                 }
                 CallAction::AskBrain { mut request } => {
                     request.call_id = self.id.clone();
-                    self.gw.assistant.ask(*request, self.ops_tx.clone());
+                    self.gw.planes.assistant.ask(*request, self.ops_tx.clone());
                 }
                 CallAction::Audit { event, detail } => self.audit(&event, detail),
                 CallAction::TransferEnded {
@@ -1057,7 +1060,7 @@ impl CallTask {
                     outcome,
                     after_ms,
                 } => {
-                    let c = &self.gw.assistant.counters;
+                    let c = &self.gw.planes.assistant.counters;
                     match outcome {
                         TransferOutcome::Bridged => c.bridged.fetch_add(1, Ordering::Relaxed),
                         TransferOutcome::Abandoned => c.abandoned.fetch_add(1, Ordering::Relaxed),
@@ -1066,7 +1069,7 @@ impl CallTask {
                         }
                         TransferOutcome::Ended => 0,
                     };
-                    let m = &self.gw.metrics;
+                    let m = &self.gw.planes.metrics;
                     m.transfers_total
                         .with_label_values(&[kind.as_str(), route.as_str(), outcome.as_str()])
                         .inc();
@@ -1106,9 +1109,10 @@ impl CallTask {
                             trigger.evidence.join("; ")
                         ),
                     );
-                    let c = &self.gw.assistant.counters;
+                    let c = &self.gw.planes.assistant.counters;
                     c.escalations.fetch_add(1, Ordering::Relaxed);
                     self.gw
+                        .planes
                         .metrics
                         .escalations_total
                         .with_label_values(&[
@@ -1157,7 +1161,7 @@ impl CallTask {
                     self.media.stop_playout(self.leg);
                 }
                 CallAction::HoldAudio { on } => {
-                    let music = on.then(|| self.gw.media.prompts.hold.clone());
+                    let music = on.then(|| self.gw.planes.media.prompts.hold.clone());
                     self.media.hold(self.leg, music);
                 }
                 CallAction::Outcome(outcome) => {
@@ -1180,6 +1184,7 @@ impl CallTask {
                             OriginateOutcome::Cancelled => ("cancelled", "-".to_string()),
                         };
                         self.gw
+                            .planes
                             .metrics
                             .agent_attempts_total
                             .with_label_values(&[name, code.as_str()])
@@ -1208,6 +1213,7 @@ impl CallTask {
                         warmline_call::Role::Outbound => "outbound",
                     };
                     self.gw
+                        .planes
                         .metrics
                         .calls_total
                         .with_label_values(&[role, reason.code()])
@@ -1217,6 +1223,7 @@ impl CallTask {
                 CallAction::WriteBriefing { mut packet } => {
                     packet.call_id = self.id.clone();
                     self.gw
+                        .planes
                         .assistant
                         .write_briefing(&packet, self.ops_tx.clone());
                 }
@@ -1230,10 +1237,10 @@ impl CallTask {
                     };
                     match serde_json::to_string(&packet) {
                         Ok(body) => {
-                            self.gw.store.put_context(&self.id, body.clone());
+                            self.gw.planes.store.put_context(&self.id, body.clone());
                             match &self.gw.cfg.crm.webhook_url {
                                 Some(url) => {
-                                    self.gw.store.enqueue(&self.id, url, body);
+                                    self.gw.planes.store.enqueue(&self.id, url, body);
                                     self.audit("packet_posted", format!("queued for {url}"));
                                 }
                                 None => self.audit(
@@ -1265,7 +1272,9 @@ impl CallTask {
                     match self.agents.get_mut(&attempt) {
                         Some(a) => a
                             .voice
-                            .get_or_insert_with(|| self.gw.assistant.voice(media, a.leg, ops))
+                            .get_or_insert_with(|| {
+                                self.gw.planes.assistant.voice(media, a.leg, ops)
+                            })
                             .say(id, text),
                         None => self.ctl.handle(
                             Instant::now(),

@@ -102,12 +102,7 @@ pub struct Gateway {
     pub guard_stats: Arc<GuardStats>,
     contact: Uri,
     advertised: IpAddr,
-    pub media: Arc<crate::media::MediaPlane>,
-    pub speech: Option<Arc<crate::speech::SpeechPlane>>,
-    pub assistant: Arc<crate::assistant::AssistantPlane>,
-    pub store: Arc<crate::store::StoreHandle>,
-    pub crm: Arc<crate::crm::CrmCounters>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub planes: Planes,
 }
 
 /// The shared parts every call uses besides SIP.
@@ -212,12 +207,7 @@ impl Gateway {
             guard_stats,
             contact,
             advertised,
-            media: planes.media,
-            speech: planes.speech,
-            assistant: planes.assistant,
-            store: planes.store,
-            crm: planes.crm,
-            metrics: planes.metrics.clone(),
+            planes,
             cfg,
         });
         tokio::spawn(async move { endpoint.serve().await });
