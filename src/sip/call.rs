@@ -5,7 +5,7 @@
 //! CANCEL run in their own tasks and report back through `ops`, so a peer's re-INVITE that
 //! crosses ours (glare) is still answered.
 
-use super::{AuditEntry, CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
+use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
 use crate::assistant::Voice;
 use crate::config::RouteMode;
 use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
@@ -563,7 +563,6 @@ impl CallTask {
             decision: None,
             briefing: None,
             said: Vec::new(),
-            audit: Vec::new(),
             context: None,
         }));
         gw.register(
@@ -710,11 +709,6 @@ impl CallTask {
     fn audit(&self, event: &str, detail: String) {
         tracing::info!(event, %detail, "audit");
         self.gw.planes.store.audit(&self.id, event, &detail);
-        lock(&self.info).audit.push(AuditEntry {
-            at_ms: jiff::Timestamp::now().as_millisecond(),
-            event: event.to_string(),
-            detail,
-        });
     }
 
     async fn run(mut self) {

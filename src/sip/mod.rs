@@ -55,19 +55,8 @@ pub struct CallInfo {
     pub briefing: Option<warmline_policy::briefing::Briefing>,
     /// The assistant's last prompts to the caller.
     pub said: Vec<String>,
-    /// Steps the audit trail holds (the disclosure, triggers, decisions), oldest first.
-    pub audit: Vec<AuditEntry>,
     /// The context packet, once a transfer started.
     pub context: Option<warmline_call::context::ContextPacket>,
-}
-
-/// One audited step of a call.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    /// Unix time in milliseconds.
-    pub at_ms: i64,
-    pub event: String,
-    pub detail: String,
 }
 
 /// How the rest of the gateway talks to a live call.
