@@ -154,15 +154,7 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         ),
     );
     let cap = Capture::start(gw.rtp);
-    let busy = sipp(
-        &[
-            "-sf",
-            scenarios().join("uas_busy.xml").to_str().unwrap(),
-            "-m",
-            "1",
-        ],
-        busy_port,
-    );
+    let busy = scripted_agent("uas_busy.xml", busy_port);
     let agent_mp = media_port();
     let agent = agent("uas_agent.xml", agent_port, agent_mp);
     std::thread::sleep(Duration::from_millis(300));
@@ -362,17 +354,22 @@ fn transfer_gw(extra: &str, targets: &str, ring_timeout_s: u32) -> Gw {
     transfer_gw_with("", extra, targets, ring_timeout_s)
 }
 
-/// A SIPp agent whose phone rings until it is cancelled.
-fn ringing_agent(port: u16) -> Child {
-    let agent = sipp(
+/// A SIPp agent for one call, doing what `scenario` says (busy, ringing…), no audio.
+fn scripted_agent(scenario: &str, port: u16) -> Child {
+    sipp(
         &[
             "-sf",
-            scenarios().join("uas_noanswer.xml").to_str().unwrap(),
+            scenarios().join(scenario).to_str().unwrap(),
             "-m",
             "1",
         ],
         port,
-    );
+    )
+}
+
+/// A SIPp agent whose phone rings until it is cancelled.
+fn ringing_agent(port: u16) -> Child {
+    let agent = scripted_agent("uas_noanswer.xml", port);
     std::thread::sleep(Duration::from_millis(300));
     agent
 }
