@@ -6,7 +6,8 @@
 # transfer: trigger -> caller re-INVITE on the wire, trigger -> agent INVITE on the wire,
 # the longest silence the caller heard from the trigger to the bridge, agent 200 OK -> first
 # audio to the agent (the briefing), bridge decision -> first bridged packet to the caller,
-# and how many transfers missed a deadline.
+# how many transfers missed a deadline, and warmline's memory per transfer in flight
+# (peak RSS over idle RSS, divided by CONCURRENT).
 #   benches/transfer_load.sh [N] [CONCURRENT]      (default 100 transfers, 10 at a time)
 # Loopback only; bounded by -m and timeouts. Needs root (SIPp's pcap play, tshark).
 set -euo pipefail
@@ -52,6 +53,9 @@ for _ in $(seq 100); do grep -q "Capturing on" "$work/tshark.log" && break; slee
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
 for _ in $(seq 100); do grep -q "SIP listening" "$work/wl.log" && break; sleep 0.1; done
+rss() { awk '/VmRSS/ {print $2}' "/proc/$wl/status" 2>/dev/null || echo 0; }
+idle_kb=$(rss)
+(peak=0; while kill -0 "$wl" 2>/dev/null; do r=$(rss); [ "${r:-0}" -gt "$peak" ] && peak=$r && echo "$peak" >"$work/peak_kb"; sleep 0.5; done) &
 (cd "$work/agent" && exec timeout $((n * 20 + 120)) sipp -sf "$root/sipp-scenarios/uas_agent.xml" \
    -key codec 0 -i 127.0.0.1 -p 5994 -mp 7200 -m "$n" -nostdin >/dev/null 2>&1) &
 agent=$!
@@ -62,3 +66,5 @@ sleep 0.5
 sleep 1
 kill -INT "$cap" 2>/dev/null; wait "$cap" 2>/dev/null || true; cap=""
 python3 "$root/benches/transfer_report.py" "$work/wl.log" "$work/cap.pcap" "$n" "$conc"
+peak_kb=$(cat "$work/peak_kb" 2>/dev/null || echo "$idle_kb")
+echo "warmline RSS: idle $((idle_kb / 1024)) MiB, peak $((peak_kb / 1024)) MiB, $(( (peak_kb - idle_kb) / conc )) KiB per transfer in flight ($conc at a time)"
