@@ -414,7 +414,12 @@ impl Capture {
             // The RTP heuristic loses to port-registered dissectors: UDP 26000 (one of the
             // test port bases) is Quake's, which hid whole flows. Forcing RTP on the whole
             // range instead made the transcoding test flaky, so only Quake is turned off.
-            .args(["-o", "rtp.heuristic_rtp:TRUE", "--disable-protocol", "quake"])
+            .args([
+                "-o",
+                "rtp.heuristic_rtp:TRUE",
+                "--disable-protocol",
+                "quake",
+            ])
             .args(["-Y", "rtp", "-T", "fields"])
             .args([
                 "-e",
