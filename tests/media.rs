@@ -220,11 +220,23 @@ fn bridge_transcodes_pcma_caller_to_pcmu_far_end() {
     let got: Vec<i16> = back.iter().flat_map(|p| alaw(&p.payload)).collect();
     // Two jitter buffers on the way: allow up to half a second of delay.
     assert!(rms(&got) > 500.0, "not silence");
-    let (c, lag) = best_corr(&got, &sent, 4000);
-    assert!(
-        c > 0.9,
-        "speech survives A-law -> mu-law -> A-law: {c:.3} at lag {lag}"
-    );
+    // Window by window: a sender that stalls and bursts makes the jitter buffers take a
+    // frame more delay mid-call, which is right; what must hold is that every stretch of
+    // speech comes back intact, and the delay steps only a few times.
+    let windows = windowed_corr(&got, &sent, 1600, 4000);
+    assert!(windows.len() >= 5, "voiced windows: {windows:?}");
+    for (i, (start, c, lag)) in windows.iter().enumerate() {
+        // A window that straddles a step holds the two delays, half each.
+        let at_step = [i.wrapping_sub(1), i + 1]
+            .iter()
+            .any(|&j| windows.get(j).is_some_and(|w| w.2 != *lag));
+        assert!(
+            *c > if at_step { 0.5 } else { 0.9 },
+            "speech survives A-law -> mu-law -> A-law: {c:.3} at lag {lag} in the window at sample {start}: {windows:?}"
+        );
+    }
+    let steps = windows.windows(2).filter(|w| w[0].2 != w[1].2).count();
+    assert!(steps <= 3, "the delay stepped {steps} times: {windows:?}");
 }
 
 #[test]

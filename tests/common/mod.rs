@@ -540,6 +540,57 @@ pub fn best_corr(got: &[i16], want: &[i16], max_lag: usize) -> (f64, usize) {
     best
 }
 
+/// Correlation of each voiced `win`-sample window of `got` with `want`, each at its own
+/// lag (how far `got` runs behind), so a delay that steps mid-call is not taken for damage.
+/// A jitter buffer rightly grows its delay by a frame when the sender stalls and then
+/// bursts (SIPp does on a busy 2-core machine). The first window searches `0..=max_lag`;
+/// later ones search near the last lag. Returns `(window start, correlation, lag)`.
+pub fn windowed_corr(
+    got: &[i16],
+    want: &[i16],
+    win: usize,
+    max_lag: usize,
+) -> Vec<(usize, f64, usize)> {
+    let corr = |a: &[i16], b: &[i16]| {
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        dot / (na * nb).max(1.0)
+    };
+    let mut out = Vec::new();
+    let mut last: Option<usize> = None;
+    for start in (0..got.len().saturating_sub(win)).step_by(win) {
+        let seg = &got[start..start + win];
+        if rms(seg) < 300.0 {
+            continue;
+        }
+        let (lo, hi) = match last {
+            None => (0, max_lag),
+            Some(l) => (l.saturating_sub(800), (l + 800).min(max_lag)),
+        };
+        let mut best = (f64::MIN, lo);
+        for lag in lo..=hi.min(start) {
+            let from = start - lag;
+            if from + win > want.len() {
+                continue;
+            }
+            let c = corr(seg, &want[from..from + win]);
+            if c > best.0 {
+                best = (c, lag);
+            }
+        }
+        if best.0 > f64::MIN {
+            last = Some(best.1);
+            out.push((start, best.0, best.1));
+        }
+    }
+    out
+}
+
 // ---- an HTTP receiver standing in for the operator's services (a brain, a CRM) ----
 
 /// One request an [`HttpSink`] received.
