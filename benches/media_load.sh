@@ -14,6 +14,8 @@
 # Loopback only; every step is bounded by -m and timeouts. Run as root (SIPp's pcap play).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/steal.sh
+. "$root/benches/steal.sh"
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(100 400 800 1200)
 window=${WINDOW_S:-10}
 rate=${RATE:-200}
@@ -23,6 +25,7 @@ trap cleanup EXIT
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 2; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
+steal_start
 "$root/sipp-scenarios/make_media.sh" "$work/media" >/dev/null
 mkdir -p "$work/caller"
 scenario="$root/sipp-scenarios/uac_media.xml"
@@ -101,3 +104,4 @@ for n in "${steps[@]}"; do
   for _ in $(seq 100); do [ "$(curl -sf http://127.0.0.1:5989/v1/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['active_calls'])")" = 0 ] && break; sleep 0.2; done
 done
 echo "KB/call: warmline RSS growth per bridged call (caller leg + far leg, two SIP dialogs); cpu: % of one core; lost c/e: gaps in what the caller / the echo sent warmline."
+steal_report

@@ -7,11 +7,14 @@
 # Env: STEP_S (seconds per step, default 5). Loopback only; every step bounded by -m and timeout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/steal.sh
+. "$root/benches/steal.sh"
 rates=("$@"); [ ${#rates[@]} -eq 0 ] && rates=(500 1000 2000 2500 3000 4000 5000 6000 7000)
 step_s=${STEP_S:-5}
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 2; }
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
+steal_start
 cat >"$work/wl.toml" <<TOML
 [sip]
 listen = ["udp:127.0.0.1:5960"]
@@ -75,3 +78,4 @@ echo
 echo "warmline: highest clean rate ${wl_best} cps (setup p95 ${wl_p95} ms)"
 echo "sipp uas ceiling: ${uas_best} cps (setup p95 ${uas_p95} ms)"
 awk -v a="$wl_best" -v b="$uas_best" 'BEGIN {if (b > 0) printf "ratio warmline / ceiling: %.2f\n", a / b}'
+steal_report

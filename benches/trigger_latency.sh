@@ -8,11 +8,14 @@
 # Loopback only; bounded by -m and timeouts. Needs root (SIPp's pcap play).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/steal.sh
+. "$root/benches/steal.sh"
 n=${1:-20}; conc=${2:-4}
 work=$(mktemp -d)
 cleanup() { [ -n "${wl:-}" ] && kill "$wl" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
+steal_start
 "$root/sipp-scenarios/make_media.sh" "$work/media" >/dev/null
 mkdir -p "$work/caller" && cp "$work/media/ask_pcmu.pcap" "$work/caller/audio.pcap"
 model=""
@@ -47,3 +50,4 @@ awk -v n="$n" -v rec="$recognizer" '{v[NR]=$1} END {
   i95 = int(NR * 0.95 + 0.999); if (i95 < 1) i95 = 1; if (i95 > NR) i95 = NR
   printf "%s: %d/%d calls triggered; end of utterance -> trigger p50 %d ms, p95 %d ms, max %d ms\n", rec, NR, n, p50, v[i95], v[NR]
 }' "$work/lat.txt"
+steal_report
