@@ -1,11 +1,12 @@
 //! Text to speech. The `espeak-ng` command line (`--stdout` gives a WAV), not the library:
 //! linking libespeak-ng would make the binary GPL-3. Output is cached per voice and text,
-//! so prompts that never change cost one synthesis per process.
+//! bounded in bytes, so prompts that never change cost one synthesis per process.
 
+use rustix::process::{Pid, setpriority_process};
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use warmline_media::Clip;
 
@@ -40,13 +41,95 @@ pub trait Tts: Send + Sync {
     fn synth(&self, text: &str, voice: &str) -> Result<Clip, TtsError>;
 }
 
+/// Rendered clips by voice and text, least recently used out first, bounded in bytes: a
+/// prompt said on every call stays, while one-off speech (each caller's briefing, a brain's
+/// replies) passes through without piling up.
+#[derive(Debug)]
+pub struct ClipCache {
+    budget: usize,
+    bytes: usize,
+    /// Use counter: the clock for "least recently used".
+    uses: u64,
+    clips: HashMap<(String, String), (Clip, u64)>,
+}
+
+impl ClipCache {
+    pub fn new(budget_bytes: usize) -> Self {
+        Self {
+            budget: budget_bytes,
+            bytes: 0,
+            uses: 0,
+            clips: HashMap::new(),
+        }
+    }
+
+    fn size(clip: &Clip) -> usize {
+        clip.pcm.len() * std::mem::size_of::<i16>()
+    }
+
+    pub fn get(&mut self, voice: &str, text: &str) -> Option<Clip> {
+        self.uses += 1;
+        let uses = self.uses;
+        // The key is owned; building it costs less than the synthesis a hit saves.
+        let entry = self.clips.get_mut(&(voice.to_string(), text.to_string()))?;
+        entry.1 = uses;
+        Some(entry.0.clone())
+    }
+
+    pub fn insert(&mut self, voice: &str, text: &str, clip: Clip) {
+        let size = Self::size(&clip);
+        if size > self.budget {
+            return;
+        }
+        self.uses += 1;
+        let key = (voice.to_string(), text.to_string());
+        if let Some((old, _)) = self.clips.insert(key, (clip, self.uses)) {
+            self.bytes -= Self::size(&old);
+        }
+        self.bytes += size;
+        // Eviction scans the entries: a few hundred at most, on a TTS thread, next to a
+        // synthesis that takes tens of milliseconds.
+        while self.bytes > self.budget {
+            let Some(oldest) = self
+                .clips
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((gone, _)) = self.clips.remove(&oldest) {
+                self.bytes -= Self::size(&gone);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.clips.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clips.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Audio kept for reuse: about six minutes of espeak-ng's 22.05 kHz speech.
+const CACHE_BUDGET: usize = 16 << 20;
+
+/// TTS runs beside the SIP and media threads on the same cores; it is the one thing that
+/// can wait, so espeak-ng runs at this niceness.
+const RENDER_NICENESS: i32 = 10;
+
 #[derive(Debug)]
 pub struct EspeakTts {
     binary: PathBuf,
     /// Words per minute.
     speed: u32,
-    cache: Mutex<HashMap<(String, String), Clip>>,
-    capacity: usize,
+    cache: Mutex<ClipCache>,
 }
 
 impl EspeakTts {
@@ -54,13 +137,17 @@ impl EspeakTts {
         Self {
             binary: PathBuf::from("espeak-ng"),
             speed: 165,
-            cache: Mutex::new(HashMap::new()),
-            capacity: 512,
+            cache: Mutex::new(ClipCache::new(CACHE_BUDGET)),
         }
     }
 
     pub fn cached(&self) -> usize {
         self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Bytes of audio held in the cache.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.lock().map(|c| c.bytes()).unwrap_or(0)
     }
 }
 
@@ -72,19 +159,26 @@ impl Default for EspeakTts {
 
 impl Tts for EspeakTts {
     fn synth(&self, text: &str, voice: &str) -> Result<Clip, TtsError> {
-        let key = (voice.to_string(), text.to_string());
-        if let Some(c) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        if let Some(c) = self.cache.lock().ok().and_then(|mut c| c.get(voice, text)) {
             return Ok(c);
         }
         let binary = self.binary.display().to_string();
-        let out = Command::new(&self.binary)
+        let spawn_error = |source| TtsError::Spawn {
+            binary: binary.clone(),
+            source,
+        };
+        let child = Command::new(&self.binary)
             .args(["-v", voice, "-s", &self.speed.to_string(), "--stdout", "--"])
             .arg(text)
-            .output()
-            .map_err(|source| TtsError::Spawn {
-                binary: binary.clone(),
-                source,
-            })?;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_error)?;
+        // Set from outside, just after the spawn (a pre_exec hook would need unsafe code):
+        // the child has run for microseconds of its tens of milliseconds. A refusal (a
+        // sandbox without the syscall) only leaves it at normal priority.
+        let _ = setpriority_process(Some(Pid::from_child(&child)), RENDER_NICENESS);
+        let out = child.wait_with_output().map_err(spawn_error)?;
         if !out.status.success() {
             return Err(TtsError::Failed {
                 binary,
@@ -93,11 +187,41 @@ impl Tts for EspeakTts {
         }
         let clip = clip_from_espeak(out.stdout)?;
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= self.capacity {
-                c.clear();
-            }
-            c.insert(key, clip.clone());
+            c.insert(voice, text, clip.clone());
         }
         Ok(clip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip(samples: usize) -> Clip {
+        Clip::new(22050, vec![1; samples])
+    }
+
+    #[test]
+    fn the_cache_stays_in_its_budget_and_keeps_what_is_used() {
+        // Room for three 1000-sample clips.
+        let mut c = ClipCache::new(6000);
+        c.insert("en", "greeting", clip(1000));
+        c.insert("en", "briefing 1", clip(1000));
+        c.insert("en", "briefing 2", clip(1000));
+        assert_eq!((c.len(), c.bytes()), (3, 6000));
+        // The greeting is said again, so the oldest briefing goes first.
+        assert!(c.get("en", "greeting").is_some());
+        c.insert("en", "briefing 3", clip(1000));
+        assert_eq!((c.len(), c.bytes()), (3, 6000));
+        assert!(c.get("en", "briefing 1").is_none());
+        assert!(c.get("en", "greeting").is_some());
+        // A clip bigger than the whole budget is not kept, and evicts nothing.
+        c.insert("en", "a speech", clip(5000));
+        assert_eq!(c.len(), 3);
+        // Replacing a text's clip counts its size once.
+        c.insert("en", "greeting", clip(500));
+        assert_eq!(c.bytes(), 5000);
+        // Voice is part of the key.
+        assert!(c.get("fr", "greeting").is_none());
     }
 }
