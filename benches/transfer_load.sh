@@ -12,6 +12,8 @@
 # Loopback only; bounded by -m and timeouts. Needs root (SIPp's pcap play, tshark).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/steal.sh
+. "$root/benches/steal.sh"
 n=${1:-100}; conc=${2:-10}
 work=$(mktemp -d)
 cleanup() {
@@ -27,6 +29,10 @@ mkdir -p "$work/caller" "$work/agent"
 cp "$work/media/ask_pcmu.pcap" "$work/caller/audio.pcap"
 cp "$work/media/tone_pcmu.pcap" "$work/caller/tone.pcap"
 cp "$work/media/agent_pcmu.pcap" "$work/agent/agent.pcap"
+# Each caller its own name and number, so each briefing is new text: the agent's briefing
+# is rendered per transfer, as in production, not served from the TTS cache.
+sed 's|From: sipp <sip:sipp@|From: "Caller [call_number]" <sip:+1555000[call_number]@|' \
+  "$root/sipp-scenarios/uac_transfer.xml" >"$work/caller/uac_transfer.xml"
 cat >"$work/wl.toml" <<TOML
 [sip]
 listen = ["udp:127.0.0.1:5990"]
@@ -53,6 +59,7 @@ for _ in $(seq 100); do grep -q "Capturing on" "$work/tshark.log" && break; slee
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
 for _ in $(seq 100); do grep -q "SIP listening" "$work/wl.log" && break; sleep 0.1; done
+steal_start
 rss() { awk '/VmRSS/ {print $2}' "/proc/$wl/status" 2>/dev/null || echo 0; }
 idle_kb=$(rss)
 (peak=0; while kill -0 "$wl" 2>/dev/null; do r=$(rss); [ "${r:-0}" -gt "$peak" ] && peak=$r && echo "$peak" >"$work/peak_kb"; sleep 0.5; done) &
@@ -60,7 +67,7 @@ idle_kb=$(rss)
    -key codec 0 -i 127.0.0.1 -p 5994 -mp 7200 -m "$n" -nostdin >/dev/null 2>&1) &
 agent=$!
 sleep 0.5
-(cd "$work/caller" && timeout $((n * 20 + 120)) sipp 127.0.0.1:5990 -sf "$root/sipp-scenarios/uac_transfer.xml" \
+(cd "$work/caller" && timeout $((n * 20 + 120)) sipp 127.0.0.1:5990 -sf "$work/caller/uac_transfer.xml" \
    -key codec 0 -i 127.0.0.1 -p 5991 -mp 7100 -m "$n" -l "$conc" -r 2 -d 1500 -nostdin \
    -timeout $((n * 20 + 60))s >/dev/null 2>&1) || echo "note: some SIPp callers failed (see the report's counts)"
 sleep 1
@@ -68,3 +75,4 @@ kill -INT "$cap" 2>/dev/null; wait "$cap" 2>/dev/null || true; cap=""
 python3 "$root/benches/transfer_report.py" "$work/wl.log" "$work/cap.pcap" "$n" "$conc"
 peak_kb=$(cat "$work/peak_kb" 2>/dev/null || echo "$idle_kb")
 echo "warmline RSS: idle $((idle_kb / 1024)) MiB, peak $((peak_kb / 1024)) MiB, $(( (peak_kb - idle_kb) / conc )) KiB per transfer in flight ($conc at a time)"
+steal_report

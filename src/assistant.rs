@@ -14,8 +14,9 @@ use tracing::Instrument as _;
 use warmline_call::assistant::Assistant;
 use warmline_call::brain::{BrainReply, BrainRequest};
 use warmline_call::{CallEvent, RoutePlan};
-use warmline_media::LegId;
+use warmline_media::{Clip, LegId};
 use warmline_speech::Tts;
+use warmline_speech::tts::TtsError;
 
 #[derive(Debug, Default, Serialize)]
 pub struct AssistantCounters {
@@ -192,6 +193,17 @@ impl AssistantPlane {
         );
     }
 
+    /// Start rendering `text` now, for a [`Voice::say_rendered`] later (the agent's briefing,
+    /// rendered while their phone rings).
+    pub fn prepare(&self, text: String) -> Rendering {
+        let tts = self.tts.clone();
+        let voice = self.voice.clone();
+        Rendering {
+            text: text.clone(),
+            clip: tokio::task::spawn_blocking(move || tts.synth(&text, &voice)),
+        }
+    }
+
     /// Start a call's voice: prompts are rendered and played in the order asked.
     pub fn voice(
         self: &Arc<Self>,
@@ -199,17 +211,21 @@ impl AssistantPlane {
         leg: LegId,
         events: mpsc::UnboundedSender<CallEvent>,
     ) -> Voice {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, String, u64)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Speech, u64)>();
         let generation = Arc::new(AtomicU64::new(0));
         let plane = self.clone();
         let current = generation.clone();
         tokio::spawn(
             async move {
-                while let Some((id, text, asked_in)) = rx.recv().await {
-                    let tts = plane.tts.clone();
-                    let voice = plane.voice.clone();
-                    let rendered =
-                        tokio::task::spawn_blocking(move || tts.synth(&text, &voice)).await;
+                while let Some((id, speech, asked_in)) = rx.recv().await {
+                    let rendered = match speech {
+                        Speech::Text(text) => {
+                            let tts = plane.tts.clone();
+                            let voice = plane.voice.clone();
+                            tokio::task::spawn_blocking(move || tts.synth(&text, &voice)).await
+                        }
+                        Speech::Rendered(clip) => clip.await,
+                    };
                     // The caller barged in while this was rendering: it is not wanted now.
                     if current.load(Ordering::Acquire) != asked_in {
                         let _ = events.send(CallEvent::PlayoutDone {
@@ -294,17 +310,38 @@ impl AssistantPlane {
     }
 }
 
+/// A prompt being rendered ahead of being said ([`AssistantPlane::prepare`]).
+#[derive(Debug)]
+pub struct Rendering {
+    pub text: String,
+    clip: tokio::task::JoinHandle<Result<Clip, TtsError>>,
+}
+
+#[derive(Debug)]
+enum Speech {
+    Text(String),
+    Rendered(tokio::task::JoinHandle<Result<Clip, TtsError>>),
+}
+
 /// One call's speaker: the controller's `Say`s, in order.
 #[derive(Debug, Clone)]
 pub struct Voice {
-    tx: mpsc::UnboundedSender<(u64, String, u64)>,
+    tx: mpsc::UnboundedSender<(u64, Speech, u64)>,
     generation: Arc<AtomicU64>,
 }
 
 impl Voice {
     pub fn say(&self, id: u64, text: String) {
         let generation = self.generation.load(Ordering::Acquire);
-        let _ = self.tx.send((id, text, generation));
+        let _ = self.tx.send((id, Speech::Text(text), generation));
+    }
+
+    /// Say what [`AssistantPlane::prepare`] has been rendering, in turn with the rest.
+    pub fn say_rendered(&self, id: u64, rendering: Rendering) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let _ = self
+            .tx
+            .send((id, Speech::Rendered(rendering.clip), generation));
     }
 
     /// The caller barged in: prompts still being rendered are dropped.

@@ -6,7 +6,7 @@
 //! crosses ours (glare) is still answered.
 
 use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
-use crate::assistant::Voice;
+use crate::assistant::{Rendering, Voice};
 use crate::config::RouteMode;
 use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
 use crate::rtp_ports::RtpReservation;
@@ -523,6 +523,8 @@ struct CallTask {
     media_configured: bool,
     /// The assistant's speaker, started at its first prompt.
     voice: Option<Voice>,
+    /// The agent's briefing, rendered while their phone rings.
+    briefing: Option<Rendering>,
 }
 
 impl CallTask {
@@ -606,6 +608,7 @@ impl CallTask {
             voice: None,
             agents: HashMap::new(),
             codec: None,
+            briefing: None,
         }
     }
 
@@ -1259,17 +1262,24 @@ impl CallTask {
                         let _ = a.commands.send(CallEvent::Hangup);
                     }
                 }
+                CallAction::PrepareSpeech { text } => {
+                    self.briefing = Some(self.gw.planes.assistant.prepare(text));
+                }
                 CallAction::WhisperToAgent { attempt, text, id } => {
                     tracing::info!(attempt, %text, "briefing the agent");
                     let media = self.media.clone();
                     let ops = self.ops_tx.clone();
+                    let rendered = self.briefing.take().filter(|r| r.text == text);
                     match self.agents.get_mut(&attempt) {
-                        Some(a) => a
-                            .voice
-                            .get_or_insert_with(|| {
+                        Some(a) => {
+                            let voice = a.voice.get_or_insert_with(|| {
                                 self.gw.planes.assistant.voice(media, a.leg, ops)
-                            })
-                            .say(id, text),
+                            });
+                            match rendered {
+                                Some(r) => voice.say_rendered(id, r),
+                                None => voice.say(id, text),
+                            }
+                        }
                         None => self.ctl.handle(
                             Instant::now(),
                             CallEvent::PlayoutDone {

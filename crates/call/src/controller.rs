@@ -355,6 +355,11 @@ pub enum CallAction {
     HangupAgent {
         attempt: u32,
     },
+    /// Render this text now, ahead of a `WhisperToAgent` that will carry the same text (the
+    /// driver plays the rendered clip then, or renders again if the text changed).
+    PrepareSpeech {
+        text: String,
+    },
     /// Speak the briefing to the agent's leg only; `id` comes back in `PlayoutDone`.
     WhisperToAgent {
         attempt: u32,

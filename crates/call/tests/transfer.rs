@@ -92,6 +92,14 @@ fn whisper(acts: &[CallAction]) -> (u32, String, u64) {
         .expect("a briefing for the agent")
 }
 
+/// The text the driver is asked to render ahead of the agent's answer.
+fn prepared(acts: &[CallAction]) -> Option<String> {
+    acts.iter().find_map(|a| match a {
+        CallAction::PrepareSpeech { text } => Some(text.clone()),
+        _ => None,
+    })
+}
+
 #[test]
 fn trigger_holds_the_caller_posts_the_packet_briefs_the_agent_and_bridges() {
     let mut h = answered(cfg(route(&["sip:a1@127.0.0.1", "sip:a2@127.0.0.1"])));
@@ -236,12 +244,15 @@ fn an_agent_who_must_accept_can_take_pass_or_time_out() {
     let mut r = route(&["sip:a1@127.0.0.1", "sip:a2@127.0.0.1", "sip:a3@127.0.0.1"]);
     r.confirm = true;
     let mut h = answered(cfg(r));
-    let (first, _, _) = ask_for_person(&mut h);
+    let (first, _, acts) = ask_for_person(&mut h);
+    // Rendered while the phone rings: the very text the agent will hear, prompt included.
+    let ahead = prepared(&acts).expect("the briefing is rendered ahead");
     let acts = h.send(CallEvent::AgentOutcome {
         attempt: first,
         outcome: OriginateOutcome::Answered,
     });
     let (_, text, id) = whisper(&acts);
+    assert_eq!(ahead, text);
     assert!(text.ends_with("Press 1 to take the call, or 2 to pass it on."));
     assert!(
         h.send(CallEvent::PlayoutDone {
@@ -362,6 +373,11 @@ fn a_model_written_briefing_replaces_the_template_until_the_agent_hears_it() {
         text: "Ada wants a person about her bill.".into(),
     });
     assert_eq!(audits(&acts), ["briefing_written"]);
+    // The new text is rendered at once, still ahead of the answer.
+    assert_eq!(
+        prepared(&acts).as_deref(),
+        Some("Ada wants a person about her bill.")
+    );
     let acts = h.send(CallEvent::AgentOutcome {
         attempt,
         outcome: OriginateOutcome::Answered,
@@ -372,4 +388,5 @@ fn a_model_written_briefing_replaces_the_template_until_the_agent_hears_it() {
         text: "Something else.".into(),
     });
     assert_eq!(audits(&acts), ["briefing_not_used"]);
+    assert_eq!(prepared(&acts), None);
 }

@@ -181,6 +181,28 @@ impl Controller {
             accept_deadline: None,
         });
         self.dial_next(now);
+        // After the dial, so the agent's INVITE is on its way before the render starts.
+        self.prepare_whisper();
+    }
+
+    /// What the agent hears on answering: the briefing, and the accept prompt where the
+    /// route asks for one.
+    fn whisper_text(&self) -> Option<String> {
+        let t = self.transfer.as_ref()?;
+        let mut text = t.briefing.spoken.clone();
+        if t.route.confirm {
+            text.push(' ');
+            text.push_str(&self.texts.agent_confirm);
+        }
+        Some(text)
+    }
+
+    /// Render the briefing while the agent's phone rings, so they hear it the moment they
+    /// answer rather than after the TTS has run.
+    fn prepare_whisper(&mut self) {
+        if let Some(text) = self.whisper_text() {
+            self.actions.push_back(CallAction::PrepareSpeech { text });
+        }
     }
 
     fn dial_next(&mut self, now: Instant) {
@@ -249,12 +271,8 @@ impl Controller {
         self.next_play_id += 1;
         a.phase = TransferPhase::Briefing;
         a.whisper_id = Some(id);
-        let mut text = t.briefing.spoken.clone();
-        if t.route.confirm {
-            text.push(' ');
-            text.push_str(&self.texts.agent_confirm);
-        }
         let target = a.target.clone();
+        let text = self.whisper_text().unwrap_or_default();
         self.audit(
             "agent_answered",
             format!("attempt {attempt}: {target} answered; briefing them"),
@@ -302,6 +320,7 @@ impl Controller {
         }
         t.briefing.spoken = text.clone();
         self.audit("briefing_written", text);
+        self.prepare_whisper();
     }
 
     pub(super) fn on_agent_dtmf(&mut self, now: Instant, attempt: u32, digit: char) {
