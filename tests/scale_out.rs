@@ -8,6 +8,7 @@
 
 mod common;
 use common::*;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ impl Kamailio {
             .arg(format!("DISPATCHER_LIST=\"{}\"", list.display()))
             .args(["-A", "PING_INTERVAL=1", "-Y"])
             .arg(&run)
+            // Its own process group, so Drop can end the workers it forks too.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("kamailio.log")).unwrap(),
@@ -66,7 +69,20 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGKILL to the main process alone left its workers running after the suite. A
+        // SIGTERM lets kamailio end and reap its workers itself; the group is killed only
+        // if it has not gone within 3 s.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..30 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
         let _ = self.child.wait();
     }
 }
