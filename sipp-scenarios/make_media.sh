@@ -36,5 +36,6 @@ python3 "$here/mkpcap.py" "$out/yes_ask.wav" "$out/yes_ask_pcmu.pcap" --codec pc
 python3 "$here/mkpcap.py" "$out/agent_tone.wav" "$out/agent_pcmu.pcap" --codec pcmu --ssrc 0x5EED0008
 # An agent who hears the briefing out, then presses 1 to take the call.
 python3 "$here/mkpcap.py" "$out/agent_tone.wav" "$out/agent_accept_pcmu.pcap" --codec pcmu --dtmf 1 --lead-ms 18000 --ssrc 0x5EED000A --seq 30000
+python3 "$here/mkpcap.py" "$out/agent_tone.wav" "$out/agent_decline_pcmu.pcap" --codec pcmu --dtmf 2 --lead-ms 18000 --ssrc 0x5EED000B --seq 30000
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/tone_pcmu.pcap" --codec pcmu --ssrc 0x5EED0003
 python3 "$here/mkpcap.py" "$out/tone.wav" "$out/dtmf_pcmu.pcap" --codec pcmu --dtmf "15#" --ssrc 0x5EED0004 --seq 20000

@@ -810,53 +810,84 @@ fn the_agent_page_shows_the_call_live_and_the_metrics_move() {
 }
 
 #[test]
-fn an_agent_who_must_accept_presses_1_after_the_briefing_and_is_bridged() {
+fn an_agent_who_presses_2_passes_the_call_on_and_the_next_who_presses_1_takes_it() {
     require_sipp();
-    let agent_port = free_port();
+    let (first_port, second_port) = (free_port(), free_port());
     let gw = Gw::start(
         "",
         &format!(
             "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n\
              [[routes]]\nname = \"default\"\nring_timeout_s = 10\nconfirm = true\n\
-             targets = [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
+             targets = [\"sip:first@127.0.0.1:{first_port}\", \"sip:second@127.0.0.1:{second_port}\"]\n"
         ),
     );
-    // The agent listens to the briefing and its "press 1" (about 15 s), then presses 1.
-    let agent = agent_playing(
+    // Each agent listens to the briefing and its "press 1" (about 15 s), then presses a
+    // key at 18 s: the first 2, the second 1.
+    let first = agent_playing(
+        "agent_decline_pcmu.pcap",
+        "uas_agent.xml",
+        first_port,
+        media_port(),
+    );
+    let second = agent_playing(
         "agent_accept_pcmu.pcap",
         "uas_agent.xml",
-        agent_port,
+        second_port,
         media_port(),
     );
     std::thread::sleep(Duration::from_millis(300));
     let caller = caller_through_transfer(&gw, media_port(), 1500);
-    wait_ok(caller, "caller held until the agent accepted, then bridged");
-    wait_ok(agent, "agent");
+    wait_ok(caller, "caller held through both agents, then bridged");
+    wait_ok(first, "first agent, hung up after passing");
+    wait_ok(second, "second agent");
     let id = the_call_id(&gw);
     let trail = audit(&gw, &id);
     let ev = events(&trail);
     assert!(
-        in_order(&ev, &["agent_answered", "bridged", "caller_hung_up"]),
+        in_order(
+            &ev,
+            &[
+                "agent_answered",
+                "agent_declined",
+                "agent_attempt",
+                "agent_answered",
+                "bridged",
+                "caller_hung_up",
+            ]
+        ),
         "{ev:?}"
     );
-    assert!(!ev.contains(&"agent_declined".to_string()), "{ev:?}");
-    // The bridge waited for the key, not just for the briefing's end.
-    let bridged = trail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "bridged")
-        .unwrap();
-    let answered = trail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "agent_answered")
-        .unwrap();
-    let waited = bridged["at_ms"].as_i64().unwrap() - answered["at_ms"].as_i64().unwrap();
+    let at = |name: &str, nth: usize| {
+        trail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == name)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("{name} #{nth} in {ev:?}"))["at_ms"]
+            .as_i64()
+            .unwrap()
+    };
+    let detail = |name: &str| {
+        trail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == name)
+            .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert!(detail("agent_declined").contains("first@"), "{trail}");
+    // Each decision waited for the key, not just for the briefing's end.
+    let declined = at("agent_declined", 0) - at("agent_answered", 0);
+    assert!(
+        (17_000..24_000).contains(&declined),
+        "passed {declined} ms after the first agent answered (the key comes at 18 s)"
+    );
+    let waited = at("bridged", 0) - at("agent_answered", 1);
     assert!(
         (17_000..24_000).contains(&waited),
-        "bridged {waited} ms after the agent answered (the key comes at 18 s)"
+        "bridged {waited} ms after the second agent answered (the key comes at 18 s)"
     );
     assert!(gw.log().contains("Press 1 to take the call"));
 }
