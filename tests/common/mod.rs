@@ -517,6 +517,18 @@ pub fn rms(x: &[i16]) -> f64 {
 }
 
 /// Best normalised correlation of `got` against `want` over lags 0..=max_lag samples.
+/// Normalised correlation of two equal stretches of audio.
+pub fn corr(a: &[i16], b: &[i16]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1.0)
+}
+
 pub fn best_corr(got: &[i16], want: &[i16], max_lag: usize) -> (f64, usize) {
     let mut best = (0.0, 0);
     for lag in 0..=max_lag {
@@ -524,15 +536,7 @@ pub fn best_corr(got: &[i16], want: &[i16], max_lag: usize) -> (f64, usize) {
         if n < 800 {
             break;
         }
-        let (a, b) = (&got[lag..lag + n], &want[..n]);
-        let dot: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-            .sum();
-        let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        let c = dot / (na * nb).max(1.0);
+        let c = corr(&got[lag..lag + n], &want[..n]);
         if c > best.0 {
             best = (c, lag);
         }
@@ -551,16 +555,6 @@ pub fn windowed_corr(
     win: usize,
     max_lag: usize,
 ) -> Vec<(usize, f64, usize)> {
-    let corr = |a: &[i16], b: &[i16]| {
-        let dot: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-            .sum();
-        let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        dot / (na * nb).max(1.0)
-    };
     let mut out = Vec::new();
     let mut last: Option<usize> = None;
     for start in (0..got.len().saturating_sub(win)).step_by(win) {
