@@ -164,7 +164,8 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Count one SIP datagram by its start line.
+    /// Count one SIP datagram by its start line; a method outside [`SIP_METHODS`] counts as
+    /// `other`.
     pub fn sip_message(&self, direction: &str, datagram: &[u8]) {
         let line = datagram
             .split(|b| *b == b'\r' || *b == b'\n')
@@ -174,11 +175,25 @@ impl Metrics {
             return;
         };
         let mut parts = line.split(' ');
+        // Labels come from the network: only names from a fixed set, so a peer inventing
+        // methods or codes cannot grow the series without bound.
         let (kind, name) = match (parts.next(), parts.next()) {
-            (Some("SIP/2.0"), Some(code)) if code.len() == 3 => ("response", code),
-            (Some(method), Some(_)) if method.chars().all(|c| c.is_ascii_uppercase()) => {
-                ("request", method)
+            (Some("SIP/2.0"), Some(code))
+                if code.len() == 3
+                    && code.bytes().all(|b| b.is_ascii_digit())
+                    && (b'1'..=b'6').contains(&code.as_bytes()[0]) =>
+            {
+                ("response", code)
             }
+            (Some("SIP/2.0"), _) => return,
+            (Some(method), Some(_)) if !method.is_empty() => (
+                "request",
+                SIP_METHODS
+                    .iter()
+                    .copied()
+                    .find(|m| *m == method)
+                    .unwrap_or("other"),
+            ),
             // Keep-alives and junk.
             _ => return,
         };
@@ -187,6 +202,25 @@ impl Metrics {
             .inc();
     }
 }
+
+/// The methods of RFC 3261 and its extensions (PRACK, UPDATE, INFO, REFER, the event and
+/// messaging ones): the request label values.
+const SIP_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "UPDATE",
+    "INFO",
+    "REFER",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "MESSAGE",
+    "PUBLISH",
+];
 
 #[cfg(test)]
 mod tests {
@@ -199,7 +233,15 @@ mod tests {
         m.sip_message("in", b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
         m.sip_message("out", b"SIP/2.0 486 Busy Here\r\n\r\n");
         m.sip_message("in", b"\r\n\r\n");
+        // Invented methods and codes share one series each way, or none.
+        m.sip_message("in", b"FOOBAR sip:a@b SIP/2.0\r\n\r\n");
+        m.sip_message("in", b"BAZQUX sip:a@b SIP/2.0\r\n\r\n");
+        m.sip_message("in", b"SIP/2.0 9x9 Odd\r\n\r\n");
         let text = m.render();
+        assert!(text.contains(
+            "warmline_sip_messages_total{direction=\"in\",kind=\"request\",name=\"other\"} 2"
+        ));
+        assert!(!text.contains("FOOBAR") && !text.contains("9x9"), "{text}");
         assert!(text.contains(
             "warmline_sip_messages_total{direction=\"in\",kind=\"request\",name=\"INVITE\"} 1"
         ));
