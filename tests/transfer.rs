@@ -84,6 +84,22 @@ fn events(audit: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The `nth` (from 0) audit event called `name`.
+fn event<'a>(audit: &'a serde_json::Value, name: &str, nth: usize) -> &'a serde_json::Value {
+    audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == name)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{name} #{nth} in {audit}"))
+}
+
+/// When the `nth` audit event called `name` happened, in ms.
+fn event_ms(audit: &serde_json::Value, name: &str, nth: usize) -> i64 {
+    event(audit, name, nth)["at_ms"].as_i64().unwrap()
+}
+
 /// `want` appears in `got` in this order (other events may come between).
 fn in_order(got: &[String], want: &[&str]) -> bool {
     let mut it = got.iter();
@@ -197,12 +213,7 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
     );
     assert!(ev.contains(&"disclosure".to_string()), "{ev:?}");
     assert!(ev.contains(&"packet_acknowledged".to_string()), "{ev:?}");
-    let failed = trail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "agent_failed")
-        .unwrap();
+    let failed = event(&trail, "agent_failed", 0);
     assert!(
         failed["detail"].as_str().unwrap().contains("busy (486)"),
         "{failed}"
@@ -289,13 +300,7 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         tone_share(&agent_tail, 1000.0)
     );
     // From the trigger on, the caller never had more than 500 ms without audio.
-    let trigger_ms = trail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "trigger")
-        .and_then(|e| e["at_ms"].as_i64())
-        .unwrap();
+    let trigger_ms = event_ms(&trail, "trigger", 0);
     let to_caller: Vec<Rtp> = to_caller
         .into_iter()
         .filter(|p| p.time * 1000.0 >= trigger_ms as f64)
@@ -857,34 +862,17 @@ fn an_agent_who_presses_2_passes_the_call_on_and_the_next_who_presses_1_takes_it
         ),
         "{ev:?}"
     );
-    let at = |name: &str, nth: usize| {
-        trail["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["event"] == name)
-            .nth(nth)
-            .unwrap_or_else(|| panic!("{name} #{nth} in {ev:?}"))["at_ms"]
-            .as_i64()
-            .unwrap()
-    };
-    let detail = |name: &str| {
-        trail["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["event"] == name)
-            .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default()
-    };
-    assert!(detail("agent_declined").contains("first@"), "{trail}");
+    let declined = event(&trail, "agent_declined", 0)["detail"]
+        .as_str()
+        .unwrap();
+    assert!(declined.contains("first@"), "{trail}");
     // Each decision waited for the key, not just for the briefing's end.
-    let declined = at("agent_declined", 0) - at("agent_answered", 0);
+    let declined = event_ms(&trail, "agent_declined", 0) - event_ms(&trail, "agent_answered", 0);
     assert!(
         (17_000..24_000).contains(&declined),
         "passed {declined} ms after the first agent answered (the key comes at 18 s)"
     );
-    let waited = at("bridged", 0) - at("agent_answered", 1);
+    let waited = event_ms(&trail, "bridged", 0) - event_ms(&trail, "agent_answered", 1);
     assert!(
         (17_000..24_000).contains(&waited),
         "bridged {waited} ms after the second agent answered (the key comes at 18 s)"
