@@ -193,8 +193,8 @@ impl AssistantPlane {
         );
     }
 
-    /// Start rendering `text` now, for a [`Voice::say_rendered`] later (the agent's briefing,
-    /// rendered while their phone rings).
+    /// Start rendering `text` on a blocking thread: for a [`Voice::say_rendered`] later (the
+    /// agent's briefing, rendered while their phone rings), or a voice's next prompt.
     pub fn prepare(&self, text: String) -> Rendering {
         let tts = self.tts.clone();
         let voice = self.voice.clone();
@@ -219,11 +219,7 @@ impl AssistantPlane {
             async move {
                 while let Some((id, speech, asked_in)) = rx.recv().await {
                     let rendered = match speech {
-                        Speech::Text(text) => {
-                            let tts = plane.tts.clone();
-                            let voice = plane.voice.clone();
-                            tokio::task::spawn_blocking(move || tts.synth(&text, &voice)).await
-                        }
+                        Speech::Text(text) => plane.prepare(text).clip.await,
                         Speech::Rendered(clip) => clip.await,
                     };
                     // The caller barged in while this was rendering: it is not wanted now.
