@@ -100,10 +100,13 @@ fn event_ms(audit: &serde_json::Value, name: &str, nth: usize) -> i64 {
     event(audit, name, nth)["at_ms"].as_i64().unwrap()
 }
 
-/// `want` appears in `got` in this order (other events may come between).
-fn in_order(got: &[String], want: &[&str]) -> bool {
+/// `want` appears in the audit events `got` in this order (others may come between).
+fn assert_in_order(got: &[String], want: &[&str]) {
     let mut it = got.iter();
-    want.iter().all(|w| it.any(|g| g == w))
+    assert!(
+        want.iter().all(|w| it.any(|g| g == w)),
+        "want {want:?} in order, got {got:?}"
+    );
 }
 
 /// Energy of `freq` Hz in 8 kHz audio, relative to the total (Goertzel).
@@ -191,25 +194,22 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
     let id = the_call_id(&gw);
     let trail = audit(&gw, &id);
     let ev = events(&trail);
-    assert!(
-        in_order(
-            &ev,
-            &[
-                "call_start",
-                "turn",
-                "trigger",
-                "transfer_started",
-                "packet_posted",
-                "agent_attempt",
-                "agent_failed",
-                "agent_attempt",
-                "agent_answered",
-                "bridged",
-                "caller_hung_up",
-                "end",
-            ]
-        ),
-        "{ev:?}"
+    assert_in_order(
+        &ev,
+        &[
+            "call_start",
+            "turn",
+            "trigger",
+            "transfer_started",
+            "packet_posted",
+            "agent_attempt",
+            "agent_failed",
+            "agent_attempt",
+            "agent_answered",
+            "bridged",
+            "caller_hung_up",
+            "end",
+        ],
     );
     assert!(ev.contains(&"disclosure".to_string()), "{ev:?}");
     assert!(ev.contains(&"packet_acknowledged".to_string()), "{ev:?}");
@@ -390,19 +390,16 @@ fn when_no_agent_answers_the_caller_comes_off_hold_to_an_apology_and_a_callback(
     wait_ok(caller, "caller held, then resumed");
     let id = the_call_id(&gw);
     let ev = events(&audit(&gw, &id));
-    assert!(
-        in_order(
-            &ev,
-            &[
-                "transfer_started",
-                "agent_attempt",
-                "agent_failed",
-                "transfer_failed",
-                "callback_requested",
-                "end",
-            ]
-        ),
-        "{ev:?}"
+    assert_in_order(
+        &ev,
+        &[
+            "transfer_started",
+            "agent_attempt",
+            "agent_failed",
+            "transfer_failed",
+            "callback_requested",
+            "end",
+        ],
     );
     assert!(!ev.contains(&"bridged".to_string()), "{ev:?}");
     assert!(
@@ -442,12 +439,9 @@ fn a_caller_hanging_up_on_hold_abandons_and_the_ringing_agent_is_cancelled() {
     wait_ok(ringing, "the agent's ringing call was cancelled");
     let id = the_call_id(&gw);
     let ev = events(&audit(&gw, &id));
-    assert!(
-        in_order(
-            &ev,
-            &["transfer_started", "agent_attempt", "abandoned", "end"]
-        ),
-        "{ev:?}"
+    assert_in_order(
+        &ev,
+        &["transfer_started", "agent_attempt", "abandoned", "end"],
     );
 }
 
@@ -613,17 +607,14 @@ fn baresip_as_the_agent_hears_the_briefing_then_the_caller() {
     std::thread::sleep(Duration::from_millis(500));
     let id = the_call_id(&gw);
     let ev = events(&audit(&gw, &id));
-    assert!(
-        in_order(
-            &ev,
-            &[
-                "agent_attempt",
-                "agent_answered",
-                "bridged",
-                "caller_hung_up"
-            ]
-        ),
-        "{ev:?}"
+    assert_in_order(
+        &ev,
+        &[
+            "agent_attempt",
+            "agent_answered",
+            "bridged",
+            "caller_hung_up",
+        ],
     );
     let heard = baresip.heard();
     // Before the caller's 1000 Hz tone: the briefing; after it starts: the caller.
@@ -848,19 +839,16 @@ fn an_agent_who_presses_2_passes_the_call_on_and_the_next_who_presses_1_takes_it
     let id = the_call_id(&gw);
     let trail = audit(&gw, &id);
     let ev = events(&trail);
-    assert!(
-        in_order(
-            &ev,
-            &[
-                "agent_answered",
-                "agent_declined",
-                "agent_attempt",
-                "agent_answered",
-                "bridged",
-                "caller_hung_up",
-            ]
-        ),
-        "{ev:?}"
+    assert_in_order(
+        &ev,
+        &[
+            "agent_answered",
+            "agent_declined",
+            "agent_attempt",
+            "agent_answered",
+            "bridged",
+            "caller_hung_up",
+        ],
     );
     let declined = event(&trail, "agent_declined", 0)["detail"]
         .as_str()
@@ -910,10 +898,7 @@ fn a_language_model_can_write_the_agents_briefing() {
     let id = the_call_id(&gw);
     assert_eq!(facts["call_id"], id.as_str());
     let ev = events(&audit(&gw, &id));
-    assert!(
-        in_order(&ev, &["briefing_written", "agent_answered", "bridged"]),
-        "{ev:?}"
-    );
+    assert_in_order(&ev, &["briefing_written", "agent_answered", "bridged"]);
     let briefed = gw
         .log()
         .lines()
