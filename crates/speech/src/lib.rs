@@ -5,6 +5,7 @@
 //! Nothing here knows about calls: the binary's worker pool feeds utterances in and sends
 //! results to the call controller.
 
+pub mod convert;
 pub mod ggml;
 pub mod prosody;
 #[cfg(feature = "engines")]
@@ -18,7 +19,8 @@ pub mod vad;
 pub use prosody::{ArousalScore, FrameAnalyzer, ProsodyScorer, UtteranceProsody};
 #[cfg(feature = "engines")]
 pub use recognizer::{
-    Recognized, Recognizer, RecognizerWorker, SphinxRecognizer, SttError, WhisperRecognizer,
+    DecodeOptions, Recognized, Recognizer, RecognizerWorker, SphinxRecognizer, SttError,
+    WhisperRecognizer,
 };
 pub use tts::{EspeakTts, Tts};
 pub use turn::{TranscriptTurn, TurnProsody, Word};

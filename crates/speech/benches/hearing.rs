@@ -1,0 +1,207 @@
+//! How well each whisper model hears callers: word error rate and end of utterance → text
+//! latency on labelled telephone-band speech (espeak-ng, 12 voices, calm and agitated, each
+//! clip through an 8 kHz G.711 µ-law round trip as a caller arrives), plus how many turns
+//! came back as a loop. Models: `WARMLINE_WHISPER_MODELS` (comma-separated paths), else
+//! every model installed in warmline's data directory (`warmline model fetch`).
+//!
+//!   cargo bench -p warmline-speech --bench hearing
+//!
+//! Under `cargo test --all-targets` it runs two clips per model as a smoke test.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+use warmline_media::resample::Resampler;
+use warmline_speech::*;
+
+/// What callers say (numbers spelled as said, so the reference needs no normaliser).
+const SENTENCES: &[&str] = &[
+    "I would like to check the status of my order.",
+    "Can I speak to someone in person?",
+    "I need to talk to somebody, not a machine.",
+    "Put me through to a representative, please.",
+    "Operator.",
+    "Supervisor, please.",
+    "Can I talk to a real person, please?",
+    "I want to dispute a charge on my card.",
+    "No need for an agent, I'm fine.",
+    "My manager asked me to check the invoice date.",
+    "I booked a holiday through a travel agent.",
+    "I have moved house and need to change my address.",
+    "This is useless, completely useless!",
+    "I want to cancel my appointment and reschedule it for Friday.",
+    "My account number is four five six seven.",
+    "Is there a person I can talk to?",
+];
+
+const VOICES: &[&str] = &[
+    "en-us",
+    "en",
+    "en+m3",
+    "en+f2",
+    "en-us+klatt2",
+    "en-gb-x-rp",
+    "en-gb-scotland",
+    "en-029",
+    "en-us+f3",
+    "en+m7",
+    "en-us-nyc",
+    "en+f4",
+];
+
+/// espeak-ng speech as a caller's phone delivers it: 8 kHz G.711 µ-law, back to 16 kHz.
+fn phone(text: &str, voice: &str, agitated: bool) -> Vec<i16> {
+    let mut cmd = Command::new("espeak-ng");
+    cmd.args(["-v", voice, "--stdout"]);
+    if agitated {
+        cmd.args(["-p", "80", "-a", "200", "-s", "220"]);
+    }
+    let out = cmd.args(["--", text]).output().expect("espeak-ng");
+    let clip = tts::clip_from_espeak(out.stdout).unwrap();
+    let narrow = Resampler::convert(clip.rate, 8000, &clip.pcm);
+    let mut codes = Vec::new();
+    warmline_media::g711::ulaw_encode_frame(&narrow, &mut codes);
+    let mut back = Vec::new();
+    warmline_media::g711::ulaw_decode_frame(&codes, &mut back);
+    Resampler::convert(8000, 16000, &back)
+}
+
+fn norm(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Word-level edit distance.
+fn edits(r: &[String], h: &[String]) -> usize {
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(rw != hw))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()]
+}
+
+fn models() -> Vec<PathBuf> {
+    if let Ok(v) = std::env::var("WARMLINE_WHISPER_MODELS") {
+        return v.split(',').map(PathBuf::from).collect();
+    }
+    let dir = std::env::var_os("WARMLINE_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/warmline")))
+        .unwrap_or_default();
+    ["ggml-tiny.en.bin", "ggml-base.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let models = models();
+    assert!(
+        !models.is_empty(),
+        "no whisper model: run `warmline model fetch tiny.en` (or set WARMLINE_WHISPER_MODELS)"
+    );
+    let (sentences, voices) = if full {
+        (SENTENCES, VOICES)
+    } else {
+        (&SENTENCES[..2], &VOICES[..1])
+    };
+    let mut clips = Vec::new();
+    for (vi, v) in voices.iter().enumerate() {
+        for (si, s) in sentences.iter().enumerate() {
+            // Every third voice/sentence pair also agitated.
+            let agitated = (vi + si) % 3 == 0;
+            clips.push((s, *v, false, phone(s, v, false)));
+            if agitated {
+                clips.push((s, *v, true, phone(s, v, true)));
+            }
+        }
+    }
+    println!("{} clips ({} voices, G.711 µ-law round trip)", clips.len(), voices.len());
+    for path in models {
+        let rec = WhisperRecognizer::load(
+            &path,
+            DecodeOptions {
+                threads: 2,
+                ..DecodeOptions::default()
+            },
+        )
+        .unwrap();
+        let mut w = rec.worker().unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let (mut errs, mut words, mut loops) = (0usize, 0usize, 0usize);
+        let (mut errs_ag, mut words_ag) = (0usize, 0usize);
+        let mut lat = Vec::new();
+        let mut lat3 = Vec::new();
+        let mut worst: Vec<(usize, String, String)> = Vec::new();
+        let mut per_voice: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+        for (s, v, agitated, pcm) in &clips {
+            let t = Instant::now();
+            let r = w.recognize(pcm).unwrap();
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            lat.push(ms);
+            let secs = pcm.len() as f64 / 16000.0;
+            if (2.5..=3.5).contains(&secs) {
+                lat3.push(ms);
+            }
+            let (rw, hw) = (norm(s), norm(&r.text));
+            let e = edits(&rw, &hw);
+            errs += e;
+            words += rw.len();
+            let pv = per_voice.entry(v).or_default();
+            pv.0 += e;
+            pv.1 += rw.len();
+            if *agitated {
+                errs_ag += e;
+                words_ag += rw.len();
+            }
+            if hw.len() > rw.len() * 2 + 4 {
+                loops += 1;
+            }
+            if e > 0 {
+                worst.push((e, s.to_string(), r.text.clone()));
+            }
+        }
+        let pct = |a: &mut Vec<f64>, q: f64| {
+            if a.is_empty() {
+                return f64::NAN;
+            }
+            a.sort_by(f64::total_cmp);
+            a[((a.len() - 1) as f64 * q).round() as usize]
+        };
+        println!(
+            "{name}: WER {:.1}% ({errs}/{words} words), agitated {:.1}%, runaway turns {loops}/{}",
+            100.0 * errs as f64 / words.max(1) as f64,
+            100.0 * errs_ag as f64 / words_ag.max(1) as f64,
+            clips.len()
+        );
+        println!(
+            "{name}: end of utterance → text p50 {:.0} ms, p95 {:.0} ms (all); 2.5–3.5 s utterances p50 {:.0} ms, p95 {:.0} ms (2 threads)",
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.95),
+            pct(&mut lat3, 0.5),
+            pct(&mut lat3, 0.95)
+        );
+        let by_voice: Vec<String> = per_voice
+            .iter()
+            .map(|(v, (e, n))| format!("{v} {:.0}%", 100.0 * *e as f64 / (*n).max(1) as f64))
+            .collect();
+        println!("{name}: WER by voice: {}", by_voice.join(", "));
+        worst.sort_by(|a, b| b.0.cmp(&a.0));
+        for (e, r, h) in worst.iter().take(if full { 12 } else { 2 }) {
+            println!("  {e} errors: \"{r}\" → \"{h}\"");
+        }
+    }
+}
