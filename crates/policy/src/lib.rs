@@ -6,26 +6,11 @@
 
 pub mod briefing;
 pub mod hours;
+pub mod intent;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-
-/// What people say when they want a person.
-pub const PERSON_PHRASES: &[&str] = &[
-    "speak to a human",
-    "talk to a human",
-    "speak to a person",
-    "talk to a person",
-    "real person",
-    "human",
-    "agent",
-    "representative",
-    "manager",
-    "operator",
-    "supervisor",
-    "someone real",
-];
 
 /// Words that make an aroused caller a frustrated one.
 pub const NEGATIVE_PHRASES: &[&str] = &[
@@ -42,9 +27,6 @@ pub const NEGATIVE_PHRASES: &[&str] = &[
 
 fn owned(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
-}
-fn person_phrases() -> Vec<String> {
-    owned(PERSON_PHRASES)
 }
 fn negative_phrases() -> Vec<String> {
     owned(NEGATIVE_PHRASES)
@@ -64,9 +46,11 @@ fn arousal_threshold() -> f32 {
 // config loader checks rule keys itself.
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleKind {
-    /// The caller asks for a person. Always honoured at once.
+    /// The caller asks for a person, however they say it ([`intent::person_request`]);
+    /// `phrases` adds literal phrases of the deployment's own (matched in context: not
+    /// negated). Always honoured at once.
     ExplicitRequest {
-        #[serde(default = "person_phrases")]
+        #[serde(default)]
         phrases: Vec<String>,
     },
     /// Phrases in context: not negated, and no `exclude` phrase within `window` words.
@@ -204,7 +188,7 @@ pub fn default_rules() -> Vec<Rule> {
         rule(
             "asked_for_person",
             RuleKind::ExplicitRequest {
-                phrases: person_phrases(),
+                phrases: Vec::new(),
             },
             100,
             "transfer.requested",
@@ -382,12 +366,17 @@ impl Policy {
         match (&rule.kind, obs) {
             (RuleKind::ExplicitRequest { phrases }, O::Turn { text, .. }) => {
                 let ws = text::words(text);
-                let hit = text::match_in_context(&ws, phrases, &[], 0).map(|(p, _)| {
-                    (
-                        vec![format!("said \"{p}\""), format!("turn: \"{text}\"")],
-                        1.0,
-                    )
-                });
+                let hit = intent::person_request(text)
+                    .map(|r| (r.phrase, r.confidence))
+                    .or_else(|| {
+                        text::match_in_context(&ws, phrases, &[], 0).map(|(p, _)| (p, 1.0))
+                    })
+                    .map(|(p, c)| {
+                        (
+                            vec![format!("said \"{p}\""), format!("turn: \"{text}\"")],
+                            c,
+                        )
+                    });
                 (hit, false)
             }
             (
@@ -540,18 +529,78 @@ fn number_matches(pattern: &str, digits: &str) -> bool {
     }
 }
 
-/// Money amounts written with digits in a turn ("$1,200", "600 dollars", "450.50").
-fn amounts(text: &str) -> Vec<f64> {
-    text.split_whitespace()
-        .filter_map(|w| {
-            let t: String = w
-                .chars()
-                .filter(|c| c.is_ascii_digit() || *c == '.')
-                .collect();
-            let t = t.trim_end_matches('.');
-            (!t.is_empty()).then(|| t.parse::<f64>().ok()).flatten()
-        })
-        .collect()
+/// Money amounts in a turn, in digits ("$1,200", "600 dollars", "450.50") or words
+/// ("eight hundred dollars", "twelve hundred", "two thousand five hundred").
+pub fn amounts(text: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    for w in text.split_whitespace() {
+        let t: String = w
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let t = t.trim_end_matches('.');
+        if let Ok(v) = t.parse::<f64>() {
+            if !t.is_empty() {
+                out.push(v);
+            }
+        }
+    }
+    out.extend(number_words(&text::words(text)));
+    out
+}
+
+fn small_number(w: &str) -> Option<u64> {
+    const UNITS: &[&str] = &[
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+        "eighteen", "nineteen",
+    ];
+    const TENS: &[&str] = &[
+        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+    ];
+    if w == "a" {
+        return None;
+    }
+    UNITS
+        .iter()
+        .position(|u| *u == w)
+        .map(|i| i as u64)
+        .or_else(|| TENS.iter().position(|t| *t == w).map(|i| 20 + 10 * i as u64))
+}
+
+/// Numbers said in words: each maximal run of number words is one number.
+fn number_words(ws: &[String]) -> Vec<f64> {
+    let mut out = Vec::new();
+    let (mut total, mut current, mut any) = (0u64, 0u64, false);
+    let flush = |out: &mut Vec<f64>, total: &mut u64, current: &mut u64, any: &mut bool| {
+        if *any {
+            out.push((*total + *current) as f64);
+        }
+        (*total, *current, *any) = (0, 0, false);
+    };
+    for (i, w) in ws.iter().enumerate() {
+        let w = w.as_str();
+        if let Some(v) = small_number(w) {
+            current += v;
+            any = true;
+        } else if w == "hundred" && (any || ws.get(i.wrapping_sub(1)).is_some_and(|p| p == "a")) {
+            current = current.max(1) * 100;
+            any = true;
+        } else if (w == "thousand" || w == "grand") && (any || i > 0 && ws[i - 1] == "a") {
+            total += current.max(1) * 1000;
+            current = 0;
+            any = true;
+        } else if w == "million" && any {
+            total += current.max(1) * 1_000_000;
+            current = 0;
+        } else if w == "and" && any {
+            continue;
+        } else {
+            flush(&mut out, &mut total, &mut current, &mut any);
+        }
+    }
+    flush(&mut out, &mut total, &mut current, &mut any);
+    out
 }
 
 /// What to do with a trigger given its route's business hours.
