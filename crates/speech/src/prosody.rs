@@ -1,8 +1,10 @@
 //! Prosody: how the caller says it. Per 20 ms frame: energy, voicing and pitch (YIN on the
 //! frame decimated to 8 kHz, 40 ms window). Per utterance: pitch mean and range, loudness,
 //! speaking rate (syllable nuclei per second from the voiced energy contour). Against the
-//! caller's own baseline (their first utterances): an arousal score in [0, 1] with the
-//! features that raised it, so a trigger can cite its evidence.
+//! caller's own baseline (their first calm utterances, blended with a population prior,
+//! so that a caller agitated from the start is not measured against their own
+//! agitation): an arousal score in [0, 1] with the features that raised it, so a trigger
+//! can cite its evidence.
 
 use serde::Serialize;
 
@@ -196,42 +198,96 @@ pub struct ArousalScore {
     pub baseline_utterances: usize,
 }
 
+/// What a calm caller sounds like on the phone before we have heard them: the reference
+/// for their first turns, blended away as their own calm turns arrive. Measured on
+/// espeak-ng's voices through an 8 kHz G.711 round trip (calm: 100–106 Hz male, 179–195 Hz
+/// female, −19 to −23 dBFS; agitated `-p 80 -a 200`: +5 semitones, +5.5 dB).
+pub const PRIOR_MALE_HZ: f32 = 110.0;
+pub const PRIOR_FEMALE_HZ: f32 = 205.0;
+/// Below this a voice is judged against the lower prior.
+const PRIOR_SPLIT_HZ: f32 = 165.0;
+pub const PRIOR_LOUDNESS_DB: f32 = -21.0;
+pub const PRIOR_RANGE_ST: f32 = 3.0;
+/// Syllable nuclei per second as `summarize` counts them on calm speech.
+pub const PRIOR_RATE_SPS: f32 = 8.5;
+/// A turn scoring at or above this is not calm and never joins the baseline, so a caller
+/// agitated from their first words is measured against the prior, not against themselves.
+pub const ADAPT_GATE: f32 = 0.5;
+
 /// The caller's baseline and the scoring against it.
 #[derive(Debug, Clone, Default)]
 pub struct ProsodyScorer {
-    baseline: Vec<UtteranceProsody>,
+    /// The caller's calm turns (those that scored under [`ADAPT_GATE`]).
+    calm: Vec<UtteranceProsody>,
     want: usize,
 }
 
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 impl ProsodyScorer {
-    /// Build the baseline from the first `baseline_utterances` judged utterances.
+    /// The baseline adapts to the caller's first `baseline_utterances` calm turns.
     pub fn new(baseline_utterances: usize) -> Self {
         Self {
-            baseline: Vec::new(),
+            calm: Vec::new(),
             want: baseline_utterances.max(1),
         }
     }
 
     pub fn has_baseline(&self) -> bool {
-        self.baseline.len() >= self.want
+        self.calm.len() >= self.want
     }
 
-    /// Score an utterance; it joins the baseline while the baseline is being built (and
-    /// scores against what there is so far).
-    pub fn score(&mut self, u: &UtteranceProsody) -> ArousalScore {
-        if !self.has_baseline() {
-            self.baseline.push(*u);
+    /// The reference a turn is scored against: the population prior (one pseudo-turn)
+    /// blended with the median of the caller's calm turns, feature by feature.
+    fn reference(&self, u: &UtteranceProsody) -> UtteranceProsody {
+        let own_pitch = if self.calm.is_empty() {
+            u.pitch_mean_hz
+        } else {
+            median(self.calm.iter().map(|c| c.pitch_mean_hz).collect())
+        };
+        let prior_pitch = if own_pitch < PRIOR_SPLIT_HZ {
+            PRIOR_MALE_HZ
+        } else {
+            PRIOR_FEMALE_HZ
+        };
+        let n = self.calm.len() as f32;
+        let blend = |prior: f32, f: fn(&UtteranceProsody) -> f32| {
+            if self.calm.is_empty() {
+                prior
+            } else {
+                let own = median(self.calm.iter().map(f).collect());
+                (prior + n * own) / (n + 1.0)
+            }
+        };
+        UtteranceProsody {
+            duration_s: u.duration_s,
+            voiced_ratio: u.voiced_ratio,
+            pitch_mean_hz: blend(prior_pitch, |b| b.pitch_mean_hz),
+            pitch_range_st: blend(PRIOR_RANGE_ST, |b| b.pitch_range_st),
+            loudness_db: blend(PRIOR_LOUDNESS_DB, |b| b.loudness_db),
+            rate_sps: blend(PRIOR_RATE_SPS, |b| b.rate_sps),
         }
-        let n = self.baseline.len() as f32;
-        let mean = |f: fn(&UtteranceProsody) -> f32| self.baseline.iter().map(f).sum::<f32>() / n;
-        let b_pitch = mean(|b| b.pitch_mean_hz);
-        let b_range = mean(|b| b.pitch_range_st);
-        let b_loud = mean(|b| b.loudness_db);
-        let b_rate = mean(|b| b.rate_sps);
-        let pitch_st = 12.0 * (u.pitch_mean_hz / b_pitch.max(1.0)).log2();
-        let range_st = u.pitch_range_st - b_range;
-        let loud_db = u.loudness_db - b_loud;
-        let rate_pct = 100.0 * (u.rate_sps / b_rate.max(0.1) - 1.0);
+    }
+
+    /// Score an utterance against the reference; a calm one then joins the baseline
+    /// (until it holds `baseline_utterances` turns).
+    pub fn score(&mut self, u: &UtteranceProsody) -> ArousalScore {
+        let b = self.reference(u);
+        let pitch_st = 12.0 * (u.pitch_mean_hz / b.pitch_mean_hz.max(1.0)).log2();
+        let range_st = u.pitch_range_st - b.pitch_range_st;
+        let loud_db = u.loudness_db - b.loudness_db;
+        let rate_pct = 100.0 * (u.rate_sps / b.rate_sps.max(0.1) - 1.0);
         // Weights per unit: a semitone of pitch, a semitone of range, a dB, a percent of
         // rate. Raised pitch and loudness carry arousal most reliably (Banse & Scherer 1996).
         let parts = [
@@ -255,10 +311,14 @@ impl ProsodyScorer {
             }
         }
         evidence.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+        let score = 1.0 / (1.0 + (-logit).exp());
+        if score < ADAPT_GATE && !self.has_baseline() {
+            self.calm.push(*u);
+        }
         ArousalScore {
-            score: 1.0 / (1.0 + (-logit).exp()),
+            score,
             evidence,
-            baseline_utterances: self.baseline.len(),
+            baseline_utterances: self.calm.len(),
         }
     }
 }
@@ -310,21 +370,73 @@ mod tests {
         let calm = UtteranceProsody {
             duration_s: 2.0,
             voiced_ratio: 0.6,
-            pitch_mean_hz: 120.0,
-            pitch_range_st: 4.0,
-            loudness_db: -26.0,
-            rate_sps: 4.0,
+            pitch_mean_hz: 110.0,
+            pitch_range_st: 3.0,
+            loudness_db: -22.0,
+            rate_sps: 8.0,
         };
         let base = s.score(&calm);
-        assert!(base.score < 0.2);
+        assert!(base.score < 0.2, "{base:?}");
         let hot = UtteranceProsody {
-            pitch_mean_hz: 160.0,
-            loudness_db: -20.0,
-            rate_sps: 5.0,
+            pitch_mean_hz: 150.0,
+            loudness_db: -17.0,
+            rate_sps: 10.0,
             ..calm
         };
         let r = s.score(&hot);
         assert!(r.score > DEFAULT_AROUSAL_THRESHOLD, "{r:?}");
         assert_eq!(r.evidence[0].feature, "pitch");
+    }
+
+    fn espeak_like(pitch: f32, loud: f32) -> UtteranceProsody {
+        UtteranceProsody {
+            duration_s: 3.0,
+            voiced_ratio: 0.6,
+            pitch_mean_hz: pitch,
+            pitch_range_st: 2.5,
+            loudness_db: loud,
+            rate_sps: 9.0,
+        }
+    }
+
+    #[test]
+    fn agitated_from_the_first_turn_is_not_its_own_baseline() {
+        // espeak-ng -p 80 -a 200 through G.711: 138 Hz, −15.5 dBFS (male); 263 Hz (female).
+        for hot in [espeak_like(138.0, -15.5), espeak_like(262.0, -15.8)] {
+            let mut s = ProsodyScorer::new(2);
+            for turn in 0..3 {
+                let r = s.score(&hot);
+                assert!(r.score > DEFAULT_AROUSAL_THRESHOLD, "turn {turn}: {r:?}");
+                assert_eq!(r.baseline_utterances, 0, "agitation never joins the baseline");
+            }
+        }
+    }
+
+    #[test]
+    fn calm_voices_stay_calm_and_agitation_after_them_stands_out() {
+        for (calm, hot) in [
+            (espeak_like(102.0, -21.4), espeak_like(137.0, -15.4)),
+            (espeak_like(195.0, -21.5), espeak_like(262.0, -15.8)),
+            (espeak_like(179.0, -22.7), espeak_like(247.0, -17.5)),
+        ] {
+            let mut s = ProsodyScorer::new(2);
+            for _ in 0..2 {
+                let r = s.score(&calm);
+                assert!(r.score < 0.35, "calm scored {r:?}");
+            }
+            let r = s.score(&hot);
+            assert!(r.score > DEFAULT_AROUSAL_THRESHOLD, "{r:?}");
+        }
+        // A lively but calm voice: wide pitch range, quick, at an ordinary level.
+        let lively = UtteranceProsody {
+            pitch_range_st: 7.0,
+            rate_sps: 11.0,
+            ..espeak_like(115.0, -21.0)
+        };
+        let mut s = ProsodyScorer::new(2);
+        for _ in 0..3 {
+            let r = s.score(&lively);
+            assert!(r.score < DEFAULT_AROUSAL_THRESHOLD, "lively scored {r:?}");
+        }
     }
 }
