@@ -544,6 +544,9 @@ pub struct Controller {
     stated_reason: Option<String>,
     /// A transfer was decided: the assistant stops talking.
     escalated: bool,
+    /// A transfer decided before the call was up (a `caller` rule fires at the answer):
+    /// carried out once the greeting with its disclosure has played, or at once without one.
+    deferred_transfer: Option<(Trigger, Briefing)>,
     greeting_id: Option<u64>,
     routes: Arc<Vec<RoutePlan>>,
     /// The dialogue's lines, also for the transfer's prompts when there is no assistant.
@@ -618,6 +621,7 @@ impl Controller {
             intent: None,
             stated_reason: None,
             escalated: false,
+            deferred_transfer: None,
             greeting_id: None,
             routes: cfg.routes,
             texts,
@@ -744,9 +748,15 @@ impl Controller {
                 self.escalated = true;
                 self.brain_pending.clear();
                 self.stop_prompts();
-                // Legs without a call to transfer (not answered yet) only record it.
                 if matches!(self.state, State::Confirmed | State::WaitAck) {
                     self.start_transfer(now, &trigger, briefing);
+                } else {
+                    // Not answered yet: carried out once the call is up.
+                    self.audit(
+                        "transfer_deferred",
+                        format!("rule {} fired before the answer: transfer once the call is up", trigger.rule),
+                    );
+                    self.deferred_transfer = Some((trigger, briefing));
                 }
             }
             Decision::Callback { weekday, at } => {
@@ -1114,8 +1124,10 @@ impl Controller {
                         }
                         .into(),
                     });
-                    // A caller who talked over the greeting is answered, not asked.
-                    if !interrupted {
+                    if let Some((trigger, briefing)) = self.deferred_transfer.take() {
+                        self.start_transfer(now, &trigger, briefing);
+                    } else if !interrupted {
+                        // A caller who talked over the greeting is answered, not asked.
                         self.start_assistant(now);
                     }
                 }
@@ -1252,6 +1264,8 @@ impl Controller {
                 prompt: Prompt::Greeting,
                 id,
             });
+        } else if let Some((trigger, briefing)) = self.deferred_transfer.take() {
+            self.start_transfer(now, &trigger, briefing);
         } else {
             self.start_assistant(now);
         }

@@ -390,3 +390,69 @@ fn a_model_written_briefing_replaces_the_template_until_the_agent_hears_it() {
     assert_eq!(audits(&acts), ["briefing_not_used"]);
     assert_eq!(prepared(&acts), None);
 }
+
+#[test]
+fn a_vip_caller_is_transferred_after_the_disclosure() {
+    let mut c = cfg(route(&["sip:a1@127.0.0.1"]));
+    c.rules = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "asked_for_person", "kind": "explicit_request", "priority": 100,
+             "disposition": "transfer.requested"},
+            {"name": "vip", "kind": "caller", "numbers": ["+1555123*"], "priority": 80,
+             "disposition": "transfer.vip"}
+        ]))
+        .unwrap(),
+    );
+    c.greeting = true;
+    let mut h = Harness::with(c);
+    let acts = h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    // It fires at the answer, but the caller first hears the greeting and its disclosure.
+    assert!(audits(&acts).contains(&"transfer_deferred".to_string()), "{acts:?}");
+    assert_eq!(dialed(&acts), None);
+    assert_eq!(reinvite_direction(&acts), None);
+    h.send(CallEvent::Ack);
+    let acts = h.send(CallEvent::PlayoutDone {
+        id: 1,
+        interrupted: false,
+    });
+    let ev = audits(&acts);
+    assert!(ev.contains(&"disclosure".to_string()), "{ev:?}");
+    assert!(ev.contains(&"transfer_started".to_string()), "{ev:?}");
+    assert_eq!(reinvite_direction(&acts), Some("sendonly"));
+    let (attempt, target) = dialed(&acts).expect("the VIP's agent is dialed");
+    assert_eq!((attempt, target.as_str()), (1, "sip:a1@127.0.0.1"));
+    let packet = acts
+        .iter()
+        .find_map(|a| match a {
+            CallAction::PostContext { packet } => Some(packet.clone()),
+            _ => None,
+        })
+        .expect("a context packet");
+    assert_eq!(packet.disposition, "transfer.vip");
+    // The assistant never asked its first question.
+    assert!(
+        !says(&acts).iter().any(|s| s.contains("How can I help")),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_vip_caller_without_a_greeting_is_transferred_at_the_answer() {
+    let mut c = cfg(route(&["sip:a1@127.0.0.1"]));
+    c.rules = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "vip", "kind": "caller", "numbers": ["+15551230000"], "priority": 80,
+             "disposition": "transfer.vip"}
+        ]))
+        .unwrap(),
+    );
+    let mut h = Harness::with(c);
+    let acts = h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    let ev = audits(&acts);
+    assert!(ev.contains(&"transfer_started".to_string()), "{ev:?}");
+    assert!(dialed(&acts).is_some(), "{acts:?}");
+}
