@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End of a caller's utterance → escalation trigger, measured in the gateway: N SIPp callers
 # (CONCURRENT at a time) play espeak-ng speech asking for a person as PCMU; warmline's log
-# line "escalation trigger" carries since_utterance_ms (recognition latency, queue wait
+# line "escalation trigger" carries since_speech_end_ms (the closing silence, recognition latency, queue wait
 # included, plus the policy). Prints p50/p95/max and how many calls triggered.
 #   benches/trigger_latency.sh [N] [CONCURRENT]     (default 20 calls, 4 at a time)
 # Env: WARMLINE_WHISPER_MODEL to use whisper instead of the pocketsphinx fallback.
@@ -42,7 +42,7 @@ for _ in $(seq 100); do grep -q "SIP listening" "$work/wl.log" && break; sleep 0
    -key codec 0 -i 127.0.0.1 -p 5991 -mp 7100 -m "$n" -l "$conc" -r "$conc" -d 4000 -nostdin \
    -timeout $((n * 5 + 30))s >/dev/null 2>&1) || true
 sleep 1
-grep "escalation trigger" "$work/wl.log" | sed -E 's/.*since_utterance_ms=([0-9]+).*/\1/' | grep -E '^[0-9]+$' | sort -n >"$work/lat.txt" || true
+grep "escalation trigger" "$work/wl.log" | sed -E 's/.*since_speech_end_ms=([0-9]+).*/\1/' | grep -E '^[0-9]+$' | sort -n >"$work/lat.txt" || true
 recognizer=$(grep -o "speech recognizer: [a-z]*" "$work/wl.log" | head -1)
 awk -v n="$n" -v rec="$recognizer" '{v[NR]=$1} END {
   if (NR == 0) { printf "no triggers in %d calls (%s)\n", n, rec; exit 1 }

@@ -47,6 +47,8 @@ struct Job {
     start_ms: u64,
     end_ms: u64,
     prosody: Option<TurnProsody>,
+    /// Audio the endpointer took after the last word (its closing silence).
+    endpoint_ms: u64,
     queued: Instant,
     reply: mpsc::UnboundedSender<PipelineEvent>,
     span: tracing::Span,
@@ -174,6 +176,7 @@ impl SpeechPlane {
                                     words: r.words,
                                     recognizer: name.to_string(),
                                     latency_ms,
+                                    endpoint_ms: job.endpoint_ms,
                                     prosody: job.prosody,
                                 };
                                 let _ = job.reply.send(PipelineEvent::Turn(Box::new(turn)));
@@ -284,6 +287,7 @@ async fn pipeline(
                         start_ms: u.start_ms,
                         end_ms: u.end_ms,
                         prosody,
+                        endpoint_ms: audio_ms.saturating_sub(u.end_ms),
                         queued: Instant::now(),
                         reply: events.clone(),
                         span: tracing::Span::current(),

@@ -761,7 +761,7 @@ impl CallTask {
         match ev {
             PipelineEvent::SpeechStarted => self.ctl.handle(now, CallEvent::SpeechStarted),
             PipelineEvent::Turn(turn) => {
-                self.last_turn = Some((Instant::now(), turn.latency_ms));
+                self.last_turn = Some((Instant::now(), turn.latency_ms + turn.endpoint_ms));
                 let p = turn.prosody.as_ref();
                 tracing::info!(
                     text = %turn.text,
@@ -1079,9 +1079,10 @@ impl CallTask {
                     briefing,
                     decision,
                 } => {
-                    // Time from the end of the caller's utterance to the decision: the
-                    // recognizer's latency plus what happened since its result arrived.
-                    let since_utterance_ms = self
+                    // Time from the end of the caller's speech to the decision: the
+                    // endpointer's closing silence, the recognizer's latency, and what
+                    // happened since its result arrived.
+                    let since_speech_end_ms = self
                         .last_turn
                         .map(|(at, latency)| latency + at.elapsed().as_millis() as u64);
                     tracing::info!(
@@ -1092,17 +1093,24 @@ impl CallTask {
                         route = %trigger.route,
                         disposition = %trigger.disposition,
                         at_ms = trigger.at_ms,
-                        since_utterance_ms,
+                        since_speech_end_ms,
                         "escalation trigger"
                     );
                     self.audit(
                         "trigger",
                         format!(
-                            "rule {} ({}), confidence {:.2}, at {} ms: {}",
+                            "rule {} ({}), confidence {:.2}, at {} ms{}: {}",
                             trigger.rule,
                             trigger.kind,
                             trigger.confidence,
                             trigger.at_ms,
+                            since_speech_end_ms
+                                .filter(|_| matches!(
+                                    trigger.kind.as_str(),
+                                    "explicit_request" | "keyword" | "topic" | "prosody"
+                                ))
+                                .map(|ms| format!(", {ms} ms after the end of speech"))
+                                .unwrap_or_default(),
                             trigger.evidence.join("; ")
                         ),
                     );

@@ -74,6 +74,15 @@ impl Gw {
         let rtp = (base, base + 149);
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("warmline.toml");
+        // These gateways hear with the pocketsphinx fallback, as they were written for,
+        // and never provision a whisper model at start-up; a test that wants whisper
+        // names its model (`whisper_model`).
+        let no_fetch = "[speech]\nfetch_model = \"none\"\n";
+        let extra = if extra.contains("[speech]\n") {
+            extra.replacen("[speech]\n", no_fetch, 1)
+        } else {
+            format!("{extra}\n{no_fetch}")
+        };
         std::fs::write(
             &cfg,
             format!(

@@ -609,6 +609,7 @@ fn transcript_turns_are_kept_for_the_policy() {
             words: Vec::new(),
             recognizer: "pocketsphinx".into(),
             latency_ms: 50,
+            endpoint_ms: 0,
             prosody: None,
         };
         assert!(

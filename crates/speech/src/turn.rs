@@ -27,6 +27,10 @@ pub struct TranscriptTurn {
     pub recognizer: String,
     /// End of utterance to text, in ms (queue wait included).
     pub latency_ms: u64,
+    /// Silence the endpointer waited for after the last word before it ended the turn:
+    /// end of speech → text is this plus `latency_ms`.
+    #[serde(default)]
+    pub endpoint_ms: u64,
     pub prosody: Option<TurnProsody>,
 }
 

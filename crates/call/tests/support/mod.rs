@@ -114,6 +114,7 @@ pub fn turn_saying(text: &str) -> CallEvent {
             words: Vec::new(),
             recognizer: "whisper".into(),
             latency_ms: 80,
+            endpoint_ms: 0,
             prosody: None,
         }),
     }
