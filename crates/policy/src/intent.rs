@@ -29,6 +29,10 @@ const HEADS: &[&str] = &[
     "somebody",
     "anyone",
     "anybody",
+    "some one",
+    "some body",
+    "any one",
+    "any body",
     "person",
     "persons",
     "people",
@@ -53,14 +57,44 @@ const HEADS: &[&str] = &[
 /// Heads that stand for "anybody at all": wanted for a conversation only ("I need someone
 /// to talk to"), not for a job ("I need someone to fix it").
 const GENERIC: &[&str] = &[
-    "someone", "somebody", "anyone", "anybody", "person", "persons", "people",
+    "someone",
+    "somebody",
+    "anyone",
+    "anybody",
+    "some one",
+    "some body",
+    "any one",
+    "any body",
+    "person",
+    "persons",
+    "people",
 ];
 
 /// Words that make a head someone else's or something else.
 const OTHERS: &[&str] = &[
-    "my", "his", "her", "their", "our", "travel", "estate", "insurance", "booking",
-    "ticket", "ticketing", "shipping", "secret", "free", "double", "sports", "talent",
-    "property", "letting", "press", "literary", "that", "this",
+    "my",
+    "his",
+    "her",
+    "their",
+    "our",
+    "travel",
+    "estate",
+    "insurance",
+    "booking",
+    "ticket",
+    "ticketing",
+    "shipping",
+    "secret",
+    "free",
+    "double",
+    "sports",
+    "talent",
+    "property",
+    "letting",
+    "press",
+    "literary",
+    "that",
+    "this",
 ];
 
 /// Request frames: the person follows within a few words.
@@ -118,41 +152,31 @@ const BARE: &[&str] = &[
 ];
 
 const MACHINES: &[&str] = &[
-    "machine", "machines", "robot", "robots", "bot", "computer", "recording", "automated",
+    "machine",
+    "machines",
+    "robot",
+    "robots",
+    "bot",
+    "computer",
+    "recording",
+    "automated",
 ];
 
 const NEGATIONS: &[&str] = &[
-    "not",
-    "don't",
-    "dont",
-    "do not",
-    "doesn't",
-    "does not",
-    "didn't",
-    "did not",
-    "won't",
-    "will not",
-    "wouldn't",
-    "never",
-    "no need",
-    "no",
-    "without",
-    "nobody",
-    "no one",
-    "neither",
+    "not", "don't", "dont", "do not", "doesn't", "does not", "didn't", "did not", "won't",
+    "will not", "wouldn't", "never", "no need", "no", "without", "nobody", "no one", "neither",
 ];
 
 /// Filler a whole-turn request may carry ("Agent, please.", "A real person now!").
 const FILLER: &[&str] = &[
-    "a", "an", "the", "please", "now", "right", "just", "uh", "um", "er", "hey", "hi",
-    "hello", "yes", "yeah", "ok", "okay", "real", "live", "actual", "thanks", "thank",
-    "you", "me", "to", "i", "want", "need", "your", "get", "give", "oh", "sir", "some",
+    "a", "an", "the", "please", "now", "right", "just", "uh", "um", "er", "hey", "hi", "hello",
+    "yes", "yeah", "ok", "okay", "real", "live", "actual", "thanks", "thank", "you", "me", "to",
+    "i", "want", "need", "your", "get", "give", "oh", "sir", "some",
 ];
 
 /// What follows a generic head when it is wanted for a conversation.
 const TALK_AFTER: &[&str] = &[
-    "talk", "speak", "help", "chat", "real", "who", "that", "please", "now", "on", "in",
-    "i", "to",
+    "talk", "speak", "help", "chat", "real", "who", "that", "please", "now", "on", "in", "i", "to",
 ];
 
 /// A recognised request: the words that carry it, and how sure the grammar is.
@@ -218,7 +242,7 @@ fn heads(ws: &[String]) -> Vec<(usize, usize)> {
 }
 
 fn is_generic(ws: &[String], head: (usize, usize)) -> bool {
-    head.1 == 1 && GENERIC.contains(&ws[head.0].as_str())
+    GENERIC.contains(&ws[head.0..head.0 + head.1].join(" ").as_str())
 }
 
 /// Whether a generic head ("someone") is wanted to talk to, not to do a job.
@@ -283,8 +307,7 @@ fn in_clause(ws: &[String]) -> Option<PersonRequest> {
             if end > h || h - end > 4 {
                 continue;
             }
-            if negated_between(ws, start.saturating_sub(4), start) || negated_between(ws, end, h)
-            {
+            if negated_between(ws, start.saturating_sub(4), start) || negated_between(ws, end, h) {
                 continue;
             }
             // "need"/"want"/"have"/"get me"/"is there" want the person to talk to.
@@ -350,6 +373,7 @@ mod tests {
             "I need a real person now.",
             "Is there anyone I can speak to?",
             "Can't I just talk to a person?",
+            "Hello, is there any one I can speak to?",
         ] {
             assert!(person_request(t).is_some(), "missed: {t}");
         }

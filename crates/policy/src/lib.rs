@@ -368,9 +368,7 @@ impl Policy {
                 let ws = text::words(text);
                 let hit = intent::person_request(text)
                     .map(|r| (r.phrase, r.confidence))
-                    .or_else(|| {
-                        text::match_in_context(&ws, phrases, &[], 0).map(|(p, _)| (p, 1.0))
-                    })
+                    .or_else(|| text::match_in_context(&ws, phrases, &[], 0).map(|(p, _)| (p, 1.0)))
                     .map(|(p, c)| {
                         (
                             vec![format!("said \"{p}\""), format!("turn: \"{text}\"")],
@@ -551,9 +549,26 @@ pub fn amounts(text: &str) -> Vec<f64> {
 
 fn small_number(w: &str) -> Option<u64> {
     const UNITS: &[&str] = &[
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-        "eighteen", "nineteen",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
     ];
     const TENS: &[&str] = &[
         "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
@@ -565,7 +580,11 @@ fn small_number(w: &str) -> Option<u64> {
         .iter()
         .position(|u| *u == w)
         .map(|i| i as u64)
-        .or_else(|| TENS.iter().position(|t| *t == w).map(|i| 20 + 10 * i as u64))
+        .or_else(|| {
+            TENS.iter()
+                .position(|t| *t == w)
+                .map(|i| 20 + 10 * i as u64)
+        })
 }
 
 /// Numbers said in words: each maximal run of number words is one number.

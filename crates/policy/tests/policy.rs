@@ -42,7 +42,10 @@ fn explicit_requests_fire_at_once_and_negations_do_not() {
         ("please put it on the agenda", None),
         ("my order has not arrived", None),
         ("is there a person I can talk to", Some("is there a person")),
-        ("put me through to someone", Some("put me through to someone")),
+        (
+            "put me through to someone",
+            Some("put me through to someone"),
+        ),
         ("no need for an agent, I'm fine", None),
         ("my manager asked me to check the invoice date", None),
         ("I booked a holiday through a travel agent", None),

@@ -7,6 +7,7 @@
 //!   cargo bench -p warmline-speech --bench hearing
 //!
 //! Under `cargo test --all-targets` it runs two clips per model as a smoke test.
+//! `WARMLINE_BEAM=5` decodes with beam search instead of greedy.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -97,7 +98,9 @@ fn models() -> Vec<PathBuf> {
     }
     let dir = std::env::var_os("WARMLINE_DATA_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/warmline")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/warmline"))
+        })
         .unwrap_or_default();
     ["ggml-tiny.en.bin", "ggml-base.bin"]
         .iter()
@@ -129,12 +132,20 @@ fn main() {
             }
         }
     }
-    println!("{} clips ({} voices, G.711 µ-law round trip)", clips.len(), voices.len());
+    println!(
+        "{} clips ({} voices, G.711 µ-law round trip)",
+        clips.len(),
+        voices.len()
+    );
     for path in models {
         let rec = WhisperRecognizer::load(
             &path,
             DecodeOptions {
                 threads: 2,
+                beam_size: std::env::var("WARMLINE_BEAM")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
                 ..DecodeOptions::default()
             },
         )

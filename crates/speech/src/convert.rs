@@ -226,10 +226,7 @@ fn read_npy_f32(b: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     }
     let (hlen, start) = match b[6] {
         1 => (usize::from(u16::from_le_bytes([b[8], b[9]])), 10),
-        2 | 3 if b.len() >= 12 => (
-            u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize,
-            12,
-        ),
+        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
         v => return Err(format!("npy version {v}")),
     };
     let header = b
@@ -278,7 +275,11 @@ pub fn parse_tiktoken(text: &str) -> Result<Vec<Vec<u8>>, ConvertError> {
             )));
         }
         // multilingual.tiktoken has one empty token, written "=" (Python decodes it to b"").
-        let tok = if tok.trim_matches('=').is_empty() { "" } else { tok };
+        let tok = if tok.trim_matches('=').is_empty() {
+            ""
+        } else {
+            tok
+        };
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(tok)
             .map_err(|e| ConvertError::Vocab(format!("line {}: {e}", i + 1)))?;
@@ -443,7 +444,12 @@ pub fn write_ggml(
             )?;
             let bias_rows = rows(bias, a, b);
             if *has_bias {
-                w.tensor(&format!("{prefix}.{name}.bias"), &[n_state], bias_rows, true)?;
+                w.tensor(
+                    &format!("{prefix}.{name}.bias"),
+                    &[n_state],
+                    bias_rows,
+                    true,
+                )?;
             } else if bias_rows.iter().any(|&x| x != 0 && x != 0x80) {
                 return Err(ct2(format!("`{from}` has a non-zero {name} bias")));
             }
@@ -470,10 +476,7 @@ pub fn write_ggml(
         true,
     )?;
     for i in 0..n_audio_layer {
-        let (to, from) = (
-            format!("encoder.blocks.{i}"),
-            format!("encoder/layer_{i}"),
-        );
+        let (to, from) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
         fused(
             &mut w,
             &format!("{to}.attn"),
@@ -490,9 +493,21 @@ pub fn write_ggml(
             &format!("{to}.attn_ln"),
             &format!("{from}/self_attention/layer_norm"),
         )?;
-        linear(&mut w, &format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"))?;
-        linear(&mut w, &format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"))?;
-        ln(&mut w, &format!("{to}.mlp_ln"), &format!("{from}/ffn/layer_norm"))?;
+        linear(
+            &mut w,
+            &format!("{to}.mlp.0"),
+            &format!("{from}/ffn/linear_0"),
+        )?;
+        linear(
+            &mut w,
+            &format!("{to}.mlp.2"),
+            &format!("{from}/ffn/linear_1"),
+        )?;
+        ln(
+            &mut w,
+            &format!("{to}.mlp_ln"),
+            &format!("{from}/ffn/layer_norm"),
+        )?;
     }
     ln(&mut w, "encoder.ln_post", "encoder/layer_norm")?;
 
@@ -510,10 +525,7 @@ pub fn write_ggml(
         true,
     )?;
     for i in 0..n_text_layer {
-        let (to, from) = (
-            format!("decoder.blocks.{i}"),
-            format!("decoder/layer_{i}"),
-        );
+        let (to, from) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
         fused(
             &mut w,
             &format!("{to}.attn"),
@@ -551,9 +563,21 @@ pub fn write_ggml(
             &format!("{to}.cross_attn_ln"),
             &format!("{from}/attention/layer_norm"),
         )?;
-        linear(&mut w, &format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"))?;
-        linear(&mut w, &format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"))?;
-        ln(&mut w, &format!("{to}.mlp_ln"), &format!("{from}/ffn/layer_norm"))?;
+        linear(
+            &mut w,
+            &format!("{to}.mlp.0"),
+            &format!("{from}/ffn/linear_0"),
+        )?;
+        linear(
+            &mut w,
+            &format!("{to}.mlp.2"),
+            &format!("{from}/ffn/linear_1"),
+        )?;
+        ln(
+            &mut w,
+            &format!("{to}.mlp_ln"),
+            &format!("{from}/ffn/layer_norm"),
+        )?;
     }
     ln(&mut w, "decoder.ln", "decoder/layer_norm")?;
     // The output projection is the token embedding (tied), as whisper.cpp assumes.

@@ -101,6 +101,32 @@ impl Endpointer {
         self.current.is_some()
     }
 
+    /// Inside an utterance whose caller has been silent for at least `pause_ms`: the
+    /// utterance as its closing event will carry it if no more speech comes (the same
+    /// samples, the same trim), for recognising it speculatively. `None` otherwise.
+    pub fn pause_snapshot(&self, pause_ms: u64) -> Option<Utterance> {
+        let u = self.current.as_ref()?;
+        if self.silent_run * CHUNK_MS < pause_ms {
+            return None;
+        }
+        let trail = (self.silent_run as usize).saturating_sub(2) * CHUNK;
+        let pcm = u.pcm[..u.pcm.len().saturating_sub(trail)].to_vec();
+        Some(Utterance {
+            start_ms: u.start_ms,
+            end_ms: u.start_ms + pcm.len() as u64 / 16,
+            pcm,
+            truncated: false,
+        })
+    }
+
+    /// End the current utterance here, without its closing event (its words were already
+    /// acted on from a snapshot); speech after this starts a new one.
+    pub fn end_now(&mut self) {
+        self.current = None;
+        self.history.clear();
+        self.voiced_run = 0;
+    }
+
     /// Feed any amount of 16 kHz audio; events come out in order.
     pub fn push(&mut self, pcm: &[i16], out: &mut Vec<VadEvent>) {
         self.pending.extend_from_slice(pcm);

@@ -157,7 +157,7 @@ fn generated_whisper_model_loads_and_runs_through_workers_in_bounded_time() {
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("tiny-random.bin");
     ggml::write_tiny_model(&model, ggml::TinySpec::default()).unwrap();
-    let rec = WhisperRecognizer::load(&model, "en", 1).unwrap();
+    let rec = WhisperRecognizer::load(&model, DecodeOptions::default()).unwrap();
     assert_eq!(rec.name(), "whisper");
     let pcm = speak("Hello, I need help with my order.", &[]);
     let handles: Vec<_> = (0..2)
@@ -185,24 +185,26 @@ fn generated_whisper_model_loads_and_runs_through_workers_in_bounded_time() {
     let bytes = std::fs::read(&model).unwrap();
     let bad = dir.join("bad.bin");
     std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
-    let err = WhisperRecognizer::load(&bad, "en", 1)
+    let err = WhisperRecognizer::load(&bad, DecodeOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a whisper ggml model"), "{err}");
     std::fs::write(&bad, b"GGML? no.").unwrap();
-    assert!(WhisperRecognizer::load(&bad, "en", 1).is_err());
+    assert!(WhisperRecognizer::load(&bad, DecodeOptions::default()).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn real_whisper_model_transcribes_espeak_speech() {
-    let Ok(path) = std::env::var("WARMLINE_WHISPER_MODEL") else {
-        println!(
-            "skipped: set WARMLINE_WHISPER_MODEL to a ggml whisper model (e.g. ggml-tiny.en.bin) to run the accuracy test"
-        );
-        return;
-    };
-    let rec = WhisperRecognizer::load(path.as_ref(), "en", 2).unwrap();
+    let path = real_model();
+    let rec = WhisperRecognizer::load(
+        &path,
+        DecodeOptions {
+            threads: 2,
+            ..DecodeOptions::default()
+        },
+    )
+    .unwrap();
     let mut w = rec.worker().unwrap();
     let mut hits = 0;
     for (text, phrase) in ASKS {
@@ -213,6 +215,78 @@ fn real_whisper_model_transcribes_espeak_speech() {
     }
     println!("whisper: {hits}/10 phrases");
     assert!(hits >= 8);
+}
+
+/// The real model: `WARMLINE_WHISPER_MODEL`, else tiny.en from warmline's data directory
+/// (the README's test command provisions it). Never skipped: without it the test fails
+/// and says how to get it.
+fn real_model() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("WARMLINE_WHISPER_MODEL") {
+        return p.into();
+    }
+    let dir = std::env::var_os("WARMLINE_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".local/share/warmline"))
+        })
+        .unwrap_or_default();
+    let p = dir.join("ggml-tiny.en.bin");
+    assert!(
+        p.exists(),
+        "no whisper model at {}: run `cargo run -- model fetch tiny.en` (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn a_pause_snapshot_is_the_utterance_the_close_will_carry() {
+    let a = speak("I would like to speak to someone.", &[]);
+    let mut audio = vec![0i16; 8000];
+    audio.extend(&a);
+    audio.extend(vec![0; 16000]);
+    let mut ep = Endpointer::new(EndpointSettings::default());
+    let mut events = Vec::new();
+    let mut snapshot = None;
+    for frame in audio.chunks(320) {
+        ep.push(frame, &mut events);
+        if snapshot.is_none() {
+            snapshot = ep.pause_snapshot(240);
+        }
+    }
+    let closed = events
+        .iter()
+        .find_map(|e| match e {
+            VadEvent::Utterance(u) => Some(u.clone()),
+            VadEvent::SpeechStart { .. } => None,
+        })
+        .expect("the utterance closes");
+    let snap = snapshot.expect("a snapshot at the pause");
+    assert_eq!(
+        (snap.start_ms, snap.end_ms),
+        (closed.start_ms, closed.end_ms)
+    );
+    assert_eq!(
+        snap.pcm, closed.pcm,
+        "the same samples as the closing event"
+    );
+    // Ended early, the endpointer closes nothing more.
+    let mut ep = Endpointer::new(EndpointSettings::default());
+    let mut events = Vec::new();
+    let mut ended = false;
+    for frame in audio.chunks(320) {
+        ep.push(frame, &mut events);
+        if !ended && ep.pause_snapshot(240).is_some() {
+            ep.end_now();
+            ended = true;
+        }
+    }
+    assert!(ended);
+    assert!(
+        !events.iter().any(|e| matches!(e, VadEvent::Utterance(_))),
+        "{events:?}"
+    );
 }
 
 fn prosody_of(pcm: &[i16]) -> UtteranceProsody {
