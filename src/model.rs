@@ -181,10 +181,14 @@ pub async fn fetch(
     // One fetch at a time per data directory; the others wait, then find it done.
     let lock_path = dir.join(format!(".{}.lock", spec.file));
     let lock = std::fs::File::create(&lock_path).map_err(data_err(&dir))?;
-    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
-        .await
-        .map_err(|e| ModelFetchError::Check(e.to_string()))?
-        .map_err(data_err(&dir))?;
+    let lock = tokio::task::spawn_blocking(move || {
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map(|()| lock)
+            .map_err(std::io::Error::from)
+    })
+    .await
+    .map_err(|e| ModelFetchError::Check(e.to_string()))?
+    .map_err(data_err(&dir))?;
     if let Some(p) = installed(spec) {
         return Ok(p);
     }

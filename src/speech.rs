@@ -148,10 +148,14 @@ impl SpeechPlane {
             std::thread::Builder::new()
                 .name(format!("wl-stt-{i}"))
                 .spawn(move || {
-                    // whisper allocates its compute buffers on a state's first decode
-                    // (seconds on a busy box): pay that here, not on the first caller.
+                    // whisper sizes its compute buffers on a state's first decodes, and
+                    // grows them for a longer turn than it has seen (the first callers'
+                    // turns took 2.6 s, later ones 0.4): pay that here, with a short and
+                    // a long turn, not on the first callers.
                     let warm = Instant::now();
-                    let _ = worker.recognize(&warmline_speech::recognizer::known_clip_pcm16());
+                    let clip = warmline_speech::recognizer::known_clip_pcm16();
+                    let _ = worker.recognize(&clip);
+                    let _ = worker.recognize(&clip.repeat(4));
                     tracing::debug!(
                         worker = i,
                         ms = warm.elapsed().as_millis() as u64,

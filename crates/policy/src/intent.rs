@@ -328,15 +328,16 @@ fn in_clause(ws: &[String]) -> Option<PersonRequest> {
             }
         }
     }
-    // The whole clause is a person ("Operator." "A real person, please.").
+    // The whole clause is a person ("Operator." "A real person, please." "Human agent!").
     let hs = heads(ws);
-    if let [(h, n)] = hs[..] {
+    if let Some(&(first, _)) = hs.first() {
+        let in_head = |i: usize| hs.iter().any(|&(h, n)| i >= h && i < h + n);
         let rest_is_filler = ws
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i < h || *i >= h + n)
+            .filter(|(i, _)| !in_head(*i))
             .all(|(_, w)| FILLER.contains(&w.as_str()));
-        let negated = negated_between(ws, 0, h);
+        let negated = negated_between(ws, 0, first);
         if rest_is_filler && !negated && ws.len() <= 6 {
             return hit(0, ws.len(), 0.9);
         }
@@ -374,6 +375,7 @@ mod tests {
             "Is there anyone I can speak to?",
             "Can't I just talk to a person?",
             "Hello, is there any one I can speak to?",
+            "Human agent!",
         ] {
             assert!(person_request(t).is_some(), "missed: {t}");
         }

@@ -210,7 +210,7 @@ fn main() {
             .map(|(v, (e, n))| format!("{v} {:.0}%", 100.0 * *e as f64 / (*n).max(1) as f64))
             .collect();
         println!("{name}: WER by voice: {}", by_voice.join(", "));
-        worst.sort_by(|a, b| b.0.cmp(&a.0));
+        worst.sort_by_key(|b| std::cmp::Reverse(b.0));
         for (e, r, h) in worst.iter().take(if full { 12 } else { 2 }) {
             println!("  {e} errors: \"{r}\" → \"{h}\"");
         }

@@ -1,6 +1,6 @@
 //! End of utterance → final text, p50/p95, for 1–5 s utterances of espeak-ng speech: the
-//! generated whisper model (always), a real model when WARMLINE_WHISPER_MODEL names one, and
-//! the pocketsphinx fallback. Also how many callers talking without pause one worker per
+//! generated whisper model (always), every real model installed in warmline's data
+//! directory (or WARMLINE_WHISPER_MODEL), and the pocketsphinx fallback. Also how many callers talking without pause one worker per
 //! core keeps up with (cores / real-time factor).
 //!
 //!   cargo bench -p warmline-speech --bench stt_latency
@@ -82,22 +82,43 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let tiny = dir.join("tiny-random.bin");
     ggml::write_tiny_model(&tiny, ggml::TinySpec::default()).unwrap();
-    let rec = WhisperRecognizer::load(&tiny, "en", 1).unwrap();
+    let rec = WhisperRecognizer::load(&tiny, DecodeOptions::default()).unwrap();
     measure("whisper (generated model)", &rec, runs);
-    match std::env::var("WARMLINE_WHISPER_MODEL") {
-        Ok(path) => {
-            for threads in [1, 2] {
-                let rec = WhisperRecognizer::load(path.as_ref(), "en", threads).unwrap();
-                measure(
-                    &format!("whisper (real, {threads} threads)"),
-                    &rec,
-                    runs.min(5),
-                );
-            }
+    // The real models: WARMLINE_WHISPER_MODEL, else each one installed in warmline's data
+    // directory (`warmline model fetch tiny.en`, `… base`).
+    let models: Vec<std::path::PathBuf> = match std::env::var_os("WARMLINE_WHISPER_MODEL") {
+        Some(p) => vec![p.into()],
+        None => {
+            let dir = std::env::var_os("WARMLINE_DATA_DIR")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(|h| std::path::PathBuf::from(h).join(".local/share/warmline"))
+                })
+                .unwrap_or_default();
+            ["ggml-tiny.en.bin", "ggml-base.bin"]
+                .iter()
+                .map(|f| dir.join(f))
+                .filter(|p| p.exists())
+                .collect()
         }
-        Err(_) => println!(
-            "real whisper model: skipped (set WARMLINE_WHISPER_MODEL to a ggml model, e.g. ggml-tiny.en.bin)"
-        ),
+    };
+    if models.is_empty() {
+        println!("real whisper model: none installed (`warmline model fetch tiny.en`)");
+    }
+    for path in models {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for threads in [1, 2] {
+            let rec = WhisperRecognizer::load(
+                &path,
+                DecodeOptions {
+                    threads,
+                    ..DecodeOptions::default()
+                },
+            )
+            .unwrap();
+            measure(&format!("{name}, {threads} threads"), &rec, runs.min(5));
+        }
     }
     let sphinx = SphinxRecognizer::new(SphinxSetup::escalation()).unwrap();
     measure("pocketsphinx (fallback)", &sphinx, runs);

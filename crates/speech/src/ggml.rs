@@ -69,11 +69,21 @@ pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
         path: path.display().to_string(),
         source,
     };
+    if path.is_dir() {
+        return Err(bad(
+            "a directory, not a ggml file (a CTranslate2 export? `warmline model fetch` builds a ggml model)",
+        ));
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     let mut r = BufReader::new(file);
     let mut b = [0u8; 4];
     r.read_exact(&mut b).map_err(|_| bad("empty file"))?;
+    if &b == b"GGUF" {
+        return Err(bad(
+            "a GGUF file (a language model?), not a whisper ggml model: bad magic",
+        ));
+    }
     if u32::from_le_bytes(b) != MAGIC {
         return Err(bad("bad magic (expected ggml 0x67676d6c)"));
     }

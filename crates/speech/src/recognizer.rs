@@ -39,10 +39,12 @@ pub trait Recognizer: Send + Sync {
 
 // ---- whisper ----
 
-/// How whisper decodes an utterance. The defaults are whisper.cpp's own fallback scheme
-/// (OpenAI's `transcribe()`): greedy at temperature 0, and a retry 0.2 warmer while the
+/// How whisper decodes an utterance. The defaults follow whisper.cpp's own fallback scheme
+/// (OpenAI's `transcribe()`): greedy at temperature 0, and a warmer retry while the
 /// result looks like a loop (token entropy too low), is improbable (mean log-probability
-/// too low) or the model thinks there was no speech. Greedy decoding with that fallback
+/// too low) or the model thinks there was no speech. Retries are 0.4 apart with two
+/// candidates each (whisper.cpp: 0.2 and five), so a bad turn costs at most three decodes,
+/// not six: under three concurrent callers the six-decode tail held a worker for 3 s. Greedy decoding with that fallback
 /// off, a shortened audio context and one segment loops: the same sentence ten times.
 #[derive(Debug, Clone)]
 pub struct DecodeOptions {
@@ -67,7 +69,7 @@ impl Default for DecodeOptions {
             threads: 1,
             prompt: String::new(),
             beam_size: 0,
-            temperature_inc: 0.2,
+            temperature_inc: 0.4,
             entropy_thold: 2.4,
             logprob_thold: -1.0,
             no_speech_thold: 0.6,
@@ -198,7 +200,7 @@ impl RecognizerWorker for WhisperWorker {
         let target = (audio.len() + LEAD_IN).max(16_000);
         audio.resize(target, 0.0);
         let o = &*self.opts;
-        // Greedy at temperature 0; `best_of` candidates when the fallback samples warmer.
+        // Greedy at temperature 0; two candidates when the fallback samples warmer.
         // Beam search (5) was measured worse on telephone speech (WER 50% against 42%) and
         // half again slower.
         let mut p = whisper_rs::FullParams::new(if o.beam_size > 1 {
@@ -207,7 +209,7 @@ impl RecognizerWorker for WhisperWorker {
                 patience: -1.0,
             }
         } else {
-            whisper_rs::SamplingStrategy::Greedy { best_of: 5 }
+            whisper_rs::SamplingStrategy::Greedy { best_of: 2 }
         });
         p.set_n_threads(o.threads.max(1) as i32);
         p.set_language(Some(&o.language));
