@@ -10,7 +10,7 @@ Prints right-trigger % (should-escalate calls whose first trigger is the expecte
 false-escalation % (should-not calls with any trigger), both per category, the confusions
 with what warmline heard, and end of speech -> trigger p50/p95 (the decisive turn's
 closing silence, recognition and policy, from the trigger's audit row). With --check it
-exits 1 below 90 % right or above 5 % false (CI's gate). Needs root (SIPp's pcap play),
+exits 1 below --min-right (default 0.90) or above --max-false (default 0.05). Needs root (SIPp's pcap play),
 sipp, espeak-ng, sox. Loopback only; every SIPp run is bounded by -m 1 and a timeout.
 """
 
@@ -207,6 +207,8 @@ def main():
     ap.add_argument("--model")
     ap.add_argument("--fallback", action="store_true")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--min-right", type=float, default=0.90)
+    ap.add_argument("--max-false", type=float, default=0.05)
     ap.add_argument("--work")
     args = ap.parse_args()
     if not args.fallback and not (args.model and os.path.exists(args.model)):
@@ -271,9 +273,9 @@ def main():
         unanswered = [r["id"] for r in results if not r["answered"]]
         if unanswered:
             sys.exit(f"FAIL: calls with no audit trail (not answered?): {unanswered}")
-        if right < 0.90 or false > 0.05:
-            sys.exit(f"FAIL: right trigger {right:.1%} (need >= 90%), "
-                     f"false escalation {false:.1%} (need <= 5%)")
+        if right < args.min_right or false > args.max_false:
+            sys.exit(f"FAIL: right trigger {right:.1%} (need >= {args.min_right:.0%}), "
+                     f"false escalation {false:.1%} (need <= {args.max_false:.0%})")
 
 
 def report(results, args, played):
