@@ -61,6 +61,10 @@ pub struct SpeechPlane {
     jobs: std::sync::mpsc::SyncSender<Job>,
     endpoint: EndpointSettings,
     baseline: usize,
+    workers: usize,
+    /// Jobs queued or being recognised: speculation uses idle workers only, so it never
+    /// takes a queue slot a caller's finished turn needs.
+    busy: AtomicU64,
 }
 
 impl std::fmt::Debug for SpeechPlane {
@@ -87,12 +91,13 @@ impl SpeechPlane {
             }
             (RecognizerChoice::Auto | RecognizerChoice::Whisper, Some(model)) => {
                 let t = Instant::now();
-                // Two threads per decode: on an idle box a 3 s turn is heard in ~280 ms
-                // instead of ~400 ms with one (benches: hearing); busy workers share cores.
+                // The cores shared out between the workers, never more threads than cores:
+                // ggml's threads spin at every barrier, so two workers of two threads on two
+                // cores took 57 s to decode what one thread each does in 1 s.
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let opts = DecodeOptions {
                     language: s.language.clone(),
-                    threads: cores.min(2),
+                    threads: (cores / s.threads.max(1)).max(1),
                     prompt: vocabulary_prompt(&cfg.rules),
                     ..DecodeOptions::default()
                 };
@@ -139,28 +144,32 @@ impl SpeechPlane {
                 ..EndpointSettings::default()
             },
             baseline: s.baseline_utterances,
+            workers: s.threads,
+            busy: AtomicU64::new(0),
         });
+        // Each worker warms up before the plane is returned, so a gateway that says it is
+        // ready can hear at full speed.
+        let (warmed_tx, warmed_rx) = std::sync::mpsc::channel::<()>();
         for i in 0..s.threads {
             let mut worker = recognizer.worker()?;
+            let warmed = warmed_tx.clone();
             let rx = rx.clone();
             let plane = Arc::downgrade(&plane);
             let name = recognizer.name();
             std::thread::Builder::new()
                 .name(format!("wl-stt-{i}"))
                 .spawn(move || {
-                    // whisper sizes its compute buffers on a state's first decodes, and
-                    // grows them for a longer turn than it has seen (the first callers'
-                    // turns took 2.6 s, later ones 0.4): pay that here, with a short and
-                    // a long turn, not on the first callers.
+                    // whisper allocates its compute buffers on a state's first decode:
+                    // pay that here, not on the first caller.
                     let warm = Instant::now();
-                    let clip = warmline_speech::recognizer::known_clip_pcm16();
-                    let _ = worker.recognize(&clip);
-                    let _ = worker.recognize(&clip.repeat(4));
+                    let _ = worker.recognize(&warmline_speech::recognizer::known_clip_pcm16());
                     tracing::debug!(
                         worker = i,
                         ms = warm.elapsed().as_millis() as u64,
                         "recognizer warmed up"
                     );
+                    let _ = warmed.send(());
+                    drop(warmed);
                     loop {
                         let job = match rx.lock() {
                             Ok(r) => match r.recv() {
@@ -173,6 +182,7 @@ impl SpeechPlane {
                         let result = worker.recognize(&job.pcm);
                         let latency_ms = job.queued.elapsed().as_millis() as u64;
                         let Some(plane) = plane.upgrade() else { return };
+                        plane.busy.fetch_sub(1, Ordering::Relaxed);
                         match result {
                             Ok(r) => {
                                 plane.counters.recognized.fetch_add(1, Ordering::Relaxed);
@@ -205,6 +215,18 @@ impl SpeechPlane {
                     }
                 })?;
         }
+        drop(warmed_tx);
+        let warm = Instant::now();
+        // Every worker sends once, or drops its sender if its thread dies first.
+        for _ in 0..s.threads {
+            if warmed_rx.recv().is_err() {
+                break;
+            }
+        }
+        tracing::info!(
+            ms = warm.elapsed().as_millis() as u64,
+            "speech recognizers warmed up"
+        );
         Ok(Some(plane))
     }
 
@@ -409,9 +431,14 @@ impl SpeechPlane {
             reply,
             span: tracing::Span::current(),
         };
+        if speculative && self.busy.load(Ordering::Relaxed) >= self.workers as u64 {
+            return false;
+        }
+        self.busy.fetch_add(1, Ordering::Relaxed);
         if self.jobs.try_send(job).is_ok() {
             return true;
         }
+        self.busy.fetch_sub(1, Ordering::Relaxed);
         if !speculative {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             self.metrics.stt_dropped_total.inc();
