@@ -86,7 +86,7 @@ pub const MODELS: &[ModelSpec] = &[
         )],
         vocab: "whisper/assets/gpt2.tiktoken",
         n_mels: 80,
-        converted_sha256: "4e6a745cdf17e0699b499ee11d855afe85b57363173604fab9656e206a3ad0e1",
+        converted_sha256: "aed2faadc1346a5b38607b5e1a7f622e8127a8dfd76cb98be901f0ae86bd9e8d",
     },
     ModelSpec {
         name: "base",
@@ -126,28 +126,9 @@ pub fn spec(name: &str) -> Result<&'static ModelSpec, ModelFetchError> {
         .ok_or_else(|| ModelFetchError::Unknown(name.to_string()))
 }
 
-/// `$WARMLINE_DATA_DIR`, systemd's `$STATE_DIRECTORY`, `$XDG_DATA_HOME/warmline`, or
-/// `~/.local/share/warmline`.
+/// warmline's data directory ([`warmline_speech::ggml::data_dir`]).
 pub fn data_dir() -> Result<PathBuf, ModelFetchError> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = var("WARMLINE_DATA_DIR") {
-        return Ok(d);
-    }
-    if let Some(d) = var("STATE_DIRECTORY") {
-        // systemd may list several, colon-separated; the first is ours.
-        let first = d.to_string_lossy().split(':').next().map(PathBuf::from);
-        return first.ok_or(ModelFetchError::NoDataDir);
-    }
-    if let Some(d) = var("XDG_DATA_HOME") {
-        return Ok(d.join("warmline"));
-    }
-    var("HOME")
-        .map(|h| h.join(".local/share/warmline"))
-        .ok_or(ModelFetchError::NoDataDir)
+    warmline_speech::ggml::data_dir().ok_or(ModelFetchError::NoDataDir)
 }
 
 /// The installed model's path, when it is there and whole.

@@ -92,6 +92,16 @@ fn whisper(acts: &[CallAction]) -> (u32, String, u64) {
         .expect("a briefing for the agent")
 }
 
+/// The context packet the transfer posts.
+fn posted_packet(acts: &[CallAction]) -> Box<warmline_call::context::ContextPacket> {
+    acts.iter()
+        .find_map(|a| match a {
+            CallAction::PostContext { packet } => Some(packet.clone()),
+            _ => None,
+        })
+        .expect("a context packet")
+}
+
 /// The text the driver is asked to render ahead of the agent's answer.
 fn prepared(acts: &[CallAction]) -> Option<String> {
     acts.iter().find_map(|a| match a {
@@ -115,13 +125,7 @@ fn trigger_holds_the_caller_posts_the_packet_briefs_the_agent_and_bridges() {
     assert!(acts.contains(&CallAction::HoldAudio { on: true }));
     assert_eq!(reinvite_direction(&acts), Some("sendonly"));
     assert!(says(&acts)[0].contains("about 15 seconds"), "{acts:?}");
-    let packet = acts
-        .iter()
-        .find_map(|a| match a {
-            CallAction::PostContext { packet } => Some(packet.clone()),
-            _ => None,
-        })
-        .expect("a context packet");
+    let packet = posted_packet(&acts);
     assert_eq!(packet.caller.number, "+15551230000");
     assert_eq!(packet.caller.name.as_deref(), Some("Ada Lovelace"));
     assert_eq!(packet.trigger.kind, "explicit_request");
@@ -426,13 +430,7 @@ fn a_vip_caller_is_transferred_after_the_disclosure() {
     assert_eq!(reinvite_direction(&acts), Some("sendonly"));
     let (attempt, target) = dialed(&acts).expect("the VIP's agent is dialed");
     assert_eq!((attempt, target.as_str()), (1, "sip:a1@127.0.0.1"));
-    let packet = acts
-        .iter()
-        .find_map(|a| match a {
-            CallAction::PostContext { packet } => Some(packet.clone()),
-            _ => None,
-        })
-        .expect("a context packet");
+    let packet = posted_packet(&acts);
     assert_eq!(packet.disposition, "transfer.vip");
     // The assistant never asked its first question.
     assert!(

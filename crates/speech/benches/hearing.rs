@@ -96,17 +96,7 @@ fn models() -> Vec<PathBuf> {
     if let Ok(v) = std::env::var("WARMLINE_WHISPER_MODELS") {
         return v.split(',').map(PathBuf::from).collect();
     }
-    let dir = std::env::var_os("WARMLINE_DATA_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/warmline"))
-        })
-        .unwrap_or_default();
-    ["ggml-tiny.en.bin", "ggml-base.bin"]
-        .iter()
-        .map(|f| dir.join(f))
-        .filter(|p| p.exists())
-        .collect()
+    ggml::installed_models()
 }
 
 fn main() {

@@ -88,20 +88,7 @@ fn main() {
     // directory (`warmline model fetch tiny.en`, `… base`).
     let models: Vec<std::path::PathBuf> = match std::env::var_os("WARMLINE_WHISPER_MODEL") {
         Some(p) => vec![p.into()],
-        None => {
-            let dir = std::env::var_os("WARMLINE_DATA_DIR")
-                .map(std::path::PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME")
-                        .map(|h| std::path::PathBuf::from(h).join(".local/share/warmline"))
-                })
-                .unwrap_or_default();
-            ["ggml-tiny.en.bin", "ggml-base.bin"]
-                .iter()
-                .map(|f| dir.join(f))
-                .filter(|p| p.exists())
-                .collect()
-        }
+        None => ggml::installed_models(),
     };
     if models.is_empty() {
         println!("real whisper model: none installed (`warmline model fetch tiny.en`)");

@@ -475,38 +475,37 @@ pub fn write_ggml(
         &audio_pos.data,
         true,
     )?;
-    for i in 0..n_audio_layer {
-        let (to, from) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
+    // What every block has: self-attention (q, k, v fused) and the feed-forward network.
+    let block = |w: &mut GgmlWriter<_>, to: &str, from: &str| -> Result<(), ConvertError> {
         fused(
-            &mut w,
+            w,
             &format!("{to}.attn"),
             &[("query", true), ("key", false), ("value", true)],
             &format!("{from}/self_attention/linear_0"),
         )?;
         linear(
-            &mut w,
+            w,
             &format!("{to}.attn.out"),
             &format!("{from}/self_attention/linear_1"),
         )?;
         ln(
-            &mut w,
+            w,
             &format!("{to}.attn_ln"),
             &format!("{from}/self_attention/layer_norm"),
         )?;
-        linear(
-            &mut w,
-            &format!("{to}.mlp.0"),
-            &format!("{from}/ffn/linear_0"),
-        )?;
-        linear(
-            &mut w,
-            &format!("{to}.mlp.2"),
-            &format!("{from}/ffn/linear_1"),
-        )?;
+        linear(w, &format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"))?;
+        linear(w, &format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"))?;
         ln(
-            &mut w,
+            w,
             &format!("{to}.mlp_ln"),
             &format!("{from}/ffn/layer_norm"),
+        )
+    };
+    for i in 0..n_audio_layer {
+        block(
+            &mut w,
+            &format!("encoder.blocks.{i}"),
+            &format!("encoder/layer_{i}"),
         )?;
     }
     ln(&mut w, "encoder.ln_post", "encoder/layer_norm")?;
@@ -526,22 +525,7 @@ pub fn write_ggml(
     )?;
     for i in 0..n_text_layer {
         let (to, from) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
-        fused(
-            &mut w,
-            &format!("{to}.attn"),
-            &[("query", true), ("key", false), ("value", true)],
-            &format!("{from}/self_attention/linear_0"),
-        )?;
-        linear(
-            &mut w,
-            &format!("{to}.attn.out"),
-            &format!("{from}/self_attention/linear_1"),
-        )?;
-        ln(
-            &mut w,
-            &format!("{to}.attn_ln"),
-            &format!("{from}/self_attention/layer_norm"),
-        )?;
+        block(&mut w, &to, &from)?;
         linear(
             &mut w,
             &format!("{to}.cross_attn.query"),
@@ -562,21 +546,6 @@ pub fn write_ggml(
             &mut w,
             &format!("{to}.cross_attn_ln"),
             &format!("{from}/attention/layer_norm"),
-        )?;
-        linear(
-            &mut w,
-            &format!("{to}.mlp.0"),
-            &format!("{from}/ffn/linear_0"),
-        )?;
-        linear(
-            &mut w,
-            &format!("{to}.mlp.2"),
-            &format!("{from}/ffn/linear_1"),
-        )?;
-        ln(
-            &mut w,
-            &format!("{to}.mlp_ln"),
-            &format!("{from}/ffn/layer_norm"),
         )?;
     }
     ln(&mut w, "decoder.ln", "decoder/layer_norm")?;

@@ -63,6 +63,36 @@ fn type_size(t: i32) -> Option<(u64, u64)> {
     })
 }
 
+/// warmline's data directory, where `warmline model fetch` puts models:
+/// `$WARMLINE_DATA_DIR`, systemd's `$STATE_DIRECTORY` (the first of them),
+/// `$XDG_DATA_HOME/warmline`, or `~/.local/share/warmline`. `None` with none of these set.
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("WARMLINE_DATA_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = var("STATE_DIRECTORY") {
+        return d.to_string_lossy().split(':').next().map(PathBuf::from);
+    }
+    if let Some(d) = var("XDG_DATA_HOME") {
+        return Some(PathBuf::from(d).join("warmline"));
+    }
+    var("HOME").map(|h| PathBuf::from(h).join(".local/share/warmline"))
+}
+
+/// The whisper models installed in the data directory, smallest first.
+pub fn installed_models() -> Vec<std::path::PathBuf> {
+    let Some(dir) = data_dir() else {
+        return Vec::new();
+    };
+    ["ggml-tiny.en.bin", "ggml-base.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .collect()
+}
+
 /// Walk the whole file and refuse anything whisper.cpp would choke on.
 pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
     let io = |source| ModelError::Io {

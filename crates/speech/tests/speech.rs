@@ -224,13 +224,7 @@ fn real_model() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("WARMLINE_WHISPER_MODEL") {
         return p.into();
     }
-    let dir = std::env::var_os("WARMLINE_DATA_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".local/share/warmline"))
-        })
-        .unwrap_or_default();
+    let dir = ggml::data_dir().unwrap_or_default();
     let p = dir.join("ggml-tiny.en.bin");
     assert!(
         p.exists(),
