@@ -162,7 +162,9 @@ impl SpeechPlane {
                     // whisper allocates its compute buffers on a state's first decode:
                     // pay that here, not on the first caller.
                     let warm = Instant::now();
-                    let _ = worker.recognize(&warmline_speech::recognizer::known_clip_pcm16());
+                    if name == "whisper" {
+                        let _ = worker.recognize(&warmline_speech::recognizer::known_clip_pcm16());
+                    }
                     tracing::debug!(
                         worker = i,
                         ms = warm.elapsed().as_millis() as u64,
