@@ -389,12 +389,14 @@ async fn pipeline(
             }
         }
         // A pause inside a turn: recognise what was said so far, once per pause.
-        if spec.as_ref().is_some_and(|s| s.closed.is_none())
-            && endpointer.pause_snapshot(SPECULATE_AFTER_MS).is_none()
-        {
+        // Checked every frame without copying the turn: only a new pause takes a snapshot.
+        let paused = endpointer
+            .pause_ms()
+            .is_some_and(|ms| ms >= SPECULATE_AFTER_MS);
+        if !paused && spec.as_ref().is_some_and(|s| s.closed.is_none()) {
             spec = None; // speech resumed
         }
-        if spec.is_none() {
+        if paused && spec.is_none() {
             if let Some(u) = endpointer.pause_snapshot(SPECULATE_AFTER_MS) {
                 let key = (u.start_ms, u.end_ms);
                 let endpoint_ms = audio_ms.saturating_sub(u.end_ms);

@@ -101,6 +101,11 @@ impl Endpointer {
         self.current.is_some()
     }
 
+    /// Inside an utterance: how long its caller has been silent (cheap, per frame).
+    pub fn pause_ms(&self) -> Option<u64> {
+        self.current.as_ref().map(|_| self.silent_run * CHUNK_MS)
+    }
+
     /// Inside an utterance whose caller has been silent for at least `pause_ms`: the
     /// utterance as its closing event will carry it if no more speech comes (the same
     /// samples, the same trim), for recognising it speculatively. `None` otherwise.
