@@ -20,22 +20,11 @@
 
 use crate::text::{find, words};
 
-/// Heads of a person phrase. Multi-word heads first.
-const HEADS: &[&str] = &[
+/// Heads of a person phrase that name a role. Multi-word heads first.
+const ROLES: &[&str] = &[
     "customer service representative",
     "customer service",
     "human being",
-    "someone",
-    "somebody",
-    "anyone",
-    "anybody",
-    "some one",
-    "some body",
-    "any one",
-    "any body",
-    "person",
-    "persons",
-    "people",
     "human",
     "humans",
     "agent",
@@ -57,14 +46,14 @@ const HEADS: &[&str] = &[
 /// Heads that stand for "anybody at all": wanted for a conversation only ("I need someone
 /// to talk to"), not for a job ("I need someone to fix it").
 const GENERIC: &[&str] = &[
-    "someone",
-    "somebody",
-    "anyone",
-    "anybody",
     "some one",
     "some body",
     "any one",
     "any body",
+    "someone",
+    "somebody",
+    "anyone",
+    "anybody",
     "person",
     "persons",
     "people",
@@ -228,7 +217,7 @@ fn heads(ws: &[String]) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < ws.len() {
-        if let Some(n) = any_at(ws, i, HEADS) {
+        if let Some(n) = any_at(ws, i, ROLES).or_else(|| any_at(ws, i, GENERIC)) {
             let other = i > 0 && OTHERS.contains(&ws[i - 1].as_str());
             if !other {
                 out.push((i, n));
