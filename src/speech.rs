@@ -99,6 +99,7 @@ impl SpeechPlane {
                     language: s.language.clone(),
                     threads: (cores / s.threads.max(1)).max(1),
                     prompt: vocabulary_prompt(&cfg.rules),
+                    expected: warmline_policy::intent::request_utterances(),
                     ..DecodeOptions::default()
                 };
                 let r = WhisperRecognizer::load(model, opts)?;
@@ -267,9 +268,7 @@ fn vocabulary_prompt(rules: &[warmline_policy::Rule]) -> String {
         }
     }
     words.truncate(24);
-    let mut prompt = String::from(
-        "A caller on the phone to customer service. They may ask for an agent, a representative, an operator, a supervisor or a real person.",
-    );
+    let mut prompt = String::from(warmline_policy::intent::RECOGNIZER_PROMPT);
     if !words.is_empty() {
         prompt.push_str(" They may mention: ");
         prompt.push_str(&words.join(", "));

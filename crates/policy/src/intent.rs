@@ -165,7 +165,8 @@ const FILLER: &[&str] = &[
 
 /// What follows a generic head when it is wanted for a conversation.
 const TALK_AFTER: &[&str] = &[
-    "talk", "speak", "help", "chat", "real", "who", "that", "please", "now", "on", "in", "i", "to",
+    "talk", "speak", "help", "chat", "real", "who", "that", "please", "now", "right", "on", "in",
+    "i", "to",
 ];
 
 /// A recognised request: the words that carry it, and how sure the grammar is.
@@ -173,6 +174,113 @@ const TALK_AFTER: &[&str] = &[
 pub struct PersonRequest {
     pub phrase: String,
     pub confidence: f32,
+}
+
+/// What the recogniser is told to expect of every call (whisper's initial prompt, before
+/// the configured rules' vocabulary).
+pub const RECOGNIZER_PROMPT: &str = "A caller on the phone to customer service. They may ask for an agent, a representative, an operator, a supervisor or a real person.";
+
+/// Short turns that are a request for a person, as a caller says them and as whisper
+/// writes them (capitalised, without the closing punctuation): the recogniser checks a short turn's audio
+/// against these when it heard none of them (a clipped "Supervisor, please." comes back as
+/// "To the minor please."). Built from the grammar's own parts: who is asked for, the
+/// frames that ask, and what a whole-turn request carries, never from test sentences.
+/// Every one is a [`person_request`] (tested).
+pub fn request_utterances() -> Vec<String> {
+    // Who: the role heads with the article a caller puts before them.
+    const WHO: &[&str] = &[
+        "an agent",
+        "a live agent",
+        "a human",
+        "a human being",
+        "a real human",
+        "a person",
+        "a real person",
+        "a live person",
+        "someone",
+        "somebody",
+        "anyone",
+        "a representative",
+        "an operator",
+        "a supervisor",
+        "a manager",
+        "your supervisor",
+        "your manager",
+        "customer service",
+    ];
+    // Asking frames, each completed by one of WHO. Not "I need …" or "I want …": "I need a
+    // person" is what tiny.en finds likeliest for "I need a refund" over the phone, and
+    // routine turns start that way; said plainly, they are heard without help.
+    const ASK: &[&str] = &[
+        "I want to speak to",
+        "I want to talk to",
+        "I need to speak to",
+        "I need to talk to",
+        "I'd like to speak to",
+        "I'd like to speak with",
+        "Can I speak to",
+        "Can I talk to",
+        "Could I speak to",
+        "May I speak to",
+        "Let me speak to",
+        "Let me talk to",
+        "Put me through to",
+        "Transfer me to",
+        "Connect me to",
+        "Connect me with",
+        "Get me",
+        "Give me",
+        "Speak to",
+        "Talk to",
+    ];
+    // A role alone, said as a whole turn.
+    const ALONE: &[&str] = &[
+        "Agent",
+        "An agent",
+        "Human",
+        "A human",
+        "Person",
+        "A person",
+        "Real person",
+        "A real person",
+        "Representative",
+        "Operator",
+        "Supervisor",
+        "Manager",
+        "Someone",
+        "Customer service",
+    ];
+    const BARE: &[&str] = &[
+        "Transfer me",
+        "Put me through",
+        "Connect me",
+        "Not a machine",
+        "I don't want a machine",
+    ];
+    // Closing punctuation is left to the recogniser (it scores ".", "!" and "?" alike).
+    const TAIL: &[&str] = &["", ", please", " please", ", now", " now"];
+    let mut out = Vec::new();
+    let mut push = |body: String| {
+        for tail in TAIL {
+            out.push(format!("{body}{tail}"));
+        }
+    };
+    for ask in ASK {
+        for who in WHO {
+            push(format!("{ask} {who}"));
+        }
+    }
+    for r in ALONE.iter().chain(BARE) {
+        push((*r).to_string());
+    }
+    for who in ["someone", "anyone", "a person", "a human", "somebody"] {
+        for q in ["Is there", "Isn't there"] {
+            for talk in ["I can talk to", "I can speak to"] {
+                push(format!("{q} {who} {talk}"));
+            }
+        }
+    }
+    out
 }
 
 /// Clauses: a turn cut at punctuation and at "but" (what is said after "but" stands on
@@ -340,6 +448,19 @@ fn in_clause(ws: &[String]) -> Option<PersonRequest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_expected_utterance_is_a_request() {
+        let all = request_utterances();
+        assert!(all.len() > 1_000);
+        let missed: Vec<&String> = all.iter().filter(|t| person_request(t).is_none()).collect();
+        assert!(
+            missed.is_empty(),
+            "{} not requests, e.g. {:?}",
+            missed.len(),
+            &missed[..missed.len().min(30)]
+        );
+    }
 
     #[test]
     fn requests_however_said() {

@@ -11,10 +11,11 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{VOICES, phone};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
-use warmline_media::resample::Resampler;
 use warmline_speech::*;
 
 /// What callers say (numbers spelled as said, so the reference needs no normaliser).
@@ -36,38 +37,6 @@ const SENTENCES: &[&str] = &[
     "My account number is four five six seven.",
     "Is there a person I can talk to?",
 ];
-
-const VOICES: &[&str] = &[
-    "en-us",
-    "en",
-    "en+m3",
-    "en+f2",
-    "en-us+klatt2",
-    "en-gb-x-rp",
-    "en-gb-scotland",
-    "en-029",
-    "en-us+f3",
-    "en+m7",
-    "en-us-nyc",
-    "en+f4",
-];
-
-/// espeak-ng speech as a caller's phone delivers it: 8 kHz G.711 µ-law, back to 16 kHz.
-fn phone(text: &str, voice: &str, agitated: bool) -> Vec<i16> {
-    let mut cmd = Command::new("espeak-ng");
-    cmd.args(["-v", voice, "--stdout"]);
-    if agitated {
-        cmd.args(["-p", "80", "-a", "200", "-s", "220"]);
-    }
-    let out = cmd.args(["--", text]).output().expect("espeak-ng");
-    let clip = tts::clip_from_espeak(out.stdout).unwrap();
-    let narrow = Resampler::convert(clip.rate, 8000, &clip.pcm);
-    let mut codes = Vec::new();
-    warmline_media::g711::ulaw_encode_frame(&narrow, &mut codes);
-    let mut back = Vec::new();
-    warmline_media::g711::ulaw_decode_frame(&codes, &mut back);
-    Resampler::convert(8000, 16000, &back)
-}
 
 fn norm(text: &str) -> Vec<String> {
     text.to_lowercase()
@@ -92,16 +61,9 @@ fn edits(r: &[String], h: &[String]) -> usize {
     prev[h.len()]
 }
 
-fn models() -> Vec<PathBuf> {
-    if let Ok(v) = std::env::var("WARMLINE_WHISPER_MODELS") {
-        return v.split(',').map(PathBuf::from).collect();
-    }
-    ggml::installed_models()
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let models = models();
+    let models = common::models();
     assert!(
         !models.is_empty(),
         "no whisper model: run `warmline model fetch tiny.en` (or set WARMLINE_WHISPER_MODELS)"

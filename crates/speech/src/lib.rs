@@ -15,6 +15,7 @@ pub mod sphinx;
 pub mod tts;
 pub mod turn;
 pub mod vad;
+pub mod verify;
 
 pub use prosody::{ArousalScore, FrameAnalyzer, ProsodyScorer, UtteranceProsody};
 #[cfg(feature = "engines")]

@@ -4,6 +4,7 @@
 
 use crate::sphinx::{Sphinx, SphinxError, SphinxSetup};
 use crate::turn::Word;
+use crate::verify::{PhraseTrie, Primed, StepModel};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +26,29 @@ pub struct Recognized {
     /// Mean token (whisper) or phrase (pocketsphinx) probability, 0..1.
     pub confidence: f32,
     pub words: Vec<Word>,
+    /// What free decoding heard, when an expected phrase ([`DecodeOptions::expected`])
+    /// fitted the audio about as well and was taken instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_text: Option<String>,
+    /// How the expected phrases scored, when they were checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<ExpectCheck>,
+}
+
+/// The expected-phrase check of one turn ([`crate::verify`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExpectCheck {
+    /// log P(free transcript, end | audio).
+    pub free_logprob: f32,
+    /// The best expected phrase above the floor, with its log-probability and mean per
+    /// token; none when every phrase fell below.
+    pub phrase: Option<String>,
+    pub logprob: f32,
+    pub mean: f32,
+    /// Taken in place of the free transcript.
+    pub taken: bool,
+    /// Decoder steps spent.
+    pub steps: usize,
 }
 
 pub trait RecognizerWorker: Send {
@@ -60,6 +84,19 @@ pub struct DecodeOptions {
     pub entropy_thold: f32,
     pub logprob_thold: f32,
     pub no_speech_thold: f32,
+    /// Phrases a short turn may be (every wording of a request for a person the policy
+    /// knows): when free decoding heard none of them, each is scored against the audio,
+    /// and the best is taken if it is nearly as likely as what was heard
+    /// ([`crate::verify`]).
+    pub expected: Vec<String>,
+    /// How much less likely than the free transcript (natural log of the ratio) an
+    /// expected phrase may be and still be taken.
+    pub expect_margin: f32,
+    /// And the least mean log-probability per token it must have on its own.
+    pub expect_min_mean: f32,
+    /// Turns longer than this (ms) are not checked: a request said inside a long turn is
+    /// heard in context, and a short phrase cannot explain a long turn.
+    pub expect_max_ms: u64,
 }
 
 impl Default for DecodeOptions {
@@ -73,6 +110,10 @@ impl Default for DecodeOptions {
             entropy_thold: 2.4,
             logprob_thold: -1.0,
             no_speech_thold: 0.6,
+            expected: Vec::new(),
+            expect_margin: EXPECT_MARGIN,
+            expect_min_mean: EXPECT_MIN_MEAN,
+            expect_max_ms: 3_000,
         }
     }
 }
@@ -123,10 +164,48 @@ impl Recognizer for WhisperRecognizer {
             .ctx
             .create_state()
             .map_err(|e| SttError::Whisper(e.to_string()))?;
+        let o = &*self.opts;
+        let tokenize = |text: &str| {
+            self.ctx
+                .tokenize(text, 512)
+                .map_err(|e| SttError::Whisper(format!("tokenizing \"{text}\": {e}")))
+        };
+        // The decoder's start as whisper_full builds it: the prompt after "previous",
+        // then start of transcript, language and task (multilingual models), no timestamps.
+        let mut prompt = Vec::new();
+        if !o.prompt.is_empty() {
+            prompt.push(self.ctx.token_prev());
+            let mut p = tokenize(&o.prompt)?;
+            let keep = (self.ctx.n_text_ctx() / 2 - 1).max(0) as usize;
+            if p.len() > keep {
+                p.drain(..p.len() - keep);
+            }
+            prompt.extend(p);
+        }
+        prompt.push(self.ctx.token_sot());
+        if self.ctx.is_multilingual() {
+            let lang = whisper_rs::get_lang_id(&o.language).unwrap_or(0);
+            prompt.push(self.ctx.token_lang(lang));
+            prompt.push(self.ctx.token_transcribe());
+        }
+        prompt.push(self.ctx.token_not());
+        let mut ends = vec![self.ctx.token_eot()];
+        for p in [".", "!", "?"] {
+            if let [t] = tokenize(p)?[..] {
+                ends.push(t);
+            }
+        }
+        let mut tokenized = Vec::with_capacity(o.expected.len());
+        for phrase in &o.expected {
+            tokenized.push((phrase.clone(), tokenize(&format!(" {phrase}"))?));
+        }
         Ok(Box::new(WhisperWorker {
             ctx: self.ctx.clone(),
             state,
             opts: self.opts.clone(),
+            prompt,
+            expected: PhraseTrie::new(tokenized),
+            ends,
         }))
     }
 }
@@ -135,6 +214,51 @@ struct WhisperWorker {
     ctx: Arc<whisper_rs::WhisperContext>,
     state: whisper_rs::WhisperState,
     opts: Arc<DecodeOptions>,
+    /// The decoder's start sequence (prompt, start of transcript, …, no timestamps).
+    prompt: Vec<i32>,
+    expected: PhraseTrie,
+    /// Tokens that end an expected phrase: end of text, ".", "!", "?".
+    ends: Vec<i32>,
+}
+
+/// An expected phrase is taken when it is at most this much less likely than the free
+/// transcript (natural log: e^-4 ≈ 1/55) and its tokens, its ending included, are on
+/// average at least e^-2.4 ≈ 1/11 likely; or when it is outright more likely than the free
+/// transcript (by e^1) and a fair fit (e^-3.2 per token). Chosen on `benches/requests.rs`
+/// (480 telephone-band clips, 12 voices): free decoding hears a third of short requests,
+/// the check all but a few, and no other short turn scored within 0.35 of either line.
+/// "I need …" and "I want …" are not expected: "I need a person" was the likeliest reading
+/// of "I need a refund" (see `warmline_policy::intent::request_utterances`).
+pub const EXPECT_MARGIN: f32 = 4.0;
+pub const EXPECT_MIN_MEAN: f32 = -2.4;
+const EXPECT_BETTER: f32 = 1.0;
+const EXPECT_BETTER_MIN_MEAN: f32 = -3.2;
+/// Decoder steps one check may take (each ~1 ms for tiny.en on one core).
+const EXPECT_BUDGET: usize = 400;
+
+/// The whisper decoder one token at a time, on the audio the worker last encoded.
+struct Steps<'a> {
+    state: &'a mut whisper_rs::WhisperState,
+    threads: usize,
+}
+
+impl StepModel for Steps<'_> {
+    type Error = whisper_rs::WhisperError;
+
+    fn step(&mut self, token: i32, pos: usize) -> Result<&[f32], Self::Error> {
+        self.state.decode(&[token], pos, self.threads)?;
+        self.state.get_logits()
+    }
+
+    fn prime(&mut self, prompt: &[i32]) -> Result<&[f32], Self::Error> {
+        // One pass for all but the last token: whisper.cpp keeps only the last row of
+        // logits of a batch, and whisper-rs returns the first.
+        let (last, head) = prompt.split_last().map_or((0, &[][..]), |(l, h)| (*l, h));
+        if !head.is_empty() {
+            self.state.decode(head, 0, self.threads)?;
+        }
+        self.step(last, head.len())
+    }
 }
 
 /// Silence before and after the speech handed to whisper (0.2 s).
@@ -246,6 +370,7 @@ impl RecognizerWorker for WhisperWorker {
         let mut text = String::new();
         let mut words: Vec<Word> = Vec::new();
         let mut logprobs = Vec::new();
+        let mut tokens = Vec::new();
         let mut no_speech = 0.0f32;
         for seg in 0..self.state.full_n_segments() {
             let Some(segment) = self.state.get_segment(seg) else {
@@ -266,6 +391,7 @@ impl RecognizerWorker for WhisperWorker {
                 let data = tok.token_data();
                 let prob = tok.token_probability();
                 logprobs.push(data.plog);
+                tokens.push(tok.token_id());
                 text.push_str(&piece);
                 let (t0, t1) = (data.t0.max(0) as u64 * 10, data.t1.max(0) as u64 * 10);
                 match words.last_mut() {
@@ -299,10 +425,109 @@ impl RecognizerWorker for WhisperWorker {
             let c = mean.exp() * (1.0 - no_speech);
             if looped { c * 0.5 } else { c }
         };
-        Ok(Recognized {
+        let heard = Recognized {
             text,
             confidence: confidence.clamp(0.0, 1.0),
             words,
+            free_text: None,
+            check: None,
+        };
+        if self.expected.is_empty()
+            || (pcm.len() as u64) > o.expect_max_ms * 16
+            || no_speech > o.no_speech_thold
+            || o.expected.iter().any(|e| same_words(e, &heard.text))
+        {
+            return Ok(heard);
+        }
+        self.check_expected(heard, &tokens, pcm.len())
+    }
+}
+
+/// The same words, whatever the case and punctuation.
+fn same_words(a: &str, b: &str) -> bool {
+    let w = |s: &str| -> Vec<String> {
+        s.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    w(a) == w(b)
+}
+
+impl WhisperWorker {
+    /// Score the expected phrases against the audio just encoded (see [`crate::verify`]),
+    /// and take the best if it fits nearly as well as what free decoding heard.
+    fn check_expected(
+        &mut self,
+        heard: Recognized,
+        tokens: &[i32],
+        samples: usize,
+    ) -> Result<Recognized, SttError> {
+        let o = &*self.opts;
+        let eot = self.ctx.token_eot();
+        let mut steps = Steps {
+            state: &mut self.state,
+            threads: o.threads.max(1),
+        };
+        let err = |e: whisper_rs::WhisperError| SttError::Whisper(e.to_string());
+        let primed = Primed::new(&mut steps, &self.prompt).map_err(err)?;
+        let free = crate::verify::score(&mut steps, &primed, tokens, eot).map_err(err)?;
+        let (best, stats) = crate::verify::best_phrase(
+            &mut steps,
+            &self.expected,
+            &primed,
+            &self.ends,
+            free - o.expect_margin,
+            EXPECT_BUDGET,
+        )
+        .map_err(err)?;
+        let Some(best) = best else {
+            return Ok(Recognized {
+                check: Some(ExpectCheck {
+                    free_logprob: free,
+                    phrase: None,
+                    logprob: f32::NEG_INFINITY,
+                    mean: f32::NEG_INFINITY,
+                    taken: false,
+                    steps: stats.steps,
+                }),
+                ..heard
+            });
+        };
+        // Per token, the end of text included.
+        let mean = best.logprob / (best.tokens + 1) as f32;
+        let phrase = self.expected.phrase(best.phrase).to_string();
+        let mut check = ExpectCheck {
+            free_logprob: free,
+            phrase: Some(phrase.clone()),
+            logprob: best.logprob,
+            mean,
+            taken: false,
+            steps: stats.steps,
+        };
+        let better = best.logprob - free >= EXPECT_BETTER && mean >= EXPECT_BETTER_MIN_MEAN;
+        if mean < o.expect_min_mean && !better {
+            return Ok(Recognized {
+                check: Some(check),
+                ..heard
+            });
+        }
+        check.taken = true;
+        let end_ms = samples as u64 / 16;
+        Ok(Recognized {
+            words: phrase
+                .split_whitespace()
+                .map(|w| Word {
+                    text: w.to_string(),
+                    start_ms: 0,
+                    end_ms,
+                    probability: mean.exp(),
+                })
+                .collect(),
+            confidence: mean.exp(),
+            free_text: Some(heard.text),
+            check: Some(check),
+            text: phrase,
         })
     }
 }
@@ -383,6 +608,8 @@ impl RecognizerWorker for Sphinx {
         if spotted.is_empty() && pcm.len() < 16_000 * 6 / 5 {
             if let Some((text, p)) = self.answer(pcm)? {
                 return Ok(Recognized {
+                    free_text: None,
+                    check: None,
                     words: text
                         .split_whitespace()
                         .map(|w| Word {
@@ -412,6 +639,8 @@ impl RecognizerWorker for Sphinx {
         Ok(Recognized {
             text,
             confidence,
+            free_text: None,
+            check: None,
             words: spots
                 .into_iter()
                 .map(|s| Word {

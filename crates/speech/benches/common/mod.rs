@@ -1,0 +1,49 @@
+//! What the speech benches share: telephone-band test speech and the models to measure.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use warmline_media::resample::Resampler;
+use warmline_speech::{ggml, tts};
+
+pub const VOICES: &[&str] = &[
+    "en-us",
+    "en",
+    "en+m3",
+    "en+f2",
+    "en-us+klatt2",
+    "en-gb-x-rp",
+    "en-gb-scotland",
+    "en-029",
+    "en-us+f3",
+    "en+m7",
+    "en-us-nyc",
+    "en+f4",
+];
+
+/// espeak-ng speech as a caller's phone delivers it: 8 kHz G.711 µ-law, back to 16 kHz.
+pub fn phone(text: &str, voice: &str, agitated: bool) -> Vec<i16> {
+    let mut cmd = Command::new("espeak-ng");
+    cmd.args(["-v", voice, "--stdout"]);
+    if agitated {
+        cmd.args(["-p", "80", "-a", "200", "-s", "220"]);
+    }
+    let out = cmd.args(["--", text]).output().expect("espeak-ng");
+    let clip = tts::clip_from_espeak(out.stdout).unwrap();
+    let narrow = Resampler::convert(clip.rate, 8000, &clip.pcm);
+    let mut codes = Vec::new();
+    warmline_media::g711::ulaw_encode_frame(&narrow, &mut codes);
+    let mut back = Vec::new();
+    warmline_media::g711::ulaw_decode_frame(&codes, &mut back);
+    Resampler::convert(8000, 16000, &back)
+}
+
+/// `WARMLINE_WHISPER_MODELS` (comma-separated paths), else every model installed in
+/// warmline's data directory.
+pub fn models() -> Vec<PathBuf> {
+    if let Ok(v) = std::env::var("WARMLINE_WHISPER_MODELS") {
+        return v.split(',').map(PathBuf::from).collect();
+    }
+    ggml::installed_models()
+}
