@@ -100,6 +100,7 @@ impl SpeechPlane {
                     threads: (cores / s.threads.max(1)).max(1),
                     prompt: vocabulary_prompt(&cfg.rules),
                     expected: warmline_policy::intent::request_utterances(),
+                    expected_said: Some(|t| warmline_policy::intent::person_request(t).is_some()),
                     ..DecodeOptions::default()
                 };
                 let r = WhisperRecognizer::load(model, opts)?;

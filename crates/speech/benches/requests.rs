@@ -119,6 +119,7 @@ fn main() {
                 threads: 2,
                 prompt: RECOGNIZER_PROMPT.to_string(),
                 expected: expected.clone(),
+                expected_said: Some(|t| person_request(t).is_some()),
                 expect_margin: env_f32("WARMLINE_EXPECT_MARGIN", recognizer::EXPECT_MARGIN),
                 expect_min_mean: env_f32("WARMLINE_EXPECT_MIN_MEAN", recognizer::EXPECT_MIN_MEAN),
                 ..DecodeOptions::default()

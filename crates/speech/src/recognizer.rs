@@ -89,6 +89,9 @@ pub struct DecodeOptions {
     /// and the best is taken if it is nearly as likely as what was heard
     /// ([`crate::verify`]).
     pub expected: Vec<String>,
+    /// Free text that already says what the expected phrases say (a request for a person
+    /// in other words): it needs no check, and is never cut down to a shorter phrase.
+    pub expected_said: Option<fn(&str) -> bool>,
     /// How much less likely than the free transcript (natural log of the ratio) an
     /// expected phrase may be and still be taken.
     pub expect_margin: f32,
@@ -111,6 +114,7 @@ impl Default for DecodeOptions {
             logprob_thold: -1.0,
             no_speech_thold: 0.6,
             expected: Vec::new(),
+            expected_said: None,
             expect_margin: EXPECT_MARGIN,
             expect_min_mean: EXPECT_MIN_MEAN,
             expect_max_ms: 3_000,
@@ -436,6 +440,7 @@ impl RecognizerWorker for WhisperWorker {
             || (pcm.len() as u64) > o.expect_max_ms * 16
             || no_speech > o.no_speech_thold
             || o.expected.iter().any(|e| same_words(e, &heard.text))
+            || o.expected_said.is_some_and(|said| said(&heard.text))
         {
             return Ok(heard);
         }
