@@ -138,6 +138,36 @@ fn frustrated_caller_without_keywords_is_caught_by_prosody() {
 }
 
 #[test]
+fn a_furious_run_may_dip_under_the_threshold_once() {
+    // 0.85 then 0.59: the run's mean (0.72) is over 0.6.
+    let mut p = Policy::new(Vec::new());
+    assert_eq!(
+        p.observe(1_000, &aroused("I have called three times", 0.85)),
+        None
+    );
+    let t = p
+        .observe(2_000, &aroused("why does it keep happening to me", 0.59))
+        .unwrap();
+    assert_eq!(t.kind, "prosody");
+    assert!(t.evidence[0].contains("mean 0.72"), "{:?}", t.evidence);
+
+    // Two turns just under the threshold: the mean is under it too.
+    let mut p = Policy::new(Vec::new());
+    p.observe(1_000, &aroused("my parcel is late", 0.58));
+    assert_eq!(p.observe(2_000, &aroused("it was due Monday", 0.57)), None);
+
+    // A dip further than the slack breaks the run, and a dip is never enough on its own
+    // with a complaint word.
+    let mut p = Policy::new(Vec::new());
+    p.observe(1_000, &aroused("my parcel is late", 0.9));
+    assert_eq!(p.observe(2_000, &aroused("it was due Monday", 0.45)), None);
+    assert_eq!(
+        p.observe(3_000, &aroused("this isn't helping at all", 0.55)),
+        None
+    );
+}
+
+#[test]
 fn low_confidence_repeated_failure_elapsed_dtmf() {
     let mut p = Policy::new(rules(serde_json::json!([
         {"name": "unclear", "kind": "low_confidence", "below": 0.5, "turns": 2, "disposition": "transfer.asr"},
