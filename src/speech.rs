@@ -190,6 +190,12 @@ impl SpeechPlane {
                         match result {
                             Ok(r) => {
                                 plane.counters.recognized.fetch_add(1, Ordering::Relaxed);
+                                if let Some(c) = &r.check {
+                                    tracing::debug!(heard = %r.free_text.as_deref().unwrap_or(&r.text), phrase = c.phrase.as_deref().unwrap_or(""), free_logprob = c.free_logprob, logprob = c.logprob, mean = c.mean, steps = c.steps, taken = c.taken, "expected phrases checked");
+                                }
+                                if let Some(heard) = &r.free_text {
+                                    tracing::info!(%heard, taken = %r.text, "heard as an expected phrase: it fits the audio about as well as the free transcript");
+                                }
                                 plane
                                     .metrics
                                     .stt_latency
