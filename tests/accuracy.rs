@@ -1,7 +1,7 @@
 //! Escalation accuracy, end to end: CI's fixed subset of the labelled calls
 //! (`benches/accuracy/cases.py`, every category) played through this binary by SIPp over
 //! SIP with G.711 RTP, three at a time, with the real whisper model, and scored from the
-//! audit trail. Fails below 80 % right triggers (the target is 90 %) or above 5 % false
+//! audit trail. Fails below 90 % right triggers or above 5 % false
 //! escalations, and when a call leaves no audit trail. The whole set (81 calls) is `benches/accuracy.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -48,11 +48,9 @@ fn escalations_fire_for_the_right_reason_on_calls_that_sound_like_people() {
             "ci",
             "--check",
         ])
-        // The gate is 90 %; tiny.en mishears 2 of the 9 explicit asks in this
-        // subset (13/15 = 86.7 % on every run so far, release and debug builds), so the
-        // gate stands at 80 % to catch a regression of two more calls; the target is
-        // tracked by benches/accuracy.sh.
-        .args(["--min-right", "0.80", "--max-false", "0.05"])
+        // The gate. 21 should-escalate calls: tiny.en mishears one ("Representative."
+        // said by en-us-nyc: 20/21 = 95.2 %); a second miss still passes, a third fails.
+        .args(["--min-right", "0.90", "--max-false", "0.05"])
         .arg("--model")
         .arg(&model)
         .arg("--work")
