@@ -40,10 +40,15 @@ pub fn phone(text: &str, voice: &str, agitated: bool) -> Vec<i16> {
 }
 
 /// `WARMLINE_WHISPER_MODELS` (comma-separated paths), else every model installed in
-/// warmline's data directory.
+/// warmline's data directory; at least one.
 pub fn models() -> Vec<PathBuf> {
-    if let Ok(v) = std::env::var("WARMLINE_WHISPER_MODELS") {
-        return v.split(',').map(PathBuf::from).collect();
-    }
-    ggml::installed_models()
+    let models = match std::env::var("WARMLINE_WHISPER_MODELS") {
+        Ok(v) => v.split(',').map(PathBuf::from).collect(),
+        Err(_) => ggml::installed_models(),
+    };
+    assert!(
+        !models.is_empty(),
+        "no whisper model: run `warmline model fetch tiny.en` (or set WARMLINE_WHISPER_MODELS)"
+    );
+    models
 }
