@@ -402,7 +402,8 @@ async fn pipeline(
         if !paused && spec.as_ref().is_some_and(|s| s.closed.is_none()) {
             spec = None; // speech resumed
         }
-        if paused && spec.is_none() {
+        // While every worker is busy the turn is not copied (checked again next frame).
+        if paused && spec.is_none() && plane.idle() {
             if let Some(u) = endpointer.pause_snapshot(SPECULATE_AFTER_MS) {
                 let key = (u.start_ms, u.end_ms);
                 let endpoint_ms = audio_ms.saturating_sub(u.end_ms);
@@ -419,6 +420,11 @@ async fn pipeline(
 }
 
 impl SpeechPlane {
+    /// A worker has nothing to do: speculation may use it.
+    fn idle(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) < self.workers as u64
+    }
+
     /// Queue an utterance for recognition; false when every worker is busy and the queue
     /// is full (a real turn is then dropped and counted; a speculative one is just not
     /// made).
@@ -430,6 +436,9 @@ impl SpeechPlane {
         reply: mpsc::UnboundedSender<PipelineEvent>,
         speculative: bool,
     ) -> bool {
+        if speculative && !self.idle() {
+            return false;
+        }
         let (start_ms, end_ms) = (u.start_ms, u.end_ms);
         let job = Job {
             pcm: u.pcm,
@@ -441,9 +450,6 @@ impl SpeechPlane {
             reply,
             span: tracing::Span::current(),
         };
-        if speculative && self.busy.load(Ordering::Relaxed) >= self.workers as u64 {
-            return false;
-        }
         self.busy.fetch_add(1, Ordering::Relaxed);
         if self.jobs.try_send(job).is_ok() {
             return true;
