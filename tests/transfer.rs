@@ -69,10 +69,25 @@ fn caller_saying(pcap: &str, gw: &Gw, mp: u16, stay_ms: u32) -> Child {
     )
 }
 
+/// The call's audit trail once it holds its `end` (the trail is stored as the call's
+/// tasks wind down, after the peers have gone).
 fn audit(gw: &Gw, call_id: &str) -> serde_json::Value {
-    let (status, body) = http_req(gw.http, "GET", &format!("/api/calls/{call_id}/audit"), "");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+    audit_having(gw, call_id, "end")
+}
+
+/// The call's audit trail once it holds `event`; as it stands after 15 s otherwise (the
+/// assertions that follow then say what is missing).
+fn audit_having(gw: &Gw, call_id: &str, event: &str) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = http_req(gw.http, "GET", &format!("/api/calls/{call_id}/audit"), "");
+        assert_eq!(status, 200, "{body}");
+        let trail: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if events(&trail).iter().any(|e| e == event) || start.elapsed() > Duration::from_secs(15) {
+            return trail;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn events(audit: &serde_json::Value) -> Vec<String> {
@@ -176,7 +191,8 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
     let busy = scripted_agent("uas_busy.xml", busy_port);
     let agent_mp = media_port();
     let agent = agent("uas_agent.xml", agent_port, agent_mp);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_udp_listening(busy_port, "the busy agent");
+    wait_udp_listening(agent_port, "the agent");
     let caller_mp = media_port();
     let caller = caller_saying("yes_ask_pcmu.pcap", &gw, caller_mp, 4000);
     wait_ok(
@@ -375,7 +391,7 @@ fn scripted_agent(scenario: &str, port: u16) -> Child {
 /// A SIPp agent whose phone rings until it is cancelled.
 fn ringing_agent(port: u16) -> Child {
     let agent = scripted_agent("uas_noanswer.xml", port);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_udp_listening(port, "the ringing agent");
     agent
 }
 
@@ -480,8 +496,7 @@ fn a_crm_that_is_down_gets_the_packet_after_it_comes_back_even_across_a_restart(
     let bodies = crm.bodies();
     assert_eq!(bodies.len(), 1, "delivered once after the restart");
     assert_eq!(bodies[0]["call_id"], id.as_str());
-    std::thread::sleep(Duration::from_millis(300));
-    let ev = events(&audit(&gw, &id));
+    let ev = events(&audit_having(&gw, &id, "packet_acknowledged"));
     assert!(ev.contains(&"packet_acknowledged".to_string()), "{ev:?}");
 }
 
@@ -525,8 +540,7 @@ impl Baresip {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // It listens within a moment; SIP retransmits cover a slow start anyway.
-        std::thread::sleep(Duration::from_millis(500));
+        wait_udp_listening(port, "baresip");
         Baresip {
             child,
             rec,
@@ -604,7 +618,6 @@ fn baresip_as_the_agent_hears_the_briefing_then_the_caller() {
     );
     let caller = caller_through_transfer(&gw, media_port(), 4000);
     wait_ok(caller, "caller through the transfer to baresip");
-    std::thread::sleep(Duration::from_millis(500));
     let id = the_call_id(&gw);
     let ev = events(&audit(&gw, &id));
     assert_in_order(
@@ -694,7 +707,7 @@ fn the_agent_page_shows_the_call_live_and_the_metrics_move() {
         ),
     );
     let agent = agent("uas_agent.xml", agent_port, media_port());
-    std::thread::sleep(Duration::from_millis(300));
+    wait_udp_listening(agent_port, "the agent");
     let caller = caller_saying("yes_ask_pcmu.pcap", &gw, media_port(), 8000);
     // While caller and agent talk, the agent opens the screen-pop page.
     let start = std::time::Instant::now();
@@ -768,9 +781,17 @@ fn the_agent_page_shows_the_call_live_and_the_metrics_move() {
     );
     wait_ok(caller, "caller");
     wait_ok(agent, "agent");
-    std::thread::sleep(Duration::from_millis(300));
-
-    let (status, text) = http_req_auth(gw.http, "/metrics", "t0k");
+    // The call's end is counted as its tasks wind down, after the peers have gone.
+    let start = std::time::Instant::now();
+    let (status, text) = loop {
+        let (status, text) = http_req_auth(gw.http, "/metrics", "t0k");
+        let ended = text.contains("warmline_calls_active 0")
+            && text.contains("warmline_calls_total{outcome=\"call.peer_bye\",role=\"inbound\"} 1");
+        if status != 200 || ended || start.elapsed() > Duration::from_secs(15) {
+            break (status, text);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(status, 200);
     for want in [
         "warmline_transfers_total{kind=\"explicit_request\",outcome=\"bridged\",route=\"default\"} 1",
@@ -831,7 +852,8 @@ fn an_agent_who_presses_2_passes_the_call_on_and_the_next_who_presses_1_takes_it
         second_port,
         media_port(),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_udp_listening(first_port, "the first agent");
+    wait_udp_listening(second_port, "the second agent");
     let caller = caller_through_transfer(&gw, media_port(), 1500);
     wait_ok(caller, "caller held through both agents, then bridged");
     wait_ok(first, "first agent, hung up after passing");
@@ -885,7 +907,7 @@ fn a_language_model_can_write_the_agents_briefing() {
         10,
     );
     let agent = agent("uas_agent.xml", agent_port, media_port());
-    std::thread::sleep(Duration::from_millis(300));
+    wait_udp_listening(agent_port, "the agent");
     let caller = caller_through_transfer(&gw, media_port(), 1000);
     wait_ok(caller, "caller");
     wait_ok(agent, "agent");

@@ -259,6 +259,33 @@ pub fn wait_ok(mut child: Child, what: &str) {
     }
 }
 
+/// Wait until something listens on UDP `port` (a SIPp or baresip agent started in the
+/// background), read from the kernel's socket table: probing with a bind of our own could
+/// take the port from under the peer.
+#[allow(dead_code)]
+pub fn wait_udp_listening(port: u16, what: &str) {
+    let hex = format!(":{port:04X} ");
+    let bound = || {
+        ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|t| {
+                t.lines().skip(1).any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| format!("{a} ").ends_with(&hex))
+                })
+            })
+        })
+    };
+    let start = std::time::Instant::now();
+    while !bound() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} never listened on UDP port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Send one SIP request over UDP and return the first final (>= 200) response.
 pub fn udp_request(to: u16, text: &str) -> String {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
