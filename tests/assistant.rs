@@ -30,17 +30,27 @@ fn watch(
     }
 }
 
-/// The call's audit trail, as stored (event names, oldest first).
+/// The call's audit trail, as stored (event names, oldest first), once it holds its `end`
+/// (stored as the call's tasks wind down, after the caller has gone); as it stands after
+/// 15 s otherwise.
 fn stored_events(gw: &Gw, id: &str) -> Vec<String> {
-    let (_, body) = http_req(gw.http, "GET", &format!("/api/calls/{id}/audit"), "");
-    serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e["event"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    let start = std::time::Instant::now();
+    loop {
+        let (_, body) = http_req(gw.http, "GET", &format!("/api/calls/{id}/audit"), "");
+        let events: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap_or_default()["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["event"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if events.iter().any(|e| e == "end") || start.elapsed() > Duration::from_secs(15) {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn said(call: &serde_json::Value) -> Vec<String> {
