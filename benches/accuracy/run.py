@@ -301,6 +301,13 @@ def report(results, args, played):
     lat = [r["latency_ms"] for r in right if r["latency_ms"] is not None]
     print(f"  end of speech -> trigger (decisive turn, {len(lat)} calls): "
           f"p50 {pct(lat, 0.5):.0f} ms, p95 {pct(lat, 0.95):.0f} ms, max {max(lat, default=0)} ms")
+    kinds = {}
+    for r in right:
+        if r["latency_ms"] is not None:
+            kinds.setdefault(r["expect"], []).append(r["latency_ms"])
+    for kind, xs in sorted(kinds.items()):
+        print(f"    {kind:16} {len(xs):3} calls: p50 {pct(xs, 0.5):.0f} ms, "
+              f"max {max(xs)} ms")
     wrong = [r for r in results if r["got"] != r["expect"]]
     if wrong:
         print("  confusions:")

@@ -281,7 +281,7 @@ impl StepModel for Steps<'_> {
 /// Silence before and after the speech handed to whisper (0.2 s).
 const LEAD_IN: usize = 3_200;
 /// Encoder frames (20 ms) of context beyond the audio.
-const AUDIO_CTX_MARGIN: i32 = 200;
+const AUDIO_CTX_MARGIN: i32 = 120;
 
 /// The most tokens a turn of this many seconds can need: agitated speech (220 words a
 /// minute) is under 5 tokens a second; more is the decoder looping, not the caller
@@ -373,9 +373,11 @@ impl RecognizerWorker for WhisperWorker {
         }
         // The encoder runs on 50 frames per second of audio: fit its context to the
         // utterance instead of the 30 s window, the biggest win for short utterances. But
-        // give it 4 s of silence beyond the speech: with less (64 frames) the decoder does
-        // not see the turn end and says it again (11 of 128 telephone turns looped at 128
-        // frames, 0–2 at 200; WER 59% → 42%).
+        // give it 2.4 s of silence beyond the speech: with 64 frames the decoder did not
+        // see the turn end and said it again (before the temperature fallback and the
+        // repetition cut). Measured with `--bench hearing` (256 telephone turns): WER
+        // 44.1% at 200 frames, 44.3% at 120, 46.2% at 100, 0–1 runaway turns each; a 3 s
+        // turn decodes in 257 ms at 120 against 313 ms at 200 (`--bench stt_latency`).
         let secs = audio.len() as f32 / 16_000.0;
         let ctx = ((secs * 50.0).ceil() as i32 + AUDIO_CTX_MARGIN).min(self.ctx.n_audio_ctx());
         p.set_audio_ctx(ctx);
