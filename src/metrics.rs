@@ -33,6 +33,7 @@ pub struct Metrics {
     pub sip_messages_total: IntCounterVec,
     pub stt_latency: Histogram,
     pub stt_dropped_total: IntCounter,
+    pub stt_speculation_stopped_total: IntCounter,
     /// Cost of one 20 ms frame: `vad` and `prosody`.
     pub frame_cost: HistogramVec,
     /// Per leg, when it ends: fraction of packets lost, and interarrival jitter.
@@ -103,6 +104,10 @@ impl Metrics {
                 "stt_dropped_total",
                 "Utterances dropped because every recognizer was busy",
             )?,
+            stt_speculation_stopped_total: IntCounter::new(
+                "stt_speculation_stopped_total",
+                "Turns recognised ahead of their end and stopped because the caller went on talking",
+            )?,
             frame_cost: HistogramVec::new(
                 HistogramOpts::new(
                     "speech_frame_cost_seconds",
@@ -146,6 +151,7 @@ impl Metrics {
         r.register(Box::new(m.sip_messages_total.clone()))?;
         r.register(Box::new(m.stt_latency.clone()))?;
         r.register(Box::new(m.stt_dropped_total.clone()))?;
+        r.register(Box::new(m.stt_speculation_stopped_total.clone()))?;
         r.register(Box::new(m.frame_cost.clone()))?;
         r.register(Box::new(m.rtp_loss_fraction.clone()))?;
         r.register(Box::new(m.rtp_jitter.clone()))?;

@@ -9,7 +9,7 @@
 
 use crate::config::{Config, RecognizerChoice};
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -52,6 +52,8 @@ struct Job {
     queued: Instant,
     reply: mpsc::UnboundedSender<PipelineEvent>,
     span: tracing::Span,
+    /// Set when a speculative job's turn went on: the worker stops and takes the next.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 pub struct SpeechPlane {
@@ -183,7 +185,10 @@ impl SpeechPlane {
                             Err(_) => return,
                         };
                         let _g = job.span.enter();
-                        let result = worker.recognize(&job.pcm);
+                        let result = match &job.stop {
+                            Some(stop) => worker.recognize_until(&job.pcm, stop),
+                            None => worker.recognize(&job.pcm),
+                        };
                         let latency_ms = job.queued.elapsed().as_millis() as u64;
                         let Some(plane) = plane.upgrade() else { return };
                         plane.busy.fetch_sub(1, Ordering::Relaxed);
@@ -216,6 +221,14 @@ impl SpeechPlane {
                                     prosody: job.prosody,
                                 };
                                 let _ = job.reply.send(PipelineEvent::Turn(Box::new(turn)));
+                            }
+                            Err(warmline_speech::SttError::Stopped) => {
+                                plane.metrics.stt_speculation_stopped_total.inc();
+                                tracing::debug!(
+                                    start_ms = job.start_ms,
+                                    end_ms = job.end_ms,
+                                    "speculative recognition stopped: the caller went on"
+                                );
                             }
                             Err(e) => {
                                 plane.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -290,12 +303,21 @@ fn vocabulary_prompt(rules: &[warmline_policy::Rule]) -> String {
 const SPECULATE_AFTER_MS: u64 = 240;
 
 /// A turn being recognised ahead of its end: `key` is its (start, end) in audio time.
+/// Dropped (the caller went on talking, or its result was delivered), it stops its job:
+/// under load a stale guess would hold a worker another caller's turn is waiting for.
 struct Speculation {
     key: (u64, u64),
     result: Option<Box<TranscriptTurn>>,
     /// The endpointer closed the turn (with the same audio): deliver the result as soon
     /// as it arrives, with this prosody.
     closed: Option<Option<TurnProsody>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Speculation {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 async fn pipeline(
@@ -390,7 +412,7 @@ async fn pipeline(
                     }
                     spec = None;
                     let endpoint_ms = audio_ms.saturating_sub(u.end_ms);
-                    plane.submit(u, prosody, endpoint_ms, events.clone(), false);
+                    plane.submit(u, prosody, endpoint_ms, events.clone(), None);
                 }
             }
         }
@@ -407,11 +429,13 @@ async fn pipeline(
             if let Some(u) = endpointer.pause_snapshot(SPECULATE_AFTER_MS) {
                 let key = (u.start_ms, u.end_ms);
                 let endpoint_ms = audio_ms.saturating_sub(u.end_ms);
-                if plane.submit(u, None, endpoint_ms, spec_tx.clone(), true) {
+                let stop = Arc::new(AtomicBool::new(false));
+                if plane.submit(u, None, endpoint_ms, spec_tx.clone(), Some(stop.clone())) {
                     spec = Some(Speculation {
                         key,
                         result: None,
                         closed: None,
+                        stop,
                     });
                 }
             }
@@ -426,16 +450,17 @@ impl SpeechPlane {
     }
 
     /// Queue an utterance for recognition; false when every worker is busy and the queue
-    /// is full (a real turn is then dropped and counted; a speculative one is just not
-    /// made).
+    /// is full (a real turn is then dropped and counted; a speculative one, which comes
+    /// with its `stop` flag, is just not made).
     fn submit(
         &self,
         u: warmline_speech::Utterance,
         prosody: Option<TurnProsody>,
         endpoint_ms: u64,
         reply: mpsc::UnboundedSender<PipelineEvent>,
-        speculative: bool,
+        stop: Option<Arc<AtomicBool>>,
     ) -> bool {
+        let speculative = stop.is_some();
         if speculative && !self.idle() {
             return false;
         }
@@ -449,6 +474,7 @@ impl SpeechPlane {
             queued: Instant::now(),
             reply,
             span: tracing::Span::current(),
+            stop,
         };
         self.busy.fetch_add(1, Ordering::Relaxed);
         if self.jobs.try_send(job).is_ok() {

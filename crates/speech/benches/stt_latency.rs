@@ -1,6 +1,7 @@
 //! End of utterance → final text, p50/p95, for 1–5 s utterances of espeak-ng speech: the
 //! generated whisper model (always), every real model installed in warmline's data
-//! directory (or WARMLINE_WHISPER_MODEL), and the pocketsphinx fallback. Also how many callers talking without pause one worker per
+//! directory (or WARMLINE_WHISPER_MODEL) decoding after the gateway's prompt, and the
+//! pocketsphinx fallback. Also how many callers talking without pause one worker per
 //! core keeps up with (cores / real-time factor).
 //!
 //!   cargo bench -p warmline-speech --bench stt_latency
@@ -100,6 +101,9 @@ fn main() {
                 &path,
                 DecodeOptions {
                     threads,
+                    // The gateway always decodes after its prompt, and the prompt costs
+                    // decoder time: measure what a caller gets.
+                    prompt: warmline_policy::intent::RECOGNIZER_PROMPT.to_string(),
                     ..DecodeOptions::default()
                 },
             )

@@ -8,6 +8,7 @@ use crate::verify::{PhraseTrie, Primed, StepModel};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SttError {
@@ -17,6 +18,9 @@ pub enum SttError {
     Whisper(String),
     #[error(transparent)]
     Sphinx(#[from] SphinxError),
+    /// The caller of [`RecognizerWorker::recognize_until`] no longer wanted the text.
+    #[error("recognition stopped: its result was no longer wanted")]
+    Stopped,
 }
 
 /// What a recognizer made of one utterance.
@@ -54,6 +58,16 @@ pub struct ExpectCheck {
 pub trait RecognizerWorker: Send {
     /// 16 kHz mono PCM of one utterance.
     fn recognize(&mut self, pcm: &[i16]) -> Result<Recognized, SttError>;
+
+    /// As [`Self::recognize`], but give up ([`SttError::Stopped`]) soon after `stop` is
+    /// set: a guess at a turn the caller went on talking over frees its worker for a turn
+    /// that needs it. A recognizer that cannot stop midway finishes.
+    fn recognize_until(&mut self, pcm: &[i16], stop: &AtomicBool) -> Result<Recognized, SttError> {
+        if stop.load(Ordering::Relaxed) {
+            return Err(SttError::Stopped);
+        }
+        self.recognize(pcm)
+    }
 }
 
 pub trait Recognizer: Send + Sync {
@@ -257,12 +271,17 @@ const EXPECT_BUDGET: usize = 128;
 struct Steps<'a> {
     state: &'a mut whisper_rs::WhisperState,
     threads: usize,
+    stop: Option<&'a AtomicBool>,
 }
 
 impl StepModel for Steps<'_> {
     type Error = whisper_rs::WhisperError;
 
     fn step(&mut self, token: i32, pos: usize) -> Result<&[f32], Self::Error> {
+        if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            // Told apart from a real failure by the caller, which reads the same flag.
+            return Err(whisper_rs::WhisperError::GenericError(0));
+        }
         self.state.decode(&[token], pos, self.threads)?;
         self.state.get_logits()
     }
@@ -330,8 +349,35 @@ pub fn cut_repetition(text: &str) -> (String, bool) {
     (text.to_string(), false)
 }
 
+/// whisper.cpp's abort callback: true once the job's stop flag is set. whisper.cpp asks
+/// after each graph it computes (the encoder, each decoder step), so a stop is heard
+/// within one encode at worst.
+extern "C" fn stop_requested(flag: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `flag` is the `&AtomicBool` that `decode_free` holds borrowed for the whole
+    // `whisper_full` call, the only time whisper.cpp calls this.
+    #[allow(unsafe_code)]
+    let flag = unsafe { &*(flag as *const AtomicBool) };
+    flag.load(Ordering::Relaxed)
+}
+
 impl RecognizerWorker for WhisperWorker {
     fn recognize(&mut self, pcm: &[i16]) -> Result<Recognized, SttError> {
+        self.decode(pcm, None)
+    }
+
+    fn recognize_until(&mut self, pcm: &[i16], stop: &AtomicBool) -> Result<Recognized, SttError> {
+        match self.decode(pcm, Some(stop)) {
+            Err(_) if stop.load(Ordering::Relaxed) => Err(SttError::Stopped),
+            r => r,
+        }
+    }
+}
+
+impl WhisperWorker {
+    fn decode(&mut self, pcm: &[i16], stop: Option<&AtomicBool>) -> Result<Recognized, SttError> {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(SttError::Stopped);
+        }
         // Whisper wants at least a second; pad short utterances with silence, and give
         // every turn a little silence before its first word and after its last (measured:
         // a word at the very edge is often lost).
@@ -382,6 +428,14 @@ impl RecognizerWorker for WhisperWorker {
         let ctx = ((secs * 50.0).ceil() as i32 + AUDIO_CTX_MARGIN).min(self.ctx.n_audio_ctx());
         p.set_audio_ctx(ctx);
         p.set_max_tokens(token_cap(pcm.len() as f32 / 16_000.0));
+        if let Some(flag) = stop {
+            // SAFETY: the callback only reads the flag, which outlives `full` below.
+            #[allow(unsafe_code)]
+            unsafe {
+                p.set_abort_callback(Some(stop_requested));
+                p.set_abort_callback_user_data(flag as *const AtomicBool as *mut std::ffi::c_void);
+            }
+        }
         self.state
             .full(p, &audio)
             .map_err(|e| SttError::Whisper(e.to_string()))?;
@@ -458,11 +512,9 @@ impl RecognizerWorker for WhisperWorker {
         {
             return Ok(heard);
         }
-        self.check_expected(heard, &tokens, pcm.len())
+        self.check_expected(heard, &tokens, pcm.len(), stop)
     }
-}
 
-impl WhisperWorker {
     /// Score the expected phrases against the audio just encoded (see [`crate::verify`]),
     /// and take the best if it fits nearly as well as what free decoding heard.
     fn check_expected(
@@ -470,12 +522,14 @@ impl WhisperWorker {
         heard: Recognized,
         tokens: &[i32],
         samples: usize,
+        stop: Option<&AtomicBool>,
     ) -> Result<Recognized, SttError> {
         let o = &*self.opts;
         let eot = self.ctx.token_eot();
         let mut steps = Steps {
             state: &mut self.state,
             threads: o.threads.max(1),
+            stop,
         };
         let err = |e: whisper_rs::WhisperError| SttError::Whisper(e.to_string());
         let primed = Primed::new(&mut steps, &self.expect.prompt).map_err(err)?;

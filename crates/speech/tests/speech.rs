@@ -217,6 +217,56 @@ fn real_whisper_model_transcribes_espeak_speech() {
     assert!(hits >= 8);
 }
 
+#[test]
+fn a_stopped_recognition_gives_up_at_once_and_the_worker_hears_the_next_turn() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rec = WhisperRecognizer::load(
+        &real_model(),
+        DecodeOptions {
+            threads: 1,
+            prompt: warmline_policy::intent::RECOGNIZER_PROMPT.to_string(),
+            expected: warmline_policy::intent::request_utterances(),
+            ..DecodeOptions::default()
+        },
+    )
+    .unwrap();
+    let mut w = rec.worker().unwrap();
+    let clip = recognizer::known_clip_pcm16();
+    let full = Instant::now();
+    let heard = w.recognize(&clip).unwrap();
+    let full = full.elapsed();
+    assert!(
+        heard.text.to_lowercase().contains("person"),
+        "{}",
+        heard.text
+    );
+    // Stopped before it starts: nothing is decoded.
+    let stop = AtomicBool::new(true);
+    assert!(matches!(
+        w.recognize_until(&clip, &stop),
+        Err(SttError::Stopped)
+    ));
+    // Stopped midway, from another thread, as the pipeline does when the caller goes on.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let setter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(full / 4);
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let t = Instant::now();
+    let r = w.recognize_until(&clip, &stop);
+    let took = t.elapsed();
+    setter.join().unwrap();
+    // Ok would mean it ran to the end: the flag was not heard.
+    assert!(matches!(r, Err(SttError::Stopped)), "{r:?}");
+    println!("stopped after {took:?}; a whole recognition took {full:?}");
+    // The state an abort left behind hears the next turn as before.
+    let again = w.recognize_until(&clip, &AtomicBool::new(false)).unwrap();
+    assert_eq!(again.text, heard.text);
+}
+
 /// The real model: `WARMLINE_WHISPER_MODEL`, else tiny.en from warmline's data directory
 /// (the README's test command provisions it). Never skipped: without it the test fails
 /// and says how to get it.
