@@ -225,6 +225,7 @@ def main():
                     "--subset", args.subset], check=True)
     sys.stderr.write(f"rendered {len(cases)} calls in {time.time() - t0:.0f} s\n")
     gw, sip, http = start_gateway(args, work)
+    speech = []
     try:
         slots = list(range(args.parallel))
         lock = threading.Lock()
@@ -255,6 +256,12 @@ def main():
             results.append({**case, "sipp": code, "got": kind, "trigger": first,
                             "heard": heard, "answered": bool(events),
                             "latency_ms": int(lat.group(1)) if lat else None})
+        try:
+            metrics = http_get(http, "/metrics")[1]
+            speech = [l for l in metrics.splitlines()
+                      if l.startswith(("stt_dropped_total", "stt_speculation_stopped_total"))]
+        except OSError:
+            pass
     finally:
         gw.terminate()
         try:
@@ -262,6 +269,8 @@ def main():
         except subprocess.TimeoutExpired:
             gw.kill()
     report(results, args, played)
+    if speech:
+        print("  recognizer: " + ", ".join(speech))
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     sys.stderr.write(f"results: {work}/results.json, log: {work}/warmline.log\n")

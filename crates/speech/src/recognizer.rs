@@ -680,7 +680,13 @@ impl RecognizerWorker for Sphinx {
                 });
             }
         }
-        let mut spots = spotted;
+        // A lone word counts only when it is nearly all the turn (see ESCALATION_KEYWORDS);
+        // a phrase always.
+        let short = (pcm.len() as u64) <= crate::SHORT_TURN_MS * 16;
+        let mut spots: Vec<_> = spotted
+            .into_iter()
+            .filter(|s| short || s.phrase.contains(' '))
+            .collect();
         spots.sort_by(|a, b| a.start.total_cmp(&b.start));
         let text = spots
             .iter()

@@ -144,6 +144,7 @@ impl SphinxSetup {
             model_dir: DEBIAN_MODEL_DIR.into(),
             keyphrases: crate::ESCALATION_KEYWORDS
                 .iter()
+                .chain(crate::ESCALATION_PHRASES)
                 .map(|(p, t)| (p.to_string(), *t))
                 .collect(),
             grammar_words: [
@@ -290,9 +291,11 @@ impl Sphinx {
                     let w = CStr::from_ptr(word).to_string_lossy().into_owned();
                     if !w.starts_with('<') && !w.starts_with('[') {
                         out.push(Spotted {
+                            // Keyphrases come back with a trailing space, and
+                            // dictionary variants as "word(2)".
                             phrase: w
                                 .trim_end_matches(|c: char| {
-                                    c == ')' || c.is_ascii_digit() || c == '('
+                                    c == ')' || c.is_ascii_digit() || c == '(' || c == ' '
                                 })
                                 .to_string(),
                             start: sf as f32 / 100.0,

@@ -91,19 +91,22 @@ fn fallback_recognizer_spots_requests_for_a_person() {
     let mut w = rec.worker().unwrap();
     let mut w8 = rec.worker().unwrap();
     let (mut wide, mut narrow) = (0, 0);
-    for (i, (text, phrase)) in ASKS.iter().enumerate() {
+    for (i, (text, _)) in ASKS.iter().enumerate() {
         let voice = caller_voice(i);
         let pcm = utterance(text, &voice.iter().map(String::as_str).collect::<Vec<_>>());
         let got = w.recognize(&pcm).unwrap();
-        let hit = got.text.contains(phrase);
-        wide += usize::from(hit);
+        // What the policy makes of it: the spotted words must be a request.
+        let request = |t: &str| warmline_policy::intent::person_request(t).is_some();
+        wide += usize::from(request(&got.text));
         // A decoder per channel kind: pocketsphinx's live CMN adapts to what it hears.
         let tel = w8.recognize(&telephone(&pcm)).unwrap();
-        narrow += usize::from(tel.text.contains(phrase));
+        narrow += usize::from(request(&tel.text));
         println!("{text:50} 16k: {:30} 8k PCMU: {}", got.text, tel.text);
     }
     println!("pocketsphinx keyword spotting: {wide}/10 at 16 kHz, {narrow}/10 after 8 kHz PCMU");
-    assert!(wide >= 8, "found {wide}/10 at 16 kHz");
+    // In a sentence the fallback needs a whole phrase ("to a human"), which spots worse
+    // than a lone word; a lone word fired on one routine call in five. 7/10 when measured.
+    assert!(wide >= 6, "found {wide}/10 at 16 kHz");
 }
 
 #[test]
@@ -116,6 +119,12 @@ fn fallback_recognizer_keeps_quiet_on_unrelated_speech() {
         "The delivery was late on Tuesday afternoon.",
         "I would like to change my address please.",
         "What time does the store open tomorrow?",
+        // Near sounds and mentions that fired when a lone word counted in any turn.
+        "I booked a holiday through a travel agent.",
+        "Could you resend my last invoice?",
+        "I have moved house and need to change my address.",
+        "Hello there, I'd love to know about your new plans.",
+        "I spoke to an agent yesterday about my delivery.",
     ]
     .iter()
     .enumerate()
@@ -127,12 +136,12 @@ fn fallback_recognizer_keeps_quiet_on_unrelated_speech() {
                 &voice.iter().map(String::as_str).collect::<Vec<_>>(),
             ))
             .unwrap();
-        false_hits += usize::from(!got.text.is_empty());
+        false_hits += usize::from(warmline_policy::intent::person_request(&got.text).is_some());
         println!("{text:50} -> {:?}", got.text);
     }
     assert!(
         false_hits <= 1,
-        "{false_hits} of 4 unrelated sentences fired"
+        "{false_hits} of 9 sentences that ask for no one were taken for a request"
     );
 }
 
