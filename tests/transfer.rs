@@ -586,6 +586,7 @@ fn spotted_briefing_words(pcm: &[i16]) -> Vec<String> {
         .iter()
         .map(|(p, t)| (p.to_string(), *t))
         .collect(),
+        sentence_phrases: Vec::new(),
         grammar_words: Vec::new(),
     };
     let mut sphinx = Sphinx::new(&setup).unwrap();

@@ -67,5 +67,9 @@ pub const ESCALATION_PHRASES: &[(&str, f64)] = &[
     ("transfer me", 1e-25),
 ];
 
-/// A turn this short is one word or two: a spotted anchor word is the request itself.
+/// A turn this short (as the endpointer cuts it, lead-in and tail included) is one word or
+/// two: a spotted anchor word is the request itself. 2 s keeps "I want to speak to a
+/// human." (1.8 s as cut), in which no phrase is spotted; "Could you resend my last
+/// invoice?" (1.9 s) still fires as "agent" (the fallback's one routine false alarm on
+/// the accuracy suite).
 pub const SHORT_TURN_MS: u64 = 2_000;

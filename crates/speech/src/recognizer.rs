@@ -660,7 +660,14 @@ impl RecognizerWorker for Sphinx {
         let mut padded = vec![0i16; 8000];
         padded.extend_from_slice(pcm);
         padded.resize(padded.len() + 8000, 0);
-        let spotted = self.spot(&padded)?;
+        // A lone word counts only when it is nearly all the turn (see ESCALATION_KEYWORDS);
+        // in a longer turn, only a phrase that says who is asked for.
+        let short = (pcm.len() as u64) <= crate::SHORT_TURN_MS * 16;
+        let spotted = if short {
+            self.spot(&padded)?
+        } else {
+            self.spot_in_sentence(&padded)?
+        };
         if spotted.is_empty() && pcm.len() < 16_000 * 6 / 5 {
             if let Some((text, p)) = self.answer(pcm)? {
                 return Ok(Recognized {
@@ -680,13 +687,7 @@ impl RecognizerWorker for Sphinx {
                 });
             }
         }
-        // A lone word counts only when it is nearly all the turn (see ESCALATION_KEYWORDS);
-        // a phrase always.
-        let short = (pcm.len() as u64) <= crate::SHORT_TURN_MS * 16;
-        let mut spots: Vec<_> = spotted
-            .into_iter()
-            .filter(|s| short || s.phrase.contains(' '))
-            .collect();
+        let mut spots = spotted;
         spots.sort_by(|a, b| a.start.total_cmp(&b.start));
         let text = spots
             .iter()

@@ -98,7 +98,8 @@ pub struct Sphinx {
     ps: *mut PsDecoder,
     config: *mut CmdLn,
     has_grammar: bool,
-    _kws_file: tempfile_path::TempPath,
+    has_sentence_search: bool,
+    _kws_files: Vec<tempfile_path::TempPath>,
 }
 
 // SAFETY: the decoder is only ever used through `&mut self`; pocketsphinx keeps no
@@ -129,9 +130,11 @@ mod tempfile_path {
 #[derive(Debug, Clone)]
 pub struct SphinxSetup {
     pub model_dir: PathBuf,
-    /// Phrases to spot in free speech, each with its detection threshold (e.g. 1e-30; longer
-    /// phrases take smaller thresholds).
+    /// Phrases to spot in a short turn, each with its detection threshold (e.g. 1e-30;
+    /// longer phrases take smaller thresholds).
     pub keyphrases: Vec<(String, f64)>,
+    /// Phrases to spot in a longer turn ([`Sphinx::spot_in_sentence`]); may be empty.
+    pub sentence_phrases: Vec<(String, f64)>,
     /// Words of the short-answer grammar (yes/no, digits, slot words); empty = no grammar.
     pub grammar_words: Vec<String>,
 }
@@ -144,7 +147,10 @@ impl SphinxSetup {
             model_dir: DEBIAN_MODEL_DIR.into(),
             keyphrases: crate::ESCALATION_KEYWORDS
                 .iter()
-                .chain(crate::ESCALATION_PHRASES)
+                .map(|(p, t)| (p.to_string(), *t))
+                .collect(),
+            sentence_phrases: crate::ESCALATION_PHRASES
+                .iter()
                 .map(|(p, t)| (p.to_string(), *t))
                 .collect(),
             grammar_words: [
@@ -208,28 +214,17 @@ impl Sphinx {
             unsafe { cmd_ln_free_r(config) };
             return Err(SphinxError::Config);
         }
-        let kws_path = std::env::temp_dir().join(format!(
-            "warmline-kws-{}-{}.txt",
-            std::process::id(),
-            ps as usize
-        ));
         let mut me = Sphinx {
             ps,
             config,
             has_grammar: false,
-            _kws_file: tempfile_path::TempPath(kws_path),
+            has_sentence_search: false,
+            _kws_files: Vec::new(),
         };
-        let list: String = setup
-            .keyphrases
-            .iter()
-            .map(|(p, t)| format!("{} /{t:e}/\n", p.to_lowercase()))
-            .collect();
-        std::fs::write(me._kws_file.path(), list).map_err(|_| SphinxError::Search("keyword"))?;
-        let name = cstr("kws")?;
-        let file = cstr(&me._kws_file.path().to_string_lossy())?;
-        // SAFETY: ps is live; both strings are NUL-terminated and outlive the call.
-        if unsafe { ps_set_kws(me.ps, name.as_ptr(), file.as_ptr()) } < 0 {
-            return Err(SphinxError::Search("keyword"));
+        me.add_kws("kws", &setup.keyphrases)?;
+        if !setup.sentence_phrases.is_empty() {
+            me.add_kws("sentence", &setup.sentence_phrases)?;
+            me.has_sentence_search = true;
         }
         if !setup.grammar_words.is_empty() {
             let words: Vec<String> = setup
@@ -275,6 +270,30 @@ impl Sphinx {
         Ok(())
     }
 
+    /// A keyword search named `name` over `phrases` (each with its threshold), read from a
+    /// file that lives as long as the decoder.
+    fn add_kws(&mut self, name: &str, phrases: &[(String, f64)]) -> Result<(), SphinxError> {
+        let path = std::env::temp_dir().join(format!(
+            "warmline-kws-{}-{}-{name}.txt",
+            std::process::id(),
+            self.ps as usize
+        ));
+        let file = tempfile_path::TempPath(path);
+        let list: String = phrases
+            .iter()
+            .map(|(p, t)| format!("{} /{t:e}/\n", p.to_lowercase()))
+            .collect();
+        std::fs::write(file.path(), list).map_err(|_| SphinxError::Search("keyword"))?;
+        let c_name = cstr(name)?;
+        let c_file = cstr(&file.path().to_string_lossy())?;
+        self._kws_files.push(file);
+        // SAFETY: ps is live; both strings are NUL-terminated and outlive the call.
+        if unsafe { ps_set_kws(self.ps, c_name.as_ptr(), c_file.as_ptr()) } < 0 {
+            return Err(SphinxError::Search("keyword"));
+        }
+        Ok(())
+    }
+
     /// Segments of the last run, frames at 100 per second.
     fn segments(&mut self) -> Vec<Spotted> {
         let mut out = Vec::new();
@@ -313,6 +332,17 @@ impl Sphinx {
     /// Keyword spotting over one utterance of 16 kHz mono audio.
     pub fn spot(&mut self, pcm: &[i16]) -> Result<Vec<Spotted>, SphinxError> {
         self.run("kws", pcm)?;
+        Ok(self.segments())
+    }
+
+    /// Spotting of [`SphinxSetup::sentence_phrases`] (none when there are none). A search
+    /// of its own: in one search, a phrase and a word it ends with compete for the same
+    /// frames, and the lone word won.
+    pub fn spot_in_sentence(&mut self, pcm: &[i16]) -> Result<Vec<Spotted>, SphinxError> {
+        if !self.has_sentence_search {
+            return Ok(Vec::new());
+        }
+        self.run("sentence", pcm)?;
         Ok(self.segments())
     }
 
