@@ -259,7 +259,8 @@ def main():
         try:
             metrics = http_get(http, "/metrics")[1]
             speech = [l for l in metrics.splitlines()
-                      if l.startswith(("stt_dropped_total", "stt_speculation_stopped_total"))]
+                      if l.startswith(("warmline_stt_dropped_total",
+                                       "warmline_stt_speculation_stopped_total"))]
         except OSError:
             pass
     finally:
