@@ -548,15 +548,35 @@ impl Baresip {
         }
     }
 
-    /// What the agent heard, decoded (8 kHz mono), once the call is over.
+    /// What the agent heard, decoded (8 kHz mono), once the call is over. baresip writes
+    /// the WAV's sizes when it closes the file, after it has handled the BYE, which can be
+    /// after warmline has stored the call's end: wait (with a deadline) for a recording that
+    /// reads whole, not for a fixed time.
     fn heard(&self) -> Vec<i16> {
-        let file = std::fs::read_dir(&self.rec)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-            .expect("baresip's sndfile recording of what it heard");
-        wav(&file)
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut last = String::from("no recording yet");
+        loop {
+            let file = std::fs::read_dir(&self.rec)
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with("-dec.wav"));
+            if let Some(file) = file {
+                match std::fs::File::open(&file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| warmline_media::wav::read_clip(f).map_err(|e| e.to_string()))
+                {
+                    Ok(clip) if !clip.pcm.is_empty() => return clip.pcm.to_vec(),
+                    Ok(_) => last = "an empty recording".into(),
+                    Err(e) => last = e,
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "baresip's sndfile recording of what it heard is not complete after 15 s: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
