@@ -353,7 +353,7 @@ pub fn cut_repetition(text: &str) -> (String, bool) {
 /// after each graph it computes (the encoder, each decoder step), so a stop is heard
 /// within one encode at worst.
 extern "C" fn stop_requested(flag: *mut std::ffi::c_void) -> bool {
-    // SAFETY: `flag` is the `&AtomicBool` that `decode_free` holds borrowed for the whole
+    // SAFETY: `flag` is the `&AtomicBool` that `WhisperWorker::decode` holds borrowed for the whole
     // `whisper_full` call, the only time whisper.cpp calls this.
     #[allow(unsafe_code)]
     let flag = unsafe { &*(flag as *const AtomicBool) };

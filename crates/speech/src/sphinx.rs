@@ -145,14 +145,8 @@ impl SphinxSetup {
     pub fn escalation() -> Self {
         Self {
             model_dir: DEBIAN_MODEL_DIR.into(),
-            keyphrases: crate::ESCALATION_KEYWORDS
-                .iter()
-                .map(|(p, t)| (p.to_string(), *t))
-                .collect(),
-            sentence_phrases: crate::ESCALATION_PHRASES
-                .iter()
-                .map(|(p, t)| (p.to_string(), *t))
-                .collect(),
+            keyphrases: owned(crate::ESCALATION_KEYWORDS),
+            sentence_phrases: owned(crate::ESCALATION_PHRASES),
             grammar_words: [
                 "yes", "no", "zero", "one", "two", "three", "four", "five", "six", "seven",
                 "eight", "nine",
@@ -162,6 +156,10 @@ impl SphinxSetup {
             .collect(),
         }
     }
+}
+
+fn owned(phrases: &[(&str, f64)]) -> Vec<(String, f64)> {
+    phrases.iter().map(|(p, t)| (p.to_string(), *t)).collect()
 }
 
 fn cstr(s: &str) -> Result<CString, SphinxError> {
