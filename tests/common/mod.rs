@@ -427,6 +427,20 @@ impl Capture {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // "Capturing on" can come before the filter sees traffic (a test once missed the
+        // greeting's first packet): probe the range until a probe lands in the file.
+        let header = std::fs::metadata(&file).map_or(0, |m| m.len());
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        while std::fs::metadata(&file).map_or(0, |m| m.len()) <= header {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "tshark captures nothing on udp {}-{}",
+                range.0,
+                range.1
+            );
+            let _ = probe.send_to(b"capture probe", ("127.0.0.1", range.0));
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Capture {
             child,
             file,
