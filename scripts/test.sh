@@ -16,6 +16,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The real whisper model the speech and accuracy tests use: provisioned once into
 # warmline's data directory (a no-op when it is there), or this fails saying why.
 cargo build --locked --bin warmline
-target/debug/warmline model fetch tiny.en >/dev/null
+target/debug/warmline model fetch >/dev/null
 # Benches compile here; their figures come from `cargo bench` and benches/sip_load.sh.
 cargo test --workspace --all-targets --locked

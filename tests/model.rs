@@ -49,8 +49,9 @@ fn a_half_written_model_is_never_picked_up() {
     let o = warmline(&["model", "list"], dir.path());
     assert!(o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("tiny.en  (not installed"), "{e}");
-    assert!(e.contains("base     (not installed"), "{e}");
+    assert!(e.contains("tiny.en      (not installed"), "{e}");
+    assert!(e.contains("tiny.en-q8_0 (not installed"), "{e}");
+    assert!(e.contains("base         (not installed"), "{e}");
 }
 
 #[test]

@@ -212,7 +212,7 @@ def main():
     ap.add_argument("--work")
     args = ap.parse_args()
     if not args.fallback and not (args.model and os.path.exists(args.model)):
-        sys.exit(f"no whisper model at {args.model!r}: run `warmline model fetch tiny.en`")
+        sys.exit(f"no whisper model at {args.model!r}: run `warmline model fetch`")
     work = args.work or tempfile.mkdtemp(prefix="wl-accuracy-")
     os.makedirs(work, exist_ok=True)
     media = os.path.join(work, "media")

@@ -7,7 +7,8 @@
 //!   cargo bench -p warmline-speech --bench hearing
 //!
 //! Under `cargo test --all-targets` it runs two clips per model as a smoke test.
-//! `WARMLINE_BEAM=5` decodes with beam search instead of greedy.
+//! `WARMLINE_BEAM=5` decodes with beam search instead of greedy;
+//! `WARMLINE_AUDIO_CTX_MARGIN=N` gives the encoder N frames beyond the speech.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -93,6 +94,10 @@ fn main() {
                     .ok()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
+                audio_ctx_margin: std::env::var("WARMLINE_AUDIO_CTX_MARGIN")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(recognizer::AUDIO_CTX_MARGIN),
                 ..DecodeOptions::default()
             },
         )

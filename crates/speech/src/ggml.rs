@@ -86,7 +86,7 @@ pub fn installed_models() -> Vec<std::path::PathBuf> {
     let Some(dir) = data_dir() else {
         return Vec::new();
     };
-    ["ggml-tiny.en.bin", "ggml-base.bin"]
+    ["ggml-tiny.en-q8_0.bin", "ggml-tiny.en.bin", "ggml-base.bin"]
         .iter()
         .map(|f| dir.join(f))
         .filter(|p| p.exists())
@@ -150,7 +150,8 @@ pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
             hp.n_vocab
         )));
     }
-    if !(0..=1).contains(&hp.ftype) && type_size(hp.ftype).is_none() {
+    // ggml's `ggml_ftype`: F32, F16, Q4_0, Q4_1, Q4_1 with F16 output, Q8_0, Q5_0, Q5_1.
+    if !matches!(hp.ftype, 0..=4 | 7..=9) {
         return Err(bad(format!("unknown ftype {}", hp.ftype)));
     }
     let n_mel = read_i32(&mut r)?;
@@ -236,6 +237,169 @@ pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
         )));
     }
     Ok(hp)
+}
+
+/// The `ftype` of a model whose matrices are Q8_0 (ggml's `GGML_FTYPE_MOSTLY_Q8_0`), with
+/// the quantization version whisper.cpp 1.8 reads (`GGML_QNT_VERSION` 2, times 1000).
+const FTYPE_Q8_0: i32 = 2 * 1000 + 7;
+const TYPE_Q8_0: i32 = 8;
+/// Q8_0: 32 weights share one f16 scale.
+const Q8_BLOCK: usize = 32;
+/// Tensors whisper.cpp's `quantize` leaves as they are (besides every tensor that is not a
+/// matrix): the conv biases and the position tables.
+const KEEP_UNQUANTIZED: &[&str] = &[
+    "encoder.conv1.bias",
+    "encoder.conv2.bias",
+    "encoder.positional_embedding",
+    "decoder.positional_embedding",
+];
+
+/// Write `src` (an F16 or F32 model) with its matrices in Q8_0, as whisper.cpp's
+/// `quantize … q8_0` does: every 2-D tensor but the position tables, each row in blocks
+/// of 32 with one f16 scale (`max |x| / 127`), rounded half away from zero. Written by
+/// hand because the format is this small and no crate writes ggml's legacy (non-GGUF)
+/// whisper files. The matrices are half the size, and the CPU multiplies them with
+/// 8-bit integer dot products instead of converting f16: `benches/stt_latency.rs`
+/// prints what that buys. The output appears whole or not at all (written beside, then
+/// renamed).
+pub fn quantize_q8_0(src: &Path, dst: &Path) -> Result<(), ModelError> {
+    let hp = validate(src)?;
+    if hp.ftype != 0 && hp.ftype != 1 {
+        return Err(bad(format!(
+            "already quantized (ftype {}): quantize an F16 model",
+            hp.ftype
+        )));
+    }
+    let part = dst.with_extension("part");
+    let io_at = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ModelError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    let result = (|| {
+        let mut r = BufReader::new(std::fs::File::open(src).map_err(io_at(src))?);
+        let out = std::fs::File::create(&part).map_err(io_at(&part))?;
+        let mut w = BufWriter::new(out);
+        let werr = io_at(&part);
+        // Magic and the first ten hyper-parameters as they are, then the new ftype.
+        copy_n(&mut r, &mut w, 4 + 40, &werr)?;
+        read_i32(&mut r)?;
+        let mut head: Vec<u8> = FTYPE_Q8_0.to_le_bytes().to_vec();
+        let n_mel = read_i32(&mut r)?;
+        let n_fft = read_i32(&mut r)?;
+        head.extend(n_mel.to_le_bytes());
+        head.extend(n_fft.to_le_bytes());
+        w_all(&mut w, &head, &werr)?;
+        copy_n(&mut r, &mut w, n_mel as u64 * n_fft as u64 * 4, &werr)?;
+        let n_words = read_i32(&mut r)?;
+        let mut vocab = n_words.to_le_bytes().to_vec();
+        for _ in 0..n_words {
+            let l = read_i32(&mut r)?;
+            vocab.extend(l.to_le_bytes());
+            let mut word = vec![0u8; l as usize];
+            r.read_exact(&mut word)
+                .map_err(|_| bad("file ends early"))?;
+            vocab.extend(word);
+        }
+        w_all(&mut w, &vocab, &werr)?;
+        let mut row: Vec<f32> = Vec::new();
+        let mut raw: Vec<u8> = Vec::new();
+        let mut packed: Vec<u8> = Vec::new();
+        // validate() saw the file end at a tensor boundary.
+        while let Ok(n_dims) = read_i32(&mut r) {
+            let name_len = read_i32(&mut r)?;
+            let ttype = read_i32(&mut r)?;
+            let mut dims = Vec::with_capacity(n_dims as usize);
+            for _ in 0..n_dims {
+                dims.push(read_i32(&mut r)?);
+            }
+            let mut name = vec![0u8; name_len as usize];
+            r.read_exact(&mut name)
+                .map_err(|_| bad("file ends early"))?;
+            let n: u64 = dims.iter().map(|&d| d as u64).product();
+            let (bytes, per) = type_size(ttype).ok_or_else(|| bad("unknown tensor type"))?;
+            let quantize = n_dims == 2
+                && (ttype == 0 || ttype == 1)
+                && dims[0] as usize % Q8_BLOCK == 0
+                && !KEEP_UNQUANTIZED.contains(&String::from_utf8_lossy(&name).as_ref());
+            let mut header = Vec::with_capacity(12 + 4 * dims.len() + name.len());
+            header.extend(n_dims.to_le_bytes());
+            header.extend(name_len.to_le_bytes());
+            header.extend(if quantize { TYPE_Q8_0 } else { ttype }.to_le_bytes());
+            for d in &dims {
+                header.extend(d.to_le_bytes());
+            }
+            header.extend(&name);
+            w_all(&mut w, &header, &werr)?;
+            if !quantize {
+                copy_n(&mut r, &mut w, n / per * bytes, &werr)?;
+                continue;
+            }
+            let cols = dims[0] as usize;
+            let rows = (n / cols as u64) as usize;
+            let width = if ttype == 1 { 2 } else { 4 };
+            raw.resize(cols * width, 0);
+            for _ in 0..rows {
+                r.read_exact(&mut raw).map_err(|_| bad("file ends early"))?;
+                row.clear();
+                row.extend(raw.chunks_exact(width).map(|c| {
+                    if width == 2 {
+                        half::f16::from_le_bytes([c[0], c[1]]).to_f32()
+                    } else {
+                        f32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                    }
+                }));
+                packed.clear();
+                q8_0_row(&row, &mut packed);
+                w_all(&mut w, &packed, &werr)?;
+            }
+        }
+        let file = w.into_inner().map_err(|e| werr(e.into_error()))?;
+        file.sync_all().map_err(&werr)?;
+        drop(file);
+        validate(&part)?;
+        std::fs::rename(&part, dst).map_err(io_at(dst))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result
+}
+
+fn copy_n(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    n: u64,
+    err: &impl Fn(std::io::Error) -> ModelError,
+) -> Result<(), ModelError> {
+    if std::io::copy(&mut r.take(n), w).map_err(err)? != n {
+        return Err(bad("file ends early"));
+    }
+    Ok(())
+}
+
+fn w_all(
+    w: &mut impl Write,
+    data: &[u8],
+    err: &impl Fn(std::io::Error) -> ModelError,
+) -> Result<(), ModelError> {
+    w.write_all(data).map_err(err)
+}
+
+/// One row in Q8_0 blocks, as ggml's `quantize_row_q8_0_ref`.
+pub fn q8_0_row(x: &[f32], out: &mut Vec<u8>) {
+    for block in x.chunks(Q8_BLOCK) {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(half::f16::from_f32(d).to_le_bytes());
+        for &v in block {
+            // `as i8` saturates; x·id is within ±127 by construction.
+            out.push((v * id).round() as i8 as u8);
+        }
+    }
 }
 
 /// Dimensions of a generated model.
@@ -441,6 +605,59 @@ enum Fill {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q8_0_blocks_hold_a_scale_and_rounded_weights() {
+        // One block: the largest magnitude maps to ±127, halves round away from zero.
+        let mut x = vec![0.0f32; 32];
+        x[0] = 1.27;
+        x[1] = -1.27;
+        x[2] = 0.005; // 0.5 steps: rounds away from zero, to 1
+        x[3] = -0.015; // -1.5 steps: to -2
+        let mut out = Vec::new();
+        q8_0_row(&x, &mut out);
+        assert_eq!(out.len(), 34);
+        let d = half::f16::from_le_bytes([out[0], out[1]]).to_f32();
+        assert!((d - 0.01).abs() < 1e-5, "scale {d}");
+        let q: Vec<i8> = out[2..].iter().map(|&b| b as i8).collect();
+        assert_eq!(&q[..5], &[127, -127, 1, -2, 0]);
+        // An all-zero block has scale 0 and zero weights, not NaN.
+        out.clear();
+        q8_0_row(&[0.0; 32], &mut out);
+        assert!(out.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_quantized_model_is_whole_valid_and_half_the_size_or_absent() {
+        let dir = std::env::temp_dir().join(format!("wl-q8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f16 = dir.join("tiny.bin");
+        write_tiny_model(&f16, TinySpec::default()).unwrap();
+        let q8 = dir.join("tiny-q8_0.bin");
+        quantize_q8_0(&f16, &q8).unwrap();
+        let hp = validate(&q8).unwrap();
+        assert_eq!(hp.ftype, 7, "GGML_FTYPE_MOSTLY_Q8_0");
+        let (a, b) = (
+            std::fs::metadata(&f16).unwrap().len(),
+            std::fs::metadata(&q8).unwrap().len(),
+        );
+        // The token embedding (51864 x 64) dominates: 2 bytes a weight become 34/32.
+        assert!(b < a * 6 / 10, "{a} -> {b} bytes");
+        // Deterministic: the same source writes the same bytes (the fetch pins a sha256).
+        let again = dir.join("again.bin");
+        quantize_q8_0(&f16, &again).unwrap();
+        assert_eq!(std::fs::read(&q8).unwrap(), std::fs::read(&again).unwrap());
+        // Quantizing twice is refused; a damaged source leaves nothing behind.
+        let err = quantize_q8_0(&q8, &dir.join("twice.bin")).unwrap_err();
+        assert!(err.to_string().contains("already quantized"), "{err}");
+        let bytes = std::fs::read(&f16).unwrap();
+        let cut = dir.join("cut.bin");
+        std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+        let out = dir.join("from-cut.bin");
+        assert!(quantize_q8_0(&cut, &out).is_err());
+        assert!(!out.exists() && !out.with_extension("part").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn generated_model_passes_and_damaged_ones_fail() {

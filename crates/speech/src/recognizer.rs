@@ -115,6 +115,8 @@ pub struct DecodeOptions {
     /// Turns longer than this (ms) are not checked: a request said inside a long turn is
     /// heard in context, and a short phrase cannot explain a long turn.
     pub expect_max_ms: u64,
+    /// Encoder frames (20 ms) of silence beyond the turn ([`AUDIO_CTX_MARGIN`]).
+    pub audio_ctx_margin: i32,
 }
 
 impl Default for DecodeOptions {
@@ -133,6 +135,7 @@ impl Default for DecodeOptions {
             expect_margin: EXPECT_MARGIN,
             expect_min_mean: EXPECT_MIN_MEAN,
             expect_max_ms: 3_000,
+            audio_ctx_margin: AUDIO_CTX_MARGIN,
         }
     }
 }
@@ -300,7 +303,7 @@ impl StepModel for Steps<'_> {
 /// Silence before and after the speech handed to whisper (0.2 s).
 const LEAD_IN: usize = 3_200;
 /// Encoder frames (20 ms) of context beyond the audio.
-const AUDIO_CTX_MARGIN: i32 = 120;
+pub const AUDIO_CTX_MARGIN: i32 = 120;
 
 /// The most tokens a turn of this many seconds can need: agitated speech (220 words a
 /// minute) is under 5 tokens a second; more is the decoder looping, not the caller
@@ -425,7 +428,7 @@ impl WhisperWorker {
         // 44.1% at 200 frames, 44.3% at 120, 46.2% at 100, 0–1 runaway turns each; a 3 s
         // turn decodes in 257 ms at 120 against 313 ms at 200 (`--bench stt_latency`).
         let secs = audio.len() as f32 / 16_000.0;
-        let ctx = ((secs * 50.0).ceil() as i32 + AUDIO_CTX_MARGIN).min(self.ctx.n_audio_ctx());
+        let ctx = ((secs * 50.0).ceil() as i32 + o.audio_ctx_margin).min(self.ctx.n_audio_ctx());
         p.set_audio_ctx(ctx);
         p.set_max_tokens(token_cap(pcm.len() as f32 / 16_000.0));
         if let Some(flag) = stop {

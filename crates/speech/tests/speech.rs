@@ -203,6 +203,47 @@ fn generated_whisper_model_loads_and_runs_through_workers_in_bounded_time() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The shipped model is tiny.en quantized by `ggml::quantize_q8_0`: written again from the
+/// F16 model here, it must load and hear what the F16 model hears (the same words on most
+/// turns: 8 bits per weight move a few close calls, never the whole transcript).
+#[test]
+fn tiny_en_quantized_to_8_bits_hears_what_the_f16_model_hears() {
+    let dir = ggml::data_dir().unwrap_or_default();
+    let f16 = dir.join("ggml-tiny.en.bin");
+    assert!(
+        f16.exists(),
+        "no tiny.en at {}: run `cargo run -- model fetch` (it builds tiny.en-q8_0 from it)",
+        f16.display()
+    );
+    let q8 = std::env::temp_dir().join(format!("wl-q8-real-{}.bin", std::process::id()));
+    ggml::quantize_q8_0(&f16, &q8).unwrap();
+    let opts = || DecodeOptions {
+        threads: 2,
+        ..DecodeOptions::default()
+    };
+    let mut a = WhisperRecognizer::load(&f16, opts())
+        .unwrap()
+        .worker()
+        .unwrap();
+    let mut b = WhisperRecognizer::load(&q8, opts())
+        .unwrap()
+        .worker()
+        .unwrap();
+    let mut same = 0;
+    for (text, _) in ASKS {
+        let pcm = telephone(&speak(text, &[]));
+        let (x, y) = (a.recognize(&pcm).unwrap(), b.recognize(&pcm).unwrap());
+        println!("{text:50} f16: {} | q8_0: {}", x.text, y.text);
+        same += usize::from(x.text.to_lowercase() == y.text.to_lowercase());
+    }
+    let _ = std::fs::remove_file(&q8);
+    assert!(
+        same >= ASKS.len() * 7 / 10,
+        "{same}/{} the same",
+        ASKS.len()
+    );
+}
+
 #[test]
 fn real_whisper_model_transcribes_espeak_speech() {
     let path = real_model();
@@ -276,7 +317,7 @@ fn a_stopped_recognition_gives_up_at_once_and_the_worker_hears_the_next_turn() {
     assert_eq!(again.text, heard.text);
 }
 
-/// The real model: `WARMLINE_WHISPER_MODEL`, else tiny.en from warmline's data directory
+/// The real model: `WARMLINE_WHISPER_MODEL`, else the default (tiny.en-q8_0) from warmline's data directory
 /// (the README's test command provisions it). Never skipped: without it the test fails
 /// and says how to get it.
 fn real_model() -> std::path::PathBuf {
@@ -284,10 +325,10 @@ fn real_model() -> std::path::PathBuf {
         return p.into();
     }
     let dir = ggml::data_dir().unwrap_or_default();
-    let p = dir.join("ggml-tiny.en.bin");
+    let p = dir.join("ggml-tiny.en-q8_0.bin");
     assert!(
         p.exists(),
-        "no whisper model at {}: run `cargo run -- model fetch tiny.en` (the README's test command does)",
+        "no whisper model at {}: run `cargo run -- model fetch` (the README's test command does)",
         p.display()
     );
     p

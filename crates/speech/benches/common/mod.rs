@@ -48,7 +48,7 @@ pub fn models() -> Vec<PathBuf> {
     };
     assert!(
         !models.is_empty(),
-        "no whisper model: run `warmline model fetch tiny.en` (or set WARMLINE_WHISPER_MODELS)"
+        "no whisper model: run `warmline model fetch` (or set WARMLINE_WHISPER_MODELS)"
     );
     models
 }
