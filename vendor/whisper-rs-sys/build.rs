@@ -7,7 +7,7 @@ use cmake::Config;
 use std::env;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
     let target = env::var("TARGET").unwrap();
@@ -114,6 +114,13 @@ fn main() {
                 e
             )
         });
+    } else {
+        // warmline: the sources are patched in this repository (PATCHES.md). Bring a changed
+        // file into the build copy (only those, so cmake rebuilds only what changed).
+        sync_changed(Path::new("./whisper.cpp"), &whisper_root);
+    }
+    for dir in ["whisper.cpp/src", "whisper.cpp/include", "whisper.cpp/ggml"] {
+        println!("cargo:rerun-if-changed={dir}");
     }
 
     if env::var("WHISPER_DONT_GENERATE_BINDINGS").is_ok() {
@@ -393,4 +400,22 @@ fn get_whisper_cpp_version(whisper_root: &std::path::Path) -> std::io::Result<Op
     }
 
     Ok(None)
+}
+
+/// warmline: copy each file of `from` whose bytes differ from its copy under `to`.
+fn sync_changed(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            let _ = std::fs::create_dir_all(&dst);
+            sync_changed(&src, &dst);
+        } else if std::fs::read(&src).ok() != std::fs::read(&dst).ok() {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| {
+                panic!("Failed to copy {} to {}: {e}", src.display(), dst.display())
+            });
+        }
+    }
 }

@@ -244,6 +244,58 @@ fn tiny_en_quantized_to_8_bits_hears_what_the_f16_model_hears() {
     );
 }
 
+/// What a turn is heard as depends on its audio alone, not on what the worker heard
+/// before: agitated telephone speech makes whisper fall back to sampling at warmer
+/// temperatures, and a sampler carried from call to call heard the same turn differently
+/// the second time (vendor/whisper-rs-sys/PATCHES.md, patch 2).
+#[test]
+fn a_turn_is_heard_the_same_whatever_the_worker_heard_before() {
+    let rec = WhisperRecognizer::load(
+        &real_model(),
+        DecodeOptions {
+            threads: 1,
+            ..DecodeOptions::default()
+        },
+    )
+    .unwrap();
+    let agitated = ["-p", "80", "-a", "200", "-s", "220"];
+    let turns: Vec<Vec<i16>> = [
+        ("This is useless, completely useless!", "en+f4"),
+        ("I was overcharged by two thousand dollars.", "en-029"),
+        ("Representative.", "en-us-nyc"),
+        (
+            "Where is my order? It was supposed to arrive last week!",
+            "en-us+f3",
+        ),
+        ("Supervisor, please.", "en+f4"),
+        (
+            "I'd like to dispute a payment of six hundred dollars.",
+            "en-029",
+        ),
+    ]
+    .iter()
+    .map(|(text, voice)| {
+        let mut args = vec!["-v", voice];
+        args.extend(agitated);
+        telephone(&speak(text, &args))
+    })
+    .collect();
+    let mut first = rec.worker().unwrap();
+    let heard: Vec<String> = turns
+        .iter()
+        .map(|t| first.recognize(t).unwrap().text)
+        .collect();
+    // The same turns in the reverse order, on a worker that heard them all once already.
+    for (i, t) in turns.iter().enumerate().rev() {
+        let again = first.recognize(t).unwrap().text;
+        println!("{:60} | {again}", heard[i]);
+        assert_eq!(
+            again, heard[i],
+            "turn {i} heard differently the second time"
+        );
+    }
+}
+
 #[test]
 fn real_whisper_model_transcribes_espeak_speech() {
     let path = real_model();

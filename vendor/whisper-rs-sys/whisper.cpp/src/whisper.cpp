@@ -6911,6 +6911,11 @@ int whisper_full_with_state(
         decoder.rng = std::mt19937(j);
     }
 
+    // warmline patch: the first decoder's sampler starts afresh on every call too, as the
+    // others do above: seeded once per state, a temperature fallback heard the same audio
+    // differently depending on what the state had decoded before.
+    state->decoders[0].rng = std::mt19937(0);
+
     // the accumulated text context split into static (prompt_past0) and dynamic (prompt_past1)
     auto & prompt_past0 = state->prompt_past0;
     auto & prompt_past1 = state->prompt_past1;
