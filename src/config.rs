@@ -143,7 +143,7 @@ pub struct SpeechConfig {
     /// The model `run` provisions into the data directory when `whisper_model` is unset
     /// (`None`: never fetch, use the fallback).
     pub fetch_model: Option<String>,
-    /// Recognition worker threads.
+    /// Recognition workers (each with its share of the cores, see `speech::SpeechPlane`).
     pub threads: usize,
     /// Utterances that may wait for a worker before new ones are dropped (and counted).
     pub queue: usize,
@@ -780,8 +780,14 @@ impl Config {
                 ));
             }
         }
+        // One worker per two cores, each decoding on two threads: a turn is heard 1.6 times
+        // sooner than on one thread, and under three callers talking at once on two cores
+        // `benches/accuracy.sh` printed end of speech -> trigger p95 794 ms with one
+        // two-thread worker against 1,195 ms with two one-thread workers (the same words
+        // heard): a turn that waits for the worker still finishes sooner than one that
+        // shares the cores from the start.
         let threads = if raw.speech.threads == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
         } else {
             raw.speech.threads
         };
@@ -849,8 +855,11 @@ impl Config {
                 whisper_model,
                 fetch_model,
                 threads,
+                // Turns are dropped (and counted) only past this: with one worker on a
+                // small box, a burst of callers ending their turns together must wait,
+                // not be lost.
                 queue: if raw.speech.queue == 0 {
-                    threads * 2
+                    (threads * 4).max(8)
                 } else {
                     raw.speech.queue
                 },

@@ -255,13 +255,15 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         cancel.clone(),
     )
     .await?;
-    for l in &cfg.sip.listen {
+    // The ports bound (a configured port 0 is the one the kernel gave).
+    for l in &gw.cfg.sip.listen {
         tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");
     }
     if let Some(addr) = cfg.http.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding HTTP {addr}"))?;
+        let addr = listener.local_addr().unwrap_or(addr);
         tracing::info!(%addr, "HTTP API listening");
         let app = http::router(gw.clone());
         let stop = cancel.clone();

@@ -214,3 +214,55 @@ fn check_config_names_file_line_and_key() {
         .unwrap();
     assert!(out.status.success());
 }
+
+/// A SIP port another process holds is a start-up error naming it (rsipstack binds TCP
+/// late and only warns: warmline checks first), and port 0 takes one the kernel gives,
+/// the same for UDP and TCP, reported in the log.
+#[test]
+fn a_taken_sip_port_stops_the_start_and_port_zero_is_chosen_and_reported() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("warmline.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sip]\nlisten = [\"tcp:127.0.0.1:{port}\"]\n[http]\nlisten = \"127.0.0.1:0\"\n[speech]\nfetch_model = \"none\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a taken port: {err}");
+    assert!(
+        err.contains(&format!("binding SIP tcp:127.0.0.1:{port}")),
+        "{err}"
+    );
+    drop(held);
+
+    let gw = Gw::start("", "");
+    assert_ne!(gw.sip, 0);
+    let log = gw.log();
+    assert!(
+        log.contains(&format!("transport=tcp addr=127.0.0.1:{}", gw.sip)),
+        "UDP and TCP share the chosen port: {log}"
+    );
+    // It answers there.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = sock.local_addr().unwrap().port();
+    let options = format!(
+        "OPTIONS sip:warmline@127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-port0\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:warmline@127.0.0.1>\r\nCall-ID: port0@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        p = gw.sip
+    );
+    sock.send_to(options.as_bytes(), ("127.0.0.1", gw.sip))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+}

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -97,46 +96,27 @@ name = "retention"
 """
 
 
-def free_ports(n):
-    """Ports free for UDP and TCP now; the gateway is restarted on others if one is
-    taken before it binds (see start_gateway)."""
-    out = []
-    while len(out) < n:
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", port))
-            if port not in out:
-                out.append(port)
-        except OSError:
-            pass
-        finally:
-            t.close()
-            u.close()
-    return out
-
-
 def http_get(port, path, timeout=5):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.status, r.read().decode()
 
 
 def start_gateway(args, work):
+    """warmline on ports the kernel gives it (port 0), read back from its log: nothing is
+    picked here and hoped to be free by the time warmline binds it."""
     speech = (
         'recognizer = "fallback"\n' if args.fallback else f'whisper_model = "{args.model}"\n'
     )
-    for attempt in range(5):
-        sip, http = free_ports(2)
-        cfg = os.path.join(work, "warmline.toml")
-        with open(cfg, "w") as f:
-            f.write(f"""[sip]
-listen = ["udp:127.0.0.1:{sip}"]
+    if args.workers:
+        speech += f"threads = {args.workers}\n"
+    cfg = os.path.join(work, "warmline.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""[sip]
+listen = ["udp:127.0.0.1:0"]
 [media]
 rtp_port_range = [42000, 42999]
 [http]
-listen = "127.0.0.1:{http}"
+listen = "127.0.0.1:0"
 [log]
 level = "info"
 [store]
@@ -145,20 +125,27 @@ keep_transcripts = true
 [speech]
 {speech}greeting_text = "Hi, I'm an automated assistant. How can I help?"
 {RULES}""")
-        log = open(os.path.join(work, "warmline.log"), "w")
-        p = subprocess.Popen([args.bin, "run", "--config", cfg], stdout=subprocess.DEVNULL,
-                             stderr=log)
-        deadline = time.time() + 60
-        while time.time() < deadline and p.poll() is None:
+    log_path = os.path.join(work, "warmline.log")
+    log = open(log_path, "w")
+    p = subprocess.Popen([args.bin, "run", "--config", cfg], stdout=subprocess.DEVNULL,
+                         stderr=log)
+    ports = {}
+    deadline = time.time() + 60
+    while time.time() < deadline and p.poll() is None:
+        for line in open(log_path):
+            for key, what in (("sip", "SIP listening transport=udp"), ("http", "HTTP API listening")):
+                if what in line and "addr=127.0.0.1:" in line:
+                    ports[key] = int(line.rsplit("addr=127.0.0.1:", 1)[1].split()[0])
+        if "sip" in ports and "http" in ports:
             try:
-                if http_get(http, "/healthz", 1)[0] == 200:
-                    return p, sip, http
+                if http_get(ports["http"], "/healthz", 1)[0] == 200:
+                    return p, ports["sip"], ports["http"]
             except OSError:
-                time.sleep(0.1)
-        p.kill()
-        p.wait()
-        sys.stderr.write(f"warmline did not start (attempt {attempt + 1}); retrying on other ports\n")
-    sys.exit("warmline would not start; see " + os.path.join(work, "warmline.log"))
+                pass
+        time.sleep(0.1)
+    p.kill()
+    p.wait()
+    sys.exit("warmline would not start; see " + log_path)
 
 
 def run_call(case, sip, media_dir, slot):
@@ -206,6 +193,8 @@ def main():
     ap.add_argument("--parallel", type=int, default=3)
     ap.add_argument("--model")
     ap.add_argument("--fallback", action="store_true")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="[speech] threads: recognition workers (default: the gateway's)")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--min-right", type=float, default=0.90)
     ap.add_argument("--max-false", type=float, default=0.05)

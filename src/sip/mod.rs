@@ -7,9 +7,8 @@
 pub mod call;
 pub mod udp_guard;
 
-use crate::config::{Config, SipTransport};
+use crate::config::{Config, Listen, SipTransport};
 use crate::rtp_ports::PortPool;
-use anyhow::Context as _;
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::HeadersExt;
@@ -136,15 +135,35 @@ impl Gateway {
         let advertised = cfg.advertised_ip();
         let guard_stats = Arc::new(GuardStats::default());
         let transport_layer = TransportLayer::new(cancel.clone());
-        for l in &cfg.sip.listen {
+        // Port 0 asks the kernel for a port: it is bound and held here, and the config the
+        // gateway runs on (Contact, Via, what `main` logs) names the port it got. Listeners
+        // on one IP share it, so a caller reaches UDP and TCP at the same port; should TCP
+        // find that port taken, the kernel is asked again.
+        let mut attempt = 0;
+        let (listen, bound) = loop {
+            attempt += 1;
+            match bind_listeners(&cfg.sip.listen).await {
+                Ok(done) => break done,
+                Err(e) if attempt < 10 && e.chose_port => {
+                    tracing::debug!(error = %e.error, "a chosen SIP port was taken on another transport; choosing again");
+                }
+                Err(e) => return Err(e.error),
+            }
+        };
+        let cfg = if listen == cfg.sip.listen {
+            cfg
+        } else {
+            let mut resolved = (*cfg).clone();
+            resolved.sip.listen = listen;
+            Arc::new(resolved)
+        };
+        for (l, socket) in cfg.sip.listen.iter().zip(bound) {
             let external = cfg
                 .sip
                 .public_addr
                 .map(|ip| SocketAddr::new(ip, l.addr.port()));
-            match l.transport {
-                SipTransport::Udp => {
-                    let socket =
-                        bind_udp(l.addr).with_context(|| format!("binding SIP udp:{}", l.addr))?;
+            match socket {
+                Bound::Udp(socket) => {
                     let guarded =
                         GuardedUdp::new(socket, guard_stats.clone(), planes.metrics.clone());
                     let conn = UdpConnection::from_socket(
@@ -156,8 +175,10 @@ impl Gateway {
                     .map_err(|e| anyhow::anyhow!("udp transport {}: {e}", l.addr))?;
                     transport_layer.add_transport(conn.into());
                 }
-                SipTransport::Tcp => {
-                    let conn = TcpListenerConnection::new(l.addr, external)
+                Bound::Tcp(listener) => {
+                    let conn = TcpListenerConnection::new(l.addr, external);
+                    drop(listener);
+                    let conn = conn
                         .await
                         .map_err(|e| anyhow::anyhow!("binding SIP tcp:{}: {e}", l.addr))?;
                     transport_layer.add_transport(conn.into());
@@ -382,6 +403,63 @@ fn source_ip(tx: &Transaction) -> Option<IpAddr> {
         rsipstack::sip::Host::IpAddr(ip) => Some(*ip),
         rsipstack::sip::Host::Domain(_) => None,
     }
+}
+
+/// A listener's socket, bound before the transport layer takes it.
+enum Bound {
+    Udp(tokio::net::UdpSocket),
+    /// rsipstack binds its TCP listener itself when the endpoint serves (and only warns
+    /// if it cannot): this one proves the port is free now, and is let go just before.
+    Tcp(std::net::TcpListener),
+}
+
+struct BindError {
+    error: anyhow::Error,
+    /// The port was one the kernel chose for another transport of this attempt.
+    chose_port: bool,
+}
+
+/// Bind every listener; port 0 takes the port the kernel gives the first listener on that
+/// IP, and the others on that IP reuse it. Returns the listeners with their real ports.
+async fn bind_listeners(listen: &[Listen]) -> Result<(Vec<Listen>, Vec<Bound>), BindError> {
+    let mut resolved = Vec::with_capacity(listen.len());
+    let mut bound = Vec::with_capacity(listen.len());
+    for l in listen {
+        let mut addr = l.addr;
+        let mut chose_port = false;
+        if addr.port() == 0
+            && let Some(p) = resolved
+                .iter()
+                .zip(listen)
+                .find(|(_, orig): &(&Listen, &Listen)| {
+                    orig.addr.port() == 0 && orig.addr.ip() == addr.ip()
+                })
+                .map(|(r, _)| r.addr.port())
+        {
+            addr.set_port(p);
+            chose_port = true;
+        }
+        let what = format!("binding SIP {}:{}", l.transport, l.addr);
+        let fail = |e: std::io::Error| BindError {
+            error: anyhow::Error::new(e).context(what.clone()),
+            chose_port,
+        };
+        let socket = match l.transport {
+            SipTransport::Udp => Bound::Udp(bind_udp(addr).map_err(fail)?),
+            SipTransport::Tcp => Bound::Tcp(std::net::TcpListener::bind(addr).map_err(fail)?),
+        };
+        addr = match &socket {
+            Bound::Udp(s) => s.local_addr(),
+            Bound::Tcp(s) => s.local_addr(),
+        }
+        .map_err(fail)?;
+        resolved.push(Listen {
+            transport: l.transport,
+            addr,
+        });
+        bound.push(socket);
+    }
+    Ok((resolved, bound))
 }
 
 /// SIP UDP socket with a receive buffer sized for call bursts: the kernel default (208 KiB)

@@ -64,8 +64,6 @@ impl Gw {
 
     /// `extra_http` goes inside `[http]`.
     pub fn start_http(extra_sip: &str, extra_media: &str, extra_http: &str, extra: &str) -> Gw {
-        let sip = free_port();
-        let http = free_port();
         let slot = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
         // 75 port pairs per gateway; slots never overlap inside one test process.
         // Below the kernel's ephemeral range (32768+), which free_port() and SIPp draw
@@ -86,8 +84,10 @@ impl Gw {
         std::fs::write(
             &cfg,
             format!(
-                "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\", \"tcp:127.0.0.1:{sip}\"]\n{extra_sip}\n\
-                 [media]\nrtp_port_range = [{}, {}]\n{extra_media}\n[http]\nlisten = \"127.0.0.1:{http}\"\n{extra_http}\n\
+                // Port 0: warmline binds what the kernel gives and logs it; nothing is
+                // picked here and hoped to be free when warmline gets to it.
+                "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n{extra_sip}\n\
+                 [media]\nrtp_port_range = [{}, {}]\n{extra_media}\n[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n\
                  [log]\nlevel = \"info\"\n{extra}\n",
                 rtp.0, rtp.1
             ),
@@ -102,14 +102,38 @@ impl Gw {
             ))
             .spawn()
             .unwrap();
-        let gw = Gw {
+        let mut gw = Gw {
             child,
-            sip,
-            http,
+            sip: 0,
+            http: 0,
             rtp,
             _dir: dir,
         };
         let start = Instant::now();
+        // The ports it bound, from its log.
+        loop {
+            let log = gw.log();
+            let port_of = |what: &str| {
+                log.lines()
+                    .find(|l| l.contains(what))
+                    .and_then(|l| l.rsplit_once("addr=127.0.0.1:"))
+                    .and_then(|(_, p)| p.trim().parse::<u16>().ok())
+            };
+            if let (Some(sip), Some(http)) = (
+                port_of("SIP listening transport=udp"),
+                port_of("HTTP API listening"),
+            ) {
+                gw.sip = sip;
+                gw.http = http;
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40)
+                    && gw.child.try_wait().ok().flatten().is_none(),
+                "warmline did not report its ports within 40 s; its log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         while http_req(gw.http, "GET", "/healthz", "").0 != 200 {
             // Generous: on a cold 2-core CI machine several gateways start at once while
             // the test audio is being made, and each loads its recognizers and prompts.
