@@ -1,4 +1,4 @@
-//! The real `warmline` binary on loopback ports it picks, against SIPp and raw SIP over UDP:
+//! The real `warmline` binary on loopback ports the kernel gives it, against SIPp and raw SIP over UDP:
 //! every scenario in `sipp-scenarios/`, refusals (403, 488, 503), malformed input, the RTP
 //! port in the answer being really bound, and the SIGTERM drain.
 

@@ -1,4 +1,4 @@
-//! Shared by the real-binary tests: a warmline on loopback ports it picks, a minimal HTTP
+//! Shared by the real-binary tests: a warmline on loopback ports the kernel gives it (read from its log), a minimal HTTP
 //! client, SIPp runners and raw SIP over UDP.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
