@@ -48,7 +48,7 @@ fn escalations_fire_for_the_right_reason_on_calls_that_sound_like_people() {
             "ci",
             "--check",
         ])
-        // The gate. 21 should-escalate calls: tiny.en mishears one ("Representative."
+        // The gate. 21 should-escalate calls: tiny.en-q8_0 mishears one ("Representative."
         // said by en-us-nyc: 20/21 = 95.2 %); a second miss still passes, a third fails.
         .args(["--min-right", "0.90", "--max-false", "0.05"])
         .arg("--model")
