@@ -142,7 +142,7 @@ impl Gateway {
         let mut attempt = 0;
         let (listen, bound) = loop {
             attempt += 1;
-            match bind_listeners(&cfg.sip.listen).await {
+            match bind_listeners(&cfg.sip.listen) {
                 Ok(done) => break done,
                 Err(e) if attempt < 10 && e.chose_port => {
                     tracing::debug!(error = %e.error, "a chosen SIP port was taken on another transport; choosing again");
@@ -421,20 +421,19 @@ struct BindError {
 
 /// Bind every listener; port 0 takes the port the kernel gives the first listener on that
 /// IP, and the others on that IP reuse it. Returns the listeners with their real ports.
-async fn bind_listeners(listen: &[Listen]) -> Result<(Vec<Listen>, Vec<Bound>), BindError> {
-    let mut resolved = Vec::with_capacity(listen.len());
+fn bind_listeners(listen: &[Listen]) -> Result<(Vec<Listen>, Vec<Bound>), BindError> {
+    let mut resolved: Vec<Listen> = Vec::with_capacity(listen.len());
     let mut bound = Vec::with_capacity(listen.len());
     for l in listen {
         let mut addr = l.addr;
         let mut chose_port = false;
+        let chosen_before = listen
+            .iter()
+            .zip(&resolved)
+            .find(|(orig, _)| orig.addr.port() == 0 && orig.addr.ip() == addr.ip())
+            .map(|(_, got)| got.addr.port());
         if addr.port() == 0
-            && let Some(p) = resolved
-                .iter()
-                .zip(listen)
-                .find(|(_, orig): &(&Listen, &Listen)| {
-                    orig.addr.port() == 0 && orig.addr.ip() == addr.ip()
-                })
-                .map(|(r, _)| r.addr.port())
+            && let Some(p) = chosen_before
         {
             addr.set_port(p);
             chose_port = true;

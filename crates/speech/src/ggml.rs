@@ -191,30 +191,9 @@ pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
         if pos == len {
             break;
         }
-        let n_dims = read_i32(&mut r)?;
-        let name_len = read_i32(&mut r)?;
-        let ttype = read_i32(&mut r)?;
-        if !(1..=4).contains(&n_dims) || !(1..=256).contains(&name_len) {
-            return Err(bad(format!("bad tensor header at byte {pos}")));
-        }
-        let mut n: u64 = 1;
-        for _ in 0..n_dims {
-            let d = read_i32(&mut r)?;
-            if d <= 0 {
-                return Err(bad(format!("bad tensor dimension at byte {pos}")));
-            }
-            n = n.saturating_mul(d as u64);
-        }
-        let mut name = vec![0u8; name_len as usize];
-        r.read_exact(&mut name)
-            .map_err(|_| bad("file ends in a tensor name"))?;
-        let name = String::from_utf8_lossy(&name).into_owned();
-        if !(name.starts_with("encoder.") || name.starts_with("decoder.")) {
-            return Err(bad(format!("unknown tensor `{name}`")));
-        }
-        let (bytes, per) = type_size(ttype)
-            .ok_or_else(|| bad(format!("tensor `{name}` has unknown type {ttype}")))?;
-        let size = n / per * bytes;
+        let t = TensorHeader::read(&mut r, pos)?;
+        let size = t.data_bytes()?;
+        let (name, ttype) = (t.name, t.ttype);
         let here = r.stream_position().map_err(io)?;
         if here + size > len {
             return Err(bad(format!(
@@ -237,6 +216,70 @@ pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
         )));
     }
     Ok(hp)
+}
+
+/// One tensor's header: `n_dims, name_len, type, dims…, name`; its data follows.
+struct TensorHeader {
+    ttype: i32,
+    dims: Vec<i32>,
+    name: String,
+}
+
+impl TensorHeader {
+    /// The header at byte `pos`, refusing what whisper.cpp would choke on.
+    fn read(r: &mut impl Read, pos: u64) -> Result<Self, ModelError> {
+        let n_dims = read_i32(r)?;
+        let name_len = read_i32(r)?;
+        let ttype = read_i32(r)?;
+        if !(1..=4).contains(&n_dims) || !(1..=256).contains(&name_len) {
+            return Err(bad(format!("bad tensor header at byte {pos}")));
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            let d = read_i32(r)?;
+            if d <= 0 {
+                return Err(bad(format!("bad tensor dimension at byte {pos}")));
+            }
+            dims.push(d);
+        }
+        let mut name = vec![0u8; name_len as usize];
+        r.read_exact(&mut name)
+            .map_err(|_| bad("file ends in a tensor name"))?;
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if !(name.starts_with("encoder.") || name.starts_with("decoder.")) {
+            return Err(bad(format!("unknown tensor `{name}`")));
+        }
+        Ok(Self { ttype, dims, name })
+    }
+
+    fn elements(&self) -> u64 {
+        self.dims
+            .iter()
+            .fold(1u64, |n, &d| n.saturating_mul(d as u64))
+    }
+
+    /// Bytes of data after the header.
+    fn data_bytes(&self) -> Result<u64, ModelError> {
+        let (bytes, per) = type_size(self.ttype).ok_or_else(|| {
+            bad(format!(
+                "tensor `{}` has unknown type {}",
+                self.name, self.ttype
+            ))
+        })?;
+        Ok(self.elements() / per * bytes)
+    }
+
+    fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let mut h = Vec::with_capacity(12 + 4 * self.dims.len() + self.name.len());
+        h.extend((self.dims.len() as i32).to_le_bytes());
+        h.extend((self.name.len() as i32).to_le_bytes());
+        h.extend(self.ttype.to_le_bytes());
+        for d in &self.dims {
+            h.extend(d.to_le_bytes());
+        }
+        h.extend(self.name.as_bytes());
+        w.write_all(&h)
+    }
 }
 
 /// The `ftype` of a model whose matrices are Q8_0 (ggml's `GGML_FTYPE_MOSTLY_Q8_0`), with
@@ -291,7 +334,7 @@ pub fn quantize_q8_0(src: &Path, dst: &Path) -> Result<(), ModelError> {
         let n_fft = read_i32(&mut r)?;
         head.extend(n_mel.to_le_bytes());
         head.extend(n_fft.to_le_bytes());
-        w_all(&mut w, &head, &werr)?;
+        w.write_all(&head).map_err(&werr)?;
         copy_n(&mut r, &mut w, n_mel as u64 * n_fft as u64 * 4, &werr)?;
         let n_words = read_i32(&mut r)?;
         let mut vocab = n_words.to_le_bytes().to_vec();
@@ -303,58 +346,43 @@ pub fn quantize_q8_0(src: &Path, dst: &Path) -> Result<(), ModelError> {
                 .map_err(|_| bad("file ends early"))?;
             vocab.extend(word);
         }
-        w_all(&mut w, &vocab, &werr)?;
+        w.write_all(&vocab).map_err(&werr)?;
         let mut row: Vec<f32> = Vec::new();
         let mut raw: Vec<u8> = Vec::new();
         let mut packed: Vec<u8> = Vec::new();
-        // validate() saw the file end at a tensor boundary.
-        while let Ok(n_dims) = read_i32(&mut r) {
-            let name_len = read_i32(&mut r)?;
-            let ttype = read_i32(&mut r)?;
-            let mut dims = Vec::with_capacity(n_dims as usize);
-            for _ in 0..n_dims {
-                dims.push(read_i32(&mut r)?);
+        // validate() walked the same file: it ends at a tensor boundary.
+        let len = std::fs::metadata(src).map_err(io_at(src))?.len();
+        let mut pos = r.stream_position().map_err(io_at(src))?;
+        while pos < len {
+            let mut t = TensorHeader::read(&mut r, pos)?;
+            let size = t.data_bytes()?;
+            let quantize = t.dims.len() == 2
+                && (t.ttype == 0 || t.ttype == 1)
+                && t.dims[0] as usize % Q8_BLOCK == 0
+                && !KEEP_UNQUANTIZED.contains(&t.name.as_str());
+            let width = if t.ttype == 1 { 2 } else { 4 };
+            if quantize {
+                t.ttype = TYPE_Q8_0;
             }
-            let mut name = vec![0u8; name_len as usize];
-            r.read_exact(&mut name)
-                .map_err(|_| bad("file ends early"))?;
-            let n: u64 = dims.iter().map(|&d| d as u64).product();
-            let (bytes, per) = type_size(ttype).ok_or_else(|| bad("unknown tensor type"))?;
-            let quantize = n_dims == 2
-                && (ttype == 0 || ttype == 1)
-                && dims[0] as usize % Q8_BLOCK == 0
-                && !KEEP_UNQUANTIZED.contains(&String::from_utf8_lossy(&name).as_ref());
-            let mut header = Vec::with_capacity(12 + 4 * dims.len() + name.len());
-            header.extend(n_dims.to_le_bytes());
-            header.extend(name_len.to_le_bytes());
-            header.extend(if quantize { TYPE_Q8_0 } else { ttype }.to_le_bytes());
-            for d in &dims {
-                header.extend(d.to_le_bytes());
-            }
-            header.extend(&name);
-            w_all(&mut w, &header, &werr)?;
+            t.write(&mut w).map_err(&werr)?;
             if !quantize {
-                copy_n(&mut r, &mut w, n / per * bytes, &werr)?;
-                continue;
+                copy_n(&mut r, &mut w, size, &werr)?;
+            } else {
+                let cols = t.dims[0] as usize;
+                raw.resize(cols * width, 0);
+                for _ in 0..t.elements() / cols as u64 {
+                    r.read_exact(&mut raw).map_err(|_| bad("file ends early"))?;
+                    row.clear();
+                    row.extend(raw.chunks_exact(width).map(|c| match c {
+                        [a, b] => half::f16::from_le_bytes([*a, *b]).to_f32(),
+                        _ => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                    }));
+                    packed.clear();
+                    q8_0_row(&row, &mut packed);
+                    w.write_all(&packed).map_err(&werr)?;
+                }
             }
-            let cols = dims[0] as usize;
-            let rows = (n / cols as u64) as usize;
-            let width = if ttype == 1 { 2 } else { 4 };
-            raw.resize(cols * width, 0);
-            for _ in 0..rows {
-                r.read_exact(&mut raw).map_err(|_| bad("file ends early"))?;
-                row.clear();
-                row.extend(raw.chunks_exact(width).map(|c| {
-                    if width == 2 {
-                        half::f16::from_le_bytes([c[0], c[1]]).to_f32()
-                    } else {
-                        f32::from_le_bytes([c[0], c[1], c[2], c[3]])
-                    }
-                }));
-                packed.clear();
-                q8_0_row(&row, &mut packed);
-                w_all(&mut w, &packed, &werr)?;
-            }
+            pos = r.stream_position().map_err(io_at(src))?;
         }
         let file = w.into_inner().map_err(|e| werr(e.into_error()))?;
         file.sync_all().map_err(&werr)?;
@@ -378,14 +406,6 @@ fn copy_n(
         return Err(bad("file ends early"));
     }
     Ok(())
-}
-
-fn w_all(
-    w: &mut impl Write,
-    data: &[u8],
-    err: &impl Fn(std::io::Error) -> ModelError,
-) -> Result<(), ModelError> {
-    w.write_all(data).map_err(err)
 }
 
 /// One row in Q8_0 blocks, as ggml's `quantize_row_q8_0_ref`.
