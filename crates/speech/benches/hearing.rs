@@ -8,13 +8,15 @@
 //!
 //! Under `cargo test --all-targets` it runs two clips per model as a smoke test.
 //! `WARMLINE_BEAM=5` decodes with beam search instead of greedy;
-//! `WARMLINE_AUDIO_CTX_MARGIN=N` gives the encoder N frames beyond the speech.
+//! `WARMLINE_AUDIO_CTX_MARGIN=N` gives the encoder N frames beyond the speech;
+//! `WARMLINE_WIDEBAND=1` plays the same speech without the telephone (espeak-ng's rate straight
+//! to 16 kHz), a reference for what the 4 kHz band costs.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{VOICES, phone};
+use common::{VOICES, phone, wideband};
 use std::time::Instant;
 use warmline_speech::*;
 
@@ -69,21 +71,28 @@ fn main() {
     } else {
         (&SENTENCES[..2], &VOICES[..1])
     };
+    let wide = std::env::var_os("WARMLINE_WIDEBAND").is_some();
+    let render = if wide { wideband } else { phone };
     let mut clips = Vec::new();
     for (vi, v) in voices.iter().enumerate() {
         for (si, s) in sentences.iter().enumerate() {
             // Every third voice/sentence pair also agitated.
             let agitated = (vi + si) % 3 == 0;
-            clips.push((s, *v, false, phone(s, v, false)));
+            clips.push((s, *v, false, render(s, v, false)));
             if agitated {
-                clips.push((s, *v, true, phone(s, v, true)));
+                clips.push((s, *v, true, render(s, v, true)));
             }
         }
     }
     println!(
-        "{} clips ({} voices, G.711 µ-law round trip)",
+        "{} clips ({} voices, {})",
         clips.len(),
-        voices.len()
+        voices.len(),
+        if wide {
+            "wideband reference, no telephone"
+        } else {
+            "G.711 µ-law round trip"
+        }
     );
     for path in models {
         let rec = WhisperRecognizer::load(

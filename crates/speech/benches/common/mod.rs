@@ -22,15 +22,26 @@ pub const VOICES: &[&str] = &[
     "en+f4",
 ];
 
-/// espeak-ng speech as a caller's phone delivers it: 8 kHz G.711 µ-law, back to 16 kHz.
-pub fn phone(text: &str, voice: &str, agitated: bool) -> Vec<i16> {
+/// The same speech without the telephone: espeak-ng's own rate straight to 16 kHz. Only a
+/// reference, to tell what the phone's 4 kHz band costs from what the model cannot hear.
+pub fn wideband(text: &str, voice: &str, agitated: bool) -> Vec<i16> {
+    let clip = espeak(text, voice, agitated);
+    Resampler::convert(clip.rate, 16000, &clip.pcm)
+}
+
+fn espeak(text: &str, voice: &str, agitated: bool) -> warmline_media::Clip {
     let mut cmd = Command::new("espeak-ng");
     cmd.args(["-v", voice, "--stdout"]);
     if agitated {
         cmd.args(["-p", "80", "-a", "200", "-s", "220"]);
     }
     let out = cmd.args(["--", text]).output().expect("espeak-ng");
-    let clip = tts::clip_from_espeak(out.stdout).unwrap();
+    tts::clip_from_espeak(out.stdout).unwrap()
+}
+
+/// espeak-ng speech as a caller's phone delivers it: 8 kHz G.711 µ-law, back to 16 kHz.
+pub fn phone(text: &str, voice: &str, agitated: bool) -> Vec<i16> {
+    let clip = espeak(text, voice, agitated);
     let narrow = Resampler::convert(clip.rate, 8000, &clip.pcm);
     let mut codes = Vec::new();
     warmline_media::g711::ulaw_encode_frame(&narrow, &mut codes);
