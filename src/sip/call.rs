@@ -1,9 +1,14 @@
-//! One task per call: feeds the call's [`Controller`] with dialog states, local commands,
-//! results of SIP operations and timer expiries, and carries its actions out on the dialog.
+//! One task per call: the SIP/RTP driver of a sans-IO [`Call`]. It owns what is I/O for
+//! each of the call's legs (the caller's dialog, and the dialogs it places for agents or a
+//! B2BUA's far end): rsipstack dialogs, RTP sockets, the legs of the call's media session,
+//! the voices that speak on them. It feeds the `Call` with dialog states, local commands,
+//! results of SIP operations, media and speech events and timer expiries, each tagged with
+//! its [`Leg`], and carries the `Call`'s `(leg, action)`s out; which leg hears what is the
+//! `Call`'s business, not this module's.
 //!
 //! The task never awaits the network while it could miss an event: re-INVITE, BYE and
-//! CANCEL run in their own tasks and report back through `ops`, so a peer's re-INVITE that
-//! crosses ours (glare) is still answered.
+//! CANCEL run in their own tasks and report back through the leg's inbox, so a peer's
+//! re-INVITE that crosses ours (glare) is still answered.
 
 use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
 use crate::assistant::{Rendering, Voice};
@@ -11,9 +16,6 @@ use crate::config::RouteMode;
 use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
 use crate::rtp_ports::RtpReservation;
 use crate::speech::PipelineEvent;
-
-/// Caller turns (and assistant prompts) kept for the HTTP API.
-const TRANSCRIPT_KEPT: usize = 20;
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{
     DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
@@ -26,16 +28,44 @@ use rsipstack::transaction::transaction::Transaction;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use warmline_call::context::PacketLinks;
 use warmline_call::{
-    CallAction, CallConfig, CallEvent, Controller, OriginateOutcome, Prompt, TransferOutcome,
+    Call, CallAction, CallConfig, CallEvent, Dial, Leg, OriginateOutcome, Prompt, Role, ScreenPop,
+    TransferOutcome,
 };
 use warmline_media::{LegId, LegMedia, MediaEvent};
 use warmline_policy::Decision;
 use warmline_signaling::{CodecName, LocalMedia};
+
+/// Caller turns (and assistant prompts) kept for the HTTP API.
+const TRANSCRIPT_KEPT: usize = 20;
+
+/// Legs of agents' calls join the caller's media session as `AGENT_LEG_BASE + attempt`, so
+/// an old attempt's leg never collides with the next one's.
+const AGENT_LEG_BASE: LegId = 10;
+
+/// The longest `X-Warmline-Summary` sent (screen-pops show a line or two).
+const SUMMARY_HEADER_MAX: usize = 200;
+
+/// A leg's place in the call's media session.
+fn media_leg(leg: Leg) -> LegId {
+    match leg {
+        Leg::Caller => CALLER_LEG,
+        Leg::Far => FAR_LEG,
+        Leg::Agent(n) => AGENT_LEG_BASE + n,
+    }
+}
+
+fn leg_of(id: LegId) -> Leg {
+    match id {
+        CALLER_LEG => Leg::Caller,
+        FAR_LEG => Leg::Far,
+        n => Leg::Agent(n.saturating_sub(AGENT_LEG_BASE)),
+    }
+}
 
 fn sdp_header() -> Vec<Header> {
     vec![Header::ContentType("application/sdp".into())]
@@ -77,6 +107,31 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
     }
 }
 
+/// The config of a call we place: no assistant, no policy, our codec order but `prefer`
+/// first.
+fn outbound_config(
+    gw: &Gateway,
+    rtp: &RtpReservation,
+    ring_timeout: Option<std::time::Duration>,
+    prefer: Option<CodecName>,
+) -> CallConfig {
+    let mut cfg = call_config(gw, rtp);
+    cfg.answer_on_command = false;
+    cfg.greeting = false;
+    cfg.rules = None;
+    cfg.assistant = None;
+    cfg.brain = false;
+    cfg.llm_briefing = false;
+    if let Some(t) = ring_timeout {
+        cfg.ring_timeout = t;
+    }
+    if let Some(c) = prefer {
+        cfg.local_media.codecs.retain(|x| *x != c);
+        cfg.local_media.codecs.insert(0, c);
+    }
+    cfg
+}
+
 /// The display name of a From/To value: `"Ada Lovelace" <sip:…>` or `Ada <sip:…>`.
 fn display_name(value: &str) -> Option<String> {
     let v = value.trim();
@@ -92,33 +147,55 @@ fn display_name(value: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// The call an outbound leg reports to, and how.
-#[derive(Debug, Clone)]
-pub(super) struct Partner {
-    tx: mpsc::UnboundedSender<CallEvent>,
-    /// `Some(attempt)`: an agent's call in a warm transfer (outcome, digits, prompt ends and
-    /// its end go back as `Agent*` events); `None`: the far leg of a B2BUA.
-    agent_attempt: Option<u32>,
-}
-
-/// How a leg's media is wired: which session, which leg in it, and whether it feeds the
-/// speech tap.
-pub(super) struct LegPlan {
-    media: MediaHandle,
-    leg: LegId,
-    tap: bool,
-}
-
-/// The status a B2BUA gives its caller when the far end did not answer.
-fn refusal_for(outcome: &OriginateOutcome) -> u16 {
-    match outcome {
-        OriginateOutcome::Answered => 200,
-        OriginateOutcome::Busy { status } => *status,
-        OriginateOutcome::NoAnswer => 480,
-        OriginateOutcome::Rejected { status, .. } if (400..700).contains(status) => *status,
-        OriginateOutcome::Rejected { .. } | OriginateOutcome::Unreachable { .. } => 502,
-        OriginateOutcome::Cancelled => 487,
+/// A header value on one line, at most `max` characters.
+fn header_value(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
     }
+}
+
+/// What wakes a call's task about one leg.
+enum Input {
+    Dialog(Box<DialogState>),
+    /// The leg's dialog state channel closed.
+    DialogGone,
+    /// A local command, or the result of something the leg started (a re-INVITE's answer,
+    /// the INVITE's final response, the brain's reply, a prompt that could not play).
+    Event(CallEvent),
+}
+
+type Inbox = mpsc::UnboundedSender<(Leg, Input)>;
+
+/// A sender of one leg's events into the call's inbox, for whoever reports to it (the HTTP
+/// API, the voice, the brain): a plain `CallEvent` channel, forwarded with the leg's key.
+fn leg_events(inbox: &Inbox, leg: Leg) -> mpsc::UnboundedSender<CallEvent> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<CallEvent>();
+    let inbox = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if inbox.send((leg, Input::Event(ev))).is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+fn forward_states(inbox: &Inbox, leg: Leg, mut states: DialogStateReceiver) {
+    let inbox = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(s) = states.recv().await {
+            if inbox.send((leg, Input::Dialog(Box::new(s)))).is_err() {
+                return;
+            }
+        }
+        let _ = inbox.send((leg, Input::DialogGone));
+    });
 }
 
 /// Take an admitted INVITE: decide with the controller, answer or refuse, then run the call.
@@ -172,26 +249,39 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             ),
             _ => None,
         });
-        let mut ctl = Controller::inbound(cfg);
-        ctl.handle(
+        let bridge_to = match &gw.cfg.route.mode {
+            RouteMode::Bridge { target } => Some(target.clone()),
+            RouteMode::Assistant => None,
+        };
+        let listened = bridge_to.is_none();
+        let mut call = Call::inbound(cfg, bridge_to);
+        call.handle(
             Instant::now(),
+            Leg::Caller,
             CallEvent::Invite {
                 sdp: body_text(&tx.original.body),
             },
         );
 
         // A refusal decided on the INVITE alone needs no dialog.
-        if let Some(CallAction::Reject {
-            status,
-            reason,
-            warning,
-        }) = peek_reject(&mut ctl)
-        {
-            tracing::info!(status, %reason, ?warning, "INVITE rejected");
-            let headers = warning
-                .map(|w| vec![Header::Other("Warning".into(), w)])
-                .unwrap_or_default();
-            let _ = tx.reply_with(StatusCode::from(status), headers, None).await;
+        if call.is_ended() {
+            let first = call.poll_action();
+            while call.poll_action().is_some() {}
+            if let Some((
+                _,
+                CallAction::Reject {
+                    status,
+                    reason,
+                    warning,
+                },
+            )) = first
+            {
+                tracing::info!(status, %reason, ?warning, "INVITE rejected");
+                let headers = warning
+                    .map(|w| vec![Header::Other("Warning".into(), w)])
+                    .unwrap_or_default();
+                let _ = tx.reply_with(StatusCode::from(status), headers, None).await;
+            }
             return;
         }
 
@@ -234,125 +324,42 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
         gw.planes
             .store
             .audit(&call_id, "call_start", &format!("from {from} to {to}"));
-        let media = MediaHandle::spawn(gw.planes.media.clone());
-        let bridge_target = match &gw.cfg.route.mode {
-            RouteMode::Bridge { target } => Some(target.clone()),
-            RouteMode::Assistant => None,
-        };
-        // Prefer the caller's codec on the far leg, so the bridge can relay untouched.
-        let caller_codec = ctl.pending_media().map(|n| n.codec.name);
-        let mut task = CallTask::new(
-            gw.clone(),
-            call_id,
-            ctl,
-            Some(dialog),
-            state_rx,
-            from,
-            to,
-            rtp,
-            None,
-            LegPlan {
-                media: media.clone(),
-                leg: CALLER_LEG,
-                tap: bridge_target.is_none(),
+        let mut task = CallTask::new(gw, call);
+        task.open(
+            Leg::Caller,
+            LegOpen {
+                call_id,
+                dialog: Some(dialog),
+                states: state_rx,
+                from,
+                to,
+                rtp,
+                tap: listened,
+                outcome: None,
+                span: tracing::Span::current(),
             },
         );
-        task.codec = caller_codec;
-        if let Some(target) = bridge_target {
-            task.bridge_on_answer = Some(FAR_LEG);
-            let far = Uri::try_from(target.as_str())
-                .map_err(|e| OriginateError::BadUri(e.to_string()))
-                .and_then(|uri| {
-                    let rtp = gw.ports().reserve()?;
-                    start_outbound(
-                        gw.clone(),
-                        uri,
-                        Originate {
-                            to: target.clone(),
-                            ..Originate::default()
-                        },
-                        rtp,
-                        Some(LegPlan {
-                            media,
-                            leg: FAR_LEG,
-                            tap: false,
-                        }),
-                        Some(Partner {
-                            tx: task.ops_tx.clone(),
-                            agent_attempt: None,
-                        }),
-                        caller_codec,
-                    )
-                });
-            match far {
-                Ok((id, _, far_commands)) => {
-                    tracing::info!(far_call = %id, %target, "bridging to target");
-                    lock(&task.info).partner = Some(id);
-                    task.partner = Some(Partner {
-                        tx: far_commands,
-                        agent_attempt: None,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, %target, "bridge target not reachable");
-                    task.ctl
-                        .handle(Instant::now(), CallEvent::Refuse { status: 502 });
-                }
-            }
-        }
         task.run().await;
     }
     .instrument(span)
     .await;
 }
 
-/// If the controller's first action is a refusal, take it (and the `Ended` after it).
-fn peek_reject(ctl: &mut Controller) -> Option<CallAction> {
-    if !ctl.is_ended() {
-        return None;
-    }
-    let first = ctl.poll_action();
-    while ctl.poll_action().is_some() {}
-    first
+/// A dialog placed by [`place`]: its Call-ID, its state channel and the INVITE's result.
+struct Placed {
+    call_id: String,
+    dialog: InviteDialog,
+    states: DialogStateReceiver,
+    invite: tokio::task::JoinHandle<InviteResult>,
 }
 
-/// Start an outbound call and return its id, a receiver for its outcome, and its command
-/// sender. With `plan`, its media joins an existing session (a B2BUA far leg); `partner`
-/// hears its outcome and its end.
-pub(super) fn start_outbound(
-    gw: Arc<Gateway>,
-    callee: Uri,
-    req: Originate,
-    rtp: RtpReservation,
-    plan: Option<LegPlan>,
-    partner: Option<Partner>,
-    prefer: Option<CodecName>,
-) -> Result<
-    (
-        String,
-        oneshot::Receiver<OriginateOutcome>,
-        mpsc::UnboundedSender<CallEvent>,
-    ),
-    OriginateError,
-> {
-    let mut cfg = call_config(&gw, &rtp);
-    cfg.answer_on_command = false;
-    cfg.greeting = false;
-    cfg.rules = None;
-    cfg.assistant = None;
-    cfg.brain = false;
-    cfg.llm_briefing = false;
-    if let Some(t) = req.ring_timeout {
-        cfg.ring_timeout = t;
-    }
-    if let Some(c) = prefer {
-        cfg.local_media.codecs.retain(|x| *x != c);
-        cfg.local_media.codecs.insert(0, c);
-    }
-    let mut ctl = Controller::outbound(Instant::now(), cfg);
-    let Some(CallAction::SendInvite { sdp }) = ctl.poll_action() else {
-        return Err(OriginateError::Stack("controller did not offer".into()));
-    };
+/// Send an INVITE carrying `offer` to `callee`.
+fn place(
+    gw: &Gateway,
+    callee: &Uri,
+    req: &Originate,
+    offer: String,
+) -> Result<Placed, OriginateError> {
     let username = req
         .auth_username
         .clone()
@@ -394,46 +401,30 @@ pub(super) fn start_outbound(
         callee: callee.clone(),
         contact: gw.contact().clone(),
         content_type: Some("application/sdp".into()),
-        offer: Some(sdp.into_bytes()),
+        offer: Some(offer.into_bytes()),
         credential,
         headers: (!headers.is_empty()).then_some(headers),
         ..Default::default()
     };
-    let (state_tx, state_rx) = gw.dialog_layer().new_dialog_state_channel();
+    let (state_tx, states) = gw.dialog_layer().new_dialog_state_channel();
     let (dialog, invite) = gw
         .dialog_layer()
         .do_invite_async(opt, state_tx)
         .map_err(|e| OriginateError::Stack(e.to_string()))?;
-    let id = dialog.id().call_id.clone();
-    let (outcome_tx, outcome_rx) = oneshot::channel();
-    let span = tracing::info_span!("call", call_id = %id);
-    let plan = match plan {
-        Some(p) => p,
-        None => {
-            let _g = span.enter();
-            LegPlan {
-                media: MediaHandle::spawn(gw.planes.media.clone()),
-                leg: CALLER_LEG,
-                tap: false,
-            }
-        }
-    };
-    let mut task = CallTask::new(
-        gw,
-        id.clone(),
-        ctl,
-        Some(dialog),
-        state_rx,
-        "warmline".into(),
-        callee.to_string(),
-        rtp,
-        Some(outcome_tx),
-        plan,
-    );
-    task.partner = partner;
-    let commands = task.cmd_tx.clone();
-    // The final response to our INVITE arrives through the join handle, not the dialog states.
-    let ops = task.ops_tx.clone();
+    Ok(Placed {
+        call_id: dialog.id().call_id.clone(),
+        dialog,
+        states,
+        invite,
+    })
+}
+
+/// The final response to our INVITE arrives through the join handle, not the dialog
+/// states: report it to the leg.
+fn report_invite_result(
+    invite: tokio::task::JoinHandle<InviteResult>,
+    to: mpsc::UnboundedSender<CallEvent>,
+) {
     tokio::spawn(async move {
         let event = match invite.await {
             Ok(Ok((_, Some(resp)))) => {
@@ -456,107 +447,149 @@ pub(super) fn start_outbound(
                 reason: e.to_string(),
             },
         };
-        let _ = ops.send(event);
+        let _ = to.send(event);
     });
+}
+
+type InviteResult = Result<
+    (
+        rsipstack::dialog::DialogId,
+        Option<rsipstack::sip::Response>,
+    ),
+    rsipstack::Error,
+>;
+
+/// Place an outbound call through the API and return its id and a receiver for its
+/// outcome.
+pub(super) fn start_outbound(
+    gw: Arc<Gateway>,
+    callee: Uri,
+    req: Originate,
+    rtp: RtpReservation,
+) -> Result<(String, oneshot::Receiver<OriginateOutcome>), OriginateError> {
+    let cfg = outbound_config(&gw, &rtp, req.ring_timeout, None);
+    let (call, offer) = Call::outbound(Instant::now(), cfg);
+    let placed = place(&gw, &callee, &req, offer)?;
+    let id = placed.call_id.clone();
+    let (outcome_tx, outcome_rx) = oneshot::channel();
+    let span = tracing::info_span!("call", call_id = %id);
+    let mut task = {
+        let _g = span.enter();
+        CallTask::new(gw, call)
+    };
+    {
+        let _g = span.enter();
+        task.open(
+            Leg::Caller,
+            LegOpen {
+                call_id: id.clone(),
+                dialog: Some(placed.dialog),
+                states: placed.states,
+                from: "warmline".into(),
+                to: callee.to_string(),
+                rtp,
+                tap: false,
+                outcome: Some(outcome_tx),
+                span: span.clone(),
+            },
+        );
+        report_invite_result(placed.invite, task.events_of(Leg::Caller));
+    }
     tracing::info!(parent: &span, to = %callee, "outbound call");
     tokio::spawn(async move { task.run().await }.instrument(span));
-    Ok((id, outcome_rx, commands))
+    Ok((id, outcome_rx))
 }
 
-/// Legs of agents' calls join the caller's media session as `AGENT_LEG_BASE + attempt`, so
-/// an old attempt's leg never collides with the next one's.
-const AGENT_LEG_BASE: LegId = 10;
-
-/// The longest `X-Warmline-Summary` sent (screen-pops show a line or two).
-const SUMMARY_HEADER_MAX: usize = 200;
-
-/// An agent's call placed for this caller.
-struct AgentCall {
+/// What a leg needs to start.
+struct LegOpen {
     call_id: String,
-    leg: LegId,
-    commands: mpsc::UnboundedSender<CallEvent>,
-    /// Speaks the briefing on the agent's leg only.
-    voice: Option<Voice>,
+    dialog: Option<InviteDialog>,
+    states: DialogStateReceiver,
+    from: String,
+    to: String,
+    rtp: RtpReservation,
+    /// Feed the leg's audio to the speech pipeline.
+    tap: bool,
+    /// Where an API originate hears its outcome.
+    outcome: Option<oneshot::Sender<OriginateOutcome>>,
+    span: tracing::Span,
 }
 
-/// A header value on one line, at most `max` characters.
-fn header_value(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match flat.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &flat[..i]),
-        None => flat,
-    }
+/// What is I/O about one leg.
+struct LegIo {
+    call_id: String,
+    dialog: Option<InviteDialog>,
+    /// The peer's re-INVITE/UPDATE waiting for our answer.
+    reoffer: Option<TransactionHandle>,
+    events: mpsc::UnboundedSender<CallEvent>,
+    info: Arc<Mutex<CallInfo>>,
+    /// Speaks on this leg (the assistant to the caller, the briefing to an agent).
+    voice: Option<Voice>,
+    outcome: Option<oneshot::Sender<OriginateOutcome>>,
+    span: tracing::Span,
 }
 
 struct CallTask {
     gw: Arc<Gateway>,
-    id: String,
-    ctl: Controller,
-    dialog: Option<InviteDialog>,
-    states: DialogStateReceiver,
-    commands: mpsc::UnboundedReceiver<CallEvent>,
-    ops_tx: mpsc::UnboundedSender<CallEvent>,
-    ops: mpsc::UnboundedReceiver<CallEvent>,
-    info: Arc<Mutex<CallInfo>>,
-    /// The peer's re-INVITE/UPDATE waiting for our answer.
-    reoffer: Option<TransactionHandle>,
-    outcome: Option<oneshot::Sender<OriginateOutcome>>,
-    cmd_tx: mpsc::UnboundedSender<CallEvent>,
+    call: Call,
+    legs: HashMap<Leg, LegIo>,
+    inbox_tx: Inbox,
+    inbox: mpsc::UnboundedReceiver<(Leg, Input)>,
     media: MediaHandle,
-    leg: LegId,
+    media_tx: mpsc::UnboundedSender<MediaEvent>,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    speech_tx: mpsc::UnboundedSender<PipelineEvent>,
     speech_events: mpsc::UnboundedReceiver<PipelineEvent>,
     /// When the last turn's text arrived, and its recognition latency.
     last_turn: Option<(Instant, u64)>,
-    /// The call we report to: the other call of a B2BUA pair, or the caller we are the
-    /// agent for. Told our outcome and our end.
-    partner: Option<Partner>,
-    /// Agents' calls this (caller's) call placed, by attempt.
-    agents: HashMap<u32, AgentCall>,
-    /// The caller's codec, preferred on agents' calls so the bridge can relay untouched.
-    codec: Option<CodecName>,
-    /// Bridge our leg to this one once we are answered.
-    bridge_on_answer: Option<LegId>,
-    media_configured: bool,
-    /// The assistant's speaker, started at its first prompt.
-    voice: Option<Voice>,
-    /// The agent's briefing, rendered while their phone rings.
-    briefing: Option<Rendering>,
+    /// Speech rendered ahead of a `Say` with the same text (the agent's briefing, rendered
+    /// while their phone rings).
+    prepared: Option<Rendering>,
 }
 
 impl CallTask {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        gw: Arc<Gateway>,
-        id: String,
-        ctl: Controller,
-        dialog: Option<InviteDialog>,
-        states: DialogStateReceiver,
-        from: String,
-        to: String,
-        rtp: RtpReservation,
-        outcome: Option<oneshot::Sender<OriginateOutcome>>,
-        plan: LegPlan,
-    ) -> Self {
-        let (cmd_tx, commands) = mpsc::unbounded_channel();
-        let (ops_tx, ops) = mpsc::unbounded_channel();
-        let (events_tx, media_events) = mpsc::unbounded_channel();
+    fn new(gw: Arc<Gateway>, call: Call) -> Self {
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        let (media_tx, media_events) = mpsc::unbounded_channel();
         let (speech_tx, speech_events) = mpsc::unbounded_channel();
-        // The caller's words go to the speech pipeline when this leg is listened to.
-        let tap = match (&gw.planes.speech, plan.tap) {
-            (Some(speech), true) => Some(speech.spawn_pipeline(speech_tx)),
-            _ => None,
+        let media = MediaHandle::spawn(gw.planes.media.clone());
+        Self {
+            gw,
+            call,
+            legs: HashMap::new(),
+            inbox_tx,
+            inbox,
+            media,
+            media_tx,
+            media_events,
+            speech_tx,
+            speech_events,
+            last_turn: None,
+            prepared: None,
+        }
+    }
+
+    fn events_of(&self, leg: Leg) -> mpsc::UnboundedSender<CallEvent> {
+        match self.legs.get(&leg) {
+            Some(io) => io.events.clone(),
+            None => leg_events(&self.inbox_tx, leg),
+        }
+    }
+
+    /// Register a leg with the gateway, join it to the media session and listen to it.
+    fn open(&mut self, leg: Leg, o: LegOpen) {
+        let Some((role, snapshot)) = self.call.leg(leg).map(|c| (c.role(), c.snapshot())) else {
+            return;
         };
+        let events = leg_events(&self.inbox_tx, leg);
+        forward_states(&self.inbox_tx, leg, o.states);
         let info = Arc::new(Mutex::new(CallInfo {
-            id: id.clone(),
-            role: ctl.role(),
-            from,
-            to,
-            rtp_port: rtp.port(),
-            snapshot: ctl.snapshot(),
+            id: o.call_id.clone(),
+            role,
+            from: o.from,
+            to: o.to,
+            rtp_port: o.rtp.port(),
+            snapshot,
             digits: String::new(),
             partner: None,
             media: None,
@@ -567,62 +600,114 @@ impl CallTask {
             said: Vec::new(),
             context: None,
         }));
-        gw.register(
-            id.clone(),
+        self.gw.register(
+            o.call_id.clone(),
             CallHandle {
-                commands: cmd_tx.clone(),
+                commands: events.clone(),
                 info: info.clone(),
             },
         );
-        plan.media.add_leg(NewLeg {
-            id: plan.leg,
-            sockets: rtp,
+        // The caller's words go to the speech pipeline when this leg is listened to.
+        let tap = match (&self.gw.planes.speech, o.tap) {
+            (Some(speech), true) => {
+                let _g = o.span.enter();
+                Some(speech.spawn_pipeline(self.speech_tx.clone()))
+            }
+            _ => None,
+        };
+        self.media.add_leg(NewLeg {
+            id: media_leg(leg),
+            sockets: o.rtp,
             tap,
-            events: events_tx,
+            events: self.media_tx.clone(),
             report: report_into(info.clone(), |i: &mut CallInfo, r| {
                 i.media = Some(r.clone())
             }),
-            record_as: gw.planes.media.recording().then(|| id.clone()),
+            record_as: self.gw.planes.media.recording().then(|| o.call_id.clone()),
         });
-        Self {
-            gw,
-            id,
-            ctl,
-            dialog,
-            states,
-            commands,
-            ops_tx,
-            ops,
-            info,
-            reoffer: None,
-            outcome,
-            cmd_tx,
-            media: plan.media,
-            leg: plan.leg,
-            media_events,
-            speech_events,
-            last_turn: None,
-            partner: None,
-            bridge_on_answer: None,
-            media_configured: false,
-            voice: None,
-            agents: HashMap::new(),
-            codec: None,
-            briefing: None,
+        self.legs.insert(
+            leg,
+            LegIo {
+                call_id: o.call_id,
+                dialog: o.dialog,
+                reoffer: None,
+                events,
+                info,
+                voice: None,
+                outcome: o.outcome,
+                span: o.span,
+            },
+        );
+    }
+
+    /// Place the call the `Call` asked for on `leg`: its media joins this call's session.
+    fn dial(&mut self, leg: Leg, dial: Dial) {
+        let now = Instant::now();
+        let req = self.originate_request(&dial);
+        let reserved = Uri::try_from(dial.target.as_str())
+            .map_err(|e| OriginateError::BadUri(e.to_string()))
+            .and_then(|uri| Ok((uri, self.gw.ports().reserve()?)));
+        let (uri, rtp) = match reserved {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(?leg, target = %dial.target, error = %e, "call not placed");
+                self.call.dial_failed(now, leg, e.to_string());
+                return;
+            }
+        };
+        let cfg = outbound_config(&self.gw, &rtp, dial.ring_timeout, dial.prefer);
+        let Some(offer) = self.call.open_leg(now, leg, cfg) else {
+            return;
+        };
+        match place(&self.gw, &uri, &req, offer) {
+            Ok(placed) => {
+                let span = tracing::info_span!("call", call_id = %placed.call_id);
+                tracing::info!(?leg, peer_call = %placed.call_id, target = %dial.target, "calling");
+                tracing::info!(parent: &span, to = %uri, "outbound call");
+                self.open(
+                    leg,
+                    LegOpen {
+                        call_id: placed.call_id,
+                        dialog: Some(placed.dialog),
+                        states: placed.states,
+                        from: "warmline".into(),
+                        to: uri.to_string(),
+                        rtp,
+                        tap: false,
+                        outcome: None,
+                        span,
+                    },
+                );
+                report_invite_result(placed.invite, self.events_of(leg));
+            }
+            Err(e) => {
+                tracing::warn!(?leg, target = %dial.target, error = %e, "call not placed");
+                self.call.handle(
+                    now,
+                    leg,
+                    CallEvent::Unreachable {
+                        reason: e.to_string(),
+                    },
+                );
+            }
         }
     }
 
-    /// Place the agent's call for transfer `attempt`; its media joins this call's session.
-    fn dial_agent(
-        &mut self,
-        attempt: u32,
-        target: String,
-        ring_timeout: Duration,
-        reason: String,
-        summary: String,
-    ) {
-        let (number, name) = self.ctl.caller_identity();
-        let name = name.map(str::to_string);
+    /// The INVITE of a dialled leg: an agent's carries who the call is for and why.
+    fn originate_request(&self, dial: &Dial) -> Originate {
+        let Some(screen) = &dial.screen else {
+            return Originate {
+                to: dial.target.clone(),
+                ring_timeout: dial.ring_timeout,
+                ..Originate::default()
+            };
+        };
+        let ScreenPop {
+            caller_number: number,
+            caller_name: name,
+            reason,
+            summary,
+        } = screen;
         let base = &self.gw.cfg.http.public_url;
         let host = super::host_port(self.gw.advertised(), self.gw.cfg.sip.listen[0].addr.port());
         let who = if number.is_empty() {
@@ -630,16 +715,17 @@ impl CallTask {
         } else {
             number.as_str()
         };
-        let pai = match &name {
+        let pai = match name {
             Some(n) => format!(
                 "\"{}\" <sip:{who}@{host}>",
                 header_value(n, 64).replace('"', "")
             ),
             None => format!("<sip:{who}@{host}>"),
         };
-        let req = Originate {
-            to: target.clone(),
-            ring_timeout: Some(ring_timeout),
+        let id = self.caller_id();
+        Originate {
+            to: dial.target.clone(),
+            ring_timeout: dial.ring_timeout,
             from_display: name
                 .clone()
                 .or_else(|| (!number.is_empty()).then(|| number.clone())),
@@ -648,80 +734,46 @@ impl CallTask {
                 ("P-Asserted-Identity".into(), pai),
                 (
                     "Call-Info".into(),
-                    format!("<{base}/api/calls/{}/context>;purpose=info", self.id),
+                    format!("<{base}/api/calls/{id}/context>;purpose=info"),
                 ),
-                ("X-Warmline-Call-Id".into(), self.id.clone()),
-                ("X-Warmline-Reason".into(), header_value(&reason, 120)),
+                ("X-Warmline-Call-Id".into(), id.to_string()),
+                ("X-Warmline-Reason".into(), header_value(reason, 120)),
                 (
                     "X-Warmline-Summary".into(),
-                    header_value(&summary, SUMMARY_HEADER_MAX),
+                    header_value(summary, SUMMARY_HEADER_MAX),
                 ),
             ],
             ..Originate::default()
-        };
-        let leg = AGENT_LEG_BASE + attempt;
-        let placed = Uri::try_from(target.as_str())
-            .map_err(|e| OriginateError::BadUri(e.to_string()))
-            .and_then(|uri| {
-                let rtp = self.gw.ports().reserve()?;
-                start_outbound(
-                    self.gw.clone(),
-                    uri,
-                    req,
-                    rtp,
-                    Some(LegPlan {
-                        media: self.media.clone(),
-                        leg,
-                        tap: false,
-                    }),
-                    Some(Partner {
-                        tx: self.ops_tx.clone(),
-                        agent_attempt: Some(attempt),
-                    }),
-                    self.codec,
-                )
-            });
-        match placed {
-            Ok((call_id, _, commands)) => {
-                tracing::info!(attempt, agent_call = %call_id, %target, "calling an agent");
-                self.agents.insert(
-                    attempt,
-                    AgentCall {
-                        call_id,
-                        leg,
-                        commands,
-                        voice: None,
-                    },
-                );
-            }
-            Err(e) => {
-                tracing::warn!(attempt, %target, error = %e, "agent call not placed");
-                self.ctl.handle(
-                    Instant::now(),
-                    CallEvent::AgentOutcome {
-                        attempt,
-                        outcome: OriginateOutcome::Unreachable {
-                            reason: e.to_string(),
-                        },
-                    },
-                );
-            }
         }
     }
 
-    fn audit(&self, event: &str, detail: String) {
+    /// The caller leg's Call-ID: the call's name in the store and the API.
+    fn caller_id(&self) -> &str {
+        self.legs
+            .get(&Leg::Caller)
+            .map_or("", |io| io.call_id.as_str())
+    }
+
+    /// Write to the audit trail of the leg's own Call-ID (the caller's is the call's).
+    fn audit(&self, leg: Leg, event: &str, detail: String) {
         tracing::info!(event, %detail, "audit");
-        self.gw.planes.store.audit(&self.id, event, &detail);
+        if let Some(io) = self.legs.get(&leg) {
+            self.gw.planes.store.audit(&io.call_id, event, &detail);
+        }
     }
 
     async fn run(mut self) {
         loop {
             self.execute().await;
-            lock(&self.info).snapshot = self.ctl.snapshot();
-            if self.ctl.is_ended() {
+            for (leg, io) in &self.legs {
+                if let Some(c) = self.call.leg(*leg) {
+                    lock(&io.info).snapshot = c.snapshot();
+                }
+            }
+            if self.call.is_ended() {
                 break;
             }
-            let deadline = self.ctl.poll_timeout();
+            let deadline = self.call.poll_timeout();
             let sleep = async {
                 match deadline {
                     Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -729,37 +781,52 @@ impl CallTask {
                 }
             };
             tokio::select! {
-                state = self.states.recv() => match state {
-                    Some(state) => self.on_dialog_state(state),
-                    None => self.ctl.handle(Instant::now(), CallEvent::DialogFailed { reason: "dialog gone".into() }),
-                },
-                Some(cmd) = self.commands.recv() => self.ctl.handle(Instant::now(), cmd),
-                Some(op) = self.ops.recv() => self.ctl.handle(Instant::now(), op),
+                Some((leg, input)) = self.inbox.recv() => self.on_input(leg, input),
                 Some(ev) = self.media_events.recv() => self.on_media_event(ev),
                 Some(ev) = self.speech_events.recv() => self.on_speech(ev),
-                () = sleep => self.ctl.handle_timeout(Instant::now()),
+                () = sleep => self.call.handle_timeout(Instant::now()),
             }
         }
-        self.media.remove_leg(self.leg);
-        if let Some(p) = self.partner.take() {
-            let _ = p.tx.send(match p.agent_attempt {
-                Some(attempt) => CallEvent::AgentEnded { attempt },
-                None => CallEvent::Hangup,
-            });
+        // Legs that never saw their end (a dialog that failed before its controller did).
+        let legs: Vec<Leg> = self.legs.keys().copied().collect();
+        for leg in legs {
+            self.close(leg);
         }
-        for (_, agent) in self.agents.drain() {
-            let _ = agent.commands.send(CallEvent::Hangup);
-        }
-        if let Some(d) = &self.dialog {
+    }
+
+    /// Release what a leg holds once its controller has ended.
+    fn close(&mut self, leg: Leg) {
+        let Some(io) = self.legs.remove(&leg) else {
+            return;
+        };
+        self.media.remove_leg(media_leg(leg));
+        if let Some(d) = &io.dialog {
             self.gw.dialog_layer().remove_dialog(&d.id());
         }
-        self.gw.unregister(&self.id);
+        self.gw.unregister(&io.call_id);
+    }
+
+    fn on_input(&mut self, leg: Leg, input: Input) {
+        let now = Instant::now();
+        match input {
+            Input::Dialog(state) => self.on_dialog_state(leg, *state),
+            Input::DialogGone => self.call.handle(
+                now,
+                leg,
+                CallEvent::DialogFailed {
+                    reason: "dialog gone".into(),
+                },
+            ),
+            Input::Event(ev) => self.call.handle(now, leg, ev),
+        }
     }
 
     fn on_speech(&mut self, ev: PipelineEvent) {
         let now = Instant::now();
         match ev {
-            PipelineEvent::SpeechStarted => self.ctl.handle(now, CallEvent::SpeechStarted),
+            PipelineEvent::SpeechStarted => {
+                self.call.handle(now, Leg::Caller, CallEvent::SpeechStarted)
+            }
             PipelineEvent::Turn(turn) => {
                 self.last_turn = Some((Instant::now(), turn.latency_ms + turn.endpoint_ms));
                 let p = turn.prosody.as_ref();
@@ -783,7 +850,7 @@ impl CallTask {
                     String::new()
                 };
                 self.gw.planes.store.audit(
-                    &self.id,
+                    self.caller_id(),
                     "turn",
                     &format!(
                         "{words}{}-{} ms, confidence {:.2}, arousal {}",
@@ -793,14 +860,15 @@ impl CallTask {
                         p.map_or("-".to_string(), |p| format!("{:.2}", p.arousal))
                     ),
                 );
-                {
-                    let mut info = lock(&self.info);
+                if let Some(io) = self.legs.get(&Leg::Caller) {
+                    let mut info = lock(&io.info);
                     if info.transcript.len() >= TRANSCRIPT_KEPT {
                         info.transcript.remove(0);
                     }
                     info.transcript.push((*turn).clone());
                 }
-                self.ctl.handle(now, CallEvent::Transcript { turn });
+                self.call
+                    .handle(now, Leg::Caller, CallEvent::Transcript { turn });
             }
         }
     }
@@ -809,506 +877,488 @@ impl CallTask {
         let now = Instant::now();
         match ev {
             MediaEvent::PlayoutDone {
-                id, interrupted, ..
+                leg,
+                id,
+                interrupted,
             } => {
-                tracing::debug!(id, interrupted, "playout done");
-                // An agent's leg plays what the caller's call asked for (the briefing).
-                if let Some(p) = self.partner.as_ref().filter(|p| p.agent_attempt.is_some()) {
-                    let _ = p.tx.send(CallEvent::PlayoutDone { id, interrupted });
-                    return;
-                }
-                self.ctl
-                    .handle(now, CallEvent::PlayoutDone { id, interrupted });
+                tracing::debug!(leg, id, interrupted, "playout done");
+                self.call
+                    .handle(now, leg_of(leg), CallEvent::PlayoutDone { id, interrupted });
             }
-            MediaEvent::Dtmf { digit, .. } => {
-                tracing::info!(%digit, "DTMF");
-                lock(&self.info).digits.push(digit);
-                if let Some(p) = &self.partner {
-                    if let Some(attempt) = p.agent_attempt {
-                        let _ = p.tx.send(CallEvent::AgentDtmf { attempt, digit });
-                    }
+            MediaEvent::Dtmf { leg, digit } => {
+                let leg = leg_of(leg);
+                if let Some(io) = self.legs.get(&leg) {
+                    tracing::info!(parent: &io.span, %digit, "DTMF");
+                    lock(&io.info).digits.push(digit);
                 }
-                self.ctl.handle(now, CallEvent::Dtmf { digit });
+                self.call.handle(now, leg, CallEvent::Dtmf { digit });
             }
-            MediaEvent::RtpTimeout { silent_ms, .. } => {
-                tracing::warn!(
-                    silent_ms,
-                    reason = "media.rtp_timeout",
-                    "no RTP from the peer; ending the call"
-                );
-                self.ctl.handle(now, CallEvent::MediaTimeout { silent_ms });
+            MediaEvent::RtpTimeout { leg, silent_ms } => {
+                let leg = leg_of(leg);
+                if let Some(io) = self.legs.get(&leg) {
+                    tracing::warn!(
+                        parent: &io.span,
+                        silent_ms,
+                        reason = "media.rtp_timeout",
+                        "no RTP from the peer; ending the call"
+                    );
+                }
+                self.call
+                    .handle(now, leg, CallEvent::MediaTimeout { silent_ms });
             }
         }
     }
 
-    fn on_dialog_state(&mut self, state: DialogState) {
+    fn on_dialog_state(&mut self, leg: Leg, state: DialogState) {
         let now = Instant::now();
-        match state {
-            DialogState::Confirmed(..) => self.ctl.handle(now, CallEvent::Ack),
-            DialogState::Early(_, resp) => self.ctl.handle(
-                now,
-                CallEvent::Progress {
-                    status: resp.status_code.code(),
-                },
-            ),
+        let outbound = self
+            .call
+            .leg(leg)
+            .is_some_and(|c| c.role() == Role::Outbound);
+        let event = match state {
+            DialogState::Confirmed(..) => CallEvent::Ack,
+            DialogState::Early(_, resp) => CallEvent::Progress {
+                status: resp.status_code.code(),
+            },
             DialogState::Updated(_, req, handle) => {
                 if matches!(req.method, Method::Invite | Method::Update) {
-                    self.reoffer = Some(handle);
-                    self.ctl.handle(
-                        now,
-                        CallEvent::ReOffer {
-                            sdp: body_text(&req.body),
-                        },
-                    );
+                    if let Some(io) = self.legs.get_mut(&leg) {
+                        io.reoffer = Some(handle);
+                    }
+                    CallEvent::ReOffer {
+                        sdp: body_text(&req.body),
+                    }
                 } else {
                     respond_later(handle, StatusCode::OK);
+                    return;
                 }
             }
             DialogState::Info(_, _, h)
             | DialogState::Options(_, _, h)
             | DialogState::Notify(_, _, h)
-            | DialogState::Message(_, _, h) => respond_later(h, StatusCode::OK),
+            | DialogState::Message(_, _, h) => {
+                respond_later(h, StatusCode::OK);
+                return;
+            }
             // Call transfer by REFER is not offered; the warm transfer is ours to run.
             DialogState::Refer(_, _, h) | DialogState::Publish(_, _, h) => {
-                respond_later(h, StatusCode::Decline)
+                respond_later(h, StatusCode::Decline);
+                return;
             }
-            DialogState::Terminated(_, reason) => {
-                let event = match reason {
-                    TerminatedReason::UacBye | TerminatedReason::UasBye => CallEvent::PeerBye,
-                    TerminatedReason::UacCancel => CallEvent::PeerCancel,
-                    // Outbound failures arrive with their status through the INVITE result.
-                    TerminatedReason::UacBusy
-                    | TerminatedReason::UasBusy
-                    | TerminatedReason::UasDecline
-                    | TerminatedReason::UacOther(_)
-                    | TerminatedReason::UasOther(_)
-                    | TerminatedReason::ProxyError(_)
-                    | TerminatedReason::ProxyAuthRequired
-                        if self.ctl.role() == warmline_call::Role::Outbound =>
-                    {
-                        return;
-                    }
-                    other => CallEvent::DialogFailed {
-                        reason: format!("{other:?}"),
-                    },
-                };
-                self.ctl.handle(now, event);
-            }
-            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::WaitAck(..) => {}
-        }
+            DialogState::Terminated(_, reason) => match reason {
+                TerminatedReason::UacBye | TerminatedReason::UasBye => CallEvent::PeerBye,
+                TerminatedReason::UacCancel => CallEvent::PeerCancel,
+                // Outbound failures arrive with their status through the INVITE result.
+                TerminatedReason::UacBusy
+                | TerminatedReason::UasBusy
+                | TerminatedReason::UasDecline
+                | TerminatedReason::UacOther(_)
+                | TerminatedReason::UasOther(_)
+                | TerminatedReason::ProxyError(_)
+                | TerminatedReason::ProxyAuthRequired
+                    if outbound =>
+                {
+                    return;
+                }
+                other => CallEvent::DialogFailed {
+                    reason: format!("{other:?}"),
+                },
+            },
+            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::WaitAck(..) => return,
+        };
+        self.call.handle(now, leg, event);
     }
 
     async fn execute(&mut self) {
-        while let Some(action) = self.ctl.poll_action() {
-            tracing::debug!(?action, "call action");
-            let Some(dialog) = self.dialog.clone() else {
-                continue;
-            };
-            match action {
-                CallAction::Ring => {
-                    if let Err(e) = dialog.ringing(None, None) {
-                        tracing::debug!(error = %e, "180 not sent");
-                    }
+        while let Some((leg, action)) = self.call.poll_action() {
+            let span = self
+                .legs
+                .get(&leg)
+                .map_or_else(tracing::Span::current, |io| io.span.clone());
+            self.execute_one(leg, action).instrument(span).await;
+        }
+    }
+
+    async fn execute_one(&mut self, leg: Leg, action: CallAction) {
+        tracing::debug!(?leg, ?action, "call action");
+        if let CallAction::Dial(dial) = action {
+            self.dial(leg, *dial);
+            return;
+        }
+        // Only a leg whose INVITE could not be placed acts without a dialog.
+        let Some((dialog, events, call_id, info)) = self.legs.get(&leg).and_then(|io| {
+            let dialog = io.dialog.clone()?;
+            Some((
+                dialog,
+                io.events.clone(),
+                io.call_id.clone(),
+                io.info.clone(),
+            ))
+        }) else {
+            return;
+        };
+        match action {
+            CallAction::Ring => {
+                if let Err(e) = dialog.ringing(None, None) {
+                    tracing::debug!(error = %e, "180 not sent");
                 }
-                CallAction::Answer { sdp } => {
-                    if let Err(e) = dialog.accept(Some(sdp_header()), Some(sdp.into_bytes())) {
-                        tracing::warn!(error = %e, "200 OK not sent");
-                    }
+            }
+            CallAction::Answer { sdp } => {
+                if let Err(e) = dialog.accept(Some(sdp_header()), Some(sdp.into_bytes())) {
+                    tracing::warn!(error = %e, "200 OK not sent");
                 }
-                CallAction::Reject { status, reason, .. } => {
-                    if let Err(e) = dialog.reject(Some(StatusCode::from(status)), Some(reason)) {
-                        tracing::debug!(error = %e, "rejection not sent");
-                    }
+            }
+            CallAction::Reject { status, reason, .. } => {
+                if let Err(e) = dialog.reject(Some(StatusCode::from(status)), Some(reason)) {
+                    tracing::debug!(error = %e, "rejection not sent");
                 }
-                CallAction::AnswerReOffer {
-                    status,
-                    sdp,
-                    warning,
-                } => {
-                    let Some(handle) = self.reoffer.take() else {
-                        continue;
-                    };
-                    let mut headers = if sdp.is_some() {
-                        sdp_header()
-                    } else {
-                        Vec::new()
-                    };
-                    if let Some(w) = warning {
-                        headers.push(Header::Other("Warning".into(), w));
-                    }
-                    if status == 491 {
-                        // RFC 3261 §14.2 leaves Retry-After optional; it helps peers that use it.
-                        headers.push(Header::Other("Retry-After".into(), "1".into()));
-                    }
-                    tracing::info!(status, "answered re-offer");
-                    let _ = handle
-                        .respond(
-                            StatusCode::from(status),
-                            Some(headers),
-                            sdp.map(String::into_bytes),
-                        )
-                        .await;
+            }
+            CallAction::AnswerReOffer {
+                status,
+                sdp,
+                warning,
+            } => {
+                let Some(handle) = self.legs.get_mut(&leg).and_then(|io| io.reoffer.take()) else {
+                    return;
+                };
+                let mut headers = if sdp.is_some() {
+                    sdp_header()
+                } else {
+                    Vec::new()
+                };
+                if let Some(w) = warning {
+                    headers.push(Header::Other("Warning".into(), w));
                 }
-                CallAction::SendReInvite { sdp } => {
-                    let ops = self.ops_tx.clone();
-                    tracing::info!("sending re-INVITE");
-                    tokio::spawn(
-                        async move {
-                            let event = match dialog
-                                .reinvite(Some(sdp_header()), Some(sdp.into_bytes()))
-                                .await
-                            {
-                                Ok(Some(resp)) => CallEvent::ReInviteResponse {
-                                    status: resp.status_code.code(),
-                                    sdp: body_text(&resp.body),
-                                },
-                                // Not confirmed any more: the call is ending anyway.
-                                Ok(None) => CallEvent::ReInviteResponse {
-                                    status: 481,
+                if status == 491 {
+                    // RFC 3261 §14.2 leaves Retry-After optional; it helps peers that use it.
+                    headers.push(Header::Other("Retry-After".into(), "1".into()));
+                }
+                tracing::info!(status, "answered re-offer");
+                let _ = handle
+                    .respond(
+                        StatusCode::from(status),
+                        Some(headers),
+                        sdp.map(String::into_bytes),
+                    )
+                    .await;
+            }
+            CallAction::SendReInvite { sdp } => {
+                let ops = events;
+                tracing::info!("sending re-INVITE");
+                tokio::spawn(
+                    async move {
+                        let event = match dialog
+                            .reinvite(Some(sdp_header()), Some(sdp.into_bytes()))
+                            .await
+                        {
+                            Ok(Some(resp)) => CallEvent::ReInviteResponse {
+                                status: resp.status_code.code(),
+                                sdp: body_text(&resp.body),
+                            },
+                            // Not confirmed any more: the call is ending anyway.
+                            Ok(None) => CallEvent::ReInviteResponse {
+                                status: 481,
+                                sdp: None,
+                            },
+                            Err(e) => {
+                                tracing::warn!(error = %e, "re-INVITE failed");
+                                CallEvent::ReInviteResponse {
+                                    status: 408,
                                     sdp: None,
-                                },
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "re-INVITE failed");
-                                    CallEvent::ReInviteResponse {
-                                        status: 408,
-                                        sdp: None,
-                                    }
                                 }
-                            };
-                            let _ = ops.send(event);
-                        }
-                        .in_current_span(),
-                    );
-                }
-                CallAction::SendInvite { .. } => {
-                    // Outbound INVITEs are sent when the call is created (see start_outbound).
-                }
-                CallAction::CancelInvite => {
-                    tokio::spawn(
-                        async move {
-                            if let Err(e) = dialog.cancel().await {
-                                tracing::debug!(error = %e, "CANCEL not sent");
                             }
-                        }
-                        .in_current_span(),
-                    );
-                }
-                CallAction::SendBye => {
-                    tokio::spawn(
-                        async move {
-                            if let Err(e) = dialog.bye().await {
-                                tracing::debug!(error = %e, "BYE failed");
-                            }
-                        }
-                        .in_current_span(),
-                    );
-                }
-                CallAction::MediaChanged(n) => {
-                    self.media.configure(self.leg, LegMedia::from(&n));
-                    if !self.media_configured {
-                        self.media_configured = true;
-                        if let Some(other) = self.bridge_on_answer {
-                            self.media.bridge(self.leg, other);
-                        }
-                    }
-                }
-                CallAction::Play { prompt, id } => {
-                    let clip = match prompt {
-                        Prompt::Greeting => self.gw.planes.media.prompts.greeting.clone(),
-                    };
-                    match clip {
-                        Some(clip) => self.media.play(self.leg, id, clip),
-                        None => self.ctl.handle(
-                            Instant::now(),
-                            CallEvent::PlayoutDone {
-                                id,
-                                interrupted: false,
-                            },
-                        ),
-                    }
-                }
-                CallAction::SendDtmf { digits } => self.media.send_dtmf(self.leg, &digits),
-                CallAction::Say { text, id } => {
-                    tracing::info!(id, %text, "assistant says");
-                    {
-                        let mut info = lock(&self.info);
-                        if info.said.len() >= TRANSCRIPT_KEPT {
-                            info.said.remove(0);
-                        }
-                        info.said.push(text.clone());
-                    }
-                    let voice = self.voice.get_or_insert_with(|| {
-                        self.gw.planes.assistant.voice(
-                            self.media.clone(),
-                            self.leg,
-                            self.ops_tx.clone(),
-                        )
-                    });
-                    voice.say(id, text);
-                }
-                CallAction::AskBrain { mut request } => {
-                    request.call_id = self.id.clone();
-                    self.gw.planes.assistant.ask(*request, self.ops_tx.clone());
-                }
-                CallAction::Audit { event, detail } => self.audit(&event, detail),
-                CallAction::TransferEnded {
-                    kind,
-                    route,
-                    outcome,
-                    after_ms,
-                } => {
-                    let c = &self.gw.planes.assistant.counters;
-                    match outcome {
-                        TransferOutcome::Bridged => c.bridged.fetch_add(1, Ordering::Relaxed),
-                        TransferOutcome::Abandoned => c.abandoned.fetch_add(1, Ordering::Relaxed),
-                        TransferOutcome::Failed => {
-                            c.transfers_failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                        TransferOutcome::Ended => 0,
-                    };
-                    let m = &self.gw.planes.metrics;
-                    m.transfers_total
-                        .with_label_values(&[kind.as_str(), route.as_str(), outcome.as_str()])
-                        .inc();
-                    if let (TransferOutcome::Bridged, Some(ms)) = (outcome, after_ms) {
-                        m.time_to_human.observe(ms as f64 / 1000.0);
-                    }
-                }
-                CallAction::Escalate {
-                    trigger,
-                    briefing,
-                    decision,
-                } => {
-                    // Time from the end of the caller's speech to the decision: the
-                    // endpointer's closing silence, the recognizer's latency, and what
-                    // happened since its result arrived.
-                    let since_speech_end_ms = self
-                        .last_turn
-                        .map(|(at, latency)| latency + at.elapsed().as_millis() as u64);
-                    tracing::info!(
-                        rule = %trigger.rule,
-                        kind = %trigger.kind,
-                        evidence = ?trigger.evidence,
-                        confidence = format_args!("{:.2}", trigger.confidence),
-                        route = %trigger.route,
-                        disposition = %trigger.disposition,
-                        at_ms = trigger.at_ms,
-                        since_speech_end_ms,
-                        "escalation trigger"
-                    );
-                    self.audit(
-                        "trigger",
-                        format!(
-                            "rule {} ({}), confidence {:.2}, at {} ms{}: {}",
-                            trigger.rule,
-                            trigger.kind,
-                            trigger.confidence,
-                            trigger.at_ms,
-                            since_speech_end_ms
-                                .filter(|_| matches!(
-                                    trigger.kind.as_str(),
-                                    "explicit_request" | "keyword" | "topic" | "prosody"
-                                ))
-                                .map(|ms| format!(", {ms} ms after the end of speech"))
-                                .unwrap_or_default(),
-                            trigger.evidence.join("; ")
-                        ),
-                    );
-                    let c = &self.gw.planes.assistant.counters;
-                    c.escalations.fetch_add(1, Ordering::Relaxed);
-                    self.gw
-                        .planes
-                        .metrics
-                        .escalations_total
-                        .with_label_values(&[
-                            trigger.kind.as_str(),
-                            trigger.route.as_str(),
-                            match decision {
-                                Decision::Transfer => "transfer",
-                                Decision::Callback { .. } => "callback",
-                            },
-                        ])
-                        .inc();
-                    match &decision {
-                        Decision::Transfer => {
-                            c.transfers_decided.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(briefing = %briefing.spoken, "transfer decided");
-                            self.audit(
-                                "transfer_decided",
-                                format!(
-                                    "rule {} ({}): {}; route {}",
-                                    trigger.rule, trigger.kind, briefing.reason, trigger.route
-                                ),
-                            );
-                        }
-                        Decision::Callback { weekday, at } => {
-                            c.callbacks.fetch_add(1, Ordering::Relaxed);
-                            let from = lock(&self.info).from.clone();
-                            self.audit(
-                                "callback_requested",
-                                format!(
-                                    "route {} closed: callback to {from} promised for weekday {weekday} from {at}; {}",
-                                    trigger.route, briefing.summary
-                                ),
-                            );
-                        }
-                    }
-                    let mut info = lock(&self.info);
-                    info.triggers.push(*trigger);
-                    info.decision = Some(decision);
-                    info.briefing = Some(*briefing);
-                }
-                CallAction::StopPlayout => {
-                    tracing::info!("barge-in: prompt stopped");
-                    if let Some(v) = &self.voice {
-                        v.interrupt();
-                    }
-                    self.media.stop_playout(self.leg);
-                }
-                CallAction::HoldAudio { on } => {
-                    let music = on.then(|| self.gw.planes.media.prompts.hold.clone());
-                    self.media.hold(self.leg, music);
-                }
-                CallAction::Outcome(outcome) => {
-                    tracing::info!(?outcome, "outbound outcome");
-                    if self
-                        .partner
-                        .as_ref()
-                        .is_some_and(|p| p.agent_attempt.is_some())
-                    {
-                        let (name, code) = match &outcome {
-                            OriginateOutcome::Answered => ("answered", "200".to_string()),
-                            OriginateOutcome::Busy { status } => ("busy", status.to_string()),
-                            OriginateOutcome::NoAnswer => ("no_answer", "-".to_string()),
-                            OriginateOutcome::Rejected { status, .. } => {
-                                ("rejected", status.to_string())
-                            }
-                            OriginateOutcome::Unreachable { .. } => {
-                                ("unreachable", "-".to_string())
-                            }
-                            OriginateOutcome::Cancelled => ("cancelled", "-".to_string()),
                         };
-                        self.gw
-                            .planes
-                            .metrics
-                            .agent_attempts_total
-                            .with_label_values(&[name, code.as_str()])
-                            .inc();
+                        let _ = ops.send(event);
                     }
-                    if let Some(p) = &self.partner {
-                        let _ = p.tx.send(match (p.agent_attempt, &outcome) {
-                            (Some(attempt), o) => CallEvent::AgentOutcome {
-                                attempt,
-                                outcome: o.clone(),
-                            },
-                            (None, OriginateOutcome::Answered) => CallEvent::AnswerNow,
-                            (None, other) => CallEvent::Refuse {
-                                status: refusal_for(other),
-                            },
-                        });
+                    .in_current_span(),
+                );
+            }
+            CallAction::SendInvite { .. } | CallAction::Dial(_) => {
+                // Outbound INVITEs are sent when the leg is placed (see `dial`).
+            }
+            CallAction::CancelInvite => {
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = dialog.cancel().await {
+                            tracing::debug!(error = %e, "CANCEL not sent");
+                        }
                     }
-                    if let Some(tx) = self.outcome.take() {
-                        let _ = tx.send(outcome);
+                    .in_current_span(),
+                );
+            }
+            CallAction::SendBye => {
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = dialog.bye().await {
+                            tracing::debug!(error = %e, "BYE failed");
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+            CallAction::MediaChanged(n) => {
+                self.media.configure(media_leg(leg), LegMedia::from(&n));
+            }
+            CallAction::Bridge { with } => {
+                let partner = self.legs.get(&with).map(|io| io.call_id.clone());
+                if let Some(partner) = partner {
+                    tracing::info!(?with, "bridging");
+                    self.media.bridge(media_leg(leg), media_leg(with));
+                    // A person has the call: the assistant stops listening, unless the
+                    // operator keeps transcripts.
+                    if !self.gw.cfg.store.keep_transcripts {
+                        self.media.stop_tap(media_leg(leg));
+                    }
+                    lock(&info).partner = Some(partner);
+                }
+            }
+            CallAction::Play { prompt, id } => {
+                let clip = match prompt {
+                    Prompt::Greeting => self.gw.planes.media.prompts.greeting.clone(),
+                };
+                match clip {
+                    Some(clip) => self.media.play(media_leg(leg), id, clip),
+                    None => self.call.handle(
+                        Instant::now(),
+                        leg,
+                        CallEvent::PlayoutDone {
+                            id,
+                            interrupted: false,
+                        },
+                    ),
+                }
+            }
+            CallAction::SendDtmf { digits } => self.media.send_dtmf(media_leg(leg), &digits),
+            CallAction::Say { text, id } => {
+                if leg == Leg::Caller {
+                    tracing::info!(id, %text, "assistant says");
+                } else {
+                    tracing::info!(id, %text, "briefing the agent");
+                }
+                {
+                    let mut info = lock(&info);
+                    if info.said.len() >= TRANSCRIPT_KEPT {
+                        info.said.remove(0);
+                    }
+                    info.said.push(text.clone());
+                }
+                let prepared = self.prepared.take().filter(|r| r.text == text);
+                let Some(io) = self.legs.get_mut(&leg) else {
+                    return;
+                };
+                let (plane, media) = (&self.gw.planes.assistant, self.media.clone());
+                let voice = io
+                    .voice
+                    .get_or_insert_with(|| plane.voice(media, media_leg(leg), events));
+                match prepared {
+                    Some(r) => voice.say_rendered(id, r),
+                    None => voice.say(id, text),
+                }
+            }
+            CallAction::PrepareSpeech { text } => {
+                self.prepared = Some(self.gw.planes.assistant.prepare(text));
+            }
+            CallAction::AskBrain { mut request } => {
+                request.call_id = call_id;
+                self.gw.planes.assistant.ask(*request, events);
+            }
+            CallAction::WriteBriefing { mut packet } => {
+                packet.call_id = call_id;
+                self.gw.planes.assistant.write_briefing(&packet, events);
+            }
+            CallAction::Audit { event, detail } => self.audit(leg, &event, detail),
+            CallAction::TransferEnded {
+                kind,
+                route,
+                outcome,
+                after_ms,
+            } => {
+                let c = &self.gw.planes.assistant.counters;
+                match outcome {
+                    TransferOutcome::Bridged => c.bridged.fetch_add(1, Ordering::Relaxed),
+                    TransferOutcome::Abandoned => c.abandoned.fetch_add(1, Ordering::Relaxed),
+                    TransferOutcome::Failed => c.transfers_failed.fetch_add(1, Ordering::Relaxed),
+                    TransferOutcome::Ended => 0,
+                };
+                let m = &self.gw.planes.metrics;
+                m.transfers_total
+                    .with_label_values(&[kind.as_str(), route.as_str(), outcome.as_str()])
+                    .inc();
+                if let (TransferOutcome::Bridged, Some(ms)) = (outcome, after_ms) {
+                    m.time_to_human.observe(ms as f64 / 1000.0);
+                }
+            }
+            CallAction::Escalate {
+                trigger,
+                briefing,
+                decision,
+            } => {
+                // Time from the end of the caller's speech to the decision: the
+                // endpointer's closing silence, the recognizer's latency, and what
+                // happened since its result arrived.
+                let since_speech_end_ms = self
+                    .last_turn
+                    .map(|(at, latency)| latency + at.elapsed().as_millis() as u64);
+                tracing::info!(
+                    rule = %trigger.rule,
+                    kind = %trigger.kind,
+                    evidence = ?trigger.evidence,
+                    confidence = format_args!("{:.2}", trigger.confidence),
+                    route = %trigger.route,
+                    disposition = %trigger.disposition,
+                    at_ms = trigger.at_ms,
+                    since_speech_end_ms,
+                    "escalation trigger"
+                );
+                self.audit(
+                    leg,
+                    "trigger",
+                    format!(
+                        "rule {} ({}), confidence {:.2}, at {} ms{}: {}",
+                        trigger.rule,
+                        trigger.kind,
+                        trigger.confidence,
+                        trigger.at_ms,
+                        since_speech_end_ms
+                            .filter(|_| matches!(
+                                trigger.kind.as_str(),
+                                "explicit_request" | "keyword" | "topic" | "prosody"
+                            ))
+                            .map(|ms| format!(", {ms} ms after the end of speech"))
+                            .unwrap_or_default(),
+                        trigger.evidence.join("; ")
+                    ),
+                );
+                let c = &self.gw.planes.assistant.counters;
+                c.escalations.fetch_add(1, Ordering::Relaxed);
+                self.gw
+                    .planes
+                    .metrics
+                    .escalations_total
+                    .with_label_values(&[
+                        trigger.kind.as_str(),
+                        trigger.route.as_str(),
+                        match decision {
+                            Decision::Transfer => "transfer",
+                            Decision::Callback { .. } => "callback",
+                        },
+                    ])
+                    .inc();
+                match &decision {
+                    Decision::Transfer => {
+                        c.transfers_decided.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(briefing = %briefing.spoken, "transfer decided");
+                        self.audit(
+                            leg,
+                            "transfer_decided",
+                            format!(
+                                "rule {} ({}): {}; route {}",
+                                trigger.rule, trigger.kind, briefing.reason, trigger.route
+                            ),
+                        );
+                    }
+                    Decision::Callback { weekday, at } => {
+                        c.callbacks.fetch_add(1, Ordering::Relaxed);
+                        let from = lock(&info).from.clone();
+                        self.audit(
+                            leg,
+                            "callback_requested",
+                            format!(
+                                "route {} closed: callback to {from} promised for weekday {weekday} from {at}; {}",
+                                trigger.route, briefing.summary
+                            ),
+                        );
                     }
                 }
-                CallAction::Ended { reason } => {
-                    tracing::info!(reason = reason.code(), "call ended");
-                    let role = match self.ctl.role() {
-                        warmline_call::Role::Inbound => "inbound",
-                        warmline_call::Role::Outbound => "outbound",
+                let mut info = lock(&info);
+                info.triggers.push(*trigger);
+                info.decision = Some(decision);
+                info.briefing = Some(*briefing);
+            }
+            CallAction::StopPlayout => {
+                tracing::info!("barge-in: prompt stopped");
+                if let Some(v) = self.legs.get(&leg).and_then(|io| io.voice.as_ref()) {
+                    v.interrupt();
+                }
+                self.media.stop_playout(media_leg(leg));
+            }
+            CallAction::HoldAudio { on } => {
+                let music = on.then(|| self.gw.planes.media.prompts.hold.clone());
+                self.media.hold(media_leg(leg), music);
+            }
+            CallAction::Outcome(outcome) => {
+                tracing::info!(?outcome, "outbound outcome");
+                if matches!(leg, Leg::Agent(_)) {
+                    let (name, code) = match &outcome {
+                        OriginateOutcome::Answered => ("answered", "200".to_string()),
+                        OriginateOutcome::Busy { status } => ("busy", status.to_string()),
+                        OriginateOutcome::NoAnswer => ("no_answer", "-".to_string()),
+                        OriginateOutcome::Rejected { status, .. } => {
+                            ("rejected", status.to_string())
+                        }
+                        OriginateOutcome::Unreachable { .. } => ("unreachable", "-".to_string()),
+                        OriginateOutcome::Cancelled => ("cancelled", "-".to_string()),
                     };
                     self.gw
                         .planes
                         .metrics
-                        .calls_total
-                        .with_label_values(&[role, reason.code()])
+                        .agent_attempts_total
+                        .with_label_values(&[name, code.as_str()])
                         .inc();
-                    self.audit("end", reason.code().to_string());
                 }
-                CallAction::WriteBriefing { mut packet } => {
-                    packet.call_id = self.id.clone();
-                    self.gw
-                        .planes
-                        .assistant
-                        .write_briefing(&packet, self.ops_tx.clone());
+                if let Some(tx) = self.legs.get_mut(&leg).and_then(|io| io.outcome.take()) {
+                    let _ = tx.send(outcome);
                 }
-                CallAction::PostContext { mut packet } => {
-                    let base = &self.gw.cfg.http.public_url;
-                    packet.call_id = self.id.clone();
-                    packet.links = PacketLinks {
-                        context: format!("{base}/api/calls/{}/context", self.id),
-                        audit: format!("{base}/api/calls/{}/audit", self.id),
-                        agent_page: format!("{base}/agent/calls/{}", self.id),
-                    };
-                    match serde_json::to_string(&packet) {
-                        Ok(body) => {
-                            self.gw.planes.store.put_context(&self.id, body.clone());
-                            match &self.gw.cfg.crm.webhook_url {
-                                Some(url) => {
-                                    self.gw.planes.store.enqueue(&self.id, url, body);
-                                    self.audit("packet_posted", format!("queued for {url}"));
-                                }
-                                None => self.audit(
-                                    "packet_stored",
-                                    "no CRM configured; served at /api/calls/{id}/context".into(),
-                                ),
+            }
+            CallAction::Ended { reason } => {
+                tracing::info!(reason = reason.code(), "call ended");
+                let role = match self.call.leg(leg).map(|c| c.role()) {
+                    Some(Role::Outbound) => "outbound",
+                    _ => "inbound",
+                };
+                self.gw
+                    .planes
+                    .metrics
+                    .calls_total
+                    .with_label_values(&[role, reason.code()])
+                    .inc();
+                self.audit(leg, "end", reason.code().to_string());
+                self.close(leg);
+            }
+            CallAction::PostContext { mut packet } => {
+                let id = call_id;
+                let base = &self.gw.cfg.http.public_url;
+                packet.call_id = id.clone();
+                packet.links = PacketLinks {
+                    context: format!("{base}/api/calls/{id}/context"),
+                    audit: format!("{base}/api/calls/{id}/audit"),
+                    agent_page: format!("{base}/agent/calls/{id}"),
+                };
+                match serde_json::to_string(&packet) {
+                    Ok(body) => {
+                        self.gw.planes.store.put_context(&id, body.clone());
+                        match &self.gw.cfg.crm.webhook_url {
+                            Some(url) => {
+                                self.gw.planes.store.enqueue(&id, url, body);
+                                self.audit(leg, "packet_posted", format!("queued for {url}"));
                             }
+                            None => self.audit(
+                                leg,
+                                "packet_stored",
+                                "no CRM configured; served at /api/calls/{id}/context".into(),
+                            ),
                         }
-                        Err(e) => tracing::error!(error = %e, "context packet not serialised"),
                     }
-                    lock(&self.info).context = Some(*packet);
+                    Err(e) => tracing::error!(error = %e, "context packet not serialised"),
                 }
-                CallAction::DialAgent {
-                    attempt,
-                    target,
-                    ring_timeout,
-                    reason,
-                    summary,
-                } => self.dial_agent(attempt, target, ring_timeout, reason, summary),
-                CallAction::HangupAgent { attempt } => {
-                    if let Some(a) = self.agents.get(&attempt) {
-                        let _ = a.commands.send(CallEvent::Hangup);
-                    }
-                }
-                CallAction::PrepareSpeech { text } => {
-                    self.briefing = Some(self.gw.planes.assistant.prepare(text));
-                }
-                CallAction::WhisperToAgent { attempt, text, id } => {
-                    tracing::info!(attempt, %text, "briefing the agent");
-                    let media = self.media.clone();
-                    let ops = self.ops_tx.clone();
-                    let rendered = self.briefing.take().filter(|r| r.text == text);
-                    match self.agents.get_mut(&attempt) {
-                        Some(a) => {
-                            let voice = a.voice.get_or_insert_with(|| {
-                                self.gw.planes.assistant.voice(media, a.leg, ops)
-                            });
-                            match rendered {
-                                Some(r) => voice.say_rendered(id, r),
-                                None => voice.say(id, text),
-                            }
-                        }
-                        None => self.ctl.handle(
-                            Instant::now(),
-                            CallEvent::PlayoutDone {
-                                id,
-                                interrupted: true,
-                            },
-                        ),
-                    }
-                }
-                CallAction::BridgeAgent { attempt } => {
-                    if let Some(a) = self.agents.get(&attempt) {
-                        tracing::info!(attempt, "bridging the caller and the agent");
-                        self.media.bridge(self.leg, a.leg);
-                        // A person has the call: the assistant stops listening, unless the
-                        // operator keeps transcripts.
-                        if !self.gw.cfg.store.keep_transcripts {
-                            self.media.stop_tap(self.leg);
-                        }
-                        lock(&self.info).partner = Some(a.call_id.clone());
-                    }
-                }
+                lock(&info).context = Some(*packet);
+            }
+            // The `Call` routes these between legs; they never reach a driver.
+            CallAction::DialAgent { .. }
+            | CallAction::HangupAgent { .. }
+            | CallAction::WhisperToAgent { .. }
+            | CallAction::BridgeAgent { .. } => {
+                tracing::error!("a controller's routing action escaped the call");
             }
         }
     }

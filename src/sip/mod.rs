@@ -367,8 +367,7 @@ impl Gateway {
         let callee =
             Uri::try_from(req.to.as_str()).map_err(|_| OriginateError::BadUri(req.to.clone()))?;
         let rtp = self.ports.reserve()?;
-        call::start_outbound(self.clone(), callee, req, rtp, None, None, None)
-            .map(|(id, outcome, _)| (id, outcome))
+        call::start_outbound(self.clone(), callee, req, rtp)
     }
 }
 

@@ -251,6 +251,8 @@ pub enum CallEvent {
         seq: u64,
         reply: Option<Box<BrainReply>>,
     },
+    // The three below are what the [`crate::Call`] tells the caller's controller about an
+    // agent's leg; a driver never sends them.
     /// How the call to an agent (`DialAgent` attempt) ended up.
     AgentOutcome {
         attempt: u32,
@@ -301,6 +303,12 @@ pub enum CallAction {
     SendInvite {
         sdp: String,
     },
+    /// Place a call on this (new) leg; see [`crate::Call::open_leg`].
+    Dial(Box<crate::call::Dial>),
+    /// Join this leg's media with another leg's.
+    Bridge {
+        with: crate::call::Leg,
+    },
     /// Outbound: CANCEL the pending INVITE.
     CancelInvite,
     SendBye,
@@ -342,6 +350,9 @@ pub enum CallAction {
     WriteBriefing {
         packet: Box<ContextPacket>,
     },
+    // The four below are the caller controller's requests about its agents' legs: the
+    // [`crate::Call`] that owns both routes them (as `Dial`, `Hangup`, `Say` and `Bridge`
+    // on the right leg), so a driver of a `Call` never sees them.
     /// Call an agent; its fate comes back as `Agent*` events with this `attempt`.
     DialAgent {
         attempt: u32,
@@ -569,12 +580,18 @@ impl Controller {
 
     /// A controller for an outbound call; its first action is [`CallAction::SendInvite`].
     pub fn outbound(now: Instant, cfg: CallConfig) -> Self {
+        let (mut c, offer) = Self::dial(now, cfg);
+        c.actions.push_front(CallAction::SendInvite { sdp: offer });
+        c
+    }
+
+    /// A controller for an outbound call, and the offer its INVITE carries.
+    pub fn dial(now: Instant, cfg: CallConfig) -> (Self, String) {
         let ring_timeout = cfg.ring_timeout;
         let mut c = Self::new(Role::Outbound, State::Calling, cfg);
         let offer = c.sdp.initial_offer(Direction::SendRecv);
-        c.actions.push_back(CallAction::SendInvite { sdp: offer });
         c.ring_deadline = Some(now + ring_timeout);
-        c
+        (c, offer)
     }
 
     fn new(role: Role, state: State, cfg: CallConfig) -> Self {
@@ -646,6 +663,11 @@ impl Controller {
     }
 
     /// The media an inbound call will have once answered (known from the offer).
+    /// The media agreed with the peer, or about to be (an answer not sent yet).
+    pub fn media(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref().or(self.pending_media())
+    }
+
     pub fn pending_media(&self) -> Option<&Negotiated> {
         self.pending_answer.as_ref().map(|(_, n)| n)
     }

@@ -13,9 +13,11 @@
 
 pub mod assistant;
 pub mod brain;
+mod call;
 pub mod context;
 mod controller;
 
+pub use call::{Call, Dial, Leg, ScreenPop, refusal_for};
 pub use controller::MAX_TURNS;
 pub use controller::{
     ACCEPT_WINDOW, CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason,
