@@ -33,15 +33,6 @@ pub struct AssistantCounters {
     /// Briefings written by the language model, and those that failed (template used).
     pub briefings_written: AtomicU64,
     pub briefings_failed: AtomicU64,
-    pub escalations: AtomicU64,
-    pub transfers_decided: AtomicU64,
-    pub callbacks: AtomicU64,
-    /// Warm transfers that reached the bridge.
-    pub bridged: AtomicU64,
-    /// Callers who hung up while being transferred.
-    pub abandoned: AtomicU64,
-    /// Transfers where no agent took the call.
-    pub transfers_failed: AtomicU64,
 }
 
 /// What every assistant-answered call shares.

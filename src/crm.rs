@@ -10,6 +10,7 @@ use sha2::Sha256;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use warmline_call::Audit;
 
 /// The longest the sender sleeps without looking at the outbox (a row written by another
 /// process, a clock step).
@@ -88,14 +89,14 @@ pub fn spawn(
                         counters
                             .delivery_ms_total
                             .fetch_add(waited as u64, Ordering::Relaxed);
-                        store.audit(
+                        store.record(
+                            &metrics,
                             &row.call_id,
-                            "packet_acknowledged",
-                            &format!(
-                                "CRM answered {status} (delivery {}, attempt {})",
-                                row.id,
-                                row.attempts + 1
-                            ),
+                            &Audit::PacketAcknowledged {
+                                status,
+                                delivery: row.id,
+                                attempt: row.attempts + 1,
+                            },
                         );
                         tracing::info!(call_id = %row.call_id, delivery = row.id, attempts = row.attempts + 1, "context packet delivered");
                     }
@@ -107,10 +108,12 @@ pub fn spawn(
                             .failed(row.id, now_ms() + wait.as_millis() as i64, error.clone())
                             .await;
                         if row.attempts == 0 {
-                            store.audit(
+                            store.record(
+                                &metrics,
                                 &row.call_id,
-                                "packet_delivery_failed",
-                                &format!("{error}; retrying with back-off until the CRM answers"),
+                                &Audit::PacketDeliveryFailed {
+                                    error: error.clone(),
+                                },
                             );
                         }
                         tracing::warn!(call_id = %row.call_id, delivery = row.id, %error, retry_in_ms = wait.as_millis() as u64, "context packet not delivered");

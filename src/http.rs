@@ -224,11 +224,22 @@ async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "malformed_dropped": gw.guard_stats.dropped.load(Ordering::Relaxed),
         "media": &gw.planes.media.counters,
         "speech": gw.planes.speech.as_ref().map(|s| &s.counters),
-        "assistant": &gw.planes.assistant.counters,
+        "assistant": assistant_stats(&gw),
         "crm": &*gw.planes.crm,
         "store": &*gw.planes.store.counters,
         "outbox_pending": outbox_pending,
     }))
+}
+
+/// The assistant's counters, with the escalation and transfer figures from Prometheus.
+fn assistant_stats(gw: &Gateway) -> serde_json::Value {
+    let mut v = serde_json::to_value(&gw.planes.assistant.counters).unwrap_or_default();
+    if let (Some(obj), serde_json::Value::Object(t)) =
+        (v.as_object_mut(), gw.planes.metrics.transfer_stats())
+    {
+        obj.extend(t);
+    }
+    v
 }
 
 async fn list(State(gw): State<Arc<Gateway>>) -> Response {

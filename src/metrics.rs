@@ -161,6 +161,21 @@ impl Metrics {
         Ok(m)
     }
 
+    /// The escalation and transfer figures `/v1/stats` shows, read from the counters
+    /// `/metrics` exposes (one count, two views).
+    pub fn transfer_stats(&self) -> serde_json::Value {
+        let esc = &self.escalations_total;
+        let tr = &self.transfers_total;
+        serde_json::json!({
+            "escalations": counted(esc, None),
+            "transfers_decided": counted(esc, Some(("decision", "transfer"))),
+            "callbacks": counted(esc, Some(("decision", "callback"))),
+            "bridged": counted(tr, Some(("outcome", "bridged"))),
+            "abandoned": counted(tr, Some(("outcome", "abandoned"))),
+            "transfers_failed": counted(tr, Some(("outcome", "failed"))),
+        })
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -228,10 +243,55 @@ const SIP_METHODS: [&str; 14] = [
     "PUBLISH",
 ];
 
+/// The sum of a counter family's series, or of those whose `label` has the given value.
+fn counted(family: &IntCounterVec, label: Option<(&str, &str)>) -> u64 {
+    use prometheus::core::Collector as _;
+    family
+        .collect()
+        .iter()
+        .flat_map(|mf| mf.get_metric())
+        .filter(|m| {
+            label.is_none_or(|(name, value)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == name && l.value() == value)
+            })
+        })
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_stats_view_of_transfers_is_the_prometheus_count() {
+        let m = Metrics::new().unwrap();
+        let esc = |kind, decision| {
+            m.escalations_total
+                .with_label_values(&[kind, "default", decision])
+                .inc()
+        };
+        esc("explicit_request", "transfer");
+        esc("dtmf", "transfer");
+        esc("keyword", "callback");
+        m.transfers_total
+            .with_label_values(&["dtmf", "default", "bridged"])
+            .inc();
+        m.transfers_total
+            .with_label_values(&["explicit_request", "default", "abandoned"])
+            .inc();
+        let v = m.transfer_stats();
+        assert_eq!(v["escalations"], 3);
+        assert_eq!(v["transfers_decided"], 2);
+        assert_eq!(v["callbacks"], 1);
+        assert_eq!(v["bridged"], 1);
+        assert_eq!(v["abandoned"], 1);
+        assert_eq!(v["transfers_failed"], 0);
+        assert!(m.render().contains("warmline_escalations_total"));
+    }
 
     #[test]
     fn sip_start_lines_are_counted_by_method_and_code() {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use warmline_call::Audit;
 use warmline_store::{Store, StoreError};
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -146,12 +147,28 @@ impl StoreHandle {
         }
     }
 
-    pub fn audit(&self, call_id: &str, event: &str, detail: &str) {
+    /// Put an event on a call's audit trail, and move the metrics that follow from it: the
+    /// one place the trail is written.
+    pub fn record(&self, metrics: &crate::metrics::Metrics, call_id: &str, event: &Audit) {
+        let detail = event.detail();
+        tracing::info!(event = event.code(), %detail, "audit");
+        if let Audit::Trigger {
+            kind,
+            route,
+            decision: Some(decision),
+            ..
+        } = event
+        {
+            metrics
+                .escalations_total
+                .with_label_values(&[kind.as_str(), route.as_str(), decision.as_str()])
+                .inc();
+        }
         self.write(Write::Audit {
             call_id: call_id.into(),
             at_ms: now_ms(),
-            event: event.into(),
-            detail: detail.into(),
+            event: event.code().into(),
+            detail,
         });
     }
 

@@ -26,22 +26,17 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode, Uri};
 use rsipstack::transaction::transaction::Transaction;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
-use warmline_call::context::PacketLinks;
 use warmline_call::{
-    Call, CallAction, CallConfig, CallEvent, Dial, Leg, OriginateOutcome, Prompt, Role, ScreenPop,
-    TransferOutcome,
+    Audit, Call, CallAction, CallConfig, CallEvent, CallSetup, Dial, Leg, OriginateOutcome, Prompt,
+    Role, ScreenPop, TransferOutcome,
 };
 use warmline_media::{LegId, LegMedia, MediaEvent};
 use warmline_policy::Decision;
 use warmline_signaling::{CodecName, LocalMedia};
-
-/// Caller turns (and assistant prompts) kept for the HTTP API.
-const TRANSCRIPT_KEPT: usize = 20;
 
 /// Legs of agents' calls join the caller's media session as `AGENT_LEG_BASE + attempt`, so
 /// an old attempt's leg never collides with the next one's.
@@ -104,6 +99,8 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         llm_briefing: !bridge && gw.planes.assistant.writes_briefings(),
         routes: gw.planes.assistant.routes.clone(),
         wall_clock: Some((Instant::now(), jiff::Timestamp::now())),
+        call_id: String::new(),
+        public_url: gw.cfg.http.public_url.clone(),
     }
 }
 
@@ -225,6 +222,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             }
         };
         let mut cfg = call_config(&gw, &rtp);
+        cfg.call_id = call_id.clone();
         cfg.caller_id = tx
             .original
             .from_header()
@@ -254,7 +252,26 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             RouteMode::Assistant => None,
         };
         let listened = bridge_to.is_none();
-        let mut call = Call::inbound(cfg, bridge_to);
+        let from = tx
+            .original
+            .from_header()
+            .map(|h| h.value().to_string())
+            .unwrap_or_default();
+        let to = tx
+            .original
+            .to_header()
+            .map(|h| h.value().to_string())
+            .unwrap_or_default();
+        let mut call = Call::inbound(
+            cfg,
+            CallSetup {
+                bridge_to,
+                from: from.clone(),
+                to: to.clone(),
+                keep_transcripts: gw.cfg.store.keep_transcripts,
+                crm_url: gw.cfg.crm.webhook_url.clone(),
+            },
+        );
         call.handle(
             Instant::now(),
             Leg::Caller,
@@ -299,16 +316,6 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 return;
             }
         };
-        let from = tx
-            .original
-            .from_header()
-            .map(|h| h.value().to_string())
-            .unwrap_or_default();
-        let to = tx
-            .original
-            .to_header()
-            .map(|h| h.value().to_string())
-            .unwrap_or_default();
         // The INVITE server transaction lives on in its own task: it retransmits our 2xx,
         // absorbs the ACK, and turns a CANCEL into 487.
         let mut dlg = dialog.clone();
@@ -321,9 +328,6 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             .in_current_span(),
         );
         tracing::info!(%from, "inbound call");
-        gw.planes
-            .store
-            .audit(&call_id, "call_start", &format!("from {from} to {to}"));
         let mut task = CallTask::new(gw, call);
         task.open(
             Leg::Caller,
@@ -590,15 +594,8 @@ impl CallTask {
             to: o.to,
             rtp_port: o.rtp.port(),
             snapshot,
-            digits: String::new(),
             partner: None,
             media: None,
-            transcript: Vec::new(),
-            triggers: Vec::new(),
-            decision: None,
-            briefing: None,
-            said: Vec::new(),
-            context: None,
         }));
         self.gw.register(
             o.call_id.clone(),
@@ -755,10 +752,10 @@ impl CallTask {
     }
 
     /// Write to the audit trail of the leg's own Call-ID (the caller's is the call's).
-    fn audit(&self, leg: Leg, event: &str, detail: String) {
-        tracing::info!(event, %detail, "audit");
+    fn record(&self, leg: Leg, event: &Audit) {
         if let Some(io) = self.legs.get(&leg) {
-            self.gw.planes.store.audit(&io.call_id, event, &detail);
+            let planes = &self.gw.planes;
+            planes.store.record(&planes.metrics, &io.call_id, event);
         }
     }
 
@@ -844,29 +841,6 @@ impl CallTask {
                     evidence = ?p.map(|p| &p.evidence),
                     "caller turn"
                 );
-                let words = if self.gw.cfg.store.keep_transcripts {
-                    format!("\"{}\", ", turn.text)
-                } else {
-                    String::new()
-                };
-                self.gw.planes.store.audit(
-                    self.caller_id(),
-                    "turn",
-                    &format!(
-                        "{words}{}-{} ms, confidence {:.2}, arousal {}",
-                        turn.start_ms,
-                        turn.end_ms,
-                        turn.confidence,
-                        p.map_or("-".to_string(), |p| format!("{:.2}", p.arousal))
-                    ),
-                );
-                if let Some(io) = self.legs.get(&Leg::Caller) {
-                    let mut info = lock(&io.info);
-                    if info.transcript.len() >= TRANSCRIPT_KEPT {
-                        info.transcript.remove(0);
-                    }
-                    info.transcript.push((*turn).clone());
-                }
                 self.call
                     .handle(now, Leg::Caller, CallEvent::Transcript { turn });
             }
@@ -889,7 +863,6 @@ impl CallTask {
                 let leg = leg_of(leg);
                 if let Some(io) = self.legs.get(&leg) {
                     tracing::info!(parent: &io.span, %digit, "DTMF");
-                    lock(&io.info).digits.push(digit);
                 }
                 self.call.handle(now, leg, CallEvent::Dtmf { digit });
             }
@@ -1135,13 +1108,6 @@ impl CallTask {
                 } else {
                     tracing::info!(id, %text, "briefing the agent");
                 }
-                {
-                    let mut info = lock(&info);
-                    if info.said.len() >= TRANSCRIPT_KEPT {
-                        info.said.remove(0);
-                    }
-                    info.said.push(text.clone());
-                }
                 let prepared = self.prepared.take().filter(|r| r.text == text);
                 let Some(io) = self.legs.get_mut(&leg) else {
                     return;
@@ -1158,28 +1124,19 @@ impl CallTask {
             CallAction::PrepareSpeech { text } => {
                 self.prepared = Some(self.gw.planes.assistant.prepare(text));
             }
-            CallAction::AskBrain { mut request } => {
-                request.call_id = call_id;
+            CallAction::AskBrain { request } => {
                 self.gw.planes.assistant.ask(*request, events);
             }
-            CallAction::WriteBriefing { mut packet } => {
-                packet.call_id = call_id;
+            CallAction::WriteBriefing { packet } => {
                 self.gw.planes.assistant.write_briefing(&packet, events);
             }
-            CallAction::Audit { event, detail } => self.audit(leg, &event, detail),
+            CallAction::Audit(event) => self.record(leg, &event),
             CallAction::TransferEnded {
                 kind,
                 route,
                 outcome,
                 after_ms,
             } => {
-                let c = &self.gw.planes.assistant.counters;
-                match outcome {
-                    TransferOutcome::Bridged => c.bridged.fetch_add(1, Ordering::Relaxed),
-                    TransferOutcome::Abandoned => c.abandoned.fetch_add(1, Ordering::Relaxed),
-                    TransferOutcome::Failed => c.transfers_failed.fetch_add(1, Ordering::Relaxed),
-                    TransferOutcome::Ended => 0,
-                };
                 let m = &self.gw.planes.metrics;
                 m.transfers_total
                     .with_label_values(&[kind.as_str(), route.as_str(), outcome.as_str()])
@@ -1192,13 +1149,8 @@ impl CallTask {
                 trigger,
                 briefing,
                 decision,
+                after_speech_ms,
             } => {
-                // Time from the end of the caller's speech to the decision: the
-                // endpointer's closing silence, the recognizer's latency, and what
-                // happened since its result arrived.
-                let since_speech_end_ms = self
-                    .last_turn
-                    .map(|(at, latency)| latency + at.elapsed().as_millis() as u64);
                 tracing::info!(
                     rule = %trigger.rule,
                     kind = %trigger.kind,
@@ -1207,73 +1159,12 @@ impl CallTask {
                     route = %trigger.route,
                     disposition = %trigger.disposition,
                     at_ms = trigger.at_ms,
-                    since_speech_end_ms,
+                    since_speech_end_ms = after_speech_ms,
                     "escalation trigger"
                 );
-                self.audit(
-                    leg,
-                    "trigger",
-                    format!(
-                        "rule {} ({}), confidence {:.2}, at {} ms{}: {}",
-                        trigger.rule,
-                        trigger.kind,
-                        trigger.confidence,
-                        trigger.at_ms,
-                        since_speech_end_ms
-                            .filter(|_| matches!(
-                                trigger.kind.as_str(),
-                                "explicit_request" | "keyword" | "topic" | "prosody"
-                            ))
-                            .map(|ms| format!(", {ms} ms after the end of speech"))
-                            .unwrap_or_default(),
-                        trigger.evidence.join("; ")
-                    ),
-                );
-                let c = &self.gw.planes.assistant.counters;
-                c.escalations.fetch_add(1, Ordering::Relaxed);
-                self.gw
-                    .planes
-                    .metrics
-                    .escalations_total
-                    .with_label_values(&[
-                        trigger.kind.as_str(),
-                        trigger.route.as_str(),
-                        match decision {
-                            Decision::Transfer => "transfer",
-                            Decision::Callback { .. } => "callback",
-                        },
-                    ])
-                    .inc();
-                match &decision {
-                    Decision::Transfer => {
-                        c.transfers_decided.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(briefing = %briefing.spoken, "transfer decided");
-                        self.audit(
-                            leg,
-                            "transfer_decided",
-                            format!(
-                                "rule {} ({}): {}; route {}",
-                                trigger.rule, trigger.kind, briefing.reason, trigger.route
-                            ),
-                        );
-                    }
-                    Decision::Callback { weekday, at } => {
-                        c.callbacks.fetch_add(1, Ordering::Relaxed);
-                        let from = lock(&info).from.clone();
-                        self.audit(
-                            leg,
-                            "callback_requested",
-                            format!(
-                                "route {} closed: callback to {from} promised for weekday {weekday} from {at}; {}",
-                                trigger.route, briefing.summary
-                            ),
-                        );
-                    }
+                if decision == Decision::Transfer {
+                    tracing::info!(briefing = %briefing.spoken, "transfer decided");
                 }
-                let mut info = lock(&info);
-                info.triggers.push(*trigger);
-                info.decision = Some(decision);
-                info.briefing = Some(*briefing);
             }
             CallAction::StopPlayout => {
                 tracing::info!("barge-in: prompt stopped");
@@ -1322,37 +1213,17 @@ impl CallTask {
                     .calls_total
                     .with_label_values(&[role, reason.code()])
                     .inc();
-                self.audit(leg, "end", reason.code().to_string());
                 self.close(leg);
             }
-            CallAction::PostContext { mut packet } => {
-                let id = call_id;
-                let base = &self.gw.cfg.http.public_url;
-                packet.call_id = id.clone();
-                packet.links = PacketLinks {
-                    context: format!("{base}/api/calls/{id}/context"),
-                    audit: format!("{base}/api/calls/{id}/audit"),
-                    agent_page: format!("{base}/agent/calls/{id}"),
-                };
-                match serde_json::to_string(&packet) {
-                    Ok(body) => {
-                        self.gw.planes.store.put_context(&id, body.clone());
-                        match &self.gw.cfg.crm.webhook_url {
-                            Some(url) => {
-                                self.gw.planes.store.enqueue(&id, url, body);
-                                self.audit(leg, "packet_posted", format!("queued for {url}"));
-                            }
-                            None => self.audit(
-                                leg,
-                                "packet_stored",
-                                "no CRM configured; served at /api/calls/{id}/context".into(),
-                            ),
-                        }
+            CallAction::PostContext { packet } => match serde_json::to_string(&packet) {
+                Ok(body) => {
+                    self.gw.planes.store.put_context(&call_id, body.clone());
+                    if let Some(url) = &self.gw.cfg.crm.webhook_url {
+                        self.gw.planes.store.enqueue(&call_id, url, body);
                     }
-                    Err(e) => tracing::error!(error = %e, "context packet not serialised"),
                 }
-                lock(&info).context = Some(*packet);
-            }
+                Err(e) => tracing::error!(error = %e, "context packet not serialised"),
+            },
             // The `Call` routes these between legs; they never reach a driver.
             CallAction::DialAgent { .. }
             | CallAction::HangupAgent { .. }

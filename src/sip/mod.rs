@@ -37,25 +37,15 @@ pub struct CallInfo {
     pub from: String,
     pub to: String,
     pub rtp_port: u16,
+    /// The call's own state, as its controller sees it (transcript, triggers, decision,
+    /// briefing, prompts, digits, context packet…): a snapshot, not a copy kept beside it.
     #[serde(flatten)]
     pub snapshot: CallSnapshot,
-    /// RFC 4733 digits the peer sent, in order.
-    pub digits: String,
-    /// The other call of a B2BUA pair.
+    /// The other leg this one is bridged to.
     pub partner: Option<String>,
-    /// The leg's RTP counters, refreshed about once a second.
+    /// The leg's RTP counters, refreshed about once a second. (It shadows the snapshot's
+    /// negotiated `media` in the JSON, as it always has.)
     pub media: Option<crate::media::LegReport>,
-    /// The caller's last turns (text, timing, confidence, prosody).
-    pub transcript: Vec<warmline_speech::TranscriptTurn>,
-    /// Escalation triggers that fired, with their evidence.
-    pub triggers: Vec<warmline_policy::Trigger>,
-    /// What the last trigger led to, and the agent's briefing.
-    pub decision: Option<warmline_policy::Decision>,
-    pub briefing: Option<warmline_policy::briefing::Briefing>,
-    /// The assistant's last prompts to the caller.
-    pub said: Vec<String>,
-    /// The context packet, once a transfer started.
-    pub context: Option<warmline_call::context::ContextPacket>,
 }
 
 /// How the rest of the gateway talks to a live call.

@@ -13,6 +13,7 @@
 //! driver keeps what is I/O per leg (the dialog, its RTP sockets, its media leg) under the
 //! same key.
 
+use crate::audit::Audit;
 use crate::controller::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -43,6 +44,21 @@ pub struct Dial {
     pub prefer: Option<CodecName>,
     /// Who the call is for and why, for the agent's screen-pop headers.
     pub screen: Option<ScreenPop>,
+}
+
+/// What the call as a whole is set up with, beyond its caller leg's config.
+#[derive(Debug, Clone, Default)]
+pub struct CallSetup {
+    /// B2BUA the caller to this URI (the `bridge` route); the caller's config must then
+    /// answer on command.
+    pub bridge_to: Option<String>,
+    /// The INVITE's From and To, for the trail.
+    pub from: String,
+    pub to: String,
+    /// Keep the caller's words in the trail.
+    pub keep_transcripts: bool,
+    /// Where context packets are posted; `None`: they are only stored.
+    pub crm_url: Option<String>,
 }
 
 /// Who an agent's call is for and why: what its screen-pop headers carry.
@@ -79,31 +95,29 @@ enum LegState {
 pub struct Call {
     caller: Controller,
     others: BTreeMap<Leg, LegState>,
-    /// A B2BUA's target, dialled once the caller's INVITE is taken.
-    far_target: Option<String>,
+    setup: CallSetup,
     /// Bridge the caller to the far leg once the caller's media is set up.
     bridge_far: bool,
     actions: VecDeque<(Leg, CallAction)>,
 }
 
 impl Call {
-    /// An inbound call; feed it [`CallEvent::Invite`] on [`Leg::Caller`] next. With
-    /// `bridge_to`, the caller is B2BUA'd to that URI (`cfg.answer_on_command` set).
-    pub fn inbound(cfg: CallConfig, bridge_to: Option<String>) -> Self {
-        Self::with_caller(Controller::inbound(cfg), bridge_to)
+    /// An inbound call; feed it [`CallEvent::Invite`] on [`Leg::Caller`] next.
+    pub fn inbound(cfg: CallConfig, setup: CallSetup) -> Self {
+        Self::with_caller(Controller::inbound(cfg), setup)
     }
 
     /// An outbound call placed through the API, on [`Leg::Caller`]; the offer to send.
     pub fn outbound(now: Instant, cfg: CallConfig) -> (Self, String) {
         let (ctl, offer) = outbound_leg(now, cfg);
-        (Self::with_caller(ctl, None), offer)
+        (Self::with_caller(ctl, CallSetup::default()), offer)
     }
 
-    fn with_caller(caller: Controller, far_target: Option<String>) -> Self {
+    fn with_caller(caller: Controller, setup: CallSetup) -> Self {
         Self {
             caller,
             others: BTreeMap::new(),
-            far_target,
+            setup,
             bridge_far: false,
             actions: VecDeque::new(),
         }
@@ -187,7 +201,19 @@ impl Call {
         match (leg, event) {
             (Leg::Caller, CallEvent::Invite { sdp }) => {
                 self.caller.handle(now, CallEvent::Invite { sdp });
-                if let Some(target) = self.far_target.take().filter(|_| !self.caller.is_ended()) {
+                if !self.caller.is_ended() {
+                    let (from, to) = (self.setup.from.clone(), self.setup.to.clone());
+                    self.actions.push_back((
+                        Leg::Caller,
+                        CallAction::Audit(Audit::CallStart { from, to }),
+                    ));
+                }
+                if let Some(target) = self
+                    .setup
+                    .bridge_to
+                    .take()
+                    .filter(|_| !self.caller.is_ended())
+                {
                     self.bridge_far = true;
                     self.dial(
                         Leg::Far,
@@ -199,6 +225,19 @@ impl Call {
                         },
                     );
                 }
+            }
+            (Leg::Caller, CallEvent::Transcript { turn }) => {
+                let text = self.setup.keep_transcripts.then(|| turn.text.clone());
+                let audit = Audit::Turn {
+                    text,
+                    start_ms: turn.start_ms,
+                    end_ms: turn.end_ms,
+                    confidence: turn.confidence,
+                    arousal: turn.prosody.as_ref().map(|p| p.arousal),
+                };
+                self.actions
+                    .push_back((Leg::Caller, CallAction::Audit(audit)));
+                self.caller.handle(now, CallEvent::Transcript { turn });
             }
             (Leg::Caller, event) => self.caller.handle(now, event),
             // The briefing played to an agent was asked for by the caller's controller.
@@ -349,7 +388,19 @@ impl Call {
                         .push_back((Leg::Caller, CallAction::Bridge { with: Leg::Far }));
                 }
             }
+            CallAction::PostContext { packet } => {
+                self.actions
+                    .push_back((Leg::Caller, CallAction::PostContext { packet }));
+                let audit = match &self.setup.crm_url {
+                    Some(url) => Audit::PacketPosted { url: url.clone() },
+                    None => Audit::PacketStored,
+                };
+                self.actions
+                    .push_back((Leg::Caller, CallAction::Audit(audit)));
+            }
             CallAction::Ended { reason } => {
+                self.actions
+                    .push_back((Leg::Caller, CallAction::Audit(Audit::End { reason })));
                 self.actions
                     .push_back((Leg::Caller, CallAction::Ended { reason }));
                 let legs: Vec<Leg> = self.others.keys().copied().collect();
@@ -368,7 +419,10 @@ impl Call {
                 self.actions.push_back((leg, action));
                 self.leg_outcome(now, leg, outcome);
             }
-            CallAction::Ended { .. } => {
+            CallAction::Ended { reason } => {
+                let reason = *reason;
+                self.actions
+                    .push_back((leg, CallAction::Audit(Audit::End { reason })));
                 self.actions.push_back((leg, action));
                 self.leg_ended(now, leg);
             }

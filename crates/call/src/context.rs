@@ -1,6 +1,6 @@
 //! The context packet: what the CRM and the agent's screen get about a call being handed
-//! over. A versioned JSON schema (documented in the README); the controller fills what it
-//! knows, the driver adds the Call-ID and the links.
+//! over. A versioned JSON schema (documented in the README), built whole by the caller's
+//! controller.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -60,6 +60,17 @@ pub struct PacketLinks {
     pub context: String,
     pub audit: String,
     pub agent_page: String,
+}
+
+impl PacketLinks {
+    /// Where the gateway at `base` serves call `id`'s packet, trail and agent page.
+    pub fn for_call(base: &str, id: &str) -> Self {
+        Self {
+            context: format!("{base}/api/calls/{id}/context"),
+            audit: format!("{base}/api/calls/{id}/audit"),
+            agent_page: format!("{base}/agent/calls/{id}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ mod transfer;
 pub use transfer::{ACCEPT_WINDOW, TransferOutcome, TransferPhase};
 
 use crate::assistant::{Assistant, AssistantConfig, AssistantOutput};
+use crate::audit::{Audit, Reopening};
 use crate::brain::{BRAIN_SCHEMA, BrainReply, BrainRequest, DialogueLine};
 use crate::context::ContextPacket;
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,10 @@ pub struct CallConfig {
     /// The wall clock at one instant, so the controller can tell the local time from
     /// `now` without reading a clock. `None`: every route counts as open.
     pub wall_clock: Option<(Instant, jiff::Timestamp)>,
+    /// The call's name (the caller's Call-ID) in the packets and brain requests it sends.
+    pub call_id: String,
+    /// The gateway's public HTTP base, for the links a context packet carries.
+    pub public_url: String,
 }
 
 impl CallConfig {
@@ -155,6 +160,8 @@ impl CallConfig {
             llm_briefing: false,
             routes: Arc::new(Vec::new()),
             wall_clock: None,
+            call_id: String::new(),
+            public_url: String::new(),
         }
     }
 }
@@ -325,6 +332,9 @@ pub enum CallAction {
         trigger: Box<Trigger>,
         briefing: Box<Briefing>,
         decision: Decision,
+        /// From the end of the caller's last speech: the endpointer's closing silence, the
+        /// recogniser's latency, and what happened since its text arrived.
+        after_speech_ms: Option<u64>,
     },
     /// Speak `text` to the caller (TTS); `id` comes back in [`CallEvent::PlayoutDone`]. The
     /// caller may interrupt it.
@@ -337,11 +347,8 @@ pub enum CallAction {
         request: Box<BrainRequest>,
     },
     /// Something the audit trail must hold (e.g. the disclosure was played).
-    Audit {
-        event: String,
-        detail: String,
-    },
-    /// Store and deliver the context packet (the driver adds the Call-ID and links).
+    Audit(Audit),
+    /// Store and deliver the context packet.
     PostContext {
         packet: Box<ContextPacket>,
     },
@@ -500,7 +507,23 @@ pub struct CallSnapshot {
     pub stated_reason: Option<String>,
     /// Where a warm transfer stands, when one is under way.
     pub transfer: Option<TransferPhase>,
+    /// RFC 4733 digits the peer sent, in order.
+    pub digits: String,
+    /// The caller's last turns (text, timing, confidence, prosody).
+    pub transcript: Vec<TranscriptTurn>,
+    /// Escalation triggers that fired, with their evidence.
+    pub triggers: Vec<Trigger>,
+    /// What the last acted-on trigger led to, and the agent's briefing.
+    pub decision: Option<Decision>,
+    pub briefing: Option<Briefing>,
+    /// The assistant's last prompts to the caller.
+    pub said: Vec<String>,
+    /// The context packet, once a transfer started.
+    pub context: Option<ContextPacket>,
 }
+
+/// Caller turns and assistant prompts the live view shows.
+pub const LIVE_KEPT: usize = 20;
 
 /// One call's state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -568,6 +591,16 @@ pub struct Controller {
     answered_at: Option<Instant>,
     policy_tick: Option<Instant>,
     triggers: Vec<Trigger>,
+    /// When the last caller turn's text arrived, and how long after the end of its speech.
+    last_turn: Option<(Instant, u64)>,
+    /// The last escalation acted on: its decision and briefing.
+    escalation: Option<(Decision, Briefing)>,
+    /// The assistant's last prompts.
+    said: VecDeque<String>,
+    /// The context packet of the transfer, once posted.
+    context: Option<ContextPacket>,
+    call_id: String,
+    public_url: String,
     rng: u64,
     actions: VecDeque<CallAction>,
 }
@@ -648,6 +681,12 @@ impl Controller {
             answered_at: None,
             policy_tick: None,
             triggers: Vec::new(),
+            last_turn: None,
+            escalation: None,
+            said: VecDeque::new(),
+            context: None,
+            call_id: cfg.call_id,
+            public_url: cfg.public_url,
             // xorshift must not start at zero
             rng: cfg.rng_seed | 1,
             actions: VecDeque::new(),
@@ -710,11 +749,8 @@ impl Controller {
         }
     }
 
-    fn audit(&mut self, event: &str, detail: String) {
-        self.actions.push_back(CallAction::Audit {
-            event: event.into(),
-            detail,
-        });
+    fn audit(&mut self, event: Audit) {
+        self.actions.push_back(CallAction::Audit(event));
     }
 
     /// Digits of the caller's number (P-Asserted-Identity over From), `+` kept.
@@ -728,15 +764,16 @@ impl Controller {
         self.triggers.push(trigger.clone());
         // One transfer at a time: a rule firing meanwhile is recorded, not acted on.
         if self.transfer.is_some() {
-            self.audit(
-                "trigger",
-                format!(
-                    "rule {} ({}) during the transfer: {}",
-                    trigger.rule,
-                    trigger.kind,
-                    trigger.evidence.join("; ")
-                ),
-            );
+            self.audit(Audit::Trigger {
+                rule: trigger.rule.clone(),
+                kind: trigger.kind.clone(),
+                route: trigger.route.clone(),
+                confidence: trigger.confidence,
+                at_ms: trigger.at_ms,
+                after_speech_ms: None,
+                evidence: trigger.evidence.clone(),
+                decision: None,
+            });
             return;
         }
         let (template, next_step) = self
@@ -760,31 +797,70 @@ impl Controller {
         };
         let briefing = brief(&facts, &trigger, &template, &next_step);
         let decision = self.decide(now, &trigger.route);
+        let after_speech_ms = self
+            .last_turn
+            .map(|(at, latency)| latency + now.saturating_duration_since(at).as_millis() as u64);
         self.actions.push_back(CallAction::Escalate {
             trigger: Box::new(trigger.clone()),
             briefing: Box::new(briefing.clone()),
             decision: decision.clone(),
+            after_speech_ms,
         });
+        self.escalation = Some((decision.clone(), briefing.clone()));
+        let audits = [
+            Audit::Trigger {
+                rule: trigger.rule.clone(),
+                kind: trigger.kind.clone(),
+                route: trigger.route.clone(),
+                confidence: trigger.confidence,
+                at_ms: trigger.at_ms,
+                // Only what speech decides is timed from speech.
+                after_speech_ms: after_speech_ms.filter(|_| {
+                    matches!(
+                        trigger.kind.as_str(),
+                        "explicit_request" | "keyword" | "topic" | "prosody"
+                    )
+                }),
+                evidence: trigger.evidence.clone(),
+                decision: Some(decision.label().to_string()),
+            },
+            match &decision {
+                Decision::Transfer => Audit::TransferDecided {
+                    rule: trigger.rule.clone(),
+                    kind: trigger.kind.clone(),
+                    reason: briefing.reason.clone(),
+                    route: trigger.route.clone(),
+                },
+                Decision::Callback { weekday, at } => Audit::CallbackRequested {
+                    route: trigger.route.clone(),
+                    to: self.caller_id.clone(),
+                    reopens: Some(Reopening {
+                        weekday: *weekday,
+                        at: at.clone(),
+                        summary: briefing.summary.clone(),
+                    }),
+                },
+            },
+        ];
         match decision {
             Decision::Transfer => {
                 self.escalated = true;
                 self.brain_pending.clear();
+                // The prompt playing stops first: the decision is heard at once.
                 self.stop_prompts();
+                audits.into_iter().for_each(|a| self.audit(a));
                 if matches!(self.state, State::Confirmed | State::WaitAck) {
                     self.start_transfer(now, &trigger, briefing);
                 } else {
                     // Not answered yet: carried out once the call is up.
-                    self.audit(
-                        "transfer_deferred",
-                        format!(
-                            "rule {} fired before the answer: transfer once the call is up",
-                            trigger.rule
-                        ),
-                    );
+                    self.audit(Audit::TransferDeferred {
+                        rule: trigger.rule.clone(),
+                    });
                     self.deferred_transfer = Some((trigger, briefing));
                 }
             }
             Decision::Callback { weekday, at } => {
+                audits.into_iter().for_each(|a| self.audit(a));
                 let today = self.local_time(now, "").map(|(d, _)| d);
                 let day = day_phrase(today, weekday);
                 if let Some(text) = self
@@ -863,6 +939,10 @@ impl Controller {
         let id = self.next_play_id;
         self.next_play_id += 1;
         self.remember_line("assistant", &text, self.since_answer_ms(now));
+        if self.said.len() == LIVE_KEPT {
+            self.said.pop_front();
+        }
+        self.said.push_back(text.clone());
         self.actions.push_back(CallAction::Say { text, id });
         id
     }
@@ -893,7 +973,7 @@ impl Controller {
             self.brain_pending.push_back((seq, turn.text.clone()));
             let request = BrainRequest {
                 version: BRAIN_SCHEMA,
-                call_id: String::new(),
+                call_id: self.call_id.clone(),
                 seq,
                 caller: warmline_policy::normalise_number(
                     self.asserted_id.as_deref().unwrap_or(&self.caller_id),
@@ -1017,6 +1097,18 @@ impl Controller {
             intent: self.intent.clone(),
             stated_reason: self.stated_reason.clone(),
             transfer: self.transfer.as_ref().and_then(|t| t.phase()),
+            digits: self.digits.clone(),
+            transcript: self
+                .turns
+                .iter()
+                .skip(self.turns.len().saturating_sub(LIVE_KEPT))
+                .cloned()
+                .collect(),
+            triggers: self.triggers.clone(),
+            decision: self.escalation.as_ref().map(|(d, _)| d.clone()),
+            briefing: self.escalation.as_ref().map(|(_, b)| b.clone()),
+            said: self.said.iter().cloned().collect(),
+            context: self.context.clone(),
         }
     }
 
@@ -1140,15 +1232,7 @@ impl Controller {
                 }
                 if self.greeting_id == Some(id) {
                     self.greeting_id = None;
-                    self.actions.push_back(CallAction::Audit {
-                        event: "disclosure".into(),
-                        detail: if interrupted {
-                            "greeting with the automated-assistant disclosure cut short by the caller"
-                        } else {
-                            "greeting with the automated-assistant disclosure played in full"
-                        }
-                        .into(),
-                    });
+                    self.audit(Audit::Disclosure { interrupted });
                     if let Some((trigger, briefing)) = self.deferred_transfer.take() {
                         self.start_transfer(now, &trigger, briefing);
                     } else if !interrupted {
@@ -1161,6 +1245,7 @@ impl Controller {
                 self.stop_prompts();
             }
             CallEvent::Transcript { turn } => {
+                self.last_turn = Some((now, turn.latency_ms + turn.endpoint_ms));
                 if self.turns.len() == MAX_TURNS {
                     self.turns.pop_front();
                 }

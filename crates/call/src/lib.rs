@@ -12,12 +12,14 @@
 //! callback promise).
 
 pub mod assistant;
+pub mod audit;
 pub mod brain;
 mod call;
 pub mod context;
 mod controller;
 
-pub use call::{Call, Dial, Leg, ScreenPop, refusal_for};
+pub use audit::Audit;
+pub use call::{Call, CallSetup, Dial, Leg, ScreenPop, refusal_for};
 pub use controller::MAX_TURNS;
 pub use controller::{
     ACCEPT_WINDOW, CallAction, CallConfig, CallEvent, CallSnapshot, Controller, EndReason,

@@ -62,8 +62,8 @@ fn through_the_flow(h: &mut Harness) {
         id: 1,
         interrupted: false,
     });
-    assert!(matches!(&acts[0], CallAction::Audit { event, detail }
-        if event == "disclosure" && detail.contains("played in full")));
+    assert!(matches!(&acts[0], CallAction::Audit(e)
+        if e.code() == "disclosure" && e.detail().contains("played in full")));
     assert_eq!(says(&acts), ["Please tell me briefly why you are calling."]);
     h.now += Duration::from_secs(4);
     let acts = h.send(turn_saying("I was charged twice for my order"));
@@ -115,6 +115,7 @@ fn asking_for_a_person_escalates_with_a_briefing_and_silences_the_assistant() {
                 trigger,
                 briefing,
                 decision,
+                ..
             },
             ..,
         ] => (trigger, briefing, decision),

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use support::{answer_sdp, config, offer, turn_saying};
 use warmline_call::assistant::{Assistant, AssistantConfig};
 use warmline_call::{
-    Call, CallAction, CallConfig, CallEvent, Dial, EndReason, Leg, OriginateOutcome, RoutePlan,
-    TransferOutcome, TransferPhase, refusal_for,
+    Audit, Call, CallAction, CallConfig, CallEvent, CallSetup, Dial, EndReason, Leg,
+    OriginateOutcome, RoutePlan, TransferOutcome, TransferPhase, refusal_for,
 };
 use warmline_policy::Decision;
 use warmline_policy::hours::Hours;
@@ -76,7 +76,7 @@ impl Pair {
     }
 
     fn answered_with(cfg: CallConfig) -> Self {
-        let mut p = Self::new(Instant::now(), Call::inbound(cfg, None));
+        let mut p = Self::new(Instant::now(), Call::inbound(cfg, CallSetup::default()));
         p.send(
             Leg::Caller,
             CallEvent::Invite {
@@ -169,7 +169,7 @@ impl Pair {
         self.log
             .iter()
             .filter_map(|(_, a)| match a {
-                CallAction::Audit { event, .. } => Some(event.clone()),
+                CallAction::Audit(event) => Some(event.code().to_string()),
                 _ => None,
             })
             .collect()
@@ -246,6 +246,22 @@ fn an_answered_agent_is_briefed_on_their_leg_only_then_bridged() {
 
     // The caller hangs up: the agent's call is ended with a BYE, and the call is over.
     let acts = p.send(Leg::Caller, CallEvent::PeerBye);
+    // Each leg's trail ends with its end; the caller's began with its start and holds
+    // every turn.
+    for leg in [Leg::Caller, agent] {
+        assert!(has(&acts, leg, |a| matches!(
+            a,
+            CallAction::Audit(Audit::End { .. })
+        )));
+    }
+    let trail = p.audits();
+    assert_eq!(trail.first().map(String::as_str), Some("call_start"));
+    assert!(trail.contains(&"turn".to_string()), "{trail:?}");
+    let (at_trigger, at_decided) = (
+        trail.iter().position(|e| e == "trigger").unwrap(),
+        trail.iter().position(|e| e == "transfer_decided").unwrap(),
+    );
+    assert!(at_trigger < at_decided, "{trail:?}");
     assert!(ended(&acts, Leg::Caller));
     assert!(has(&acts, agent, |a| *a == CallAction::SendBye));
     assert!(ended(&acts, agent));
@@ -481,7 +497,7 @@ fn an_agent_call_that_cannot_be_placed_counts_as_unreachable_and_the_hunt_goes_o
     )));
     assert!(acts.iter().any(|(_, a)| matches!(
         a,
-        CallAction::Audit { event, detail } if event == "agent_failed" && detail.contains("no free RTP port")
+        CallAction::Audit(e) if e.code() == "agent_failed" && e.detail().contains("no free RTP port")
     )));
 }
 
@@ -489,14 +505,28 @@ fn an_agent_call_that_cannot_be_placed_counts_as_unreachable_and_the_hunt_goes_o
 fn bridged_pair(target: &str) -> Pair {
     let mut cfg = config(0, 1);
     cfg.answer_on_command = true;
-    let mut p = Pair::new(Instant::now(), Call::inbound(cfg, Some(target.into())));
+    let mut p = Pair::new(
+        Instant::now(),
+        Call::inbound(
+            cfg,
+            CallSetup {
+                bridge_to: Some(target.into()),
+                ..CallSetup::default()
+            },
+        ),
+    );
     let acts = p.send(
         Leg::Caller,
         CallEvent::Invite {
             sdp: Some(offer("sendrecv", 1)),
         },
     );
-    assert!(matches!(&acts[0], (Leg::Far, CallAction::Dial(d)) if d.target == target));
+    // The trail starts, then the far end is dialled before the caller hears anything.
+    assert!(matches!(
+        &acts[0],
+        (Leg::Caller, CallAction::Audit(Audit::CallStart { .. }))
+    ));
+    assert!(matches!(&acts[1], (Leg::Far, CallAction::Dial(d)) if d.target == target));
     assert_eq!(p.dialled[0].1.prefer, Some(CodecName::Pcmu));
     p
 }
@@ -547,7 +577,13 @@ fn a_b2bua_refuses_the_caller_with_what_the_far_end_said() {
 fn a_b2bua_whose_far_end_cannot_be_placed_refuses_the_caller_with_502() {
     let mut cfg = config(0, 1);
     cfg.answer_on_command = true;
-    let mut call = Call::inbound(cfg, Some("sip:far@127.0.0.1".into()));
+    let mut call = Call::inbound(
+        cfg,
+        CallSetup {
+            bridge_to: Some("sip:far@127.0.0.1".into()),
+            ..CallSetup::default()
+        },
+    );
     let now = Instant::now();
     call.handle(
         now,
@@ -556,8 +592,9 @@ fn a_b2bua_whose_far_end_cannot_be_placed_refuses_the_caller_with_502() {
             sdp: Some(offer("sendrecv", 1)),
         },
     );
-    let (leg, first) = call.poll_action().unwrap();
-    assert!(matches!((leg, first), (Leg::Far, CallAction::Dial(_))));
+    let dial =
+        std::iter::from_fn(|| call.poll_action()).find(|(_, a)| matches!(a, CallAction::Dial(_)));
+    assert!(matches!(dial, Some((Leg::Far, _))));
     call.dial_failed(now, Leg::Far, "bad URI".into());
     let acts: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
     assert!(
@@ -565,4 +602,43 @@ fn a_b2bua_whose_far_end_cannot_be_placed_refuses_the_caller_with_502() {
             .any(|(l, a)| *l == Leg::Caller && matches!(a, CallAction::Reject { status: 502, .. }))
     );
     assert!(call.is_ended());
+}
+
+#[test]
+fn the_packet_and_the_live_view_come_whole_from_the_core() {
+    let mut cfg = caller_config(route(&["sip:a1@127.0.0.1"], false));
+    cfg.call_id = "c1@pbx".into();
+    cfg.public_url = "http://gw.example:8080".into();
+    let mut p = Pair::answered_with(cfg);
+    p.send(Leg::Caller, CallEvent::Dtmf { digit: '5' });
+    p.ask_for_person();
+    let packet = p
+        .log
+        .iter()
+        .find_map(|(_, a)| match a {
+            CallAction::PostContext { packet } => Some(packet.clone()),
+            _ => None,
+        })
+        .expect("a packet");
+    assert_eq!(packet.call_id, "c1@pbx");
+    assert_eq!(
+        packet.links.context,
+        "http://gw.example:8080/api/calls/c1@pbx/context"
+    );
+    assert_eq!(
+        packet.links.agent_page,
+        "http://gw.example:8080/agent/calls/c1@pbx"
+    );
+    let view = p.call.leg(Leg::Caller).unwrap().snapshot();
+    assert_eq!(view.digits, "5");
+    assert_eq!(view.transcript.len(), 1);
+    assert_eq!(view.triggers[0].kind, "explicit_request");
+    assert_eq!(view.decision, Some(Decision::Transfer));
+    assert!(view.briefing.unwrap().spoken.contains("Ada Lovelace"));
+    assert!(
+        view.said.iter().any(|s| s.contains("connecting you")),
+        "{:?}",
+        view.said
+    );
+    assert_eq!(view.context.map(|c| c.call_id), Some("c1@pbx".into()));
 }

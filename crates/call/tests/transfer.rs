@@ -54,7 +54,7 @@ fn dialed(acts: &[CallAction]) -> Option<(u32, String)> {
 fn audits(acts: &[CallAction]) -> Vec<String> {
     acts.iter()
         .filter_map(|a| match a {
-            CallAction::Audit { event, .. } => Some(event.clone()),
+            CallAction::Audit(event) => Some(event.code().to_string()),
             _ => None,
         })
         .collect()
@@ -177,9 +177,8 @@ fn a_busy_agent_is_skipped_and_the_next_one_answers() {
     });
     assert_eq!(audits(&acts), ["agent_failed", "agent_attempt"]);
     assert!(
-        acts.iter().any(
-            |a| matches!(a, CallAction::Audit { detail, .. } if detail.contains("busy (486)"))
-        ),
+        acts.iter()
+            .any(|a| matches!(a, CallAction::Audit(e) if e.detail().contains("busy (486)"))),
         "{acts:?}"
     );
     let (second, target) = dialed(&acts).unwrap();

@@ -656,6 +656,16 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// The decision's metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Transfer => "transfer",
+            Decision::Callback { .. } => "callback",
+        }
+    }
+}
+
 /// Transfer now, or (out of hours) a callback when the route next opens. No hours = always
 /// open.
 pub fn decide(hours: Option<&hours::Hours>, weekday: u8, minute: u16) -> Decision {

@@ -9,6 +9,7 @@
 
 use super::{CallAction, Controller, RoutePlan};
 use crate::OriginateOutcome;
+use crate::audit::Audit;
 use crate::context::{
     CONTEXT_SCHEMA, ContextPacket, PacketCaller, PacketIntent, PacketLinks, PacketTrigger,
     PacketTurn, ProsodySummary,
@@ -133,15 +134,10 @@ impl Controller {
             let start = route.next_target.fetch_add(1, Ordering::Relaxed) % order.len();
             order.rotate_left(start);
         }
-        self.audit(
-            "transfer_started",
-            format!(
-                "route {}, {} target(s): {}",
-                route.name,
-                order.len(),
-                order.join(", ")
-            ),
-        );
+        self.audit(Audit::TransferStarted {
+            route: route.name.clone(),
+            targets: order.clone(),
+        });
         // The CRM gets the packet either way: with no agent to take the call it is what
         // the callback is made from.
         let packet = self.context_packet(trigger, &briefing);
@@ -150,6 +146,7 @@ impl Controller {
                 packet: Box::new(packet.clone()),
             });
         }
+        self.context = Some(packet.clone());
         self.actions.push_back(CallAction::PostContext {
             packet: Box::new(packet),
         });
@@ -226,7 +223,10 @@ impl Controller {
         let ring_timeout = t.route.ring_timeout;
         let reason = t.briefing.reason.clone();
         let summary = t.briefing.summary.clone();
-        self.audit("agent_attempt", format!("attempt {id}: calling {target}"));
+        self.audit(Audit::AgentAttempt {
+            attempt: id,
+            target: target.clone(),
+        });
         self.actions.push_back(CallAction::DialAgent {
             attempt: id,
             target,
@@ -260,10 +260,11 @@ impl Controller {
         };
         if outcome != OriginateOutcome::Answered {
             let target = a.target.clone();
-            self.audit(
-                "agent_failed",
-                format!("attempt {attempt}: {target}: {}", outcome_text(&outcome)),
-            );
+            self.audit(Audit::AgentFailed {
+                attempt,
+                target,
+                why: outcome_text(&outcome),
+            });
             self.dial_next(now);
             return;
         }
@@ -273,10 +274,7 @@ impl Controller {
         a.whisper_id = Some(id);
         let target = a.target.clone();
         let text = self.whisper_text().unwrap_or_default();
-        self.audit(
-            "agent_answered",
-            format!("attempt {attempt}: {target} answered; briefing them"),
-        );
+        self.audit(Audit::AgentAnswered { attempt, target });
         self.actions
             .push_back(CallAction::WhisperToAgent { attempt, text, id });
     }
@@ -312,14 +310,11 @@ impl Controller {
             .is_some_and(|a| a.phase != TransferPhase::Ringing);
         let text = text.trim().to_string();
         if started || text.is_empty() {
-            self.audit(
-                "briefing_not_used",
-                "the model's briefing came after an agent was already briefed".into(),
-            );
+            self.audit(Audit::BriefingNotUsed);
             return;
         }
         t.briefing.spoken = text.clone();
-        self.audit("briefing_written", text);
+        self.audit(Audit::BriefingWritten { text });
         self.prepare_whisper();
     }
 
@@ -346,10 +341,11 @@ impl Controller {
         let Some(a) = self.transfer.as_ref().and_then(|t| t.attempt.clone()) else {
             return;
         };
-        self.audit(
-            "agent_declined",
-            format!("attempt {}: {}: {why}", a.id, a.target),
-        );
+        self.audit(Audit::AgentDeclined {
+            attempt: a.id,
+            target: a.target.clone(),
+            why: why.to_string(),
+        });
         self.actions
             .push_back(CallAction::HangupAgent { attempt: a.id });
         self.dial_next(now);
@@ -361,10 +357,7 @@ impl Controller {
         }
         match self.transfer.as_ref().and_then(|t| t.phase()) {
             Some(TransferPhase::Bridged) => {
-                self.audit(
-                    "agent_hung_up",
-                    format!("attempt {attempt}: the agent ended the call"),
-                );
+                self.audit(Audit::AgentHungUp { attempt });
                 self.hangup();
             }
             Some(TransferPhase::Briefing | TransferPhase::AwaitingAccept) => {
@@ -374,10 +367,11 @@ impl Controller {
                     .and_then(|t| t.attempt.as_ref())
                     .map(|a| a.target.clone())
                     .unwrap_or_default();
-                self.audit(
-                    "agent_failed",
-                    format!("attempt {attempt}: {target} hung up before the bridge"),
-                );
+                self.audit(Audit::AgentFailed {
+                    attempt,
+                    target,
+                    why: "hung up before the bridge".into(),
+                });
                 self.dial_next(now);
             }
             // A ringing attempt's end arrives with its outcome.
@@ -403,10 +397,11 @@ impl Controller {
         // legs are joined.
         self.set_want(Direction::SendRecv);
         self.actions.push_back(CallAction::BridgeAgent { attempt });
-        self.audit(
-            "bridged",
-            format!("attempt {attempt}: caller joined with {target}, {ms} ms after the trigger"),
-        );
+        self.audit(Audit::Bridged {
+            attempt,
+            target,
+            after_ms: ms,
+        });
         self.transfer_ended(&kind, &route, TransferOutcome::Bridged, Some(ms));
     }
 
@@ -438,19 +433,16 @@ impl Controller {
     }
 
     fn apologise(&mut self, now: Instant, route: &str) {
-        self.audit(
-            "transfer_failed",
-            format!("route {route}: no agent took the call"),
-        );
+        self.audit(Audit::TransferFailed {
+            route: route.to_string(),
+        });
         let apology = self.texts.apology.clone();
         self.say_unbargeable(now, apology);
-        self.audit(
-            "callback_requested",
-            format!(
-                "route {route}: no agent available; callback to {} promised",
-                self.caller_id
-            ),
-        );
+        self.audit(Audit::CallbackRequested {
+            route: route.to_string(),
+            to: self.caller_id.clone(),
+            reopens: None,
+        });
         self.escalated = false;
     }
 
@@ -483,17 +475,14 @@ impl Controller {
         };
         if a.phase == TransferPhase::Bridged {
             if by_caller {
-                self.audit("caller_hung_up", "the caller ended the bridged call".into());
+                self.audit(Audit::CallerHungUp);
             }
         } else {
             if by_caller {
-                self.audit(
-                    "abandoned",
-                    format!(
-                        "the caller hung up during the transfer (attempt {}, {:?})",
-                        a.id, a.phase
-                    ),
-                );
+                self.audit(Audit::Abandoned {
+                    attempt: a.id,
+                    phase: format!("{:?}", a.phase),
+                });
             }
             let outcome = if by_caller {
                 TransferOutcome::Abandoned
@@ -546,7 +535,7 @@ impl Controller {
         };
         ContextPacket {
             version: CONTEXT_SCHEMA,
-            call_id: String::new(),
+            call_id: self.call_id.clone(),
             caller: PacketCaller {
                 number,
                 name: self.caller_name.clone(),
@@ -579,7 +568,7 @@ impl Controller {
                 .map(|t| format!("{}:{}", t.kind, t.rule))
                 .collect(),
             next_step: briefing.next_step.clone(),
-            links: PacketLinks::default(),
+            links: PacketLinks::for_call(&self.public_url, &self.call_id),
         }
     }
 }
