@@ -1,5 +1,6 @@
 //! [`Controller`]: states, events, actions and timers of one call.
 
+mod dialog;
 mod transfer;
 
 pub use transfer::{ACCEPT_WINDOW, TransferOutcome, TransferPhase};
@@ -8,6 +9,7 @@ use crate::assistant::{Assistant, AssistantConfig, AssistantOutput};
 use crate::audit::{Audit, Reopening};
 use crate::brain::{BRAIN_SCHEMA, BrainReply, BrainRequest, DialogueLine};
 use crate::context::ContextPacket;
+use dialog::Dialog;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use warmline_policy::briefing::{Briefing, CallFacts, brief};
 use warmline_policy::hours::Hours;
 use warmline_policy::{Decision, Observation, Policy, Rule, Trigger, decide};
-use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError, SdpSession};
+use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError};
 use warmline_speech::TranscriptTurn;
 
 /// How often time-based rules (`elapsed`) are checked.
@@ -530,22 +532,11 @@ pub const LIVE_KEPT: usize = 20;
 pub struct Controller {
     role: Role,
     state: State,
-    sdp: SdpSession,
-    /// What we want to do with media: `SendRecv`, or `SendOnly` while we hold the peer.
-    want: Direction,
-    /// `want` as of the last completed offer/answer.
-    settled_want: Direction,
-    /// A `want` the peer refused; not retried until `want` changes.
-    refused_want: Option<Direction>,
-    negotiated: Option<Negotiated>,
-    /// The peer has put us on hold (its last offer did not let it receive).
-    remote_hold: bool,
-    /// Direction of our re-INVITE in flight.
-    reinvite_in_flight: Option<Direction>,
+    /// Offer/answer, hold and resume, re-INVITEs and glare.
+    dialog: Dialog,
     answer_at: Option<Instant>,
     pending_answer: Option<(String, Negotiated)>,
     ring_deadline: Option<Instant>,
-    glare_retry_at: Option<Instant>,
     outcome_sent: bool,
     answer_after: Duration,
     answer_on_command: bool,
@@ -601,7 +592,6 @@ pub struct Controller {
     context: Option<ContextPacket>,
     call_id: String,
     public_url: String,
-    rng: u64,
     actions: VecDeque<CallAction>,
 }
 
@@ -622,7 +612,7 @@ impl Controller {
     pub fn dial(now: Instant, cfg: CallConfig) -> (Self, String) {
         let ring_timeout = cfg.ring_timeout;
         let mut c = Self::new(Role::Outbound, State::Calling, cfg);
-        let offer = c.sdp.initial_offer(Direction::SendRecv);
+        let offer = c.dialog.initial_offer();
         c.ring_deadline = Some(now + ring_timeout);
         (c, offer)
     }
@@ -636,17 +626,10 @@ impl Controller {
         Self {
             role,
             state,
-            sdp: SdpSession::new(cfg.local_media, cfg.session_id),
-            want: Direction::SendRecv,
-            settled_want: Direction::SendRecv,
-            refused_want: None,
-            negotiated: None,
-            remote_hold: false,
-            reinvite_in_flight: None,
+            dialog: Dialog::new(role, cfg.local_media, cfg.session_id, cfg.rng_seed),
             answer_at: None,
             pending_answer: None,
             ring_deadline: None,
-            glare_retry_at: None,
             outcome_sent: false,
             answer_after: cfg.answer_after,
             answer_on_command: cfg.answer_on_command,
@@ -687,8 +670,6 @@ impl Controller {
             context: None,
             call_id: cfg.call_id,
             public_url: cfg.public_url,
-            // xorshift must not start at zero
-            rng: cfg.rng_seed | 1,
             actions: VecDeque::new(),
         }
     }
@@ -704,7 +685,7 @@ impl Controller {
     /// The media an inbound call will have once answered (known from the offer).
     /// The media agreed with the peer, or about to be (an answer not sent yet).
     pub fn media(&self) -> Option<&Negotiated> {
-        self.negotiated.as_ref().or(self.pending_media())
+        self.dialog.negotiated().or(self.pending_media())
     }
 
     pub fn pending_media(&self) -> Option<&Negotiated> {
@@ -1089,10 +1070,10 @@ impl Controller {
                 State::Confirmed => "confirmed",
                 State::Ended => "ended",
             },
-            local_hold: self.want == Direction::SendOnly,
-            remote_hold: self.remote_hold,
-            reinvite_pending: self.reinvite_in_flight.is_some(),
-            media: self.negotiated.clone(),
+            local_hold: self.dialog.local_hold(),
+            remote_hold: self.dialog.remote_hold(),
+            reinvite_pending: self.dialog.reinvite_pending(),
+            media: self.dialog.negotiated().cloned(),
             fields: self.fields.clone(),
             intent: self.intent.clone(),
             stated_reason: self.stated_reason.clone(),
@@ -1125,7 +1106,7 @@ impl Controller {
         [
             self.answer_at,
             self.ring_deadline,
-            self.glare_retry_at,
+            self.dialog.poll_timeout(),
             self.policy_tick,
         ]
         .into_iter()
@@ -1152,10 +1133,9 @@ impl Controller {
                 self.outcome(OriginateOutcome::NoAnswer);
             }
         }
-        if self.glare_retry_at.is_some_and(|t| t <= now) {
-            self.glare_retry_at = None;
-            self.maybe_reinvite();
-        }
+        let confirmed = self.state == State::Confirmed;
+        self.dialog
+            .handle_timeout(now, confirmed, &mut self.actions);
         self.transfer_timers(now);
     }
 
@@ -1291,43 +1271,16 @@ impl Controller {
         if self.state != State::Offered || self.pending_answer.is_some() {
             return;
         }
-        let prepared = match sdp {
-            Some(offer) => match self.sdp.answer(&offer, self.want) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    self.actions.push_back(CallAction::Reject {
-                        status: 488,
-                        reason: "Not Acceptable Here".into(),
-                        warning: Some(warning(&e)),
-                    });
-                    self.end(EndReason::Rejected);
-                    return;
-                }
-            },
-            // Delayed offer (RFC 3261 §13.2.1): we offer in the 200 and the answer rides the
-            // ACK. Offering one codec makes any valid answer choose it, and symmetric RTP
-            // learns the peer's address from its first packet.
-            None => {
-                let first = self.sdp.local().codecs.first().copied();
-                let mut single = self.sdp.local().clone();
-                single.codecs = first.into_iter().collect();
-                let mut one = SdpSession::new(single, 0);
-                let offer = one.initial_offer(self.want);
-                match one.accept_answer(&mirror_offer(&offer), self.want) {
-                    Ok(mut n) => {
-                        n.remote = None;
-                        (self.sdp.reoffer(&n, self.want), n)
-                    }
-                    Err(e) => {
-                        self.actions.push_back(CallAction::Reject {
-                            status: 488,
-                            reason: "Not Acceptable Here".into(),
-                            warning: Some(warning(&e)),
-                        });
-                        self.end(EndReason::Rejected);
-                        return;
-                    }
-                }
+        let prepared = match self.dialog.prepare_answer(sdp.as_deref()) {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.actions.push_back(CallAction::Reject {
+                    status: 488,
+                    reason: "Not Acceptable Here".into(),
+                    warning: Some(warning(&e)),
+                });
+                self.end(EndReason::Rejected);
+                return;
             }
         };
         self.pending_answer = Some(prepared);
@@ -1357,9 +1310,7 @@ impl Controller {
                 },
             );
         }
-        self.remote_hold = !negotiated.direction.sends() && self.want.sends();
-        self.negotiated = Some(negotiated.clone());
-        self.settled_want = self.want;
+        self.dialog.answered(negotiated.clone());
         self.actions.push_back(CallAction::Answer { sdp });
         self.actions.push_back(CallAction::MediaChanged(negotiated));
         self.state = State::WaitAck;
@@ -1390,129 +1341,27 @@ impl Controller {
             });
             return;
         }
-        // Glare: our own re-INVITE is in flight (RFC 3261 §14.2).
-        if self.reinvite_in_flight.is_some() {
-            self.actions.push_back(CallAction::AnswerReOffer {
-                status: 491,
-                sdp: None,
-                warning: None,
-            });
-            return;
-        }
-        let Some(current) = self.negotiated.clone() else {
-            return;
-        };
-        match sdp {
-            Some(offer) => match self.sdp.answer(&offer, self.want) {
-                Ok((answer, n)) => {
-                    // The peer holds us when its offer would not let it receive.
-                    self.remote_hold = !n.direction.sends() && self.want.sends();
-                    self.settled_want = self.want;
-                    self.actions.push_back(CallAction::AnswerReOffer {
-                        status: 200,
-                        sdp: Some(answer),
-                        warning: None,
-                    });
-                    if self.negotiated.as_ref() != Some(&n) {
-                        self.negotiated = Some(n.clone());
-                        self.actions.push_back(CallAction::MediaChanged(n));
-                    }
-                }
-                Err(e) => {
-                    // A refused re-offer leaves the session as it was (RFC 3264 §8).
-                    self.actions.push_back(CallAction::AnswerReOffer {
-                        status: 488,
-                        sdp: None,
-                        warning: Some(warning(&e)),
-                    });
-                }
-            },
-            // An offerless re-INVITE (session refresh, or a peer asking us to offer).
-            None => {
-                let offer = self.sdp.reoffer(&current, self.want);
-                self.actions.push_back(CallAction::AnswerReOffer {
-                    status: 200,
-                    sdp: Some(offer),
-                    warning: None,
-                });
-            }
-        }
+        self.dialog.on_reoffer(sdp, &mut self.actions);
     }
 
     fn set_want(&mut self, want: Direction) {
-        if want != self.want && self.state != State::Ended {
-            self.actions.push_back(CallAction::HoldAudio {
-                on: want == Direction::SendOnly,
-            });
-        }
-        self.want = want;
-        if self.refused_want != Some(want) {
-            self.refused_want = None;
-        }
-        self.maybe_reinvite();
+        let (live, confirmed) = (self.state != State::Ended, self.state == State::Confirmed);
+        self.dialog
+            .set_want(want, live, confirmed, &mut self.actions);
     }
 
-    /// Send a re-INVITE if what we want differs from what was last settled and nothing
-    /// (our own re-INVITE, a glare back-off) is in the way.
     fn maybe_reinvite(&mut self) {
-        if self.state != State::Confirmed
-            || self.reinvite_in_flight.is_some()
-            || self.glare_retry_at.is_some()
-            || self.want == self.settled_want
-            || self.refused_want == Some(self.want)
-        {
-            return;
-        }
-        let Some(current) = self.negotiated.clone() else {
-            return;
-        };
-        let sdp = self.sdp.reoffer(&current, self.want);
-        self.reinvite_in_flight = Some(self.want);
-        self.actions.push_back(CallAction::SendReInvite { sdp });
+        let confirmed = self.state == State::Confirmed;
+        self.dialog.maybe_reinvite(confirmed, &mut self.actions);
     }
 
     fn on_reinvite_response(&mut self, now: Instant, status: u16, sdp: Option<String>) {
-        let Some(offered) = self.reinvite_in_flight.take() else {
-            return;
-        };
-        match status {
-            200..=299 => {
-                match sdp.as_deref().map(|a| self.sdp.accept_answer(a, offered)) {
-                    Some(Ok(n)) => {
-                        self.settled_want = offered;
-                        if self.negotiated.as_ref() != Some(&n) {
-                            self.negotiated = Some(n.clone());
-                            self.actions.push_back(CallAction::MediaChanged(n));
-                        }
-                    }
-                    // A 2xx without a usable answer: the session cannot continue as agreed.
-                    _ => {
-                        self.actions.push_back(CallAction::SendBye);
-                        self.end(EndReason::MediaFailed);
-                        return;
-                    }
-                }
-                self.maybe_reinvite();
-            }
-            491 => {
-                // RFC 3261 §14.1: the Call-ID's owner waits 2.1–4 s, the other side 0–2 s,
-                // in units of 10 ms, so the two retries do not collide again.
-                let ticks = self.next_random() % 201;
-                let ms = match self.role {
-                    Role::Outbound => 2100 + ticks * 95 / 10,
-                    Role::Inbound => ticks * 10,
-                };
-                self.glare_retry_at = Some(now + Duration::from_millis(ms));
-            }
-            // RFC 5057: these end the dialog, not just the transaction.
-            408 | 481 => {
-                self.actions.push_back(CallAction::SendBye);
-                self.end(EndReason::DialogFailed);
-            }
-            _ => {
-                self.refused_want = Some(offered);
-                self.maybe_reinvite();
-            }
+        let confirmed = self.state == State::Confirmed;
+        if let Some(reason) =
+            self.dialog
+                .on_reinvite_response(now, status, sdp, confirmed, &mut self.actions)
+        {
+            self.end(reason);
         }
     }
 
@@ -1528,15 +1377,9 @@ impl Controller {
             _ => return,
         }
         self.ring_deadline = None;
-        let result = sdp
-            .as_deref()
-            .ok_or(NegotiationError::NoAudio)
-            .and_then(|a| self.sdp.accept_answer(a, self.want));
-        match result {
+        match self.dialog.accept_answer(sdp.as_deref()) {
             Ok(n) => {
                 self.state = State::Confirmed;
-                self.negotiated = Some(n.clone());
-                self.settled_want = self.want;
                 self.actions.push_back(CallAction::MediaChanged(n));
                 self.outcome(OriginateOutcome::Answered);
                 self.maybe_reinvite();
@@ -1588,18 +1431,9 @@ impl Controller {
         self.state = State::Ended;
         self.answer_at = None;
         self.ring_deadline = None;
-        self.glare_retry_at = None;
+        self.dialog.clear_timers();
         self.policy_tick = None;
         self.actions.push_back(CallAction::Ended { reason });
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
     }
 }
 
