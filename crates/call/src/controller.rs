@@ -1,6 +1,7 @@
 //! [`Controller`]: states, events, actions and timers of one call.
 
 mod dialog;
+mod packet;
 mod transfer;
 
 pub use transfer::{ACCEPT_WINDOW, TransferOutcome, TransferPhase};
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
+use transfer::{Ask, Transfer};
 use warmline_policy::briefing::{Briefing, CallFacts, brief};
 use warmline_policy::hours::Hours;
 use warmline_policy::{Decision, Observation, Policy, Rule, Trigger, decide};
@@ -576,7 +578,7 @@ pub struct Controller {
     routes: Arc<Vec<RoutePlan>>,
     /// The dialogue's lines, also for the transfer's prompts when there is no assistant.
     texts: AssistantConfig,
-    transfer: Option<transfer::Transfer>,
+    transfer: Option<Transfer>,
     next_attempt: u32,
     wall_clock: Option<(Instant, jiff::Timestamp)>,
     answered_at: Option<Instant>,
@@ -887,6 +889,69 @@ impl Controller {
         }
     }
 
+    /// A trigger decided on a transfer: start it with the call's packet.
+    fn start_transfer(&mut self, now: Instant, trigger: &Trigger, briefing: Briefing) {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.name == trigger.route)
+            .cloned()
+            .unwrap_or_else(|| RoutePlan::unstaffed(&trigger.route));
+        let packet = self.context_packet(trigger, &briefing);
+        self.context = Some(packet.clone());
+        let start = transfer::Start {
+            texts: transfer::Texts::from(&self.texts),
+            caller_id: self.caller_id.clone(),
+            llm_briefing: self.llm_briefing,
+            last_attempt: self.next_attempt,
+        };
+        let mut asks = Vec::new();
+        self.transfer = Transfer::start(now, route, trigger, briefing, packet, start, &mut asks);
+        self.carry_out(now, asks);
+    }
+
+    /// Run one step of the transfer, if one is under way, then carry out what it asks.
+    fn transfer_step<R>(
+        &mut self,
+        now: Instant,
+        step: impl FnOnce(&mut Transfer, &mut Vec<Ask>) -> R,
+    ) -> Option<R> {
+        let t = self.transfer.as_mut()?;
+        let mut asks = Vec::new();
+        let r = step(t, &mut asks);
+        self.carry_out(now, asks);
+        Some(r)
+    }
+
+    fn carry_out(&mut self, now: Instant, asks: Vec<Ask>) {
+        for ask in asks {
+            match ask {
+                Ask::Hold => self.set_want(Direction::SendOnly),
+                Ask::Resume => self.set_want(Direction::SendRecv),
+                Ask::Say(text) => {
+                    self.say_unbargeable(now, text);
+                }
+                Ask::Whisper { attempt, text } => {
+                    let id = self.next_play_id;
+                    self.next_play_id += 1;
+                    if let Some(t) = self.transfer.as_mut() {
+                        t.briefing_id(attempt, id);
+                    }
+                    self.actions
+                        .push_back(CallAction::WhisperToAgent { attempt, text, id });
+                }
+                Ask::Act(action) => self.actions.push_back(action),
+                Ask::HangUp => self.hangup(),
+                Ask::Over => {
+                    if let Some(t) = self.transfer.take() {
+                        self.next_attempt = t.last_attempt();
+                    }
+                    self.escalated = false;
+                }
+            }
+        }
+    }
+
     fn remember_line(&mut self, role: &str, text: &str, at_ms: u64) {
         if self.dialogue.len() == BRAIN_HISTORY {
             self.dialogue.pop_front();
@@ -1136,7 +1201,7 @@ impl Controller {
         let confirmed = self.state == State::Confirmed;
         self.dialog
             .handle_timeout(now, confirmed, &mut self.actions);
-        self.transfer_timers(now);
+        self.transfer_step(now, |t, out| t.handle_timeout(now, out));
     }
 
     /// Feed one event.
@@ -1207,7 +1272,7 @@ impl Controller {
             }
             CallEvent::PlayoutDone { id, interrupted } => {
                 self.playing.retain(|p| *p != id);
-                if self.on_whisper_done(now, id) {
+                if self.transfer_step(now, |t, out| t.on_whisper_done(now, id, out)) == Some(true) {
                     return;
                 }
                 if self.greeting_id == Some(id) {
@@ -1250,11 +1315,17 @@ impl Controller {
             }
             CallEvent::BrainReply { seq, reply } => self.on_brain_reply(now, seq, reply),
             CallEvent::AgentOutcome { attempt, outcome } => {
-                self.on_agent_outcome(now, attempt, outcome)
+                self.transfer_step(now, |t, out| t.on_agent_outcome(now, attempt, outcome, out));
             }
-            CallEvent::AgentEnded { attempt } => self.on_agent_ended(now, attempt),
-            CallEvent::AgentDtmf { attempt, digit } => self.on_agent_dtmf(now, attempt, digit),
-            CallEvent::BriefingWritten { text } => self.on_briefing_written(text),
+            CallEvent::AgentEnded { attempt } => {
+                self.transfer_step(now, |t, out| t.on_agent_ended(now, attempt, out));
+            }
+            CallEvent::AgentDtmf { attempt, digit } => {
+                self.transfer_step(now, |t, out| t.on_agent_dtmf(now, attempt, digit, out));
+            }
+            CallEvent::BriefingWritten { text } => {
+                self.transfer_step(now, |t, out| t.on_briefing_written(text, out));
+            }
             CallEvent::Dtmf { digit } => {
                 self.digits.push(digit);
                 self.observe(now, &Observation::Dtmf { digit });
@@ -1427,7 +1498,11 @@ impl Controller {
     }
 
     fn end(&mut self, reason: EndReason) {
-        self.transfer_on_end(matches!(reason, EndReason::PeerBye | EndReason::PeerCancel));
+        if let Some(t) = self.transfer.take() {
+            self.next_attempt = t.last_attempt();
+            let by_caller = matches!(reason, EndReason::PeerBye | EndReason::PeerCancel);
+            self.actions.extend(t.on_call_end(by_caller));
+        }
         self.state = State::Ended;
         self.answer_at = None;
         self.ring_deadline = None;

@@ -642,3 +642,16 @@ fn the_packet_and_the_live_view_come_whole_from_the_core() {
     );
     assert_eq!(view.context.map(|c| c.call_id), Some("c1@pbx".into()));
 }
+
+#[test]
+fn a_second_transfer_in_the_same_call_numbers_its_agent_legs_on() {
+    let mut p = Pair::answered(route(&["sip:a1@127.0.0.1"], false));
+    let first = p.ask_for_person();
+    assert_eq!(first, Leg::Agent(1));
+    p.send(first, CallEvent::Failed { status: 486 });
+    assert_eq!(transfer_outcome(&p), Some(TransferOutcome::Failed));
+    // The caller presses 0 (the default `pressed_zero` rule; each rule fires once): a new
+    // agent leg, never the old one's key.
+    let acts = p.send(Leg::Caller, CallEvent::Dtmf { digit: '0' });
+    assert_eq!(dialled_leg(&acts), Some(Leg::Agent(2)), "{acts:?}");
+}

@@ -1,31 +1,29 @@
-//! The warm transfer, as part of the caller's [`Controller`]: hold bridge and transition
-//! prompt, the context packet, the agent hunt with typed outcomes, the private briefing
+//! The warm transfer, a part of the caller's controller that owns its own state: the hold
+//! bridge and transition prompt, the agent hunt with typed outcomes, the private briefing
 //! (and optional accept/decline by DTMF), the bridge, and every fallback: next agent,
 //! back to the assistant with an apology and a callback, the caller hanging up meanwhile.
 //!
-//! The agents' calls are separate dialogs the driver places on `DialAgent`; their fate
-//! comes back as `Agent*` events tagged with the attempt number, so a late event from an
-//! abandoned attempt is recognised and ignored.
+//! It touches nothing of the controller's: what it needs of the rest of the call (hold or
+//! resume the caller, a prompt, an action for the driver, the assistant back) it asks for
+//! as [`Ask`]s, which the controller carries out in order.
+//!
+//! The agents' calls are other legs of the [`crate::Call`]; their fate comes back as
+//! `Agent*` events tagged with the attempt number, so a late event from an abandoned
+//! attempt is recognised and ignored.
 
-use super::{CallAction, Controller, RoutePlan};
+use super::{CallAction, HuntStrategy, RoutePlan};
 use crate::OriginateOutcome;
+use crate::assistant::AssistantConfig;
 use crate::audit::Audit;
-use crate::context::{
-    CONTEXT_SCHEMA, ContextPacket, PacketCaller, PacketIntent, PacketLinks, PacketTrigger,
-    PacketTurn, ProsodySummary,
-};
+use crate::context::ContextPacket;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use warmline_policy::Trigger;
 use warmline_policy::briefing::Briefing;
-use warmline_signaling::Direction;
 
 /// How long an agent who must accept (DTMF 1) has after the briefing.
 pub const ACCEPT_WINDOW: Duration = Duration::from_secs(10);
-
-/// Turns carried in the context packet.
-const PACKET_TURNS: usize = 10;
 
 /// How a warm transfer ended, for the KPIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +72,65 @@ struct Attempt {
     whisper_id: Option<u64>,
 }
 
+/// What the transfer asks of the rest of the caller's controller, carried out in order.
+#[derive(Debug)]
+pub(super) enum Ask {
+    /// Put the caller on hold (re-INVITE `a=sendonly`, hold audio).
+    Hold,
+    /// Take the caller off hold.
+    Resume,
+    /// A prompt to the caller that they cannot cut short.
+    Say(String),
+    /// The briefing on the agent's leg: the controller gives it a play id and tells the
+    /// transfer with [`Transfer::briefing_id`].
+    Whisper { attempt: u32, text: String },
+    /// An action for the driver, as it is.
+    Act(CallAction),
+    /// The agent ended the bridged call: end the caller's too.
+    HangUp,
+    /// The transfer is over without a bridge: the assistant has the caller again.
+    Over,
+}
+
+/// The lines the transfer speaks, from the assistant's config.
+#[derive(Debug, Clone)]
+pub(super) struct Texts {
+    transition: String,
+    hold_refresh: String,
+    hold_refresh_s: u64,
+    agent_confirm: String,
+    apology: String,
+}
+
+impl From<&AssistantConfig> for Texts {
+    fn from(c: &AssistantConfig) -> Self {
+        Self {
+            transition: c.transition.clone(),
+            hold_refresh: c.hold_refresh.clone(),
+            hold_refresh_s: c.hold_refresh_s,
+            agent_confirm: c.agent_confirm.clone(),
+            apology: c.apology.clone(),
+        }
+    }
+}
+
+/// Who the transfer is for, and how it may number its attempts.
+#[derive(Debug, Clone)]
+pub(super) struct Start {
+    pub texts: Texts,
+    /// The caller's identity, for the callback promise.
+    pub caller_id: String,
+    /// Ask a language model for a better briefing.
+    pub llm_briefing: bool,
+    /// The last attempt number this call used (agents' legs are keyed by it).
+    pub last_attempt: u32,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Transfer {
+    texts: Texts,
+    caller_id: String,
+    last_attempt: u32,
     route: RoutePlan,
     /// The trigger's kind, for the outcome.
     kind: String,
@@ -97,6 +152,358 @@ impl Transfer {
     pub(super) fn phase(&self) -> Option<TransferPhase> {
         self.attempt.as_ref().map(|a| a.phase)
     }
+
+    /// The last attempt number used, so the next transfer of the call numbers on from it.
+    pub(super) fn last_attempt(&self) -> u32 {
+        self.last_attempt
+    }
+
+    /// A trigger decided on a transfer: hold the caller, tell them, post the packet, and
+    /// start the hunt. `None` when the route has nobody to call (the caller is told, and a
+    /// callback promised, at once).
+    pub(super) fn start(
+        now: Instant,
+        route: RoutePlan,
+        trigger: &Trigger,
+        briefing: Briefing,
+        packet: ContextPacket,
+        s: Start,
+        out: &mut Vec<Ask>,
+    ) -> Option<Self> {
+        let mut order = route.targets.clone();
+        if route.strategy == HuntStrategy::RoundRobin && !order.is_empty() {
+            let start = route.next_target.fetch_add(1, Ordering::Relaxed) % order.len();
+            order.rotate_left(start);
+        }
+        out.push(Ask::Act(CallAction::Audit(Audit::TransferStarted {
+            route: route.name.clone(),
+            targets: order.clone(),
+        })));
+        // The CRM gets the packet either way: with no agent to take the call it is what
+        // the callback is made from.
+        if s.llm_briefing && !route.targets.is_empty() {
+            out.push(Ask::Act(CallAction::WriteBriefing {
+                packet: Box::new(packet.clone()),
+            }));
+        }
+        out.push(Ask::Act(CallAction::PostContext {
+            packet: Box::new(packet),
+        }));
+        let refresh = Duration::from_secs(s.texts.hold_refresh_s.max(5));
+        let mut t = Self {
+            texts: s.texts,
+            caller_id: s.caller_id,
+            last_attempt: s.last_attempt,
+            route,
+            kind: trigger.kind.clone(),
+            order,
+            next: 0,
+            attempt: None,
+            briefing,
+            started: now,
+            refresh_at: Some(now + refresh),
+            accept_deadline: None,
+        };
+        if t.order.is_empty() {
+            // Nobody to call: no hold, straight to the apology and the callback.
+            t.apologise(out);
+            t.ended(TransferOutcome::Failed, Some(0), out);
+            return None;
+        }
+        // The hold bridge: the caller hears hold audio at once (the transition prompt cuts
+        // in as soon as it is rendered), so there is no dead air.
+        out.push(Ask::Hold);
+        out.push(Ask::Say(
+            t.texts
+                .transition
+                .replace("{lead}", lead_in(&trigger.kind))
+                .replace(
+                    "{seconds}",
+                    &anchor_seconds(t.route.ring_timeout).to_string(),
+                ),
+        ));
+        t.dial_next(now, out);
+        // After the dial, so the agent's INVITE is on its way before the render starts.
+        t.prepare_whisper(out);
+        Some(t)
+    }
+
+    /// What the agent hears on answering: the briefing, and the accept prompt where the
+    /// route asks for one.
+    fn whisper_text(&self) -> String {
+        let mut text = self.briefing.spoken.clone();
+        if self.route.confirm {
+            text.push(' ');
+            text.push_str(&self.texts.agent_confirm);
+        }
+        text
+    }
+
+    /// Render the briefing while the agent's phone rings, so they hear it the moment they
+    /// answer rather than after the TTS has run.
+    fn prepare_whisper(&self, out: &mut Vec<Ask>) {
+        out.push(Ask::Act(CallAction::PrepareSpeech {
+            text: self.whisper_text(),
+        }));
+    }
+
+    fn dial_next(&mut self, now: Instant, out: &mut Vec<Ask>) {
+        self.accept_deadline = None;
+        let Some(target) = self.order.get(self.next).cloned() else {
+            self.failed(now, out);
+            return;
+        };
+        self.next += 1;
+        self.last_attempt += 1;
+        let id = self.last_attempt;
+        self.attempt = Some(Attempt {
+            id,
+            target: target.clone(),
+            phase: TransferPhase::Ringing,
+            whisper_id: None,
+        });
+        out.push(Ask::Act(CallAction::Audit(Audit::AgentAttempt {
+            attempt: id,
+            target: target.clone(),
+        })));
+        out.push(Ask::Act(CallAction::DialAgent {
+            attempt: id,
+            target,
+            ring_timeout: self.route.ring_timeout,
+            reason: self.briefing.reason.clone(),
+            summary: self.briefing.summary.clone(),
+        }));
+    }
+
+    /// The attempt the transfer is on, if `attempt` is it.
+    fn current(&mut self, attempt: u32) -> Option<&mut Attempt> {
+        self.attempt.as_mut().filter(|a| a.id == attempt)
+    }
+
+    pub(super) fn on_agent_outcome(
+        &mut self,
+        now: Instant,
+        attempt: u32,
+        outcome: OriginateOutcome,
+        out: &mut Vec<Ask>,
+    ) {
+        let Some(a) = self.current(attempt) else {
+            return;
+        };
+        let target = a.target.clone();
+        if outcome != OriginateOutcome::Answered {
+            out.push(Ask::Act(CallAction::Audit(Audit::AgentFailed {
+                attempt,
+                target,
+                why: outcome_text(&outcome),
+            })));
+            self.dial_next(now, out);
+            return;
+        }
+        a.phase = TransferPhase::Briefing;
+        out.push(Ask::Act(CallAction::Audit(Audit::AgentAnswered {
+            attempt,
+            target,
+        })));
+        out.push(Ask::Whisper {
+            attempt,
+            text: self.whisper_text(),
+        });
+    }
+
+    /// The play id the controller gave the briefing of `attempt`.
+    pub(super) fn briefing_id(&mut self, attempt: u32, id: u64) {
+        if let Some(a) = self.current(attempt) {
+            a.whisper_id = Some(id);
+        }
+    }
+
+    /// A prompt finished: if it was the briefing on the agent's leg, bridge (or wait for
+    /// the agent to accept). `true` when it was.
+    pub(super) fn on_whisper_done(&mut self, now: Instant, id: u64, out: &mut Vec<Ask>) -> bool {
+        let confirm = self.route.confirm;
+        let Some(a) = self.attempt.as_mut() else {
+            return false;
+        };
+        if a.whisper_id != Some(id) || a.phase != TransferPhase::Briefing {
+            return false;
+        }
+        if confirm {
+            a.phase = TransferPhase::AwaitingAccept;
+            self.accept_deadline = Some(now + ACCEPT_WINDOW);
+        } else {
+            self.bridge(now, out);
+        }
+        true
+    }
+
+    /// A model-written briefing replaces the template one, unless an agent already hears it.
+    pub(super) fn on_briefing_written(&mut self, text: String, out: &mut Vec<Ask>) {
+        let started = self
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.phase != TransferPhase::Ringing);
+        let text = text.trim().to_string();
+        if started || text.is_empty() {
+            out.push(Ask::Act(CallAction::Audit(Audit::BriefingNotUsed)));
+            return;
+        }
+        self.briefing.spoken = text.clone();
+        out.push(Ask::Act(CallAction::Audit(Audit::BriefingWritten { text })));
+        self.prepare_whisper(out);
+    }
+
+    pub(super) fn on_agent_dtmf(
+        &mut self,
+        now: Instant,
+        attempt: u32,
+        digit: char,
+        out: &mut Vec<Ask>,
+    ) {
+        let awaiting = self
+            .current(attempt)
+            .is_some_and(|a| a.phase == TransferPhase::AwaitingAccept);
+        if !awaiting {
+            return;
+        }
+        match digit {
+            '1' => self.bridge(now, out),
+            '2' => self.agent_passed(now, "declined with 2", out),
+            _ => {}
+        }
+    }
+
+    fn agent_passed(&mut self, now: Instant, why: &str, out: &mut Vec<Ask>) {
+        let Some(a) = self.attempt.clone() else {
+            return;
+        };
+        out.push(Ask::Act(CallAction::Audit(Audit::AgentDeclined {
+            attempt: a.id,
+            target: a.target,
+            why: why.to_string(),
+        })));
+        out.push(Ask::Act(CallAction::HangupAgent { attempt: a.id }));
+        self.dial_next(now, out);
+    }
+
+    pub(super) fn on_agent_ended(&mut self, now: Instant, attempt: u32, out: &mut Vec<Ask>) {
+        let Some(a) = self.current(attempt) else {
+            return;
+        };
+        match a.phase {
+            TransferPhase::Bridged => {
+                out.push(Ask::Act(CallAction::Audit(Audit::AgentHungUp { attempt })));
+                out.push(Ask::HangUp);
+            }
+            TransferPhase::Briefing | TransferPhase::AwaitingAccept => {
+                let target = a.target.clone();
+                out.push(Ask::Act(CallAction::Audit(Audit::AgentFailed {
+                    attempt,
+                    target,
+                    why: "hung up before the bridge".into(),
+                })));
+                self.dial_next(now, out);
+            }
+            // A ringing attempt's end arrives with its outcome.
+            TransferPhase::Ringing => {}
+        }
+    }
+
+    fn bridge(&mut self, now: Instant, out: &mut Vec<Ask>) {
+        let Some(a) = self.attempt.as_mut() else {
+            return;
+        };
+        a.phase = TransferPhase::Bridged;
+        let (attempt, target) = (a.id, a.target.clone());
+        self.refresh_at = None;
+        self.accept_deadline = None;
+        let ms = now.saturating_duration_since(self.started).as_millis() as u64;
+        // Off hold first: the hold loop stops and the caller's re-INVITE goes out, then the
+        // legs are joined.
+        out.push(Ask::Resume);
+        out.push(Ask::Act(CallAction::BridgeAgent { attempt }));
+        out.push(Ask::Act(CallAction::Audit(Audit::Bridged {
+            attempt,
+            target,
+            after_ms: ms,
+        })));
+        self.ended(TransferOutcome::Bridged, Some(ms), out);
+    }
+
+    fn ended(&self, outcome: TransferOutcome, after_ms: Option<u64>, out: &mut Vec<Ask>) {
+        out.push(Ask::Act(CallAction::TransferEnded {
+            kind: self.kind.clone(),
+            route: self.route.name.clone(),
+            outcome,
+            after_ms,
+        }));
+    }
+
+    /// Nobody took the call: off hold, an apology, a callback promise, and the assistant
+    /// again.
+    fn failed(&mut self, now: Instant, out: &mut Vec<Ask>) {
+        self.attempt = None;
+        out.push(Ask::Resume);
+        self.apologise(out);
+        let ms = now.saturating_duration_since(self.started).as_millis() as u64;
+        self.ended(TransferOutcome::Failed, Some(ms), out);
+    }
+
+    fn apologise(&self, out: &mut Vec<Ask>) {
+        let route = self.route.name.clone();
+        out.push(Ask::Act(CallAction::Audit(Audit::TransferFailed {
+            route: route.clone(),
+        })));
+        out.push(Ask::Say(self.texts.apology.clone()));
+        out.push(Ask::Act(CallAction::Audit(Audit::CallbackRequested {
+            route,
+            to: self.caller_id.clone(),
+            reopens: None,
+        })));
+        out.push(Ask::Over);
+    }
+
+    pub(super) fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Ask>) {
+        if self.refresh_at.is_some_and(|at| at <= now) {
+            self.refresh_at = Some(now + Duration::from_secs(self.texts.hold_refresh_s.max(5)));
+            out.push(Ask::Say(self.texts.hold_refresh.clone()));
+        }
+        if self.accept_deadline.is_some_and(|at| at <= now) {
+            self.agent_passed(now, "did not accept in time", out);
+        }
+    }
+
+    /// The call ends while a transfer is under way or bridged: the agent's leg goes too.
+    pub(super) fn on_call_end(self, by_caller: bool) -> Vec<CallAction> {
+        let mut out = Vec::new();
+        let Some(a) = &self.attempt else {
+            return out;
+        };
+        if a.phase == TransferPhase::Bridged {
+            if by_caller {
+                out.push(CallAction::Audit(Audit::CallerHungUp));
+            }
+        } else {
+            if by_caller {
+                out.push(CallAction::Audit(Audit::Abandoned {
+                    attempt: a.id,
+                    phase: format!("{:?}", a.phase),
+                }));
+            }
+            out.push(CallAction::TransferEnded {
+                kind: self.kind.clone(),
+                route: self.route.name.clone(),
+                outcome: if by_caller {
+                    TransferOutcome::Abandoned
+                } else {
+                    TransferOutcome::Ended
+                },
+                after_ms: None,
+            });
+        }
+        out.push(CallAction::HangupAgent { attempt: a.id });
+        out
+    }
 }
 
 /// What the caller hears first, by why they are being transferred.
@@ -117,460 +524,6 @@ fn lead_in(kind: &str) -> &'static str {
 fn anchor_seconds(ring_timeout: Duration) -> u64 {
     let s = ring_timeout.as_secs().clamp(15, 60);
     s.div_ceil(5) * 5
-}
-
-impl Controller {
-    /// A trigger decided on a transfer: hold the caller, tell them, post the packet, and
-    /// start the hunt.
-    pub(super) fn start_transfer(&mut self, now: Instant, trigger: &Trigger, briefing: Briefing) {
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.name == trigger.route)
-            .cloned()
-            .unwrap_or_else(|| RoutePlan::unstaffed(&trigger.route));
-        let mut order = route.targets.clone();
-        if route.strategy == super::HuntStrategy::RoundRobin && !order.is_empty() {
-            let start = route.next_target.fetch_add(1, Ordering::Relaxed) % order.len();
-            order.rotate_left(start);
-        }
-        self.audit(Audit::TransferStarted {
-            route: route.name.clone(),
-            targets: order.clone(),
-        });
-        // The CRM gets the packet either way: with no agent to take the call it is what
-        // the callback is made from.
-        let packet = self.context_packet(trigger, &briefing);
-        if self.llm_briefing && !route.targets.is_empty() {
-            self.actions.push_back(CallAction::WriteBriefing {
-                packet: Box::new(packet.clone()),
-            });
-        }
-        self.context = Some(packet.clone());
-        self.actions.push_back(CallAction::PostContext {
-            packet: Box::new(packet),
-        });
-        if order.is_empty() {
-            // Nobody to call: no hold, straight to the apology and the callback.
-            self.apologise(now, &route.name);
-            self.transfer_ended(&trigger.kind, &route.name, TransferOutcome::Failed, Some(0));
-            return;
-        }
-        // The hold bridge: the caller hears hold audio at once (the transition prompt cuts
-        // in as soon as it is rendered), so there is no dead air.
-        self.set_want(Direction::SendOnly);
-        let text = self
-            .texts
-            .transition
-            .replace("{lead}", lead_in(&trigger.kind))
-            .replace("{seconds}", &anchor_seconds(route.ring_timeout).to_string());
-        self.say_unbargeable(now, text);
-        let refresh = Duration::from_secs(self.texts.hold_refresh_s.max(5));
-        self.transfer = Some(Transfer {
-            route,
-            kind: trigger.kind.clone(),
-            order,
-            next: 0,
-            attempt: None,
-            briefing,
-            started: now,
-            refresh_at: Some(now + refresh),
-            accept_deadline: None,
-        });
-        self.dial_next(now);
-        // After the dial, so the agent's INVITE is on its way before the render starts.
-        self.prepare_whisper();
-    }
-
-    /// What the agent hears on answering: the briefing, and the accept prompt where the
-    /// route asks for one.
-    fn whisper_text(&self) -> Option<String> {
-        let t = self.transfer.as_ref()?;
-        let mut text = t.briefing.spoken.clone();
-        if t.route.confirm {
-            text.push(' ');
-            text.push_str(&self.texts.agent_confirm);
-        }
-        Some(text)
-    }
-
-    /// Render the briefing while the agent's phone rings, so they hear it the moment they
-    /// answer rather than after the TTS has run.
-    fn prepare_whisper(&mut self) {
-        if let Some(text) = self.whisper_text() {
-            self.actions.push_back(CallAction::PrepareSpeech { text });
-        }
-    }
-
-    fn dial_next(&mut self, now: Instant) {
-        let Some(t) = self.transfer.as_mut() else {
-            return;
-        };
-        t.accept_deadline = None;
-        let Some(target) = t.order.get(t.next).cloned() else {
-            self.transfer_failed(now);
-            return;
-        };
-        t.next += 1;
-        self.next_attempt += 1;
-        let id = self.next_attempt;
-        t.attempt = Some(Attempt {
-            id,
-            target: target.clone(),
-            phase: TransferPhase::Ringing,
-            whisper_id: None,
-        });
-        let ring_timeout = t.route.ring_timeout;
-        let reason = t.briefing.reason.clone();
-        let summary = t.briefing.summary.clone();
-        self.audit(Audit::AgentAttempt {
-            attempt: id,
-            target: target.clone(),
-        });
-        self.actions.push_back(CallAction::DialAgent {
-            attempt: id,
-            target,
-            ring_timeout,
-            reason,
-            summary,
-        });
-    }
-
-    fn current_attempt(&self, attempt: u32) -> bool {
-        self.transfer
-            .as_ref()
-            .and_then(|t| t.attempt.as_ref())
-            .is_some_and(|a| a.id == attempt)
-    }
-
-    pub(super) fn on_agent_outcome(
-        &mut self,
-        now: Instant,
-        attempt: u32,
-        outcome: OriginateOutcome,
-    ) {
-        if !self.current_attempt(attempt) {
-            return;
-        }
-        let Some(t) = self.transfer.as_mut() else {
-            return;
-        };
-        let Some(a) = t.attempt.as_mut() else {
-            return;
-        };
-        if outcome != OriginateOutcome::Answered {
-            let target = a.target.clone();
-            self.audit(Audit::AgentFailed {
-                attempt,
-                target,
-                why: outcome_text(&outcome),
-            });
-            self.dial_next(now);
-            return;
-        }
-        let id = self.next_play_id;
-        self.next_play_id += 1;
-        a.phase = TransferPhase::Briefing;
-        a.whisper_id = Some(id);
-        let target = a.target.clone();
-        let text = self.whisper_text().unwrap_or_default();
-        self.audit(Audit::AgentAnswered { attempt, target });
-        self.actions
-            .push_back(CallAction::WhisperToAgent { attempt, text, id });
-    }
-
-    /// The briefing finished on the agent's leg.
-    pub(super) fn on_whisper_done(&mut self, now: Instant, id: u64) -> bool {
-        let Some(t) = self.transfer.as_mut() else {
-            return false;
-        };
-        let Some(a) = t.attempt.as_mut() else {
-            return false;
-        };
-        if a.whisper_id != Some(id) || a.phase != TransferPhase::Briefing {
-            return false;
-        }
-        if t.route.confirm {
-            a.phase = TransferPhase::AwaitingAccept;
-            t.accept_deadline = Some(now + ACCEPT_WINDOW);
-        } else {
-            self.bridge_agent(now);
-        }
-        true
-    }
-
-    /// A model-written briefing replaces the template one, unless an agent already hears it.
-    pub(super) fn on_briefing_written(&mut self, text: String) {
-        let Some(t) = self.transfer.as_mut() else {
-            return;
-        };
-        let started = t
-            .attempt
-            .as_ref()
-            .is_some_and(|a| a.phase != TransferPhase::Ringing);
-        let text = text.trim().to_string();
-        if started || text.is_empty() {
-            self.audit(Audit::BriefingNotUsed);
-            return;
-        }
-        t.briefing.spoken = text.clone();
-        self.audit(Audit::BriefingWritten { text });
-        self.prepare_whisper();
-    }
-
-    pub(super) fn on_agent_dtmf(&mut self, now: Instant, attempt: u32, digit: char) {
-        if !self.current_attempt(attempt) {
-            return;
-        }
-        let awaiting = self
-            .transfer
-            .as_ref()
-            .and_then(|t| t.phase())
-            .is_some_and(|p| p == TransferPhase::AwaitingAccept);
-        if !awaiting {
-            return;
-        }
-        match digit {
-            '1' => self.bridge_agent(now),
-            '2' => self.agent_passed(now, "declined with 2"),
-            _ => {}
-        }
-    }
-
-    fn agent_passed(&mut self, now: Instant, why: &str) {
-        let Some(a) = self.transfer.as_ref().and_then(|t| t.attempt.clone()) else {
-            return;
-        };
-        self.audit(Audit::AgentDeclined {
-            attempt: a.id,
-            target: a.target.clone(),
-            why: why.to_string(),
-        });
-        self.actions
-            .push_back(CallAction::HangupAgent { attempt: a.id });
-        self.dial_next(now);
-    }
-
-    pub(super) fn on_agent_ended(&mut self, now: Instant, attempt: u32) {
-        if !self.current_attempt(attempt) {
-            return;
-        }
-        match self.transfer.as_ref().and_then(|t| t.phase()) {
-            Some(TransferPhase::Bridged) => {
-                self.audit(Audit::AgentHungUp { attempt });
-                self.hangup();
-            }
-            Some(TransferPhase::Briefing | TransferPhase::AwaitingAccept) => {
-                let target = self
-                    .transfer
-                    .as_ref()
-                    .and_then(|t| t.attempt.as_ref())
-                    .map(|a| a.target.clone())
-                    .unwrap_or_default();
-                self.audit(Audit::AgentFailed {
-                    attempt,
-                    target,
-                    why: "hung up before the bridge".into(),
-                });
-                self.dial_next(now);
-            }
-            // A ringing attempt's end arrives with its outcome.
-            _ => {}
-        }
-    }
-
-    fn bridge_agent(&mut self, now: Instant) {
-        let Some(t) = self.transfer.as_mut() else {
-            return;
-        };
-        let Some(a) = t.attempt.as_mut() else {
-            return;
-        };
-        a.phase = TransferPhase::Bridged;
-        t.refresh_at = None;
-        t.accept_deadline = None;
-        let attempt = a.id;
-        let target = a.target.clone();
-        let ms = now.saturating_duration_since(t.started).as_millis() as u64;
-        let (kind, route) = (t.kind.clone(), t.route.name.clone());
-        // Off hold first: the hold loop stops and the caller's re-INVITE goes out, then the
-        // legs are joined.
-        self.set_want(Direction::SendRecv);
-        self.actions.push_back(CallAction::BridgeAgent { attempt });
-        self.audit(Audit::Bridged {
-            attempt,
-            target,
-            after_ms: ms,
-        });
-        self.transfer_ended(&kind, &route, TransferOutcome::Bridged, Some(ms));
-    }
-
-    fn transfer_ended(
-        &mut self,
-        kind: &str,
-        route: &str,
-        outcome: TransferOutcome,
-        after_ms: Option<u64>,
-    ) {
-        self.actions.push_back(CallAction::TransferEnded {
-            kind: kind.into(),
-            route: route.into(),
-            outcome,
-            after_ms,
-        });
-    }
-
-    /// Nobody took the call: off hold, an apology, a callback promise, and the assistant
-    /// again.
-    fn transfer_failed(&mut self, now: Instant) {
-        let Some(t) = self.transfer.take() else {
-            return;
-        };
-        self.set_want(Direction::SendRecv);
-        self.apologise(now, &t.route.name);
-        let ms = now.saturating_duration_since(t.started).as_millis() as u64;
-        self.transfer_ended(&t.kind, &t.route.name, TransferOutcome::Failed, Some(ms));
-    }
-
-    fn apologise(&mut self, now: Instant, route: &str) {
-        self.audit(Audit::TransferFailed {
-            route: route.to_string(),
-        });
-        let apology = self.texts.apology.clone();
-        self.say_unbargeable(now, apology);
-        self.audit(Audit::CallbackRequested {
-            route: route.to_string(),
-            to: self.caller_id.clone(),
-            reopens: None,
-        });
-        self.escalated = false;
-    }
-
-    pub(super) fn transfer_timers(&mut self, now: Instant) {
-        let Some(t) = self.transfer.as_mut() else {
-            return;
-        };
-        if t.refresh_at.is_some_and(|at| at <= now) {
-            t.refresh_at = Some(now + Duration::from_secs(self.texts.hold_refresh_s.max(5)));
-            let text = self.texts.hold_refresh.clone();
-            self.say_unbargeable(now, text);
-        }
-        let expired = self
-            .transfer
-            .as_ref()
-            .and_then(|t| t.accept_deadline)
-            .is_some_and(|at| at <= now);
-        if expired {
-            self.agent_passed(now, "did not accept in time");
-        }
-    }
-
-    /// The call ends while a transfer is under way or bridged: the agent's leg goes too.
-    pub(super) fn transfer_on_end(&mut self, by_caller: bool) {
-        let Some(t) = self.transfer.take() else {
-            return;
-        };
-        let Some(a) = t.attempt else {
-            return;
-        };
-        if a.phase == TransferPhase::Bridged {
-            if by_caller {
-                self.audit(Audit::CallerHungUp);
-            }
-        } else {
-            if by_caller {
-                self.audit(Audit::Abandoned {
-                    attempt: a.id,
-                    phase: format!("{:?}", a.phase),
-                });
-            }
-            let outcome = if by_caller {
-                TransferOutcome::Abandoned
-            } else {
-                TransferOutcome::Ended
-            };
-            self.transfer_ended(&t.kind, &t.route.name, outcome, None);
-        }
-        self.actions
-            .push_back(CallAction::HangupAgent { attempt: a.id });
-    }
-
-    fn context_packet(&self, trigger: &Trigger, briefing: &Briefing) -> ContextPacket {
-        let number = self.caller_number();
-        let started_at = self
-            .wall_clock
-            .zip(self.answered_at)
-            .and_then(|((at, wall), answered)| {
-                let back =
-                    jiff::SignedDuration::try_from(at.saturating_duration_since(answered)).ok()?;
-                wall.checked_sub(back).ok()
-            })
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        let skip = self.turns.len().saturating_sub(PACKET_TURNS);
-        let turns: Vec<PacketTurn> = self
-            .turns
-            .iter()
-            .skip(skip)
-            .map(|t| PacketTurn {
-                text: t.text.clone(),
-                start_ms: t.start_ms,
-                end_ms: t.end_ms,
-                confidence: t.confidence,
-                arousal: t.prosody.as_ref().map(|p| p.arousal),
-            })
-            .collect();
-        let scored: Vec<_> = self
-            .turns
-            .iter()
-            .filter_map(|t| t.prosody.as_ref())
-            .collect();
-        let max = scored.iter().max_by(|a, b| a.arousal.total_cmp(&b.arousal));
-        let prosody = ProsodySummary {
-            scored_turns: scored.len(),
-            mean_arousal: (!scored.is_empty())
-                .then(|| scored.iter().map(|p| p.arousal).sum::<f32>() / scored.len() as f32),
-            max_arousal: max.map(|p| p.arousal),
-            evidence: max.map(|p| p.evidence.clone()).unwrap_or_default(),
-        };
-        ContextPacket {
-            version: CONTEXT_SCHEMA,
-            call_id: self.call_id.clone(),
-            caller: PacketCaller {
-                number,
-                name: self.caller_name.clone(),
-                uri: self.caller_id.clone(),
-            },
-            started_at,
-            trigger: PacketTrigger {
-                rule: trigger.rule.clone(),
-                kind: trigger.kind.clone(),
-                evidence: trigger.evidence.clone(),
-                confidence: trigger.confidence,
-                at_ms: trigger.at_ms,
-                reason: briefing.reason.clone(),
-            },
-            disposition: trigger.disposition.clone(),
-            route: trigger.route.clone(),
-            intent: self.intent.as_ref().map(|i| PacketIntent {
-                text: i.text.clone(),
-                confidence: i.confidence,
-                source: i.source.clone(),
-            }),
-            summary: briefing.summary.clone(),
-            briefing: briefing.spoken.clone(),
-            fields: self.fields.clone(),
-            turns,
-            prosody,
-            policy_flags: self
-                .triggers
-                .iter()
-                .map(|t| format!("{}:{}", t.kind, t.rule))
-                .collect(),
-            next_step: briefing.next_step.clone(),
-            links: PacketLinks::for_call(&self.public_url, &self.call_id),
-        }
-    }
 }
 
 fn outcome_text(o: &OriginateOutcome) -> String {
