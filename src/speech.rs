@@ -1,8 +1,8 @@
 //! The speech driver. At start-up it picks the recognizer (`[speech] recognizer`), loads it
 //! once, and starts a pool of worker threads behind a bounded queue. Per call it runs a
-//! pipeline task on the speech tap's 16 kHz frames: VAD and endpointing, prosody per frame,
-//! and for each utterance an arousal score against the caller's baseline and a recognition
-//! job. Turns go back to the call's task.
+//! pipeline task on the speech tap's 16 kHz frames, driving the caller's sans-IO
+//! [`Listener`] (endpointing, prosody and baseline, guesses during pauses) and carrying out
+//! what it asks: recognition jobs, stale guesses stopped, turns back to the call's task.
 //!
 //! Nothing here can stall the media path: the tap is a bounded channel the media task never
 //! waits on, and a full recognition queue drops the utterance (and counts it).
@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
-use warmline_speech::prosody::{FrameAnalyzer, FrameFeatures, summarize};
+use warmline_speech::listener::{Heard, Listener};
 use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, Sphinx, SphinxSetup};
 use warmline_speech::{
-    DecodeOptions, EndpointSettings, Endpointer, ProsodyScorer, Recognizer, SphinxRecognizer,
-    TranscriptTurn, TurnProsody, VadEvent, WhisperRecognizer,
+    DecodeOptions, EndpointSettings, Recognizer, SphinxRecognizer, TranscriptTurn, TurnProsody,
+    WhisperRecognizer,
 };
 
 /// Frames the tap may hold for a call's pipeline: one second.
@@ -297,149 +297,90 @@ fn vocabulary_prompt(rules: &[warmline_policy::Rule]) -> String {
     prompt
 }
 
-/// A pause this long inside a turn starts recognising it speculatively: if the caller
-/// says nothing more, the endpointer's closing silence (`end_silence_ms`) and the
-/// recognition overlap, and a request for a person ends the turn as soon as it is heard.
-const SPECULATE_AFTER_MS: u64 = 240;
-
-/// A turn being recognised ahead of its end: `key` is its (start, end) in audio time.
-/// Dropped (the caller went on talking, or its result was delivered), it stops its job:
-/// under load a stale guess would hold a worker another caller's turn is waiting for.
-struct Speculation {
-    key: (u64, u64),
-    result: Option<Box<TranscriptTurn>>,
-    /// The endpointer closed the turn (with the same audio): deliver the result as soon
-    /// as it arrives, with this prosody.
-    closed: Option<Option<TurnProsody>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Speculation {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
+/// One caller's pipeline: the [`Listener`] decides; this task feeds it frames and the
+/// results of its guesses, and carries out what it asks (recognition jobs on the worker
+/// pool, a stale guess stopped, turns to the call).
 async fn pipeline(
     plane: Arc<SpeechPlane>,
     mut frames: mpsc::Receiver<Vec<i16>>,
     events: mpsc::UnboundedSender<PipelineEvent>,
 ) {
-    let mut endpointer = Endpointer::new(plane.endpoint);
-    let mut analyzer = FrameAnalyzer::default();
-    let mut scorer = ProsodyScorer::new(plane.baseline);
-    // Per-frame prosody since a little before the current utterance could have started.
-    let mut features: std::collections::VecDeque<(u64, FrameFeatures)> = Default::default();
-    let keep = (plane.endpoint.max_utterance_ms / 20 + 100) as usize;
-    let mut audio_ms = 0u64;
-    let mut out = Vec::new();
+    let mut listener = Listener::new(plane.endpoint, plane.baseline, |text| {
+        warmline_policy::intent::person_request(text).is_some()
+    });
     // The labelled children are looked up once per call, not per 20 ms frame.
     let prosody_cost = plane.metrics.frame_cost.with_label_values(&["prosody"]);
     let vad_cost = plane.metrics.frame_cost.with_label_values(&["vad"]);
-    let (spec_tx, mut spec_rx) = mpsc::unbounded_channel::<PipelineEvent>();
-    let mut spec: Option<Speculation> = None;
-    let prosody_of = |features: &std::collections::VecDeque<(u64, FrameFeatures)>,
-                      scorer: &mut ProsodyScorer,
-                      start_ms: u64,
-                      end_ms: u64| {
-        let frames: Vec<FrameFeatures> = features
-            .iter()
-            .filter(|(t, _)| *t >= start_ms && *t < end_ms)
-            .map(|(_, f)| *f)
-            .collect();
-        summarize(&frames).map(|p| {
-            let score = scorer.score(&p);
-            TurnProsody::new(&p, &score)
-        })
-    };
+    let (guess_tx, mut guess_rx) = mpsc::unbounded_channel::<PipelineEvent>();
+    // The guess being recognised: setting it stops its job.
+    let mut guess_stop: Option<Arc<AtomicBool>> = None;
+    let mut heard = Vec::new();
+    let mut counted = 0;
     loop {
-        let frame = tokio::select! {
-            f = frames.recv() => match f {
-                Some(f) => f,
-                None => break,
-            },
-            Some(PipelineEvent::Turn(mut turn)) = spec_rx.recv() => {
-                let Some(s) = spec.as_mut().filter(|s| s.key == (turn.start_ms, turn.end_ms)) else {
-                    continue; // the caller went on talking: a stale guess
-                };
-                if let Some(prosody) = s.closed.take() {
-                    turn.prosody = prosody;
-                    spec = None;
-                    let _ = events.send(PipelineEvent::Turn(turn));
-                } else if warmline_policy::intent::person_request(&turn.text).is_some() {
-                    // A request for a person needs no more of the turn: act on it now.
-                    tracing::debug!(text = %turn.text, "turn ended early: a request for a person");
-                    turn.prosody = prosody_of(&features, &mut scorer, turn.start_ms, turn.end_ms);
-                    endpointer.end_now();
-                    spec = None;
-                    let _ = events.send(PipelineEvent::Turn(turn));
-                } else {
-                    s.result = Some(turn);
-                }
-                continue;
+        tokio::select! {
+            f = frames.recv() => {
+                let Some(frame) = f else { break };
+                let t = Instant::now();
+                listener.analyse(&frame);
+                let analysed = Instant::now();
+                listener.endpoint(&frame, plane.idle(), &mut heard);
+                prosody_cost.observe((analysed - t).as_secs_f64());
+                vad_cost.observe(analysed.elapsed().as_secs_f64());
             }
-        };
-        let t = Instant::now();
-        features.push_back((audio_ms, analyzer.frame(&frame)));
-        let prosody_done = Instant::now();
-        if features.len() > keep {
-            features.pop_front();
+            Some(PipelineEvent::Turn(turn)) = guess_rx.recv() => listener.guessed(turn, &mut heard),
         }
-        audio_ms += 20;
-        endpointer.push(&frame, &mut out);
-        prosody_cost.observe((prosody_done - t).as_secs_f64());
-        vad_cost.observe(prosody_done.elapsed().as_secs_f64());
-        for ev in out.drain(..) {
-            match ev {
-                VadEvent::SpeechStart { at_ms } => {
+        let closed = listener.utterances();
+        plane
+            .counters
+            .utterances
+            .fetch_add(closed - counted, Ordering::Relaxed);
+        counted = closed;
+        for h in heard.drain(..) {
+            match h {
+                Heard::SpeechStarted { at_ms } => {
                     tracing::debug!(at_ms, "speech started");
                     let _ = events.send(PipelineEvent::SpeechStarted);
                 }
-                VadEvent::Utterance(u) => {
-                    plane.counters.utterances.fetch_add(1, Ordering::Relaxed);
-                    let prosody = prosody_of(&features, &mut scorer, u.start_ms, u.end_ms);
-                    // Already being recognised from the pause before this close: use it.
-                    if let Some(s) = spec.as_mut().filter(|s| s.key == (u.start_ms, u.end_ms)) {
-                        match s.result.take() {
-                            Some(mut turn) => {
-                                turn.prosody = prosody;
-                                spec = None;
-                                let _ = events.send(PipelineEvent::Turn(turn));
-                            }
-                            None => s.closed = Some(prosody),
-                        }
-                        continue;
+                Heard::Recognise {
+                    utterance,
+                    prosody,
+                    endpoint_ms,
+                } => {
+                    plane.submit(utterance, prosody, endpoint_ms, events.clone(), None);
+                }
+                Heard::Guess {
+                    utterance,
+                    endpoint_ms,
+                } => {
+                    let stop = Arc::new(AtomicBool::new(false));
+                    if plane.submit(
+                        utterance,
+                        None,
+                        endpoint_ms,
+                        guess_tx.clone(),
+                        Some(stop.clone()),
+                    ) {
+                        guess_stop = Some(stop);
+                    } else {
+                        listener.guess_refused();
                     }
-                    spec = None;
-                    let endpoint_ms = audio_ms.saturating_sub(u.end_ms);
-                    plane.submit(u, prosody, endpoint_ms, events.clone(), None);
+                }
+                Heard::StopGuess => {
+                    if let Some(stop) = guess_stop.take() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                Heard::Turn(turn) => {
+                    // Its job is done; a stop changes nothing for it.
+                    guess_stop = None;
+                    tracing::debug!(text = %turn.text, "turn recognised from a guess");
+                    let _ = events.send(PipelineEvent::Turn(turn));
                 }
             }
         }
-        // A pause inside a turn: recognise what was said so far, once per pause.
-        // Checked every frame without copying the turn: only a new pause takes a snapshot.
-        let paused = endpointer
-            .pause_ms()
-            .is_some_and(|ms| ms >= SPECULATE_AFTER_MS);
-        if !paused && spec.as_ref().is_some_and(|s| s.closed.is_none()) {
-            spec = None; // speech resumed
-        }
-        // While every worker is busy the turn is not copied (checked again next frame).
-        if paused && spec.is_none() && plane.idle() {
-            if let Some(u) = endpointer.pause_snapshot(SPECULATE_AFTER_MS) {
-                let key = (u.start_ms, u.end_ms);
-                let endpoint_ms = audio_ms.saturating_sub(u.end_ms);
-                let stop = Arc::new(AtomicBool::new(false));
-                if plane.submit(u, None, endpoint_ms, spec_tx.clone(), Some(stop.clone())) {
-                    spec = Some(Speculation {
-                        key,
-                        result: None,
-                        closed: None,
-                        stop,
-                    });
-                }
-            }
-        }
+    }
+    if let Some(stop) = guess_stop {
+        stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -2,7 +2,9 @@
 """The escalation-accuracy suite's labelled calls, and their audio.
 
   cases.py list [--subset ci]            one JSON object a line (id, category, expect, …)
-  cases.py render OUTDIR [--subset ci]   OUTDIR/<id>/audio.pcap for each call
+  cases.py render OUTDIR [--subset ci] [--tail-s S]
+                                         OUTDIR/<id>/audio.pcap for each call; the caller
+                                         stays S seconds after its last turn (default 3)
 
 Each call is what a caller says, turn by turn (text, espeak-ng voice, calm or agitated),
 with pauses for the assistant, rendered by espeak-ng, taken to 8 kHz (sox, no dither) and
@@ -161,7 +163,7 @@ def duration(wav):
     return float(out.stdout)
 
 
-def render(case, outdir):
+def render(case, outdir, tail_s=3.0):
     d = os.path.join(outdir, case["id"])
     os.makedirs(d, exist_ok=True)
     parts = []
@@ -205,7 +207,7 @@ def render(case, outdir):
         sh("sox", "-D", "-n", "-r", "8000", "-c", "1", "-b", "16", gap, "trim", "0", "3.5")
         parts.append(gap)
     tail = os.path.join(d, "tail.wav")
-    sh("sox", "-D", "-n", "-r", "8000", "-c", "1", "-b", "16", tail, "trim", "0", "3")
+    sh("sox", "-D", "-n", "-r", "8000", "-c", "1", "-b", "16", tail, "trim", "0", str(tail_s))
     parts.append(tail)
     whole = os.path.join(d, "call.wav")
     sh("sox", "-D", *parts, whole)
@@ -235,9 +237,10 @@ def main():
             print(json.dumps(c))
         return
     outdir = args[1]
+    tail_s = float(args[args.index("--tail-s") + 1]) if "--tail-s" in args else 3.0
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=2) as ex:
-        list(ex.map(lambda c: render(c, outdir), cs))
+        list(ex.map(lambda c: render(c, outdir, tail_s), cs))
 
 
 if __name__ == "__main__":

@@ -199,6 +199,9 @@ def main():
     ap.add_argument("--min-right", type=float, default=0.90)
     ap.add_argument("--max-false", type=float, default=0.05)
     ap.add_argument("--work")
+    ap.add_argument("--tail-s", type=float, default=3.0,
+                    help="how long each caller stays after its last turn: CI gives a loaded "
+                         "box time to finish hearing it")
     args = ap.parse_args()
     if not args.fallback and not (args.model and os.path.exists(args.model)):
         sys.exit(f"no whisper model at {args.model!r}: run `warmline model fetch`")
@@ -211,7 +214,7 @@ def main():
     cases = [json.loads(l) for l in listing.splitlines() if l.strip()]
     t0 = time.time()
     subprocess.run([sys.executable, os.path.join(HERE, "cases.py"), "render", media,
-                    "--subset", args.subset], check=True)
+                    "--subset", args.subset, "--tail-s", str(args.tail_s)], check=True)
     sys.stderr.write(f"rendered {len(cases)} calls in {time.time() - t0:.0f} s\n")
     gw, sip, http = start_gateway(args, work)
     speech = []

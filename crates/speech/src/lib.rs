@@ -2,11 +2,13 @@
 //! speech to text (whisper-rs, or pocketsphinx keyword spotting when no whisper model is
 //! configured), prosody scoring against the caller's own baseline, and TTS (espeak-ng).
 //!
-//! Nothing here knows about calls: the binary's worker pool feeds utterances in and sends
-//! results to the call controller.
+//! Nothing here knows about calls. One caller's [`listener::Listener`] decides, frame by
+//! frame, what to recognise and when a turn is over; the binary's worker pool runs the
+//! recognition and sends the turns to the call controller.
 
 pub mod convert;
 pub mod ggml;
+pub mod listener;
 pub mod prosody;
 #[cfg(feature = "engines")]
 pub mod recognizer;
