@@ -16,6 +16,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/steal.sh
 . "$root/benches/steal.sh"
+# shellcheck source=benches/gateway.sh
+. "$root/benches/gateway.sh"
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(100 400 800 1200)
 window=${WINDOW_S:-10}
 rate=${RATE:-200}
@@ -36,16 +38,7 @@ if [ "${PLAY:-pcap}" = stream ]; then
 else
   cp "$work/media/speech_long_pcmu.pcap" "$work/caller/audio.pcap"
 fi
-cat >"$work/wl.toml" <<TOML
-[sip]
-listen = ["udp:127.0.0.1:5980"]
-max_calls = 5000
-[media]
-rtp_port_range = [20000, 39999]
-[http]
-listen = "127.0.0.1:5989"
-[log]
-level = "warn"
+{ wl_config 5980 5000 20000 39999 127.0.0.1:5989 warn; cat <<TOML; } >"$work/wl.toml"
 [route]
 mode = "bridge"
 target = "sip:echo@127.0.0.1:5982"

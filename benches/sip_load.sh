@@ -9,23 +9,15 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/steal.sh
 . "$root/benches/steal.sh"
+# shellcheck source=benches/gateway.sh
+. "$root/benches/gateway.sh"
 rates=("$@"); [ ${#rates[@]} -eq 0 ] && rates=(500 1000 2000 2500 3000 4000 5000 6000 7000)
 step_s=${STEP_S:-5}
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 2; }
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
 steal_start
-cat >"$work/wl.toml" <<TOML
-[sip]
-listen = ["udp:127.0.0.1:5960"]
-max_calls = 20000
-[media]
-rtp_port_range = [20000, 39999]
-[http]
-listen = ""
-[log]
-level = "warn"
-TOML
+wl_config 5960 20000 20000 39999 "" warn >"$work/wl.toml"
 
 udp_drops() { awk '/^Udp:/ {n++; if (n==2) print $6}' /proc/net/snmp; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

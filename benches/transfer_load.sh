@@ -14,6 +14,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/steal.sh
 . "$root/benches/steal.sh"
+# shellcheck source=benches/gateway.sh
+. "$root/benches/gateway.sh"
 n=${1:-100}; conc=${2:-10}
 work=$(mktemp -d)
 cleanup() {
@@ -33,16 +35,7 @@ cp "$work/media/agent_pcmu.pcap" "$work/agent/agent.pcap"
 # is rendered per transfer, as in production, not served from the TTS cache.
 sed 's|From: sipp <sip:sipp@|From: "Caller [call_number]" <sip:+1555000[call_number]@|' \
   "$root/sipp-scenarios/uac_transfer.xml" >"$work/caller/uac_transfer.xml"
-cat >"$work/wl.toml" <<TOML
-[sip]
-listen = ["udp:127.0.0.1:5990"]
-max_calls = 1000
-[media]
-rtp_port_range = [44000, 45999]
-[http]
-listen = ""
-[log]
-level = "info"
+{ wl_config 5990 1000 44000 45999 "" info; cat <<TOML; } >"$work/wl.toml"
 [store]
 path = "$work/warmline.db"
 [speech]

@@ -1049,26 +1049,11 @@ impl CallTask {
             CallAction::SendInvite { .. } | CallAction::Dial(_) => {
                 // Outbound INVITEs are sent when the leg is placed (see `dial`).
             }
+            // In their own tasks: the call keeps answering while they wait on the network.
             CallAction::CancelInvite => {
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = dialog.cancel().await {
-                            tracing::debug!(error = %e, "CANCEL not sent");
-                        }
-                    }
-                    .in_current_span(),
-                );
+                in_background("CANCEL", async move { dialog.cancel().await });
             }
-            CallAction::SendBye => {
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = dialog.bye().await {
-                            tracing::debug!(error = %e, "BYE failed");
-                        }
-                    }
-                    .in_current_span(),
-                );
-            }
+            CallAction::SendBye => in_background("BYE", async move { dialog.bye().await }),
             CallAction::MediaChanged(n) => {
                 self.media.configure(media_leg(leg), LegMedia::from(&n));
             }
@@ -1233,6 +1218,22 @@ impl CallTask {
             }
         }
     }
+}
+
+/// Run a request on the dialog in its own task; a failure is only logged (the dialog's
+/// states say what became of the call).
+fn in_background<T>(
+    what: &'static str,
+    request: impl std::future::Future<Output = Result<T, rsipstack::Error>> + Send + 'static,
+) {
+    tokio::spawn(
+        async move {
+            if let Err(e) = request.await {
+                tracing::debug!(error = %e, "{what} not sent");
+            }
+        }
+        .in_current_span(),
+    );
 }
 
 fn respond_later(handle: TransactionHandle, status: StatusCode) {

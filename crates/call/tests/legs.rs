@@ -8,10 +8,8 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{answer_sdp, config, offer, turn_saying};
-use warmline_call::assistant::{Assistant, AssistantConfig};
 use warmline_call::{
     Audit, Call, CallAction, CallConfig, CallEvent, CallSetup, Dial, EndReason, Leg,
     OriginateOutcome, RoutePlan, TransferOutcome, TransferPhase, refusal_for,
@@ -43,23 +41,38 @@ fn leg_config(port: u16) -> CallConfig {
 
 fn route(targets: &[&str], confirm: bool) -> RoutePlan {
     RoutePlan {
-        targets: targets.iter().map(|t| t.to_string()).collect(),
-        ring_timeout: Duration::from_secs(15),
         confirm,
-        ..RoutePlan::unstaffed("default")
+        ..support::route(targets)
     }
 }
 
 fn caller_config(route: RoutePlan) -> CallConfig {
-    let mut cfg = config(0, 1);
-    cfg.rules = Some(Vec::new());
-    cfg.assistant = Some(Assistant::new(AssistantConfig::default()).unwrap());
-    cfg.caller_name = Some("Ada Lovelace".into());
-    cfg.routes = Arc::new(vec![route]);
-    cfg
+    support::transfer_config(route)
+}
+
+impl support::Clocked for Pair {
+    type Action = (Leg, CallAction);
+    fn now(&mut self) -> &mut Instant {
+        &mut self.now
+    }
+    fn next_timeout(&self) -> Option<Instant> {
+        self.call.poll_timeout()
+    }
+    fn fire(&mut self) -> Vec<(Leg, CallAction)> {
+        self.call.handle_timeout(self.now);
+        self.drain()
+    }
 }
 
 impl Pair {
+    /// A caller asked for a person and the one agent's phone rings.
+    fn ringing() -> (Self, Leg) {
+        let mut p = Self::answered(route(&["sip:a1@127.0.0.1"], false));
+        let agent = p.ask_for_person();
+        p.send(agent, CallEvent::Progress { status: 180 });
+        (p, agent)
+    }
+
     fn new(now: Instant, call: Call) -> Self {
         Self {
             now,
@@ -119,15 +132,7 @@ impl Pair {
     }
 
     fn advance(&mut self, by: Duration) -> Vec<(Leg, CallAction)> {
-        let until = self.now + by;
-        let mut out = Vec::new();
-        while let Some(t) = self.call.poll_timeout().filter(|t| *t <= until) {
-            self.now = t.max(self.now);
-            self.call.handle_timeout(self.now);
-            out.extend(self.drain());
-        }
-        self.now = until;
-        out
+        support::advance(self, by)
     }
 
     /// The caller asks for a person; returns the agent leg dialled.
@@ -157,6 +162,22 @@ impl Pair {
             leg,
             CallEvent::Answered {
                 sdp: Some(answer_sdp("sendrecv")),
+            },
+        )
+    }
+
+    /// The briefing asked for in `acts` finishes playing on the agent's leg.
+    fn briefing_played(
+        &mut self,
+        acts: &[(Leg, CallAction)],
+        agent: Leg,
+    ) -> Vec<(Leg, CallAction)> {
+        let (id, _) = briefing_on(acts, agent).expect("a briefing for the agent");
+        self.send(
+            agent,
+            CallEvent::PlayoutDone {
+                id,
+                interrupted: false,
             },
         )
     }
@@ -287,9 +308,7 @@ fn a_busy_agent_is_passed_over_and_the_next_one_is_dialled() {
 
 #[test]
 fn an_agent_who_never_answers_is_cancelled_at_the_ring_timeout() {
-    let mut p = Pair::answered(route(&["sip:a1@127.0.0.1"], false));
-    let agent = p.ask_for_person();
-    p.send(agent, CallEvent::Progress { status: 180 });
+    let (mut p, agent) = Pair::ringing();
     let acts = p.advance(Duration::from_secs(16));
     assert!(has(&acts, agent, |a| *a == CallAction::CancelInvite));
     // Only agent left: the caller hears the apology and gets the assistant back.
@@ -308,14 +327,7 @@ fn an_agent_who_must_accept_declines_with_2_and_the_next_one_takes_with_1() {
     let mut p = Pair::answered(route(&["sip:a1@127.0.0.1", "sip:a2@127.0.0.1"], true));
     let first = p.ask_for_person();
     let acts = p.agent_answers(first);
-    let (id, _) = briefing_on(&acts, first).unwrap();
-    p.send(
-        first,
-        CallEvent::PlayoutDone {
-            id,
-            interrupted: false,
-        },
-    );
+    p.briefing_played(&acts, first);
     assert_eq!(p.phase(), Some(TransferPhase::AwaitingAccept));
     // The agent's digit, heard on their leg.
     let acts = p.send(first, CallEvent::Dtmf { digit: '2' });
@@ -323,14 +335,7 @@ fn an_agent_who_must_accept_declines_with_2_and_the_next_one_takes_with_1() {
     assert!(ended(&acts, first));
     let second = dialled_leg(&acts).expect("passed on");
     let acts = p.agent_answers(second);
-    let (id, _) = briefing_on(&acts, second).unwrap();
-    p.send(
-        second,
-        CallEvent::PlayoutDone {
-            id,
-            interrupted: false,
-        },
-    );
+    p.briefing_played(&acts, second);
     let acts = p.send(second, CallEvent::Dtmf { digit: '1' });
     assert!(has(&acts, Leg::Caller, |a| *a
         == CallAction::Bridge { with: second }));
@@ -339,9 +344,7 @@ fn an_agent_who_must_accept_declines_with_2_and_the_next_one_takes_with_1() {
 
 #[test]
 fn a_caller_who_hangs_up_while_the_agent_rings_cancels_the_agent() {
-    let mut p = Pair::answered(route(&["sip:a1@127.0.0.1"], false));
-    let agent = p.ask_for_person();
-    p.send(agent, CallEvent::Progress { status: 180 });
+    let (mut p, agent) = Pair::ringing();
     let acts = p.send(Leg::Caller, CallEvent::PeerBye);
     assert!(ended(&acts, Leg::Caller));
     assert!(has(&acts, agent, |a| *a == CallAction::CancelInvite));
@@ -383,14 +386,7 @@ fn an_agent_who_hangs_up_after_the_bridge_ends_the_callers_call() {
     let mut p = Pair::answered(route(&["sip:a1@127.0.0.1"], false));
     let agent = p.ask_for_person();
     let acts = p.agent_answers(agent);
-    let (id, _) = briefing_on(&acts, agent).unwrap();
-    p.send(
-        agent,
-        CallEvent::PlayoutDone {
-            id,
-            interrupted: false,
-        },
-    );
+    p.briefing_played(&acts, agent);
     let acts = p.send(agent, CallEvent::PeerBye);
     assert!(ended(&acts, agent));
     assert!(has(&acts, Leg::Caller, |a| *a == CallAction::SendBye));

@@ -9,28 +9,14 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
-use support::{Harness, answer_sdp, config, offer, says, turn_saying};
-use warmline_call::assistant::{Assistant, AssistantConfig};
+use support::{Harness, answer_sdp, offer, route, says, transfer_config, turn_saying};
 use warmline_call::{
     CallAction, CallConfig, CallEvent, HuntStrategy, OriginateOutcome, RoutePlan, TransferOutcome,
     TransferPhase,
 };
 
-fn route(targets: &[&str]) -> RoutePlan {
-    RoutePlan {
-        targets: targets.iter().map(|t| t.to_string()).collect(),
-        ring_timeout: Duration::from_secs(15),
-        ..RoutePlan::unstaffed("default")
-    }
-}
-
 fn cfg(route: RoutePlan) -> CallConfig {
-    let mut cfg = config(0, 1);
-    cfg.rules = Some(Vec::new());
-    cfg.assistant = Some(Assistant::new(AssistantConfig::default()).unwrap());
-    cfg.caller_name = Some("Ada Lovelace".into());
-    cfg.routes = Arc::new(vec![route]);
-    cfg
+    transfer_config(route)
 }
 
 fn answered(cfg: CallConfig) -> Harness {

@@ -58,22 +58,23 @@ fn turn_of(u: &Utterance, text: &str) -> Box<TranscriptTurn> {
     })
 }
 
-fn guesses(h: &[Heard]) -> Vec<&Utterance> {
+/// The utterances asked to be recognised: guesses (`true`) or closed turns.
+fn asked(h: &[Heard], guess: bool) -> Vec<&Utterance> {
     h.iter()
         .filter_map(|e| match e {
-            Heard::Guess { utterance, .. } => Some(utterance),
+            Heard::Guess { utterance, .. } if guess => Some(utterance),
+            Heard::Recognise { utterance, .. } if !guess => Some(utterance),
             _ => None,
         })
         .collect()
 }
 
+fn guesses(h: &[Heard]) -> Vec<&Utterance> {
+    asked(h, true)
+}
+
 fn recognised(h: &[Heard]) -> Vec<&Utterance> {
-    h.iter()
-        .filter_map(|e| match e {
-            Heard::Recognise { utterance, .. } => Some(utterance),
-            _ => None,
-        })
-        .collect()
+    asked(h, false)
 }
 
 /// What was heard, in short (the audio left out of failure messages).
@@ -150,13 +151,19 @@ fn last_guess(h: &[Heard]) -> Utterance {
     guesses(h).last().map(|u| (*u).clone()).expect("a guess")
 }
 
+/// The caller says `said` and pauses; the guess taken in the pause is heard as `said`.
+fn guess_comes_back(l: &mut Listener, said: &str) -> Vec<Heard> {
+    let heard = speech_then_pause(l, said);
+    let g = last_guess(&heard);
+    let mut out = Vec::new();
+    l.guessed(turn_of(&g, said), &mut out);
+    out
+}
+
 #[test]
 fn a_guess_that_asks_for_a_person_ends_the_turn_at_once() {
     let mut l = listener();
-    let heard = speech_then_pause(&mut l, "I want to speak to a person");
-    let g = last_guess(&heard);
-    let mut out = Vec::new();
-    l.guessed(turn_of(&g, "I want to speak to a person"), &mut out);
+    let out = guess_comes_back(&mut l, "I want to speak to a person");
     match &out[..] {
         [Heard::Turn(t)] => assert_eq!(t.text, "I want to speak to a person"),
         other => panic!("{:?}", kinds(other)),
@@ -170,10 +177,7 @@ fn a_guess_that_asks_for_a_person_ends_the_turn_at_once() {
 #[test]
 fn a_guess_that_does_not_end_the_turn_waits_for_the_close() {
     let mut l = listener();
-    let heard = speech_then_pause(&mut l, "my order number is four five six");
-    let g = last_guess(&heard);
-    let mut out = Vec::new();
-    l.guessed(turn_of(&g, "my order number is four five six"), &mut out);
+    let out = guess_comes_back(&mut l, "my order number is four five six");
     assert!(out.is_empty(), "{:?}", kinds(&out));
     // At the close the waiting result goes out, with prosody.
     let rest = feed(&mut l, &silence(1000), true);

@@ -3,8 +3,10 @@
 // Test support code: a failed setup step should panic with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warmline_call::{CallAction, CallConfig, CallEvent, Controller};
+use warmline_call::assistant::{Assistant, AssistantConfig};
+use warmline_call::{CallAction, CallConfig, CallEvent, Controller, RoutePlan};
 use warmline_signaling::{CodecName, LocalMedia};
 
 /// A controller on a virtual clock: events in, actions out, time moved by hand.
@@ -26,6 +28,61 @@ pub fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
             codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
         })
     }
+}
+
+/// A sans-IO machine on a virtual clock, as the harnesses drive it.
+pub trait Clocked {
+    type Action;
+    fn now(&mut self) -> &mut Instant;
+    fn next_timeout(&self) -> Option<Instant>;
+    /// Fire what is due at `now`; the actions that follow.
+    fn fire(&mut self) -> Vec<Self::Action>;
+}
+
+impl Clocked for Harness {
+    type Action = CallAction;
+    fn now(&mut self) -> &mut Instant {
+        &mut self.now
+    }
+    fn next_timeout(&self) -> Option<Instant> {
+        self.ctl.poll_timeout()
+    }
+    fn fire(&mut self) -> Vec<CallAction> {
+        self.ctl.handle_timeout(self.now);
+        self.drain()
+    }
+}
+
+/// Advance the clock by `by`, firing timers exactly when they are due, like a driver would.
+pub fn advance<C: Clocked>(c: &mut C, by: Duration) -> Vec<C::Action> {
+    let until = *c.now() + by;
+    let mut out = Vec::new();
+    while let Some(t) = c.next_timeout().filter(|t| *t <= until) {
+        let now = c.now();
+        *now = t.max(*now);
+        out.extend(c.fire());
+    }
+    *c.now() = until;
+    out
+}
+
+/// The `default` route to these agents, 15 s a ring.
+pub fn route(targets: &[&str]) -> RoutePlan {
+    RoutePlan {
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        ring_timeout: Duration::from_secs(15),
+        ..RoutePlan::unstaffed("default")
+    }
+}
+
+/// A caller the assistant answers (Ada Lovelace, default rules) with `route` to transfer to.
+pub fn transfer_config(route: RoutePlan) -> CallConfig {
+    let mut cfg = config(0, 1);
+    cfg.rules = Some(Vec::new());
+    cfg.assistant = Some(Assistant::new(AssistantConfig::default()).unwrap());
+    cfg.caller_name = Some("Ada Lovelace".into());
+    cfg.routes = Arc::new(vec![route]);
+    cfg
 }
 
 impl Harness {
@@ -69,15 +126,7 @@ impl Harness {
 
     /// Advance the clock, firing timers exactly when they are due, like a driver would.
     pub fn advance(&mut self, by: Duration) -> Vec<CallAction> {
-        let until = self.now + by;
-        let mut out = Vec::new();
-        while let Some(t) = self.ctl.poll_timeout().filter(|t| *t <= until) {
-            self.now = t.max(self.now);
-            self.ctl.handle_timeout(self.now);
-            out.extend(self.drain());
-        }
-        self.now = until;
-        out
+        advance(self, by)
     }
 
     pub fn answered_call() -> Self {

@@ -1,0 +1,17 @@
+# Sourced by the load scripts: the part of a bench gateway's config every one of them
+# writes the same way.
+#   wl_config SIP_PORT MAX_CALLS RTP_LO RTP_HI HTTP_LISTEN LOG_LEVEL
+# prints [sip], [media], [http] and [log]; the script appends what is its own.
+wl_config() {
+  cat <<TOML
+[sip]
+listen = ["udp:127.0.0.1:$1"]
+max_calls = $2
+[media]
+rtp_port_range = [$3, $4]
+[http]
+listen = "$5"
+[log]
+level = "$6"
+TOML
+}
