@@ -145,30 +145,23 @@ impl AssistantPlane {
         let plane = self.clone();
         tokio::spawn(
             async move {
-                let mut post = client.post(&settings.url).json(&json!({
-                    "model": settings.model,
-                    "temperature": 0.2,
-                    "messages": [
-                        {"role": "system", "content": BRIEFING_SYSTEM},
-                        {"role": "user", "content": facts},
-                    ],
-                }));
-                if let Some(key) = &settings.api_key {
-                    post = post.bearer_auth(key);
-                }
-                let text = async {
-                    let resp = post.send().await.map_err(http_error)?;
-                    if !resp.status().is_success() {
-                        return Err(BrainError::Status(resp.status().as_u16()));
-                    }
-                    let body: serde_json::Value = resp.json().await.map_err(http_error)?;
-                    body["choices"][0]["message"]["content"]
-                        .as_str()
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .ok_or_else(|| BrainError::Reply("no choices[0].message.content".into()))
-                }
-                .await;
+                let messages = vec![
+                    json!({"role": "system", "content": BRIEFING_SYSTEM}),
+                    json!({"role": "user", "content": facts}),
+                ];
+                let text = chat(
+                    &client,
+                    &settings.url,
+                    &settings.model,
+                    settings.api_key.as_deref(),
+                    messages,
+                )
+                .await
+                .and_then(|text| {
+                    Some(text.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| BrainError::Reply("an empty briefing".into()))
+                });
                 match text {
                     Ok(text) => {
                         plane.counters.briefings_written.fetch_add(1, Ordering::Relaxed);
@@ -403,6 +396,19 @@ async fn openai(
     {
         messages.push(json!({"role": "user", "content": request.transcript}));
     }
+    let content = chat(client, url, model, api_key, messages).await?;
+    Ok(parse_chat_reply(&content))
+}
+
+/// One OpenAI-compatible chat completion (`POST …/chat/completions`): the first choice's
+/// text. The brain and the briefing writer both ask through it.
+async fn chat(
+    client: &reqwest::Client,
+    url: &str,
+    model: &str,
+    api_key: Option<&str>,
+    messages: Vec<serde_json::Value>,
+) -> Result<String, BrainError> {
     let mut post = client.post(url).json(&json!({
         "model": model,
         "messages": messages,
@@ -416,10 +422,10 @@ async fn openai(
         return Err(BrainError::Status(resp.status().as_u16()));
     }
     let body: serde_json::Value = resp.json().await.map_err(http_error)?;
-    let content = body["choices"][0]["message"]["content"]
+    body["choices"][0]["message"]["content"]
         .as_str()
-        .ok_or_else(|| BrainError::Reply("no choices[0].message.content".into()))?;
-    Ok(parse_chat_reply(content))
+        .map(str::to_string)
+        .ok_or_else(|| BrainError::Reply("no choices[0].message.content".into()))
 }
 
 /// A chat model's answer: the JSON object asked for, possibly fenced; plain prose is taken

@@ -153,9 +153,9 @@ impl SpeechPlane {
         });
         // Each worker warms up before the plane is returned, so a gateway that says it is
         // ready can hear at full speed.
-        let (warmed_tx, warmed_rx) = std::sync::mpsc::channel::<()>();
+        let (warmed_tx, warmed_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         for i in 0..s.threads {
-            let mut worker = recognizer.worker()?;
+            let recognizer = recognizer.clone();
             let warmed = warmed_tx.clone();
             let rx = rx.clone();
             let plane = Arc::downgrade(&plane);
@@ -163,6 +163,15 @@ impl SpeechPlane {
             std::thread::Builder::new()
                 .name(format!("wl-stt-{i}"))
                 .spawn(move || {
+                    // Built on the thread that uses it: a decoder (pocketsphinx's is not
+                    // thread-safe) never moves between threads.
+                    let mut worker = match recognizer.worker() {
+                        Ok(w) => w,
+                        Err(e) => {
+                            let _ = warmed.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
                     // whisper allocates its compute buffers on a state's first decode:
                     // pay that here, not on the first caller.
                     let warm = Instant::now();
@@ -174,7 +183,7 @@ impl SpeechPlane {
                         ms = warm.elapsed().as_millis() as u64,
                         "recognizer warmed up"
                     );
-                    let _ = warmed.send(());
+                    let _ = warmed.send(Ok(()));
                     drop(warmed);
                     loop {
                         let job = match rx.lock() {
@@ -242,8 +251,10 @@ impl SpeechPlane {
         let warm = Instant::now();
         // Every worker sends once, or drops its sender if its thread dies first.
         for _ in 0..s.threads {
-            if warmed_rx.recv().is_err() {
-                break;
+            match warmed_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => anyhow::bail!("a speech recognizer worker could not start: {e}"),
+                Err(_) => break,
             }
         }
         tracing::info!(

@@ -844,7 +844,7 @@ impl Controller {
             }
             Decision::Callback { weekday, at } => {
                 audits.into_iter().for_each(|a| self.audit(a));
-                let today = self.local_time(now, "").map(|(d, _)| d);
+                let today = self.local_time(now, &trigger.route).map(|(d, _)| d);
                 let day = day_phrase(today, weekday);
                 if let Some(text) = self
                     .assistant
@@ -866,7 +866,9 @@ impl Controller {
             .routes
             .iter()
             .find(|r| r.name == route)
-            .map_or_else(jiff::tz::TimeZone::system, |r| r.tz.clone());
+            // A route nobody configured is always open: its zone only names the day, and the
+            // core reads nothing of the machine it runs on.
+            .map_or(jiff::tz::TimeZone::UTC, |r| r.tz.clone());
         let elapsed = jiff::SignedDuration::try_from(now.saturating_duration_since(at)).ok()?;
         let z = wall.checked_add(elapsed).ok()?.to_zoned(tz);
         let weekday = z.weekday().to_monday_one_offset() as u8;

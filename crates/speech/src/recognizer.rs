@@ -55,7 +55,8 @@ pub struct ExpectCheck {
     pub steps: usize,
 }
 
-pub trait RecognizerWorker: Send {
+/// One decoder. Not `Send`: a worker is built on the thread that uses it.
+pub trait RecognizerWorker {
     /// 16 kHz mono PCM of one utterance.
     fn recognize(&mut self, pcm: &[i16]) -> Result<Recognized, SttError>;
 

@@ -92,7 +92,7 @@ pub struct Spotted {
 }
 
 /// One decoder (not thread-safe: pocketsphinx decoders are single-threaded). A worker owns
-/// one.
+/// one, built on its own thread; the raw pointers keep it there (`!Send`).
 #[derive(Debug)]
 pub struct Sphinx {
     ps: *mut PsDecoder,
@@ -101,10 +101,6 @@ pub struct Sphinx {
     has_sentence_search: bool,
     _kws_files: Vec<tempfile_path::TempPath>,
 }
-
-// SAFETY: the decoder is only ever used through `&mut self`; pocketsphinx keeps no
-// thread-local state, so moving it to another thread between calls is sound.
-unsafe impl Send for Sphinx {}
 
 mod tempfile_path {
     //! A keyword file that lives as long as the decoder that read it.
