@@ -1060,7 +1060,15 @@ impl CallTask {
             CallAction::Bridge { with } => {
                 let partner = self.legs.get(&with).map(|io| io.call_id.clone());
                 if let Some(partner) = partner {
-                    tracing::info!(?with, "bridging");
+                    // The message is what operators' tools look for (benches/transfer_report.py).
+                    match with {
+                        Leg::Agent(attempt) => {
+                            tracing::info!(attempt, "bridging the caller and the agent")
+                        }
+                        other => {
+                            tracing::info!(leg = ?other, "bridging the caller and the far end")
+                        }
+                    }
                     self.media.bridge(media_leg(leg), media_leg(with));
                     // A person has the call: the assistant stops listening, unless the
                     // operator keeps transcripts.
