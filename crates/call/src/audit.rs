@@ -11,6 +11,7 @@
 
 use crate::controller::EndReason;
 use serde::{Deserialize, Serialize};
+use warmline_policy::TriggerKind;
 
 /// When a closed route's team will call back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +48,7 @@ pub enum Audit {
     /// fired during a transfer and was only recorded.
     Trigger {
         rule: String,
-        kind: String,
+        kind: TriggerKind,
         route: String,
         confidence: f32,
         at_ms: u64,
@@ -58,7 +59,7 @@ pub enum Audit {
     },
     TransferDecided {
         rule: String,
-        kind: String,
+        kind: TriggerKind,
         reason: String,
         route: String,
     },

@@ -20,7 +20,7 @@ pub struct PacketCaller {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PacketTrigger {
     pub rule: String,
-    pub kind: String,
+    pub kind: warmline_policy::TriggerKind,
     pub evidence: Vec<String>,
     pub confidence: f32,
     /// Milliseconds since the call was answered.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use transfer::{Ask, Transfer};
 use warmline_policy::briefing::{Briefing, CallFacts, brief};
 use warmline_policy::hours::Hours;
-use warmline_policy::{Decision, Observation, Policy, Rule, Trigger, decide};
+use warmline_policy::{Decision, Observation, Policy, Rule, Trigger, TriggerKind, decide};
 use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError};
 use warmline_speech::TranscriptTurn;
 
@@ -395,7 +395,7 @@ pub enum CallAction {
     /// A warm transfer is over: how, for which trigger kind and route, and (bridged or
     /// failed) how long after the trigger.
     TransferEnded {
-        kind: String,
+        kind: TriggerKind,
         route: String,
         outcome: TransferOutcome,
         after_ms: Option<u64>,
@@ -749,7 +749,7 @@ impl Controller {
         if self.transfer.is_some() {
             self.audit(Audit::Trigger {
                 rule: trigger.rule.clone(),
-                kind: trigger.kind.clone(),
+                kind: trigger.kind,
                 route: trigger.route.clone(),
                 confidence: trigger.confidence,
                 at_ms: trigger.at_ms,
@@ -793,24 +793,19 @@ impl Controller {
         let audits = [
             Audit::Trigger {
                 rule: trigger.rule.clone(),
-                kind: trigger.kind.clone(),
+                kind: trigger.kind,
                 route: trigger.route.clone(),
                 confidence: trigger.confidence,
                 at_ms: trigger.at_ms,
                 // Only what speech decides is timed from speech.
-                after_speech_ms: after_speech_ms.filter(|_| {
-                    matches!(
-                        trigger.kind.as_str(),
-                        "explicit_request" | "keyword" | "topic" | "prosody"
-                    )
-                }),
+                after_speech_ms: after_speech_ms.filter(|_| trigger.kind.from_speech()),
                 evidence: trigger.evidence.clone(),
                 decision: Some(decision.label().to_string()),
             },
             match &decision {
                 Decision::Transfer => Audit::TransferDecided {
                     rule: trigger.rule.clone(),
-                    kind: trigger.kind.clone(),
+                    kind: trigger.kind,
                     reason: briefing.reason.clone(),
                     route: trigger.route.clone(),
                 },
@@ -1105,7 +1100,7 @@ impl Controller {
                 });
                 let trigger = Trigger {
                     rule: "assistant".into(),
-                    kind: "assistant".into(),
+                    kind: TriggerKind::Assistant,
                     evidence: vec![t.reason],
                     confidence: reply.confidence.unwrap_or(1.0).clamp(0.0, 1.0),
                     at_ms: self.since_answer_ms(now),

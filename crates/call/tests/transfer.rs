@@ -139,7 +139,7 @@ fn trigger_holds_the_caller_posts_the_packet_briefs_the_agent_and_bridges() {
     assert!(acts.contains(&CallAction::BridgeAgent { attempt }));
     assert_eq!(audits(&acts), ["bridged"]);
     assert!(acts.contains(&CallAction::TransferEnded {
-        kind: "explicit_request".into(),
+        kind: warmline_policy::TriggerKind::ExplicitRequest,
         route: "default".into(),
         outcome: TransferOutcome::Bridged,
         after_ms: Some(0),

@@ -2,7 +2,7 @@
 //! calling, what they want, what was collected, why they are being transferred, and the
 //! suggested next step, in two or three sentences an agent takes in while the call connects.
 
-use crate::Trigger;
+use crate::{Trigger, TriggerKind};
 use std::collections::BTreeMap;
 
 /// What the briefing is made from.
@@ -52,14 +52,14 @@ pub fn trigger_reason(t: &Trigger) -> String {
         e.strip_prefix("said \"")
             .map(|s| s.trim_end_matches('"').trim().to_string())
     });
-    match t.kind.as_str() {
-        "explicit_request" => "they asked to speak to a person".into(),
-        "prosody" => "they sound frustrated".into(),
-        "keyword" => match said {
+    match t.kind {
+        TriggerKind::ExplicitRequest => "they asked to speak to a person".into(),
+        TriggerKind::Prosody => "they sound frustrated".into(),
+        TriggerKind::Keyword => match said {
             Some(p) => format!("they mentioned \"{p}\""),
             None => "they raised a topic for a person".into(),
         },
-        "topic" => {
+        TriggerKind::Topic => {
             let topic = t
                 .evidence
                 .first()
@@ -68,17 +68,18 @@ pub fn trigger_reason(t: &Trigger) -> String {
                 .unwrap_or("a sensitive topic");
             format!("it concerns {topic}, which a person must handle")
         }
-        "low_confidence" => "the assistant could not understand them reliably".into(),
-        "repeated_failure" => "the assistant could not resolve their request".into(),
-        "elapsed" => "the call has gone on longer than the assistant should handle".into(),
-        "dtmf" => "they pressed a key to reach a person".into(),
-        "caller" => "they are a priority caller".into(),
+        TriggerKind::LowConfidence => "the assistant could not understand them reliably".into(),
+        TriggerKind::RepeatedFailure => "the assistant could not resolve their request".into(),
+        TriggerKind::Elapsed => {
+            "the call has gone on longer than the assistant should handle".into()
+        }
+        TriggerKind::Dtmf => "they pressed a key to reach a person".into(),
+        TriggerKind::Caller => "they are a priority caller".into(),
         // The external assistant handed over; its reason is the first evidence line.
-        "assistant" => match t.evidence.first() {
+        TriggerKind::Assistant => match t.evidence.first() {
             Some(r) if !r.trim().is_empty() => format!("the assistant handed over: {}", r.trim()),
             _ => "the assistant handed over".into(),
         },
-        _ => "the escalation policy asked for a person".into(),
     }
 }
 
@@ -237,7 +238,7 @@ mod tests {
     fn trigger(kind: &str, evidence: &[&str]) -> Trigger {
         Trigger {
             rule: "r".into(),
-            kind: kind.into(),
+            kind: kind.parse().expect("a trigger kind"),
             evidence: evidence.iter().map(|s| s.to_string()).collect(),
             confidence: 1.0,
             at_ms: 42_000,

@@ -134,19 +134,106 @@ pub fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-impl RuleKind {
-    pub fn name(&self) -> &'static str {
+/// What kind of thing made a trigger fire: a rule's kind, or the external brain asking
+/// for a person (`assistant`). The names are stable: they are in the audit trail, the
+/// context packet, logs and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    ExplicitRequest,
+    Keyword,
+    Prosody,
+    LowConfidence,
+    RepeatedFailure,
+    Elapsed,
+    Dtmf,
+    Caller,
+    Topic,
+    /// The external brain asked for a transfer.
+    Assistant,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
         match self {
-            RuleKind::ExplicitRequest { .. } => "explicit_request",
-            RuleKind::Keyword { .. } => "keyword",
-            RuleKind::Prosody { .. } => "prosody",
-            RuleKind::LowConfidence { .. } => "low_confidence",
-            RuleKind::RepeatedFailure { .. } => "repeated_failure",
-            RuleKind::Elapsed { .. } => "elapsed",
-            RuleKind::Dtmf { .. } => "dtmf",
-            RuleKind::Caller { .. } => "caller",
-            RuleKind::Topic { .. } => "topic",
+            TriggerKind::ExplicitRequest => "explicit_request",
+            TriggerKind::Keyword => "keyword",
+            TriggerKind::Prosody => "prosody",
+            TriggerKind::LowConfidence => "low_confidence",
+            TriggerKind::RepeatedFailure => "repeated_failure",
+            TriggerKind::Elapsed => "elapsed",
+            TriggerKind::Dtmf => "dtmf",
+            TriggerKind::Caller => "caller",
+            TriggerKind::Topic => "topic",
+            TriggerKind::Assistant => "assistant",
         }
+    }
+
+    /// Kinds decided by what the caller said: their latency counts from the end of speech.
+    pub fn from_speech(self) -> bool {
+        matches!(
+            self,
+            TriggerKind::ExplicitRequest
+                | TriggerKind::Keyword
+                | TriggerKind::Topic
+                | TriggerKind::Prosody
+        )
+    }
+}
+
+impl std::fmt::Display for TriggerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TriggerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        ALL_TRIGGER_KINDS
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a trigger kind"))
+    }
+}
+
+const ALL_TRIGGER_KINDS: [TriggerKind; 10] = [
+    TriggerKind::ExplicitRequest,
+    TriggerKind::Keyword,
+    TriggerKind::Prosody,
+    TriggerKind::LowConfidence,
+    TriggerKind::RepeatedFailure,
+    TriggerKind::Elapsed,
+    TriggerKind::Dtmf,
+    TriggerKind::Caller,
+    TriggerKind::Topic,
+    TriggerKind::Assistant,
+];
+
+impl PartialEq<&str> for TriggerKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl RuleKind {
+    pub fn kind(&self) -> TriggerKind {
+        match self {
+            RuleKind::ExplicitRequest { .. } => TriggerKind::ExplicitRequest,
+            RuleKind::Keyword { .. } => TriggerKind::Keyword,
+            RuleKind::Prosody { .. } => TriggerKind::Prosody,
+            RuleKind::LowConfidence { .. } => TriggerKind::LowConfidence,
+            RuleKind::RepeatedFailure { .. } => TriggerKind::RepeatedFailure,
+            RuleKind::Elapsed { .. } => TriggerKind::Elapsed,
+            RuleKind::Dtmf { .. } => TriggerKind::Dtmf,
+            RuleKind::Caller { .. } => TriggerKind::Caller,
+            RuleKind::Topic { .. } => TriggerKind::Topic,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
@@ -252,7 +339,7 @@ pub enum Observation<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
     pub rule: String,
-    pub kind: String,
+    pub kind: TriggerKind,
     /// What made it fire: the words, the scores, the digit, the number.
     pub evidence: Vec<String>,
     /// How sure the policy is, 0..1 (an explicit request or a digit is 1).
@@ -342,7 +429,7 @@ impl Policy {
                 if let Some((evidence, confidence)) = hit {
                     best = Some(Trigger {
                         rule: rule.name.clone(),
-                        kind: rule.kind.name().into(),
+                        kind: rule.kind.kind(),
                         evidence,
                         confidence,
                         at_ms,

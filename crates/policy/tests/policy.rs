@@ -356,3 +356,28 @@ fn amounts_in_words_and_digits() {
     }
     assert!(amounts("I want to dispute a charge").is_empty());
 }
+
+#[test]
+fn trigger_kinds_keep_their_names_in_json_and_text() {
+    for name in [
+        "explicit_request",
+        "keyword",
+        "prosody",
+        "low_confidence",
+        "repeated_failure",
+        "elapsed",
+        "dtmf",
+        "caller",
+        "topic",
+        "assistant",
+    ] {
+        let kind: warmline_policy::TriggerKind = name.parse().unwrap();
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(serde_json::to_value(kind).unwrap(), name);
+    }
+    assert!("agent".parse::<warmline_policy::TriggerKind>().is_err());
+    // Every rule kind names a trigger kind.
+    for r in warmline_policy::default_rules() {
+        assert_eq!(r.kind.kind().as_str(), r.kind.name());
+    }
+}

@@ -62,7 +62,7 @@ impl Controller {
             started_at,
             trigger: PacketTrigger {
                 rule: trigger.rule.clone(),
-                kind: trigger.kind.clone(),
+                kind: trigger.kind,
                 evidence: trigger.evidence.clone(),
                 confidence: trigger.confidence,
                 at_ms: trigger.at_ms,

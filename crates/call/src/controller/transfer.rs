@@ -19,8 +19,8 @@ use crate::context::ContextPacket;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use warmline_policy::Trigger;
 use warmline_policy::briefing::Briefing;
+use warmline_policy::{Trigger, TriggerKind};
 
 /// How long an agent who must accept (DTMF 1) has after the briefing.
 pub const ACCEPT_WINDOW: Duration = Duration::from_secs(10);
@@ -133,7 +133,7 @@ pub(super) struct Transfer {
     last_attempt: u32,
     route: RoutePlan,
     /// The trigger's kind, for the outcome.
-    kind: String,
+    kind: TriggerKind,
     /// Targets in hunt order, and the next one to try.
     order: Vec<String>,
     next: usize,
@@ -195,7 +195,7 @@ impl Transfer {
             caller_id: s.caller_id,
             last_attempt: s.last_attempt,
             route,
-            kind: trigger.kind.clone(),
+            kind: trigger.kind,
             order,
             next: 0,
             attempt: None,
@@ -216,7 +216,7 @@ impl Transfer {
         out.push(Ask::Say(
             t.texts
                 .transition
-                .replace("{lead}", lead_in(&trigger.kind))
+                .replace("{lead}", lead_in(trigger.kind))
                 .replace(
                     "{seconds}",
                     &anchor_seconds(t.route.ring_timeout).to_string(),
@@ -432,7 +432,7 @@ impl Transfer {
 
     fn ended(&self, outcome: TransferOutcome, after_ms: Option<u64>, out: &mut Vec<Ask>) {
         out.push(Ask::Act(CallAction::TransferEnded {
-            kind: self.kind.clone(),
+            kind: self.kind,
             route: self.route.name.clone(),
             outcome,
             after_ms,
@@ -491,7 +491,7 @@ impl Transfer {
                 }));
             }
             out.push(CallAction::TransferEnded {
-                kind: self.kind.clone(),
+                kind: self.kind,
                 route: self.route.name.clone(),
                 outcome: if by_caller {
                     TransferOutcome::Abandoned
@@ -507,15 +507,17 @@ impl Transfer {
 }
 
 /// What the caller hears first, by why they are being transferred.
-fn lead_in(kind: &str) -> &'static str {
+fn lead_in(kind: TriggerKind) -> &'static str {
     match kind {
-        "explicit_request" | "dtmf" => "Of course. ",
-        "prosody" => "I can hear this matters, so ",
-        "repeated_failure" | "low_confidence" => "So you don't have to repeat yourself, ",
-        "topic" => "This needs a specialist, so ",
-        "elapsed" => "To speed things up, ",
-        "caller" => "As a priority caller, ",
-        _ => "",
+        TriggerKind::ExplicitRequest | TriggerKind::Dtmf => "Of course. ",
+        TriggerKind::Prosody => "I can hear this matters, so ",
+        TriggerKind::RepeatedFailure | TriggerKind::LowConfidence => {
+            "So you don't have to repeat yourself, "
+        }
+        TriggerKind::Topic => "This needs a specialist, so ",
+        TriggerKind::Elapsed => "To speed things up, ",
+        TriggerKind::Caller => "As a priority caller, ",
+        TriggerKind::Keyword | TriggerKind::Assistant => "",
     }
 }
 
