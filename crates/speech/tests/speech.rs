@@ -169,19 +169,21 @@ fn generated_whisper_model_loads_and_runs_through_workers_in_bounded_time() {
     let rec = WhisperRecognizer::load(&model, DecodeOptions::default()).unwrap();
     assert_eq!(rec.name(), "whisper");
     let pcm = speak("Hello, I need help with my order.", &[]);
-    let handles: Vec<_> = (0..2)
-        .map(|_| {
-            let mut w = rec.worker().unwrap();
-            let pcm = pcm.clone();
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                let r = w.recognize(&pcm).unwrap();
-                (t.elapsed(), r)
+    // A worker is built on the thread that uses it, as the gateway's pool does.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut w = rec.worker().unwrap();
+                    let t = Instant::now();
+                    let r = w.recognize(&pcm).unwrap();
+                    (t.elapsed(), r)
+                })
             })
-        })
-        .collect();
-    for h in handles {
-        let (took, r) = h.join().unwrap();
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (took, r) in results {
         println!(
             "generated model: {took:?}, {} words, confidence {:.2}",
             r.words.len(),
