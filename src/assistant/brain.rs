@@ -1,61 +1,17 @@
-//! The assistant's drivers. The controller decides what to say and when to ask the external
-//! brain; this module does it: text to speech off the async threads, played in order on the
-//! call's media, and the brain's HTTP round trip with its timeout. Nothing here decides.
+//! The external brain (a webhook, or an OpenAI-compatible chat model) and the language
+//! model that writes the agent's briefing: each an HTTP round trip with a timeout, whose
+//! answer (or its absence) goes back to the call as an event.
 
-use crate::config::{BrainKind, BrainSettings, Config};
-use crate::media::MediaHandle;
-use serde::Serialize;
+use super::AssistantPlane;
+use crate::config::BrainKind;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
-use warmline_call::assistant::Assistant;
+use warmline_call::CallEvent;
 use warmline_call::brain::{BrainReply, BrainRequest};
-use warmline_call::{CallEvent, RoutePlan};
-use warmline_media::{Clip, LegId};
-use warmline_speech::Tts;
-use warmline_speech::tts::TtsError;
-
-#[derive(Debug, Default, Serialize)]
-pub struct AssistantCounters {
-    /// Prompts spoken (TTS rendered and queued).
-    pub says: AtomicU64,
-    pub tts_errors: AtomicU64,
-    pub brain_requests: AtomicU64,
-    pub brain_ok: AtomicU64,
-    pub brain_timeouts: AtomicU64,
-    /// Refused connections, non-2xx answers and replies that were not the contract.
-    pub brain_errors: AtomicU64,
-    /// Sum of brain round trips that answered, for the mean.
-    pub brain_ms_total: AtomicU64,
-    /// Briefings written by the language model, and those that failed (template used).
-    pub briefings_written: AtomicU64,
-    pub briefings_failed: AtomicU64,
-}
-
-/// What every assistant-answered call shares.
-pub struct AssistantPlane {
-    /// The configured built-in dialogue (patterns compiled once); `None` when
-    /// `[assistant] enabled = false`.
-    pub dialogue: Option<Assistant>,
-    pub routes: Arc<Vec<RoutePlan>>,
-    pub counters: AssistantCounters,
-    tts: Arc<dyn Tts>,
-    voice: String,
-    brain: Option<(BrainSettings, reqwest::Client)>,
-    briefing: Option<(crate::config::BriefingSettings, reqwest::Client)>,
-}
-
-impl std::fmt::Debug for AssistantPlane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssistantPlane")
-            .field("enabled", &self.dialogue.is_some())
-            .field("brain", &self.brain.as_ref().map(|(b, _)| &b.url))
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrainError {
@@ -70,66 +26,6 @@ pub enum BrainError {
 }
 
 impl AssistantPlane {
-    pub fn new(cfg: &Config, tts: Arc<dyn Tts>) -> anyhow::Result<Self> {
-        let a = &cfg.assistant;
-        let dialogue = if a.enabled {
-            Some(Assistant::new(a.dialogue.clone())?)
-        } else {
-            None
-        };
-        let brain = match &a.brain {
-            Some(b) => {
-                let client = reqwest::Client::builder()
-                    .timeout(b.timeout)
-                    .user_agent(cfg.sip.user_agent.clone())
-                    .build()?;
-                Some((b.clone(), client))
-            }
-            None => None,
-        };
-        let briefing = match &a.briefing {
-            Some(b) => Some((
-                b.clone(),
-                reqwest::Client::builder()
-                    .timeout(b.timeout)
-                    .user_agent(cfg.sip.user_agent.clone())
-                    .build()?,
-            )),
-            None => None,
-        };
-        let routes = cfg
-            .routes
-            .iter()
-            .map(|r| RoutePlan {
-                name: r.name.clone(),
-                hours: r.hours.clone(),
-                tz: r.tz.clone(),
-                targets: r.targets.clone(),
-                strategy: r.strategy,
-                ring_timeout: r.ring_timeout,
-                confirm: r.confirm,
-                next_target: Default::default(),
-            })
-            .collect();
-        Ok(Self {
-            dialogue,
-            routes: Arc::new(routes),
-            counters: AssistantCounters::default(),
-            tts,
-            voice: cfg.speech.tts_voice.clone(),
-            brain,
-            briefing,
-        })
-    }
-
-    pub fn has_brain(&self) -> bool {
-        self.brain.is_some()
-    }
-
-    pub fn writes_briefings(&self) -> bool {
-        self.briefing.is_some()
-    }
-
     /// Ask the language model for the agent's briefing; its text comes back as
     /// `CallEvent::BriefingWritten`, a failure only as a log line and a count (the
     /// template briefing stands).
@@ -175,69 +71,6 @@ impl AssistantPlane {
             }
             .in_current_span(),
         );
-    }
-
-    /// Start rendering `text` on a blocking thread: for a [`Voice::say_rendered`] later (the
-    /// agent's briefing, rendered while their phone rings), or a voice's next prompt.
-    pub fn prepare(&self, text: String) -> Rendering {
-        let tts = self.tts.clone();
-        let voice = self.voice.clone();
-        Rendering {
-            text: text.clone(),
-            clip: tokio::task::spawn_blocking(move || tts.synth(&text, &voice)),
-        }
-    }
-
-    /// Start a call's voice: prompts are rendered and played in the order asked.
-    pub fn voice(
-        self: &Arc<Self>,
-        media: MediaHandle,
-        leg: LegId,
-        events: mpsc::UnboundedSender<CallEvent>,
-    ) -> Voice {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Speech, u64)>();
-        let generation = Arc::new(AtomicU64::new(0));
-        let plane = self.clone();
-        let current = generation.clone();
-        tokio::spawn(
-            async move {
-                while let Some((id, speech, asked_in)) = rx.recv().await {
-                    let rendered = match speech {
-                        Speech::Text(text) => plane.prepare(text).clip.await,
-                        Speech::Rendered(clip) => clip.await,
-                    };
-                    // The caller barged in while this was rendering: it is not wanted now.
-                    if current.load(Ordering::Acquire) != asked_in {
-                        let _ = events.send(CallEvent::PlayoutDone {
-                            id,
-                            interrupted: true,
-                        });
-                        continue;
-                    }
-                    match rendered {
-                        Ok(Ok(clip)) => {
-                            plane.counters.says.fetch_add(1, Ordering::Relaxed);
-                            media.play(leg, id, clip);
-                        }
-                        other => {
-                            plane.counters.tts_errors.fetch_add(1, Ordering::Relaxed);
-                            let error = match other {
-                                Ok(Err(e)) => e.to_string(),
-                                Err(e) => e.to_string(),
-                                Ok(Ok(_)) => String::new(),
-                            };
-                            tracing::warn!(%error, id, "prompt not rendered");
-                            let _ = events.send(CallEvent::PlayoutDone {
-                                id,
-                                interrupted: false,
-                            });
-                        }
-                    }
-                }
-            }
-            .in_current_span(),
-        );
-        Voice { tx, generation }
     }
 
     /// POST one turn to the brain; the answer (or `None`) comes back as an event.
@@ -287,46 +120,6 @@ impl AssistantPlane {
             }
             .in_current_span(),
         );
-    }
-}
-
-/// A prompt being rendered ahead of being said ([`AssistantPlane::prepare`]).
-#[derive(Debug)]
-pub struct Rendering {
-    pub text: String,
-    clip: tokio::task::JoinHandle<Result<Clip, TtsError>>,
-}
-
-#[derive(Debug)]
-enum Speech {
-    Text(String),
-    Rendered(tokio::task::JoinHandle<Result<Clip, TtsError>>),
-}
-
-/// One call's speaker: the controller's `Say`s, in order.
-#[derive(Debug, Clone)]
-pub struct Voice {
-    tx: mpsc::UnboundedSender<(u64, Speech, u64)>,
-    generation: Arc<AtomicU64>,
-}
-
-impl Voice {
-    pub fn say(&self, id: u64, text: String) {
-        let generation = self.generation.load(Ordering::Acquire);
-        let _ = self.tx.send((id, Speech::Text(text), generation));
-    }
-
-    /// Say what [`AssistantPlane::prepare`] has been rendering, in turn with the rest.
-    pub fn say_rendered(&self, id: u64, rendering: Rendering) {
-        let generation = self.generation.load(Ordering::Acquire);
-        let _ = self
-            .tx
-            .send((id, Speech::Rendered(rendering.clip), generation));
-    }
-
-    /// The caller barged in: prompts still being rendered are dropped.
-    pub fn interrupt(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 

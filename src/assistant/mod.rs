@@ -1,0 +1,119 @@
+//! The assistant's drivers. The controller decides what to say and when to ask the external
+//! brain; these modules do it, one concern each: [`voice`] (text to speech off the async
+//! threads, played in order on a leg's media, barge-in), [`brain`] (the external brain's
+//! and the briefing writer's HTTP round trips, through one chat-completions client). This
+//! module holds what they share. Nothing here decides.
+
+mod brain;
+mod voice;
+
+pub use voice::{Rendering, Voice};
+
+use crate::config::{BrainSettings, Config};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use warmline_call::RoutePlan;
+use warmline_call::assistant::Assistant;
+use warmline_speech::Tts;
+
+#[derive(Debug, Default, Serialize)]
+pub struct AssistantCounters {
+    /// Prompts spoken (TTS rendered and queued).
+    pub says: AtomicU64,
+    pub tts_errors: AtomicU64,
+    pub brain_requests: AtomicU64,
+    pub brain_ok: AtomicU64,
+    pub brain_timeouts: AtomicU64,
+    /// Refused connections, non-2xx answers and replies that were not the contract.
+    pub brain_errors: AtomicU64,
+    /// Sum of brain round trips that answered, for the mean.
+    pub brain_ms_total: AtomicU64,
+    /// Briefings written by the language model, and those that failed (template used).
+    pub briefings_written: AtomicU64,
+    pub briefings_failed: AtomicU64,
+}
+
+/// What every assistant-answered call shares.
+pub struct AssistantPlane {
+    /// The configured built-in dialogue (patterns compiled once); `None` when
+    /// `[assistant] enabled = false`.
+    pub dialogue: Option<Assistant>,
+    pub routes: Arc<Vec<RoutePlan>>,
+    pub counters: AssistantCounters,
+    tts: Arc<dyn Tts>,
+    voice: String,
+    brain: Option<(BrainSettings, reqwest::Client)>,
+    briefing: Option<(crate::config::BriefingSettings, reqwest::Client)>,
+}
+
+impl std::fmt::Debug for AssistantPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssistantPlane")
+            .field("enabled", &self.dialogue.is_some())
+            .field("brain", &self.brain.as_ref().map(|(b, _)| &b.url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AssistantPlane {
+    pub fn new(cfg: &Config, tts: Arc<dyn Tts>) -> anyhow::Result<Self> {
+        let a = &cfg.assistant;
+        let dialogue = if a.enabled {
+            Some(Assistant::new(a.dialogue.clone())?)
+        } else {
+            None
+        };
+        let brain = match &a.brain {
+            Some(b) => {
+                let client = reqwest::Client::builder()
+                    .timeout(b.timeout)
+                    .user_agent(cfg.sip.user_agent.clone())
+                    .build()?;
+                Some((b.clone(), client))
+            }
+            None => None,
+        };
+        let briefing = match &a.briefing {
+            Some(b) => Some((
+                b.clone(),
+                reqwest::Client::builder()
+                    .timeout(b.timeout)
+                    .user_agent(cfg.sip.user_agent.clone())
+                    .build()?,
+            )),
+            None => None,
+        };
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| RoutePlan {
+                name: r.name.clone(),
+                hours: r.hours.clone(),
+                tz: r.tz.clone(),
+                targets: r.targets.clone(),
+                strategy: r.strategy,
+                ring_timeout: r.ring_timeout,
+                confirm: r.confirm,
+                next_target: Default::default(),
+            })
+            .collect();
+        Ok(Self {
+            dialogue,
+            routes: Arc::new(routes),
+            counters: AssistantCounters::default(),
+            tts,
+            voice: cfg.speech.tts_voice.clone(),
+            brain,
+            briefing,
+        })
+    }
+
+    pub fn has_brain(&self) -> bool {
+        self.brain.is_some()
+    }
+
+    pub fn writes_briefings(&self) -> bool {
+        self.briefing.is_some()
+    }
+}
