@@ -359,18 +359,8 @@ fn amounts_in_words_and_digits() {
 
 #[test]
 fn trigger_kinds_keep_their_names_in_json_and_text() {
-    for name in [
-        "explicit_request",
-        "keyword",
-        "prosody",
-        "low_confidence",
-        "repeated_failure",
-        "elapsed",
-        "dtmf",
-        "caller",
-        "topic",
-        "assistant",
-    ] {
+    // Every rule kind, and the brain's hand-over.
+    for &name in warmline_policy::KINDS.iter().chain(&["assistant"]) {
         let kind: warmline_policy::TriggerKind = name.parse().unwrap();
         assert_eq!(kind.as_str(), name);
         assert_eq!(serde_json::to_value(kind).unwrap(), name);
