@@ -127,7 +127,12 @@ fn calls_spread_over_two_instances_and_survive_one_draining() {
     let (a, b) = (instance(), instance());
     let k = Kamailio::start(&[a.sip, b.sip]);
     wait_ok(through(&k, 10), "10 calls through kamailio");
-    let (on_a, on_b) = (inbound_calls(&a), inbound_calls(&b));
+    // SIPp has its 200 to the last BYE a moment before warmline counts the call ended.
+    let (on_a, on_b) = eventually(
+        Duration::from_secs(10),
+        || (inbound_calls(&a), inbound_calls(&b)),
+        |(x, y)| x + y >= 10,
+    );
     assert_eq!(on_a + on_b, 10);
     assert!(on_a >= 3 && on_b >= 3, "spread: {on_a} and {on_b}");
 

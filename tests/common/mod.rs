@@ -261,6 +261,24 @@ pub fn sipp_in(dir: &std::path::Path, args: &[&str], local_port: u16) -> std::pr
     child
 }
 
+/// Poll `read` until `done` holds of what it returns, or `within` passes; the last value.
+/// What a peer has seen (SIPp's 200 to its BYE) can be a moment ahead of what warmline has
+/// counted or stored: a test waits for the condition it asserts, never for a fixed sleep.
+pub fn eventually<T>(
+    within: Duration,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let v = read();
+        if done(&v) || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_ok(mut child: Child, what: &str) {
     let status = child.wait().unwrap();
     if !status.success() {
