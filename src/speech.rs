@@ -340,12 +340,15 @@ async fn pipeline(
             }
             Some(PipelineEvent::Turn(turn)) = guess_rx.recv() => listener.guessed(turn, &mut heard),
         }
+        // Per frame, the counter is touched only when a turn closed.
         let closed = listener.utterances();
-        plane
-            .counters
-            .utterances
-            .fetch_add(closed - counted, Ordering::Relaxed);
-        counted = closed;
+        if closed != counted {
+            plane
+                .counters
+                .utterances
+                .fetch_add(closed - counted, Ordering::Relaxed);
+            counted = closed;
+        }
         for h in heard.drain(..) {
             match h {
                 Heard::SpeechStarted { at_ms } => {

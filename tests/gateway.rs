@@ -186,6 +186,15 @@ fn sigterm_refuses_new_calls_then_byes_the_rest_and_exits() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// The binary's `command --config cfg`, run to its end.
+fn warmline_with(command: &str, cfg: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_warmline"))
+        .args([command, "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,11 +204,7 @@ fn check_config_names_file_line_and_key() {
         "[sip]\nmax_calls = 10\n\n[media]\nrtp_port_range = [30000, 100]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = warmline_with("check-config", &cfg);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -207,11 +212,7 @@ fn check_config_names_file_line_and_key() {
         "{err}"
     );
     std::fs::write(&cfg, "[sip]\nmax_calls = 10\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = warmline_with("check-config", &cfg);
     assert!(out.status.success());
 }
 
@@ -231,11 +232,7 @@ fn a_taken_sip_port_stops_the_start_and_port_zero_is_chosen_and_reported() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_warmline"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = warmline_with("run", &cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started on a taken port: {err}");
     assert!(
@@ -252,17 +249,12 @@ fn a_taken_sip_port_stops_the_start_and_port_zero_is_chosen_and_reported() {
         "UDP and TCP share the chosen port: {log}"
     );
     // It answers there.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let local = sock.local_addr().unwrap().port();
-    let options = format!(
-        "OPTIONS sip:warmline@127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-port0\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:warmline@127.0.0.1>\r\nCall-ID: port0@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        p = gw.sip
+    let reply = udp_request(
+        gw.sip,
+        &format!(
+            "OPTIONS sip:warmline@127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{{me}};branch=z9hG4bK-port0\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:warmline@127.0.0.1>\r\nCall-ID: port0@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            p = gw.sip
+        ),
     );
-    sock.send_to(options.as_bytes(), ("127.0.0.1", gw.sip))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let reply = String::from_utf8_lossy(&buf[..n]);
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
 }

@@ -341,6 +341,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 tap: listened,
                 outcome: None,
                 span: tracing::Span::current(),
+                invite: None,
             },
         );
         task.run().await;
@@ -495,9 +496,9 @@ pub(super) fn start_outbound(
                 tap: false,
                 outcome: Some(outcome_tx),
                 span: span.clone(),
+                invite: Some(placed.invite),
             },
         );
-        report_invite_result(placed.invite, task.events_of(Leg::Caller));
     }
     tracing::info!(parent: &span, to = %callee, "outbound call");
     tokio::spawn(async move { task.run().await }.instrument(span));
@@ -517,6 +518,8 @@ struct LegOpen {
     /// Where an API originate hears its outcome.
     outcome: Option<oneshot::Sender<OriginateOutcome>>,
     span: tracing::Span,
+    /// Our INVITE's final response, for a leg we placed.
+    invite: Option<tokio::task::JoinHandle<InviteResult>>,
 }
 
 /// What is I/O about one leg.
@@ -573,13 +576,6 @@ impl CallTask {
         }
     }
 
-    fn events_of(&self, leg: Leg) -> mpsc::UnboundedSender<CallEvent> {
-        match self.legs.get(&leg) {
-            Some(io) => io.events.clone(),
-            None => leg_events(&self.inbox_tx, leg),
-        }
-    }
-
     /// Register a leg with the gateway, join it to the media session and listen to it.
     fn open(&mut self, leg: Leg, o: LegOpen) {
         let Some((role, snapshot)) = self.call.leg(leg).map(|c| (c.role(), c.snapshot())) else {
@@ -587,6 +583,9 @@ impl CallTask {
         };
         let events = leg_events(&self.inbox_tx, leg);
         forward_states(&self.inbox_tx, leg, o.states);
+        if let Some(invite) = o.invite {
+            report_invite_result(invite, events.clone());
+        }
         let info = Arc::new(Mutex::new(CallInfo {
             id: o.call_id.clone(),
             role,
@@ -673,9 +672,9 @@ impl CallTask {
                         tap: false,
                         outcome: None,
                         span,
+                        invite: Some(placed.invite),
                     },
                 );
-                report_invite_result(placed.invite, self.events_of(leg));
             }
             Err(e) => {
                 tracing::warn!(?leg, target = %dial.target, error = %e, "call not placed");

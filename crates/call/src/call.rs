@@ -14,7 +14,9 @@
 //! same key.
 
 use crate::audit::Audit;
-use crate::controller::{CallAction, CallConfig, CallEvent, Controller, OriginateOutcome};
+use crate::controller::{
+    CallAction, CallConfig, CallEvent, Controller, EndReason, OriginateOutcome,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 use warmline_signaling::CodecName;
@@ -109,7 +111,7 @@ impl Call {
 
     /// An outbound call placed through the API, on [`Leg::Caller`]; the offer to send.
     pub fn outbound(now: Instant, cfg: CallConfig) -> (Self, String) {
-        let (ctl, offer) = outbound_leg(now, cfg);
+        let (ctl, offer) = Controller::dial(now, cfg);
         (Self::with_caller(ctl, CallSetup::default()), offer)
     }
 
@@ -149,7 +151,7 @@ impl Call {
         if !matches!(self.others.get(&leg), Some(LegState::Dialling)) {
             return None;
         }
-        let (ctl, offer) = outbound_leg(now, cfg);
+        let (ctl, offer) = Controller::dial(now, cfg);
         self.others.insert(leg, LegState::Open(Box::new(ctl)));
         // The caller may have ended while the driver was dialling.
         if self.caller.is_ended() {
@@ -399,10 +401,7 @@ impl Call {
                     .push_back((Leg::Caller, CallAction::Audit(audit)));
             }
             CallAction::Ended { reason } => {
-                self.actions
-                    .push_back((Leg::Caller, CallAction::Audit(Audit::End { reason })));
-                self.actions
-                    .push_back((Leg::Caller, CallAction::Ended { reason }));
+                self.ended(Leg::Caller, reason);
                 let legs: Vec<Leg> = self.others.keys().copied().collect();
                 for leg in legs {
                     self.tell(now, leg, CallEvent::Hangup);
@@ -410,6 +409,13 @@ impl Call {
             }
             other => self.actions.push_back((Leg::Caller, other)),
         }
+    }
+
+    /// A leg is over: its trail's last event, then its end.
+    fn ended(&mut self, leg: Leg, reason: EndReason) {
+        self.actions
+            .push_back((leg, CallAction::Audit(Audit::End { reason })));
+        self.actions.push_back((leg, CallAction::Ended { reason }));
     }
 
     fn route_leg_action(&mut self, now: Instant, leg: Leg, action: CallAction) {
@@ -420,17 +426,10 @@ impl Call {
                 self.leg_outcome(now, leg, outcome);
             }
             CallAction::Ended { reason } => {
-                let reason = *reason;
-                self.actions
-                    .push_back((leg, CallAction::Audit(Audit::End { reason })));
-                self.actions.push_back((leg, action));
+                self.ended(leg, *reason);
                 self.leg_ended(now, leg);
             }
             _ => self.actions.push_back((leg, action)),
         }
     }
-}
-
-fn outbound_leg(now: Instant, cfg: CallConfig) -> (Controller, String) {
-    Controller::dial(now, cfg)
 }

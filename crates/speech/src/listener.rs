@@ -121,15 +121,16 @@ impl Listener {
     pub fn endpoint(&mut self, pcm: &[i16], worker_free: bool, out: &mut Vec<Heard>) {
         self.audio_ms += FRAME_MS;
         self.endpointer.push(pcm, &mut self.vad);
-        let events = std::mem::take(&mut self.vad);
-        for ev in &events {
+        // Taken out and put back empty: its allocation is reused, and a closed turn's audio
+        // moves to the driver instead of being copied.
+        let mut events = std::mem::take(&mut self.vad);
+        for ev in events.drain(..) {
             match ev {
-                VadEvent::SpeechStart { at_ms } => out.push(Heard::SpeechStarted { at_ms: *at_ms }),
+                VadEvent::SpeechStart { at_ms } => out.push(Heard::SpeechStarted { at_ms }),
                 VadEvent::Utterance(u) => self.closed(u, out),
             }
         }
         self.vad = events;
-        self.vad.clear();
         // A pause inside a turn: recognise what was said so far, once per pause.
         // Checked every frame without copying the turn: only a new pause takes a snapshot.
         let paused = self
@@ -163,7 +164,7 @@ impl Listener {
     }
 
     /// The endpointer closed a turn.
-    fn closed(&mut self, u: &Utterance, out: &mut Vec<Heard>) {
+    fn closed(&mut self, u: Utterance, out: &mut Vec<Heard>) {
         self.utterances += 1;
         let prosody = self.prosody(u.start_ms, u.end_ms);
         // Already being recognised from the pause before this close: use it.
@@ -186,9 +187,9 @@ impl Listener {
             out.push(Heard::StopGuess);
         }
         out.push(Heard::Recognise {
-            utterance: u.clone(),
-            prosody,
             endpoint_ms: self.audio_ms.saturating_sub(u.end_ms),
+            utterance: u,
+            prosody,
         });
     }
 
