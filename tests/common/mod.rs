@@ -576,7 +576,14 @@ pub fn flow(pkts: &[Rtp], src: impl Fn(u16) -> bool, dst: u16) -> Vec<Rtp> {
 /// One SSRC, sequence +1 and timestamp +160 throughout, a marker on the first packet only.
 pub fn assert_one_continuous_stream(pkts: &[Rtp], what: &str) {
     assert!(!pkts.is_empty(), "{what}: no packets");
-    assert!(pkts[0].marker, "{what}: first packet carries the marker");
+    assert!(
+        pkts[0].marker,
+        "{what}: first packet carries the marker; the first: {:?}",
+        &pkts[..pkts.len().min(3)]
+            .iter()
+            .map(|p| (p.ssrc, p.seq, p.ts, p.marker, p.time))
+            .collect::<Vec<_>>()
+    );
     for w in pkts.windows(2) {
         assert_eq!(w[1].ssrc, w[0].ssrc, "{what}: one SSRC");
         assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "{what}: sequence");
