@@ -500,69 +500,68 @@ impl Capture {
         if let Ok(keep) = std::env::var("WARMLINE_KEEP_CAPTURE") {
             let _ = std::fs::copy(&self.file, keep);
         }
+        // Fields of the UDP layer only, the RTP header parsed here: Wireshark's dissectors
+        // are chosen by port first, and some claim a packet of a test's RTP flow by its
+        // bytes (the marked first packet of a stream was once taken by one and the flow
+        // seemed to start without its marker), so whether a datagram is RTP is decided
+        // below by RFC 3550's header, not by which dissector won.
         let out = Command::new("tshark")
             .arg("-r")
             .arg(&self.file)
-            // The RTP heuristic loses to port-registered dissectors: UDP 26000 (one of the
-            // test port bases) is Quake's, which hid whole flows. Forcing RTP on the whole
-            // range instead made the transcoding test flaky, so only Quake is turned off.
-            .args([
-                "-o",
-                "rtp.heuristic_rtp:TRUE",
-                "--disable-protocol",
-                "quake",
-            ])
-            .args(["-Y", "rtp", "-T", "fields"])
-            .args([
-                "-e",
-                "udp.srcport",
-                "-e",
-                "udp.dstport",
-                "-e",
-                "rtp.ssrc",
-                "-e",
-                "rtp.seq",
-            ])
-            .args([
-                "-e",
-                "rtp.timestamp",
-                "-e",
-                "rtp.marker",
-                "-e",
-                "rtp.p_type",
-                "-e",
-                "rtp.payload",
-                "-e",
-                "frame.time_epoch",
-            ])
+            .args(["-Y", "udp", "-T", "fields"])
+            .args(["-e", "udp.srcport", "-e", "udp.dstport"])
+            .args(["-e", "udp.payload", "-e", "frame.time_epoch"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
-                if f.len() < 9 {
+                if f.len() < 4 {
                     return None;
                 }
-                Some(Rtp {
-                    src: f[0].parse().ok()?,
-                    dst: f[1].parse().ok()?,
-                    ssrc: u32::from_str_radix(f[2].trim_start_matches("0x"), 16).ok()?,
-                    seq: f[3].parse().ok()?,
-                    ts: f[4].parse().ok()?,
-                    marker: f[5] == "1" || f[5] == "True",
-                    pt: f[6].parse().ok()?,
-                    // Plain hex on current tshark, colon-separated on older ones.
-                    payload: {
-                        let hex: String = f[7].chars().filter(|c| *c != ':').collect();
-                        (0..hex.len() / 2)
-                            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                            .collect()
-                    },
-                    time: f[8].trim().parse().ok()?,
-                })
+                // Plain hex on current tshark, colon-separated on older ones.
+                let hex: String = f[2].chars().filter(|c| *c != ':').collect();
+                let bytes: Vec<u8> = (0..hex.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                    .collect();
+                let mut rtp = Rtp::parse(&bytes)?;
+                rtp.src = f[0].parse().ok()?;
+                rtp.dst = f[1].parse().ok()?;
+                rtp.time = f[3].trim().parse().ok()?;
+                Some(rtp)
             })
             .collect()
+    }
+}
+
+impl Rtp {
+    /// An RTP packet's header and payload (RFC 3550 §5.1), or `None` for anything else
+    /// (RTCP, whose second byte reads as payload types 72–76, or a capture probe).
+    fn parse(b: &[u8]) -> Option<Rtp> {
+        if b.len() < 12 || b[0] >> 6 != 2 || (72..=76).contains(&(b[1] & 0x7f)) {
+            return None;
+        }
+        let mut start = 12 + 4 * usize::from(b[0] & 0x0f);
+        if b[0] & 0x10 != 0 {
+            let words = u16::from_be_bytes([*b.get(start + 2)?, *b.get(start + 3)?]);
+            start += 4 + 4 * usize::from(words);
+        }
+        let mut end = b.len();
+        if b[0] & 0x20 != 0 {
+            end = end.checked_sub(usize::from(*b.last()?))?;
+        }
+        Some(Rtp {
+            src: 0,
+            dst: 0,
+            ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+            seq: u16::from_be_bytes([b[2], b[3]]),
+            ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            marker: b[1] & 0x80 != 0,
+            pt: b[1] & 0x7f,
+            payload: b.get(start..end)?.to_vec(),
+            time: 0.0,
+        })
     }
 }
 
