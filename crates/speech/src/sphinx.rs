@@ -14,6 +14,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[repr(C)]
@@ -99,27 +100,6 @@ pub struct Sphinx {
     config: *mut CmdLn,
     has_grammar: bool,
     has_sentence_search: bool,
-    _kws_files: Vec<tempfile_path::TempPath>,
-}
-
-mod tempfile_path {
-    //! A keyword file that lives as long as the decoder that read it.
-    use std::path::{Path, PathBuf};
-
-    #[derive(Debug)]
-    pub struct TempPath(pub PathBuf);
-
-    impl TempPath {
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 }
 
 /// What to listen for.
@@ -213,7 +193,6 @@ impl Sphinx {
             config,
             has_grammar: false,
             has_sentence_search: false,
-            _kws_files: Vec::new(),
         };
         me.add_kws("kws", &setup.keyphrases)?;
         if !setup.sentence_phrases.is_empty() {
@@ -264,23 +243,23 @@ impl Sphinx {
         Ok(())
     }
 
-    /// A keyword search named `name` over `phrases` (each with its threshold), read from a
-    /// file that lives as long as the decoder.
+    /// A keyword search named `name` over `phrases` (each with its threshold). pocketsphinx
+    /// reads the list when the search is set, so the file is gone when this returns: a
+    /// decoder that never drops (a killed process) leaves nothing in the temp directory.
     fn add_kws(&mut self, name: &str, phrases: &[(String, f64)]) -> Result<(), SphinxError> {
-        let path = std::env::temp_dir().join(format!(
-            "warmline-kws-{}-{}-{name}.txt",
-            std::process::id(),
-            self.ps as usize
-        ));
-        let file = tempfile_path::TempPath(path);
         let list: String = phrases
             .iter()
             .map(|(p, t)| format!("{} /{t:e}/\n", p.to_lowercase()))
             .collect();
-        std::fs::write(file.path(), list).map_err(|_| SphinxError::Search("keyword"))?;
+        let mut file = tempfile::Builder::new()
+            .prefix("warmline-kws-")
+            .tempfile()
+            .map_err(|_| SphinxError::Search("keyword"))?;
+        file.write_all(list.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|_| SphinxError::Search("keyword"))?;
         let c_name = cstr(name)?;
         let c_file = cstr(&file.path().to_string_lossy())?;
-        self._kws_files.push(file);
         // SAFETY: ps is live; both strings are NUL-terminated and outlive the call.
         if unsafe { ps_set_kws(self.ps, c_name.as_ptr(), c_file.as_ptr()) } < 0 {
             return Err(SphinxError::Search("keyword"));
