@@ -1,15 +1,17 @@
 //! [`Controller`]: states, events, actions and timers of one call.
 
+mod conversation;
 mod dialog;
 mod packet;
 mod transfer;
 
 pub use transfer::{ACCEPT_WINDOW, TransferOutcome, TransferPhase};
 
-use crate::assistant::{Assistant, AssistantConfig, AssistantOutput};
+use crate::assistant::{Assistant, AssistantConfig};
 use crate::audit::{Audit, Reopening};
-use crate::brain::{BRAIN_SCHEMA, BrainReply, BrainRequest, DialogueLine};
+use crate::brain::{BrainReply, BrainRequest};
 use crate::context::ContextPacket;
+use conversation::{Conversation, Next};
 use dialog::Dialog;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -28,9 +30,6 @@ const POLICY_TICK: Duration = Duration::from_secs(1);
 
 /// Caller turns a controller keeps (the context packet needs the last 5–10).
 pub const MAX_TURNS: usize = 50;
-
-/// Dialogue lines (caller and assistant) sent to an external brain as history.
-const BRAIN_HISTORY: usize = 10;
 
 /// In which order a route's agents are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -555,22 +554,9 @@ pub struct Controller {
     caller_id: String,
     asserted_id: Option<String>,
     caller_name: Option<String>,
-    assistant: Option<Assistant>,
-    /// The assistant has spoken or heard a turn (so the greeting's end does not re-ask).
-    assistant_started: bool,
-    brain: bool,
+    /// The assistant's side of the call and what it learned.
+    conversation: Conversation,
     llm_briefing: bool,
-    brain_seq: u64,
-    /// Turns sent to the brain and not answered yet: (seq, text), for the fallback.
-    brain_pending: VecDeque<(u64, String)>,
-    /// The last lines of the dialogue, for the brain.
-    dialogue: VecDeque<DialogueLine>,
-    fields: BTreeMap<String, String>,
-    intent: Option<Intent>,
-    /// The caller's answer to "why are you calling", verbatim.
-    stated_reason: Option<String>,
-    /// A transfer was decided: the assistant stops talking.
-    escalated: bool,
     /// A transfer decided before the call was up (a `caller` rule fires at the answer):
     /// carried out once the greeting with its disclosure has played, or at once without one.
     deferred_transfer: Option<(Trigger, Briefing)>,
@@ -588,8 +574,6 @@ pub struct Controller {
     last_turn: Option<(Instant, u64)>,
     /// The last escalation acted on: its decision and briefing.
     escalation: Option<(Decision, Briefing)>,
-    /// The assistant's last prompts.
-    said: VecDeque<String>,
     /// The context packet of the transfer, once posted.
     context: Option<ContextPacket>,
     call_id: String,
@@ -642,20 +626,21 @@ impl Controller {
             playing: Vec::new(),
             turns: VecDeque::new(),
             policy: cfg.rules.map(Policy::new),
+            conversation: Conversation::new(
+                cfg.assistant,
+                cfg.brain,
+                conversation::Caller {
+                    call_id: cfg.call_id.clone(),
+                    number: warmline_policy::normalise_number(
+                        cfg.asserted_id.as_deref().unwrap_or(&cfg.caller_id),
+                    ),
+                    name: cfg.caller_name.clone(),
+                },
+            ),
             caller_id: cfg.caller_id,
             asserted_id: cfg.asserted_id,
             caller_name: cfg.caller_name,
-            assistant: cfg.assistant,
-            assistant_started: false,
-            brain: cfg.brain,
             llm_briefing: cfg.llm_briefing,
-            brain_seq: 0,
-            brain_pending: VecDeque::new(),
-            dialogue: VecDeque::new(),
-            fields: BTreeMap::new(),
-            intent: None,
-            stated_reason: None,
-            escalated: false,
             deferred_transfer: None,
             greeting_id: None,
             routes: cfg.routes,
@@ -668,7 +653,6 @@ impl Controller {
             triggers: Vec::new(),
             last_turn: None,
             escalation: None,
-            said: VecDeque::new(),
             context: None,
             call_id: cfg.call_id,
             public_url: cfg.public_url,
@@ -708,7 +692,7 @@ impl Controller {
     }
 
     pub fn fields(&self) -> &BTreeMap<String, String> {
-        &self.fields
+        self.conversation.fields()
     }
 
     /// The caller's number (digits, `+` kept; empty when the From user is not a number) and
@@ -771,12 +755,12 @@ impl Controller {
             caller_name: self.caller_name.as_deref(),
             caller_number: (!number.is_empty()).then_some(number.as_str()),
             turns: &turns,
-            fields: &self.fields,
+            fields: self.conversation.fields(),
             intent: self
-                .intent
-                .as_ref()
+                .conversation
+                .intent()
                 .map(|i| (i.text.as_str(), i.confidence)),
-            stated_reason: self.stated_reason.as_deref(),
+            stated_reason: self.conversation.stated_reason(),
         };
         let briefing = brief(&facts, &trigger, &template, &next_step);
         let decision = self.decide(now, &trigger.route);
@@ -822,8 +806,7 @@ impl Controller {
         ];
         match decision {
             Decision::Transfer => {
-                self.escalated = true;
-                self.brain_pending.clear();
+                self.conversation.hand_over();
                 // The prompt playing stops first: the decision is heard at once.
                 self.stop_prompts();
                 audits.into_iter().for_each(|a| self.audit(a));
@@ -841,11 +824,7 @@ impl Controller {
                 audits.into_iter().for_each(|a| self.audit(a));
                 let today = self.local_time(now, &trigger.route).map(|(d, _)| d);
                 let day = day_phrase(today, weekday);
-                if let Some(text) = self
-                    .assistant
-                    .as_ref()
-                    .map(|a| a.config().out_of_hours.clone())
-                {
+                if let Some(text) = self.conversation.out_of_hours() {
                     let text = text.replace("{day}", &day).replace("{time}", &at);
                     self.say(now, text);
                 }
@@ -943,21 +922,10 @@ impl Controller {
                     if let Some(t) = self.transfer.take() {
                         self.next_attempt = t.last_attempt();
                     }
-                    self.escalated = false;
+                    self.conversation.take_back();
                 }
             }
         }
-    }
-
-    fn remember_line(&mut self, role: &str, text: &str, at_ms: u64) {
-        if self.dialogue.len() == BRAIN_HISTORY {
-            self.dialogue.pop_front();
-        }
-        self.dialogue.push_back(DialogueLine {
-            role: role.into(),
-            text: text.into(),
-            at_ms,
-        });
     }
 
     /// Cut the prompts the caller may interrupt. Stopping playout clears the whole queue,
@@ -981,143 +949,58 @@ impl Controller {
     fn say_unbargeable(&mut self, now: Instant, text: String) -> u64 {
         let id = self.next_play_id;
         self.next_play_id += 1;
-        self.remember_line("assistant", &text, self.since_answer_ms(now));
-        if self.said.len() == LIVE_KEPT {
-            self.said.pop_front();
-        }
-        self.said.push_back(text.clone());
+        let at_ms = self.since_answer_ms(now);
+        self.conversation.spoke(&text, at_ms);
         self.actions.push_back(CallAction::Say { text, id });
         id
     }
 
     /// The assistant's first question, once the greeting is over.
     fn start_assistant(&mut self, now: Instant) {
-        if self.assistant_started || self.escalated || self.brain {
-            return;
-        }
-        let Some(a) = self.assistant.as_mut() else {
-            return;
-        };
-        self.assistant_started = true;
-        let out = a.start();
-        self.apply_builtin(now, out, 0.0);
+        let mut next = Vec::new();
+        self.conversation.start(&mut next);
+        self.converse(now, next);
     }
 
-    /// A caller turn for the assistant: to the brain when there is one, else the
-    /// built-in dialogue.
-    fn assistant_turn(&mut self, now: Instant, turn: &TranscriptTurn) {
-        if self.escalated || self.assistant.is_none() {
-            return;
-        }
-        self.assistant_started = true;
-        if self.brain {
-            self.brain_seq += 1;
-            let seq = self.brain_seq;
-            self.brain_pending.push_back((seq, turn.text.clone()));
-            let request = BrainRequest {
-                version: BRAIN_SCHEMA,
-                call_id: self.call_id.clone(),
-                seq,
-                caller: warmline_policy::normalise_number(
-                    self.asserted_id.as_deref().unwrap_or(&self.caller_id),
-                ),
-                caller_name: self.caller_name.clone(),
-                transcript: turn.text.clone(),
-                confidence: turn.confidence,
-                prosody: turn.prosody.clone(),
-                fields: self.fields.clone(),
-                history: self.dialogue.iter().cloned().collect(),
-            };
-            self.actions.push_back(CallAction::AskBrain {
-                request: Box::new(request),
-            });
-        } else {
-            self.builtin_turn(now, &turn.text, turn.confidence);
-        }
-    }
-
-    fn builtin_turn(&mut self, now: Instant, text: &str, confidence: f32) {
-        let Some(a) = self.assistant.as_mut() else {
-            return;
-        };
-        let out = a.on_turn(text);
-        self.apply_builtin(now, out, confidence);
-    }
-
-    fn apply_builtin(&mut self, now: Instant, out: Vec<AssistantOutput>, confidence: f32) {
-        for o in out {
-            // A transfer decided by one output silences the rest (a re-prompt after the
-            // failure that escalated).
-            if self.escalated {
-                return;
-            }
-            match o {
-                AssistantOutput::Say { text } => self.say(now, text),
-                AssistantOutput::Field { name, value } => {
-                    self.fields.insert(name, value);
+    /// Carry out what the conversation asks, in order. Once a step hands the call to a
+    /// person (a failure that escalated, the brain asking for one), the assistant's
+    /// remaining words are not said.
+    fn converse(&mut self, now: Instant, next: Vec<Next>) {
+        for n in next {
+            match n {
+                Next::Say(text) if !self.conversation.is_quiet() => self.say(now, text),
+                Next::Say(_) => {}
+                Next::Failed if !self.conversation.is_quiet() => {
+                    self.observe(now, &Observation::AssistantFailed)
                 }
-                AssistantOutput::Reason { text } => {
-                    // The built-in flow does not classify: the caller's words are kept as
-                    // their stated reason, not as an intent.
-                    if self.stated_reason.is_none() && confidence > 0.0 {
-                        self.stated_reason = Some(text);
-                    }
+                Next::Failed => {}
+                Next::Resolved => self.observe(now, &Observation::Resolved),
+                Next::AskBrain(request) => {
+                    self.actions.push_back(CallAction::AskBrain { request });
                 }
-                AssistantOutput::Failed { .. } => self.observe(now, &Observation::AssistantFailed),
-                AssistantOutput::Resolved => self.observe(now, &Observation::Resolved),
-            }
-        }
-    }
-
-    fn on_brain_reply(&mut self, now: Instant, seq: u64, reply: Option<Box<BrainReply>>) {
-        let Some(pos) = self.brain_pending.iter().position(|(s, _)| *s == seq) else {
-            return;
-        };
-        let (_, text) = self.brain_pending.remove(pos).unwrap_or_default();
-        // A reply to an older turn than the newest one answered says nothing stale.
-        let stale = self.brain_pending.iter().any(|(s, _)| *s < seq);
-        let Some(reply) = reply else {
-            if !stale {
-                self.builtin_turn(now, &text, 0.0);
-            }
-            return;
-        };
-        self.fields.extend(reply.fields);
-        if let Some(intent) = reply.intent {
-            self.intent = Some(Intent {
-                text: intent,
-                confidence: reply.confidence.unwrap_or(0.5).clamp(0.0, 1.0),
-                source: "brain".into(),
-            });
-        }
-        if let Some(t) = reply.transfer.filter(|_| !self.escalated) {
-            {
-                let route = t.route.unwrap_or_else(|| {
-                    self.policy
-                        .as_ref()
-                        .and_then(|p| p.rules().first())
-                        .map_or_else(|| "default".to_string(), |r| r.route.clone())
-                });
-                let trigger = Trigger {
-                    rule: "assistant".into(),
-                    kind: TriggerKind::Assistant,
-                    evidence: vec![t.reason],
-                    confidence: reply.confidence.unwrap_or(1.0).clamp(0.0, 1.0),
-                    at_ms: self.since_answer_ms(now),
-                    disposition: "transfer.assistant".into(),
+                Next::Transfer {
                     route,
-                };
-                self.escalate(now, trigger);
+                    reason,
+                    confidence,
+                } => {
+                    let route = route.unwrap_or_else(|| {
+                        self.policy
+                            .as_ref()
+                            .and_then(|p| p.rules().first())
+                            .map_or_else(|| "default".to_string(), |r| r.route.clone())
+                    });
+                    let trigger = Trigger {
+                        rule: "assistant".into(),
+                        kind: TriggerKind::Assistant,
+                        evidence: vec![reason],
+                        confidence,
+                        at_ms: self.since_answer_ms(now),
+                        disposition: "transfer.assistant".into(),
+                        route,
+                    };
+                    self.escalate(now, trigger);
+                }
             }
-        }
-        if let Some(say) = reply
-            .say
-            .filter(|s| !s.trim().is_empty() && !self.escalated && !stale)
-        {
-            self.say(now, say);
-        }
-        if reply.resolved {
-            self.observe(now, &Observation::Resolved);
         }
     }
 
@@ -1136,9 +1019,9 @@ impl Controller {
             remote_hold: self.dialog.remote_hold(),
             reinvite_pending: self.dialog.reinvite_pending(),
             media: self.dialog.negotiated().cloned(),
-            fields: self.fields.clone(),
-            intent: self.intent.clone(),
-            stated_reason: self.stated_reason.clone(),
+            fields: self.conversation.fields().clone(),
+            intent: self.conversation.intent().cloned(),
+            stated_reason: self.conversation.stated_reason().map(str::to_string),
             transfer: self.transfer.as_ref().and_then(|t| t.phase()),
             digits: self.digits.clone(),
             transcript: self
@@ -1150,7 +1033,7 @@ impl Controller {
             triggers: self.triggers.clone(),
             decision: self.escalation.as_ref().map(|(d, _)| d.clone()),
             briefing: self.escalation.as_ref().map(|(_, b)| b.clone()),
-            said: self.said.iter().cloned().collect(),
+            said: self.conversation.said().cloned().collect(),
             context: self.context.clone(),
         }
     }
@@ -1292,7 +1175,7 @@ impl Controller {
                     self.turns.pop_front();
                 }
                 let at_ms = self.since_answer_ms(now);
-                self.remember_line("caller", &turn.text, at_ms);
+                self.conversation.heard(&turn.text, at_ms);
                 self.turns.push_back((*turn).clone());
                 let evidence = turn
                     .prosody
@@ -1308,9 +1191,15 @@ impl Controller {
                         prosody_evidence: &evidence,
                     },
                 );
-                self.assistant_turn(now, &turn);
+                let mut next = Vec::new();
+                self.conversation.turn(&turn, &mut next);
+                self.converse(now, next);
             }
-            CallEvent::BrainReply { seq, reply } => self.on_brain_reply(now, seq, reply),
+            CallEvent::BrainReply { seq, reply } => {
+                let mut next = Vec::new();
+                self.conversation.brain_reply(seq, reply, &mut next);
+                self.converse(now, next);
+            }
             CallEvent::AgentOutcome { attempt, outcome } => {
                 self.transfer_step(now, |t, out| t.on_agent_outcome(now, attempt, outcome, out));
             }

@@ -70,14 +70,14 @@ impl Controller {
             },
             disposition: trigger.disposition.clone(),
             route: trigger.route.clone(),
-            intent: self.intent.as_ref().map(|i| PacketIntent {
+            intent: self.conversation.intent().map(|i| PacketIntent {
                 text: i.text.clone(),
                 confidence: i.confidence,
                 source: i.source.clone(),
             }),
             summary: briefing.summary.clone(),
             briefing: briefing.spoken.clone(),
-            fields: self.fields.clone(),
+            fields: self.conversation.fields().clone(),
             turns,
             prosody,
             policy_flags: self
