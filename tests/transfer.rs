@@ -175,6 +175,8 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
         Duration::ZERO,
     );
     let (busy_port, agent_port) = (free_port(), free_port());
+    // Round robin: the first transfer's turn is the first agent (so busy, then the
+    // second), and the hunt starts only once the driver has given the core its turn.
     let gw = Gw::start(
         "",
         &format!(
@@ -183,7 +185,8 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
              [assistant]\nwebhook_url = \"http://127.0.0.1:{}/turn\"\n\
              [crm]\nwebhook_url = \"http://127.0.0.1:{}/crm\"\nsecret = \"s3cret\"\n\
              [[routes]]\nname = \"default\"\nring_timeout_s = 8\n\
-             targets = [\"sip:busy@127.0.0.1:{busy_port}\", \"sip:agent@127.0.0.1:{agent_port}\"]\n",
+             targets = [\"sip:busy@127.0.0.1:{busy_port}\", \"sip:agent@127.0.0.1:{agent_port}\"]\n\
+             strategy = \"round_robin\"\n",
             brain.port, crm.port
         ),
     );
@@ -216,8 +219,10 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
             "call_start",
             "turn",
             "trigger",
-            "transfer_started",
+            // A round-robin hunt's order is known once the driver gives the turn, after
+            // the packet has gone to the CRM.
             "packet_posted",
+            "transfer_started",
             "agent_attempt",
             "agent_failed",
             "agent_attempt",
@@ -336,8 +341,12 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
     )
     .unwrap();
     let prompt = warmline_media::resample::Resampler::convert(prompt.rate, 8000, &prompt.pcm);
-    // It starts about 120 ms after the trigger (hold audio meanwhile); look up to 600 ms.
-    let (c, lag) = best_corr(&held, &prompt[..8000.min(prompt.len())], 4800);
+    // It starts about 120 ms after the trigger when the box is idle, later while the TTS
+    // competes for the cores (hold audio meanwhile, and no dead air: asserted below); so
+    // it is looked for over the first seconds of the hold. How soon it comes is a figure
+    // for the transfer bench, not a timed assertion here.
+    let head = &prompt[..4000.min(prompt.len())];
+    let (c, lag) = best_corr(&held, head, held.len().saturating_sub(head.len()));
     assert!(
         c > 0.8,
         "the caller hears the transition prompt: correlation {c:.2} at {} ms",

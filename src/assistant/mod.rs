@@ -11,8 +11,9 @@ pub use voice::{Rendering, Voice};
 
 use crate::config::{BrainSettings, Config};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use warmline_call::RoutePlan;
 use warmline_call::assistant::Assistant;
 use warmline_speech::Tts;
@@ -40,6 +41,9 @@ pub struct AssistantPlane {
     /// `[assistant] enabled = false`.
     pub dialogue: Option<Assistant>,
     pub routes: Arc<Vec<RoutePlan>>,
+    /// Each round-robin route's rotation, shared by every call: the core asks for a turn
+    /// (`AskRotation`) when a transfer starts hunting.
+    rotation: HashMap<String, AtomicUsize>,
     pub counters: AssistantCounters,
     tts: Arc<dyn Tts>,
     voice: String,
@@ -95,11 +99,15 @@ impl AssistantPlane {
                 strategy: r.strategy,
                 ring_timeout: r.ring_timeout,
                 confirm: r.confirm,
-                next_target: Default::default(),
             })
             .collect();
         Ok(Self {
             dialogue,
+            rotation: cfg
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), AtomicUsize::new(0)))
+                .collect(),
             routes: Arc::new(routes),
             counters: AssistantCounters::default(),
             tts,
@@ -107,6 +115,13 @@ impl AssistantPlane {
             brain,
             briefing,
         })
+    }
+
+    /// The next turn in `route`'s rotation.
+    pub fn rotation(&self, route: &str) -> usize {
+        self.rotation
+            .get(route)
+            .map_or(0, |n| n.fetch_add(1, Ordering::Relaxed))
     }
 
     pub fn has_brain(&self) -> bool {

@@ -1113,6 +1113,11 @@ impl CallTask {
                     None => voice.say(id, text),
                 }
             }
+            CallAction::AskRotation { route } => {
+                let position = self.gw.planes.assistant.rotation(&route);
+                self.call
+                    .handle(Instant::now(), leg, CallEvent::Rotation { position });
+            }
             CallAction::PrepareSpeech { text } => {
                 self.prepared = Some(self.gw.planes.assistant.prepare(text));
             }

@@ -16,7 +16,6 @@ use dialog::Dialog;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use transfer::{Ask, Transfer};
 use warmline_policy::briefing::{Briefing, CallFacts, brief};
@@ -37,7 +36,9 @@ pub const MAX_TURNS: usize = 50;
 pub enum HuntStrategy {
     /// Always from the first target.
     Sequential,
-    /// Each transfer starts one target further than the last (shared by every call).
+    /// Each transfer starts one target further than the last, across every call: the
+    /// position is the driver's, asked for with [`CallAction::AskRotation`] and given back
+    /// as [`CallEvent::Rotation`].
     RoundRobin,
 }
 
@@ -54,8 +55,6 @@ pub struct RoutePlan {
     pub ring_timeout: Duration,
     /// The agent presses 1 to take the call or 2 to pass it on, after the briefing.
     pub confirm: bool,
-    /// Round-robin position, shared by every call on this route.
-    pub next_target: Arc<AtomicUsize>,
 }
 
 impl RoutePlan {
@@ -70,7 +69,6 @@ impl RoutePlan {
             strategy: HuntStrategy::Sequential,
             ring_timeout: Duration::from_secs(20),
             confirm: false,
-            next_target: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -230,6 +228,11 @@ pub enum CallEvent {
     SendDtmf {
         digits: String,
     },
+    /// The answer to [`CallAction::AskRotation`]: this transfer's turn in the route's
+    /// rotation (a counter the driver keeps for every call; taken modulo the agents).
+    Rotation {
+        position: usize,
+    },
     /// Local command (B2BUA): the far end answered, answer the caller now.
     AnswerNow,
     /// Local command (B2BUA): the far end failed, refuse the caller with this status.
@@ -386,6 +389,11 @@ pub enum CallAction {
         attempt: u32,
         text: String,
         id: u64,
+    },
+    /// A round-robin transfer needs its turn in the route's rotation, shared by every
+    /// call: answer with [`CallEvent::Rotation`] (the hunt waits for it).
+    AskRotation {
+        route: String,
     },
     /// Join the caller's and the agent's media.
     BridgeAgent {
@@ -1208,6 +1216,9 @@ impl Controller {
             }
             CallEvent::AgentDtmf { attempt, digit } => {
                 self.transfer_step(now, |t, out| t.on_agent_dtmf(now, attempt, digit, out));
+            }
+            CallEvent::Rotation { position } => {
+                self.transfer_step(now, |t, out| t.on_rotation(now, position, out));
             }
             CallEvent::BriefingWritten { text } => {
                 self.transfer_step(now, |t, out| t.on_briefing_written(text, out));

@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use support::{Harness, answer_sdp, offer, route, says, transfer_config, turn_saying};
 use warmline_call::{
@@ -318,14 +316,26 @@ fn a_long_wait_gets_a_thanks_for_holding_and_the_agent_hanging_up_ends_the_call(
 
 #[test]
 fn round_robin_starts_each_transfer_one_agent_further() {
-    let shared = Arc::new(AtomicUsize::new(0));
+    // The rotation is the driver's, shared by every call: here, a counter.
+    let mut rotation = 0;
     let mut firsts = Vec::new();
     for _ in 0..3 {
         let mut r = route(&["sip:a1@127.0.0.1", "sip:a2@127.0.0.1"]);
         r.strategy = HuntStrategy::RoundRobin;
-        r.next_target = shared.clone();
         let mut h = answered(cfg(r));
-        firsts.push(ask_for_person(&mut h).1);
+        let acts = h.send(turn_saying("I want to speak to a human"));
+        // The caller is on hold and told at once; the hunt waits for its turn.
+        assert_eq!(reinvite_direction(&acts), Some("sendonly"));
+        assert!(dialed(&acts).is_none(), "{acts:?}");
+        assert!(acts.contains(&CallAction::AskRotation {
+            route: "default".into()
+        }));
+        let acts = h.send(CallEvent::Rotation { position: rotation });
+        rotation += 1;
+        assert_eq!(audits(&acts), ["transfer_started", "agent_attempt"]);
+        firsts.push(dialed(&acts).expect("an agent is dialed").1);
+        // A second answer (a confused driver) changes nothing.
+        assert!(h.send(CallEvent::Rotation { position: 7 }).is_empty());
     }
     assert_eq!(
         firsts,

@@ -17,7 +17,6 @@ use crate::assistant::AssistantConfig;
 use crate::audit::Audit;
 use crate::context::ContextPacket;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use warmline_policy::briefing::Briefing;
 use warmline_policy::{Trigger, TriggerKind};
@@ -137,6 +136,8 @@ pub(super) struct Transfer {
     /// Targets in hunt order, and the next one to try.
     order: Vec<String>,
     next: usize,
+    /// A round-robin hunt waits for its turn in the rotation before the first dial.
+    waiting_rotation: bool,
     attempt: Option<Attempt>,
     briefing: Briefing,
     started: Instant,
@@ -170,15 +171,16 @@ impl Transfer {
         s: Start,
         out: &mut Vec<Ask>,
     ) -> Option<Self> {
-        let mut order = route.targets.clone();
-        if route.strategy == HuntStrategy::RoundRobin && !order.is_empty() {
-            let start = route.next_target.fetch_add(1, Ordering::Relaxed) % order.len();
-            order.rotate_left(start);
+        let order = route.targets.clone();
+        // The hunt order of a round-robin route depends on the other calls: it is known
+        // when the driver answers with the rotation.
+        let rotating = route.strategy == HuntStrategy::RoundRobin && !order.is_empty();
+        if !rotating {
+            out.push(Ask::Act(CallAction::Audit(Audit::TransferStarted {
+                route: route.name.clone(),
+                targets: order.clone(),
+            })));
         }
-        out.push(Ask::Act(CallAction::Audit(Audit::TransferStarted {
-            route: route.name.clone(),
-            targets: order.clone(),
-        })));
         // The CRM gets the packet either way: with no agent to take the call it is what
         // the callback is made from.
         if s.llm_briefing && !route.targets.is_empty() {
@@ -198,6 +200,7 @@ impl Transfer {
             kind: trigger.kind,
             order,
             next: 0,
+            waiting_rotation: false,
             attempt: None,
             briefing,
             started: now,
@@ -222,10 +225,36 @@ impl Transfer {
                     &anchor_seconds(t.route.ring_timeout).to_string(),
                 ),
         ));
-        t.dial_next(now, out);
-        // After the dial, so the agent's INVITE is on its way before the render starts.
-        t.prepare_whisper(out);
+        if rotating {
+            t.waiting_rotation = true;
+            out.push(Ask::Act(CallAction::AskRotation {
+                route: t.route.name.clone(),
+            }));
+        } else {
+            t.hunt(now, out);
+        }
         Some(t)
+    }
+
+    /// This transfer's turn in a round-robin route's rotation: the hunt starts that many
+    /// agents along.
+    pub(super) fn on_rotation(&mut self, now: Instant, position: usize, out: &mut Vec<Ask>) {
+        if !std::mem::take(&mut self.waiting_rotation) || self.order.is_empty() {
+            return;
+        }
+        let start = position % self.order.len();
+        self.order.rotate_left(start);
+        out.push(Ask::Act(CallAction::Audit(Audit::TransferStarted {
+            route: self.route.name.clone(),
+            targets: self.order.clone(),
+        })));
+        self.hunt(now, out);
+    }
+
+    fn hunt(&mut self, now: Instant, out: &mut Vec<Ask>) {
+        self.dial_next(now, out);
+        // After the dial, so the agent's INVITE is on its way before the render starts.
+        self.prepare_whisper(out);
     }
 
     /// What the agent hears on answering: the briefing, and the accept prompt where the
