@@ -217,7 +217,7 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         tracing::info!(ms = g.duration_ms(), "greeting loaded");
     }
     for r in &cfg.routes {
-        tracing::info!(route = %r.name, timezone = %r.timezone, hours = ?r.hours, "route");
+        tracing::info!(route = %r.name, timezone = r.tz.iana_name().unwrap_or("system"), hours = ?r.hours, "route");
     }
     let plane = Arc::new(media::MediaPlane::new(&cfg, prompts, metrics.clone()));
     let store = store::StoreHandle::open(&cfg.store.path)

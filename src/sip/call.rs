@@ -71,7 +71,7 @@ fn body_text(body: &[u8]) -> Option<String> {
 }
 
 fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
-    let bridge = matches!(gw.cfg.route.mode, RouteMode::Bridge { .. });
+    let bridge = matches!(gw.cfg.route, RouteMode::Bridge { .. });
     CallConfig {
         local_media: LocalMedia {
             addr: gw.advertised(),
@@ -247,7 +247,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
             ),
             _ => None,
         });
-        let bridge_to = match &gw.cfg.route.mode {
+        let bridge_to = match &gw.cfg.route {
             RouteMode::Bridge { target } => Some(target.clone()),
             RouteMode::Assistant => None,
         };

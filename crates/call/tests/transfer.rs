@@ -316,10 +316,9 @@ fn a_long_wait_gets_a_thanks_for_holding_and_the_agent_hanging_up_ends_the_call(
 
 #[test]
 fn round_robin_starts_each_transfer_one_agent_further() {
-    // The rotation is the driver's, shared by every call: here, a counter.
-    let mut rotation = 0;
+    // The rotation is the driver's, shared by every call: here, the loop's count.
     let mut firsts = Vec::new();
-    for _ in 0..3 {
+    for rotation in 0..3 {
         let mut r = route(&["sip:a1@127.0.0.1", "sip:a2@127.0.0.1"]);
         r.strategy = HuntStrategy::RoundRobin;
         let mut h = answered(cfg(r));
@@ -331,7 +330,6 @@ fn round_robin_starts_each_transfer_one_agent_further() {
             route: "default".into()
         }));
         let acts = h.send(CallEvent::Rotation { position: rotation });
-        rotation += 1;
         assert_eq!(audits(&acts), ["transfer_started", "agent_attempt"]);
         firsts.push(dialed(&acts).expect("an agent is dialed").1);
         // A second answer (a confused driver) changes nothing.

@@ -1,0 +1,138 @@
+//! `[sip]`: where warmline listens, who may call it, and how it answers.
+
+use super::{ConfigError, Ctx, millis};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+impl fmt::Display for SipTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SipTransport::Udp => "udp",
+            SipTransport::Tcp => "tcp",
+        })
+    }
+}
+
+/// One `listen` entry: `udp:127.0.0.1:5060`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: SipTransport,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (transport, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` should look like udp:127.0.0.1:5060"))?;
+        let transport = match transport.to_ascii_lowercase().as_str() {
+            "udp" => SipTransport::Udp,
+            "tcp" => SipTransport::Tcp,
+            other => return Err(format!("transport `{other}` is not udp or tcp")),
+        };
+        let addr = addr
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("`{addr}` is not an ip:port"))?;
+        Ok(Listen { transport, addr })
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    pub listen: Vec<Listen>,
+    #[serde(deserialize_with = "public_addr")]
+    pub public_addr: Option<IpAddr>,
+    pub max_calls: usize,
+    #[serde(deserialize_with = "networks")]
+    pub allow_from: Vec<IpNet>,
+    #[serde(rename = "answer_after_ms", deserialize_with = "millis")]
+    pub answer_after: Duration,
+    pub retry_after_s: u32,
+    pub user_agent: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        let udp = |a: &str| Listen {
+            transport: SipTransport::Udp,
+            addr: a.parse().unwrap_or_else(|_| unreachable!()),
+        };
+        let l = udp("127.0.0.1:5060");
+        Self {
+            listen: vec![
+                l,
+                Listen {
+                    transport: SipTransport::Tcp,
+                    ..l
+                },
+            ],
+            public_addr: None,
+            max_calls: 1000,
+            allow_from: Vec::new(),
+            answer_after: Duration::ZERO,
+            retry_after_s: 5,
+            user_agent: concat!("warmline/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+impl SipConfig {
+    pub(super) fn validate(&self, cx: &Ctx) -> Result<(), ConfigError> {
+        let Some(first) = self.listen.first() else {
+            return Err(cx.err("sip.listen", "at least one listen address is needed".into()));
+        };
+        if self.public_addr.is_none() && first.addr.ip().is_unspecified() {
+            return Err(cx.err(
+                "sip.public_addr",
+                "listening on a wildcard address needs public_addr for SDP c= and Contact".into(),
+            ));
+        }
+        if self.max_calls == 0 {
+            return Err(cx.err("sip.max_calls", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An IP address, or nothing (unset or empty).
+fn public_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an IP address"))),
+    }
+}
+
+/// CIDRs, or bare addresses (a /32 or /128).
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a CIDR or an IP")))
+        })
+        .collect()
+}
