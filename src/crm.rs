@@ -8,21 +8,12 @@ use crate::store::{StoreHandle, now_ms};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use warmline_call::Audit;
 
 /// The longest the sender sleeps without looking at the outbox (a row written by another
 /// process, a clock step).
 const POLL: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Default, serde::Serialize)]
-pub struct CrmCounters {
-    pub delivered: AtomicU64,
-    pub failed_attempts: AtomicU64,
-    /// Sum of queue → acknowledged times of delivered packets, for the mean.
-    pub delivery_ms_total: AtomicU64,
-}
 
 /// `sha256=<hex>` of `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -44,7 +35,6 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 pub fn spawn(
     cfg: CrmConfig,
     store: Arc<StoreHandle>,
-    counters: Arc<CrmCounters>,
     metrics: Arc<crate::metrics::Metrics>,
     user_agent: String,
 ) -> anyhow::Result<()> {
@@ -84,13 +74,8 @@ pub fn spawn(
                     Ok(status) => {
                         store.delivered(row.id).await;
                         let waited = (now_ms() - row.next_at_ms).max(0);
-                        counters.delivered.fetch_add(1, Ordering::Relaxed);
                         metrics.crm_delivery.observe(waited as f64 / 1000.0);
-                        counters
-                            .delivery_ms_total
-                            .fetch_add(waited as u64, Ordering::Relaxed);
                         store.record(
-                            &metrics,
                             &row.call_id,
                             &Audit::PacketAcknowledged {
                                 status,
@@ -101,7 +86,6 @@ pub fn spawn(
                         tracing::info!(call_id = %row.call_id, delivery = row.id, attempts = row.attempts + 1, "context packet delivered");
                     }
                     Err(error) => {
-                        counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
                         metrics.crm_failed_attempts_total.inc();
                         let wait = warmline_store::backoff(row.attempts);
                         store
@@ -109,7 +93,6 @@ pub fn spawn(
                             .await;
                         if row.attempts == 0 {
                             store.record(
-                                &metrics,
                                 &row.call_id,
                                 &Audit::PacketDeliveryFailed {
                                     error: error.clone(),

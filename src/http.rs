@@ -13,7 +13,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use warmline_call::CallEvent;
 
@@ -217,29 +216,13 @@ async fn audit(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Respon
 
 async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
     let outbox_pending = gw.planes.store.read(|s| s.pending()).await.ok();
-    Json(json!({
-        "active_calls": gw.active_calls(),
-        "draining": gw.is_draining(),
-        "malformed_answered": gw.guard_stats.answered.load(Ordering::Relaxed),
-        "malformed_dropped": gw.guard_stats.dropped.load(Ordering::Relaxed),
-        "media": &gw.planes.media.counters,
-        "speech": gw.planes.speech.as_ref().map(|s| &s.counters),
-        "assistant": assistant_stats(&gw),
-        "crm": &*gw.planes.crm,
-        "store": &*gw.planes.store.counters,
-        "outbox_pending": outbox_pending,
-    }))
-}
-
-/// The assistant's counters, with the escalation and transfer figures from Prometheus.
-fn assistant_stats(gw: &Gateway) -> serde_json::Value {
-    let mut v = serde_json::to_value(&gw.planes.assistant.counters).unwrap_or_default();
-    if let (Some(obj), serde_json::Value::Object(t)) =
-        (v.as_object_mut(), gw.planes.metrics.transfer_stats())
-    {
-        obj.extend(t);
+    let mut v = gw.planes.metrics.stats(gw.planes.speech.is_some());
+    if let Some(o) = v.as_object_mut() {
+        o.insert("active_calls".into(), json!(gw.active_calls()));
+        o.insert("draining".into(), json!(gw.is_draining()));
+        o.insert("outbox_pending".into(), json!(outbox_pending));
     }
-    v
+    Json(v)
 }
 
 async fn list(State(gw): State<Arc<Gateway>>) -> Response {

@@ -211,8 +211,10 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         .context("starting the speech pipeline")?;
     let tts = Arc::new(warmline_speech::EspeakTts::new());
     let prompts = media::Prompts::load(&cfg, tts.as_ref()).context("loading prompts")?;
-    let assistant =
-        Arc::new(assistant::AssistantPlane::new(&cfg, tts).context("starting the assistant")?);
+    let assistant = Arc::new(
+        assistant::AssistantPlane::new(&cfg, tts, metrics.clone())
+            .context("starting the assistant")?,
+    );
     if let Some(g) = &prompts.greeting {
         tracing::info!(ms = g.duration_ms(), "greeting loaded");
     }
@@ -220,19 +222,17 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         tracing::info!(route = %r.name, timezone = r.tz.iana_name().unwrap_or("system"), hours = ?r.hours, "route");
     }
     let plane = Arc::new(media::MediaPlane::new(&cfg, prompts, metrics.clone()));
-    let store = store::StoreHandle::open(&cfg.store.path)
+    let store = store::StoreHandle::open(&cfg.store.path, metrics.clone())
         .with_context(|| format!("opening the store {}", cfg.store.path.display()))?;
     tracing::info!(path = %cfg.store.path.display(), retain_days = cfg.store.retain.map(|d| d.as_secs() / 86_400), "store open (SQLite WAL, synchronous=FULL)");
     if let Some(retain) = cfg.store.retain {
         store.spawn_retention(retain);
     }
-    let crm_counters = Arc::new(crm::CrmCounters::default());
     match &cfg.crm.webhook_url {
         Some(url) => {
             crm::spawn(
                 cfg.crm.clone(),
                 store.clone(),
-                crm_counters.clone(),
                 metrics.clone(),
                 cfg.sip.user_agent.clone(),
             )?;
@@ -249,7 +249,6 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
             speech,
             assistant,
             store,
-            crm: crm_counters,
             metrics,
         },
         cancel.clone(),

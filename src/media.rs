@@ -10,7 +10,6 @@ use crate::rtp_ports::RtpReservation;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,19 +29,6 @@ const RECORD_QUEUE: usize = 250;
 
 /// Datagrams handled per wake-up before the task yields to its timer and commands.
 const BURST: usize = 65;
-
-/// Gateway-wide media counters (also in `/v1/stats`).
-#[derive(Debug, Default, Serialize)]
-pub struct MediaCounters {
-    /// RTP datagrams in and out over every leg (RTCP not included).
-    pub rtp_in: AtomicU64,
-    pub rtp_out: AtomicU64,
-    pub tap_frames: AtomicU64,
-    pub tap_dropped: AtomicU64,
-    pub record_dropped: AtomicU64,
-    pub send_errors: AtomicU64,
-    pub rtp_timeouts: AtomicU64,
-}
 
 /// Prompts loaded once at start-up and shared by every call.
 #[derive(Debug, Clone)]
@@ -170,7 +156,6 @@ enum Command {
 #[derive(Debug)]
 pub struct MediaPlane {
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub counters: MediaCounters,
     pub prompts: Prompts,
     jitter: JitterSettings,
     rtp_timeout: Option<Duration>,
@@ -181,7 +166,6 @@ impl MediaPlane {
     pub fn new(cfg: &Config, prompts: Prompts, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Self {
             metrics,
-            counters: MediaCounters::default(),
             prompts,
             jitter: JitterSettings {
                 min_delay: cfg.media.jitter_min,
@@ -315,7 +299,7 @@ async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Comma
                     // Never read one the loop will not handle.
                     next = if k + 1 < BURST { try_recv_any(&legs, &mut buf) } else { None };
                 }
-                plane.counters.rtp_in.fetch_add(got, Ordering::Relaxed);
+                plane.metrics.rtp_in.inc_by(got);
             },
             () = &mut sleep => {
                 let now = Instant::now();
@@ -453,7 +437,7 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 };
                 let sock = if t.rtcp { &l.rtcp } else { &l.rtp };
                 if sock.try_send_to(&t.data, t.to).is_err() {
-                    plane.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    plane.metrics.rtp_send_errors.inc();
                 } else {
                     sent += u64::from(!t.rtcp);
                 }
@@ -464,10 +448,10 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 };
                 if let Some(tap) = &l.tap {
                     l.tap_frames += 1;
-                    plane.counters.tap_frames.fetch_add(1, Ordering::Relaxed);
+                    plane.metrics.tap_frames.inc();
                     if tap.try_send(pcm).is_err() {
                         l.tap_dropped += 1;
-                        plane.counters.tap_dropped.fetch_add(1, Ordering::Relaxed);
+                        plane.metrics.tap_dropped.inc();
                     }
                 }
             }
@@ -478,10 +462,7 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 if let Some(rec) = &l.recorder {
                     if rec.try_send((rate, pcm)).is_err() {
                         l.record_dropped += 1;
-                        plane
-                            .counters
-                            .record_dropped
-                            .fetch_add(1, Ordering::Relaxed);
+                        plane.metrics.record_dropped.inc();
                     }
                 }
             }
@@ -492,7 +473,7 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                     | MediaEvent::RtpTimeout { leg, .. } => *leg,
                 };
                 if matches!(ev, MediaEvent::RtpTimeout { .. }) {
-                    plane.counters.rtp_timeouts.fetch_add(1, Ordering::Relaxed);
+                    plane.metrics.rtp_timeouts.inc();
                 }
                 if let Some(l) = legs.iter().find(|l| l.id == leg) {
                     let _ = l.events.send(ev);
@@ -501,7 +482,7 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
         }
     }
     if sent > 0 {
-        plane.counters.rtp_out.fetch_add(sent, Ordering::Relaxed);
+        plane.metrics.rtp_out.inc_by(sent);
     }
 }
 

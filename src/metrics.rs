@@ -42,6 +42,33 @@ pub struct Metrics {
     pub crm_outbox_depth: IntGauge,
     pub crm_delivery: Histogram,
     pub crm_failed_attempts_total: IntCounter,
+    // The planes' own counters; `/v1/stats` shows them too, read from here.
+    /// RTP datagrams in and out over every leg (RTCP not included).
+    pub rtp_in: IntCounter,
+    pub rtp_out: IntCounter,
+    pub rtp_send_errors: IntCounter,
+    pub rtp_timeouts: IntCounter,
+    pub tap_frames: IntCounter,
+    pub tap_dropped: IntCounter,
+    pub record_dropped: IntCounter,
+    pub stt_utterances: IntCounter,
+    pub stt_errors: IntCounter,
+    pub store_audit_rows: IntCounter,
+    pub store_write_errors: IntCounter,
+    /// Datagrams the UDP guard kept from the stack: answered (400/505) or dropped.
+    pub sip_malformed_answered: IntCounter,
+    pub sip_malformed_dropped: IntCounter,
+    pub tts_prompts: IntCounter,
+    pub tts_errors: IntCounter,
+    pub brain_requests: IntCounter,
+    pub brain_ok: IntCounter,
+    pub brain_timeouts: IntCounter,
+    /// Refused connections, non-2xx answers and replies that were not the contract.
+    pub brain_errors: IntCounter,
+    /// Round trips of the brain's answered turns.
+    pub brain_round_trip: Histogram,
+    pub briefings_written: IntCounter,
+    pub briefings_failed: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -63,7 +90,69 @@ impl Metrics {
         let histogram = |name: &str, help: &str, b: &[f64]| {
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets(b)))
         };
+        let rtp_packets = counter_vec(
+            "rtp_packets_total",
+            "RTP datagrams over every leg, by direction (RTCP not included)",
+            &["direction"],
+        )?;
+        let sip_malformed = counter_vec(
+            "sip_malformed_total",
+            "Malformed SIP datagrams kept from the stack, answered (400/505) or dropped",
+            &["action"],
+        )?;
+        let brain_replies = counter_vec(
+            "brain_replies_total",
+            "Turns sent to the external brain, by result (ok, timeout, error)",
+            &["result"],
+        )?;
+        let briefings = counter_vec(
+            "briefings_total",
+            "Briefings asked of the language model, by result (written, failed)",
+            &["result"],
+        )?;
+        let counter = |name: &str, help: &str| IntCounter::new(name, help);
         let m = Self {
+            rtp_in: rtp_packets.with_label_values(&["in"]),
+            rtp_out: rtp_packets.with_label_values(&["out"]),
+            rtp_send_errors: counter("rtp_send_errors_total", "RTP datagrams the kernel refused")?,
+            rtp_timeouts: counter(
+                "rtp_timeouts_total",
+                "Calls ended because no RTP came for rtp_timeout_s",
+            )?,
+            tap_frames: counter(
+                "speech_tap_frames_total",
+                "20 ms frames handed to the speech pipelines",
+            )?,
+            tap_dropped: counter(
+                "speech_tap_dropped_total",
+                "Frames dropped because a call's speech pipeline was behind",
+            )?,
+            record_dropped: counter(
+                "recording_dropped_total",
+                "Frames dropped because the recording writer was behind",
+            )?,
+            stt_utterances: counter("stt_utterances_total", "Caller turns the VAD closed")?,
+            stt_errors: counter("stt_errors_total", "Recognitions that failed")?,
+            store_audit_rows: counter("store_audit_rows_total", "Audit events written")?,
+            store_write_errors: counter(
+                "store_write_errors_total",
+                "Store writes that failed (logged with what was lost)",
+            )?,
+            sip_malformed_answered: sip_malformed.with_label_values(&["answered"]),
+            sip_malformed_dropped: sip_malformed.with_label_values(&["dropped"]),
+            tts_prompts: counter("tts_prompts_total", "Prompts rendered and queued to play")?,
+            tts_errors: counter("tts_errors_total", "Prompts the TTS failed to render")?,
+            brain_requests: counter("brain_requests_total", "Turns sent to the external brain")?,
+            brain_ok: brain_replies.with_label_values(&["ok"]),
+            brain_timeouts: brain_replies.with_label_values(&["timeout"]),
+            brain_errors: brain_replies.with_label_values(&["error"]),
+            brain_round_trip: histogram(
+                "brain_round_trip_seconds",
+                "Turn sent to the brain's reply, for the turns it answered",
+                &[0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 3.0],
+            )?,
+            briefings_written: briefings.with_label_values(&["written"]),
+            briefings_failed: briefings.with_label_values(&["failed"]),
             calls_active: IntGauge::new("calls_active", "Calls in progress")?,
             calls_total: counter_vec(
                 "calls_total",
@@ -158,21 +247,81 @@ impl Metrics {
         r.register(Box::new(m.crm_outbox_depth.clone()))?;
         r.register(Box::new(m.crm_delivery.clone()))?;
         r.register(Box::new(m.crm_failed_attempts_total.clone()))?;
+        r.register(Box::new(rtp_packets))?;
+        r.register(Box::new(sip_malformed))?;
+        r.register(Box::new(brain_replies))?;
+        r.register(Box::new(briefings))?;
+        for c in [
+            &m.rtp_send_errors,
+            &m.rtp_timeouts,
+            &m.tap_frames,
+            &m.tap_dropped,
+            &m.record_dropped,
+            &m.stt_utterances,
+            &m.stt_errors,
+            &m.store_audit_rows,
+            &m.store_write_errors,
+            &m.tts_prompts,
+            &m.tts_errors,
+            &m.brain_requests,
+        ] {
+            r.register(Box::new(c.clone()))?;
+        }
+        r.register(Box::new(m.brain_round_trip.clone()))?;
         Ok(m)
     }
 
-    /// The escalation and transfer figures `/v1/stats` shows, read from the counters
-    /// `/metrics` exposes (one count, two views).
-    pub fn transfer_stats(&self) -> serde_json::Value {
+    /// The planes' figures as `/v1/stats` shows them, read from the series `/metrics`
+    /// exposes (one count, two views). `speech` is false when no pipeline runs.
+    pub fn stats(&self, speech: bool) -> serde_json::Value {
         let esc = &self.escalations_total;
         let tr = &self.transfers_total;
+        let ms = |h: &Histogram| (h.get_sample_sum() * 1000.0).round() as u64;
         serde_json::json!({
-            "escalations": counted(esc, None),
-            "transfers_decided": counted(esc, Some(("decision", "transfer"))),
-            "callbacks": counted(esc, Some(("decision", "callback"))),
-            "bridged": counted(tr, Some(("outcome", "bridged"))),
-            "abandoned": counted(tr, Some(("outcome", "abandoned"))),
-            "transfers_failed": counted(tr, Some(("outcome", "failed"))),
+            "malformed_answered": self.sip_malformed_answered.get(),
+            "malformed_dropped": self.sip_malformed_dropped.get(),
+            "media": {
+                "rtp_in": self.rtp_in.get(),
+                "rtp_out": self.rtp_out.get(),
+                "tap_frames": self.tap_frames.get(),
+                "tap_dropped": self.tap_dropped.get(),
+                "record_dropped": self.record_dropped.get(),
+                "send_errors": self.rtp_send_errors.get(),
+                "rtp_timeouts": self.rtp_timeouts.get(),
+            },
+            "speech": speech.then(|| serde_json::json!({
+                "utterances": self.stt_utterances.get(),
+                "dropped": self.stt_dropped_total.get(),
+                "recognized": self.stt_latency.get_sample_count(),
+                "errors": self.stt_errors.get(),
+                "latency_ms_total": ms(&self.stt_latency),
+            })),
+            "assistant": {
+                "says": self.tts_prompts.get(),
+                "tts_errors": self.tts_errors.get(),
+                "brain_requests": self.brain_requests.get(),
+                "brain_ok": self.brain_ok.get(),
+                "brain_timeouts": self.brain_timeouts.get(),
+                "brain_errors": self.brain_errors.get(),
+                "brain_ms_total": ms(&self.brain_round_trip),
+                "briefings_written": self.briefings_written.get(),
+                "briefings_failed": self.briefings_failed.get(),
+                "escalations": counted(esc, None),
+                "transfers_decided": counted(esc, Some(("decision", "transfer"))),
+                "callbacks": counted(esc, Some(("decision", "callback"))),
+                "bridged": counted(tr, Some(("outcome", "bridged"))),
+                "abandoned": counted(tr, Some(("outcome", "abandoned"))),
+                "transfers_failed": counted(tr, Some(("outcome", "failed"))),
+            },
+            "crm": {
+                "delivered": self.crm_delivery.get_sample_count(),
+                "failed_attempts": self.crm_failed_attempts_total.get(),
+                "delivery_ms_total": ms(&self.crm_delivery),
+            },
+            "store": {
+                "audit_rows": self.store_audit_rows.get(),
+                "write_errors": self.store_write_errors.get(),
+            },
         })
     }
 
@@ -267,7 +416,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_stats_view_of_transfers_is_the_prometheus_count() {
+    fn the_stats_view_is_the_prometheus_count() {
         let m = Metrics::new().unwrap();
         let esc = |kind, decision| {
             m.escalations_total
@@ -283,14 +432,27 @@ mod tests {
         m.transfers_total
             .with_label_values(&["explicit_request", "default", "abandoned"])
             .inc();
-        let v = m.transfer_stats();
+        m.rtp_in.inc_by(5);
+        m.stt_latency.observe(0.25);
+        m.stt_latency.observe(0.5);
+        let all = m.stats(true);
+        let v = &all["assistant"];
         assert_eq!(v["escalations"], 3);
         assert_eq!(v["transfers_decided"], 2);
         assert_eq!(v["callbacks"], 1);
         assert_eq!(v["bridged"], 1);
         assert_eq!(v["abandoned"], 1);
         assert_eq!(v["transfers_failed"], 0);
-        assert!(m.render().contains("warmline_escalations_total"));
+        assert_eq!(all["media"]["rtp_in"], 5);
+        assert_eq!(all["speech"]["recognized"], 2);
+        assert_eq!(all["speech"]["latency_ms_total"], 750);
+        assert!(m.stats(false)["speech"].is_null());
+        let text = m.render();
+        assert!(text.contains("warmline_escalations_total"));
+        assert!(
+            text.contains("warmline_rtp_packets_total{direction=\"in\"} 5"),
+            "{text}"
+        );
     }
 
     #[test]

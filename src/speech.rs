@@ -8,7 +8,6 @@
 //! waits on, and a full recognition queue drops the utterance (and counts it).
 
 use crate::config::{Config, RecognizerChoice};
-use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -23,17 +22,6 @@ use warmline_speech::{
 
 /// Frames the tap may hold for a call's pipeline: one second.
 pub const TAP_QUEUE: usize = 50;
-
-#[derive(Debug, Default, Serialize)]
-pub struct SpeechCounters {
-    pub utterances: AtomicU64,
-    /// Utterances dropped because every recognizer was busy and the queue was full.
-    pub dropped: AtomicU64,
-    pub recognized: AtomicU64,
-    pub errors: AtomicU64,
-    /// Sum of end-of-utterance → text, for the mean.
-    pub latency_ms_total: AtomicU64,
-}
 
 /// What a call's pipeline tells its call task.
 #[derive(Debug)]
@@ -59,7 +47,6 @@ struct Job {
 pub struct SpeechPlane {
     metrics: Arc<crate::metrics::Metrics>,
     pub recognizer: &'static str,
-    pub counters: SpeechCounters,
     jobs: std::sync::mpsc::SyncSender<Job>,
     endpoint: EndpointSettings,
     baseline: usize,
@@ -140,7 +127,6 @@ impl SpeechPlane {
         let plane = Arc::new(SpeechPlane {
             metrics,
             recognizer: recognizer.name(),
-            counters: SpeechCounters::default(),
             jobs,
             endpoint: EndpointSettings {
                 end_silence_ms: s.end_silence_ms,
@@ -203,7 +189,6 @@ impl SpeechPlane {
                         plane.busy.fetch_sub(1, Ordering::Relaxed);
                         match result {
                             Ok(r) => {
-                                plane.counters.recognized.fetch_add(1, Ordering::Relaxed);
                                 if let Some(c) = &r.check {
                                     tracing::debug!(heard = %r.free_text.as_deref().unwrap_or(&r.text), phrase = c.phrase.as_deref().unwrap_or(""), free_logprob = c.free_logprob, logprob = c.logprob, mean = c.mean, steps = c.steps, taken = c.taken, "expected phrases checked");
                                 }
@@ -214,10 +199,6 @@ impl SpeechPlane {
                                     .metrics
                                     .stt_latency
                                     .observe(latency_ms as f64 / 1000.0);
-                                plane
-                                    .counters
-                                    .latency_ms_total
-                                    .fetch_add(latency_ms, Ordering::Relaxed);
                                 let turn = TranscriptTurn {
                                     text: r.text,
                                     start_ms: job.start_ms,
@@ -240,7 +221,7 @@ impl SpeechPlane {
                                 );
                             }
                             Err(e) => {
-                                plane.counters.errors.fetch_add(1, Ordering::Relaxed);
+                                plane.metrics.stt_errors.inc();
                                 tracing::warn!(error = %e, "recognition failed");
                             }
                         }
@@ -343,10 +324,7 @@ async fn pipeline(
         // Per frame, the counter is touched only when a turn closed.
         let closed = listener.utterances();
         if closed != counted {
-            plane
-                .counters
-                .utterances
-                .fetch_add(closed - counted, Ordering::Relaxed);
+            plane.metrics.stt_utterances.inc_by(closed - counted);
             counted = closed;
         }
         for h in heard.drain(..) {
@@ -437,7 +415,6 @@ impl SpeechPlane {
         }
         self.busy.fetch_sub(1, Ordering::Relaxed);
         if !speculative {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             self.metrics.stt_dropped_total.inc();
             tracing::warn!(
                 start_ms,

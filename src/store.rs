@@ -2,18 +2,12 @@
 //! the order they were asked for, and no async thread ever waits on an fsync), and a reader
 //! connection serves the API and the CRM sender from blocking tasks.
 
+use crate::metrics::Metrics;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use warmline_call::Audit;
 use warmline_store::{Store, StoreError};
-
-#[derive(Debug, Default, serde::Serialize)]
-pub struct StoreCounters {
-    pub audit_rows: AtomicU64,
-    pub write_errors: AtomicU64,
-}
 
 enum Write {
     Audit {
@@ -54,7 +48,8 @@ pub struct StoreHandle {
     reader: Mutex<Store>,
     /// Woken when a packet is queued, so the CRM sender does not wait for its next poll.
     pub outbox_ready: Arc<Notify>,
-    pub counters: Arc<StoreCounters>,
+    /// Audit rows written and write errors are counted here; audits move the KPIs.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -69,14 +64,13 @@ pub fn now_ms() -> i64 {
 }
 
 impl StoreHandle {
-    pub fn open(path: &Path) -> Result<Arc<Self>, StoreError> {
+    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<Arc<Self>, StoreError> {
         let writer = Store::open(path)?;
         let reader = Store::open_reader(path)?;
         let (tx, rx) = std::sync::mpsc::channel::<Write>();
         let outbox_ready = Arc::new(Notify::new());
-        let counters = Arc::new(StoreCounters::default());
         let notify = outbox_ready.clone();
-        let c = counters.clone();
+        let m = metrics.clone();
         std::thread::Builder::new()
             .name("wl-store".into())
             .spawn(move || {
@@ -90,7 +84,7 @@ impl StoreHandle {
                         } => writer
                             .append_audit(&call_id, at_ms, &event, &detail)
                             .map(|_| {
-                                c.audit_rows.fetch_add(1, Ordering::Relaxed);
+                                m.store_audit_rows.inc();
                             }),
                         Write::Context {
                             call_id,
@@ -127,7 +121,7 @@ impl StoreHandle {
                         }
                     };
                     if let Err(e) = result {
-                        c.write_errors.fetch_add(1, Ordering::Relaxed);
+                        m.store_write_errors.inc();
                         tracing::error!(error = %e, "store write failed");
                     }
                 }
@@ -137,19 +131,19 @@ impl StoreHandle {
             tx,
             reader: Mutex::new(reader),
             outbox_ready,
-            counters,
+            metrics,
         }))
     }
 
     fn write(&self, w: Write) {
         if self.tx.send(w).is_err() {
-            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics.store_write_errors.inc();
         }
     }
 
     /// Put an event on a call's audit trail, and move the metrics that follow from it: the
     /// one place the trail is written.
-    pub fn record(&self, metrics: &crate::metrics::Metrics, call_id: &str, event: &Audit) {
+    pub fn record(&self, call_id: &str, event: &Audit) {
         let detail = event.detail();
         tracing::info!(event = event.code(), %detail, "audit");
         if let Audit::Trigger {
@@ -159,7 +153,7 @@ impl StoreHandle {
             ..
         } = event
         {
-            metrics
+            self.metrics
                 .escalations_total
                 .with_label_values(&[kind.as_str(), route.as_str(), decision.as_str()])
                 .inc();

@@ -6,7 +6,6 @@ use super::AssistantPlane;
 use crate::config::BrainKind;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -60,11 +59,11 @@ impl AssistantPlane {
                 });
                 match text {
                     Ok(text) => {
-                        plane.counters.briefings_written.fetch_add(1, Ordering::Relaxed);
+                        plane.metrics.briefings_written.inc();
                         let _ = reply_to.send(CallEvent::BriefingWritten { text });
                     }
                     Err(e) => {
-                        plane.counters.briefings_failed.fetch_add(1, Ordering::Relaxed);
+                        plane.metrics.briefings_failed.inc();
                         tracing::warn!(error = %e, "briefing not written by the model: the template one is used");
                     }
                 }
@@ -90,7 +89,7 @@ impl AssistantPlane {
         tokio::spawn(
             async move {
                 let seq = request.seq;
-                plane.counters.brain_requests.fetch_add(1, Ordering::Relaxed);
+                plane.metrics.brain_requests.inc();
                 let t = Instant::now();
                 let result = match &settings.kind {
                     BrainKind::Webhook => webhook(&client, &settings.url, &request).await,
@@ -98,19 +97,20 @@ impl AssistantPlane {
                         openai(&client, &settings.url, model, api_key.as_deref(), &request).await
                     }
                 };
-                let ms = t.elapsed().as_millis() as u64;
-                let c = &plane.counters;
+                let took = t.elapsed();
+                let ms = took.as_millis() as u64;
+                let m = &plane.metrics;
                 let reply = match result {
                     Ok(r) => {
-                        c.brain_ok.fetch_add(1, Ordering::Relaxed);
-                        c.brain_ms_total.fetch_add(ms, Ordering::Relaxed);
+                        m.brain_ok.inc();
+                        m.brain_round_trip.observe(took.as_secs_f64());
                         tracing::info!(seq, ms, say = ?r.say, transfer = ?r.transfer, "brain replied");
                         Some(Box::new(r))
                     }
                     Err(e) => {
                         match e {
-                            BrainError::Timeout => c.brain_timeouts.fetch_add(1, Ordering::Relaxed),
-                            _ => c.brain_errors.fetch_add(1, Ordering::Relaxed),
+                            BrainError::Timeout => m.brain_timeouts.inc(),
+                            _ => m.brain_errors.inc(),
                         };
                         tracing::warn!(seq, ms, error = %e, "brain failed: the built-in assistant takes this turn");
                         None

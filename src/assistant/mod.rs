@@ -10,30 +10,13 @@ mod voice;
 pub use voice::{Rendering, Voice};
 
 use crate::config::{BrainSettings, Config};
-use serde::Serialize;
+use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use warmline_call::RoutePlan;
 use warmline_call::assistant::Assistant;
 use warmline_speech::Tts;
-
-#[derive(Debug, Default, Serialize)]
-pub struct AssistantCounters {
-    /// Prompts spoken (TTS rendered and queued).
-    pub says: AtomicU64,
-    pub tts_errors: AtomicU64,
-    pub brain_requests: AtomicU64,
-    pub brain_ok: AtomicU64,
-    pub brain_timeouts: AtomicU64,
-    /// Refused connections, non-2xx answers and replies that were not the contract.
-    pub brain_errors: AtomicU64,
-    /// Sum of brain round trips that answered, for the mean.
-    pub brain_ms_total: AtomicU64,
-    /// Briefings written by the language model, and those that failed (template used).
-    pub briefings_written: AtomicU64,
-    pub briefings_failed: AtomicU64,
-}
 
 /// What every assistant-answered call shares.
 pub struct AssistantPlane {
@@ -44,7 +27,8 @@ pub struct AssistantPlane {
     /// Each round-robin route's rotation, shared by every call: the core asks for a turn
     /// (`AskRotation`) when a transfer starts hunting.
     rotation: HashMap<String, AtomicUsize>,
-    pub counters: AssistantCounters,
+    /// The prompts', the brain's and the briefing writer's counters live here.
+    pub metrics: Arc<Metrics>,
     tts: Arc<dyn Tts>,
     voice: String,
     brain: Option<(BrainSettings, reqwest::Client)>,
@@ -61,7 +45,7 @@ impl std::fmt::Debug for AssistantPlane {
 }
 
 impl AssistantPlane {
-    pub fn new(cfg: &Config, tts: Arc<dyn Tts>) -> anyhow::Result<Self> {
+    pub fn new(cfg: &Config, tts: Arc<dyn Tts>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let a = &cfg.assistant;
         let dialogue = if a.enabled {
             Some(Assistant::new(a.dialogue.clone())?)
@@ -109,7 +93,7 @@ impl AssistantPlane {
                 .map(|r| (r.name.clone(), AtomicUsize::new(0)))
                 .collect(),
             routes: Arc::new(routes),
-            counters: AssistantCounters::default(),
+            metrics,
             tts,
             voice: cfg.speech.tts_voice.clone(),
             brain,

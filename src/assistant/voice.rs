@@ -51,11 +51,11 @@ impl AssistantPlane {
                     }
                     match rendered {
                         Ok(Ok(clip)) => {
-                            plane.counters.says.fetch_add(1, Ordering::Relaxed);
+                            plane.metrics.tts_prompts.inc();
                             media.play(leg, id, clip);
                         }
                         other => {
-                            plane.counters.tts_errors.fetch_add(1, Ordering::Relaxed);
+                            plane.metrics.tts_errors.inc();
                             let error = match other {
                                 Ok(Err(e)) => e.to_string(),
                                 Err(e) => e.to_string(),

@@ -754,7 +754,7 @@ impl CallTask {
     fn record(&self, leg: Leg, event: &Audit) {
         if let Some(io) = self.legs.get(&leg) {
             let planes = &self.gw.planes;
-            planes.store.record(&planes.metrics, &io.call_id, event);
+            planes.store.record(&io.call_id, event);
         }
     }
 

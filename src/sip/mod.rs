@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use udp_guard::{GuardStats, GuardedUdp};
+use udp_guard::GuardedUdp;
 use warmline_call::{CallEvent, CallSnapshot, OriginateOutcome, Role};
 use warmline_signaling::{Admission, Verdict};
 
@@ -77,7 +77,6 @@ pub struct Gateway {
     draining: AtomicBool,
     ports: PortPool,
     calls: Mutex<HashMap<String, CallHandle>>,
-    pub guard_stats: Arc<GuardStats>,
     contact: Uri,
     advertised: IpAddr,
     pub planes: Planes,
@@ -89,7 +88,6 @@ pub struct Planes {
     pub speech: Option<Arc<crate::speech::SpeechPlane>>,
     pub assistant: Arc<crate::assistant::AssistantPlane>,
     pub store: Arc<crate::store::StoreHandle>,
-    pub crm: Arc<crate::crm::CrmCounters>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -123,7 +121,6 @@ impl Gateway {
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let advertised = cfg.advertised_ip();
-        let guard_stats = Arc::new(GuardStats::default());
         let transport_layer = TransportLayer::new(cancel.clone());
         // Port 0 asks the kernel for a port: it is bound and held here, and the config the
         // gateway runs on (Contact, Via, what `main` logs) names the port it got. Listeners
@@ -154,8 +151,7 @@ impl Gateway {
                 .map(|ip| SocketAddr::new(ip, l.addr.port()));
             match socket {
                 Bound::Udp(socket) => {
-                    let guarded =
-                        GuardedUdp::new(socket, guard_stats.clone(), planes.metrics.clone());
+                    let guarded = GuardedUdp::new(socket, planes.metrics.clone());
                     let conn = UdpConnection::from_socket(
                         Arc::new(guarded),
                         external,
@@ -204,7 +200,6 @@ impl Gateway {
             dialog_layer,
             draining: AtomicBool::new(false),
             calls: Mutex::new(HashMap::new()),
-            guard_stats,
             contact,
             advertised,
             planes,

@@ -7,35 +7,19 @@
 use rsipstack::platform::net::UdpSocket as PlatformUdpSocket;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use warmline_signaling::{Triage, triage};
-
-/// Counters of what the guard kept from the stack.
-#[derive(Debug, Default)]
-pub struct GuardStats {
-    pub answered: AtomicU64,
-    pub dropped: AtomicU64,
-}
 
 #[derive(Debug)]
 pub struct GuardedUdp {
     socket: tokio::net::UdpSocket,
-    stats: Arc<GuardStats>,
-    /// Every datagram in and out is counted here by its start line.
+    /// Every datagram in and out is counted here by its start line, and what the guard
+    /// kept from the stack.
     metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl GuardedUdp {
-    pub fn new(
-        socket: tokio::net::UdpSocket,
-        stats: Arc<GuardStats>,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> Self {
-        Self {
-            socket,
-            stats,
-            metrics,
-        }
+    pub fn new(socket: tokio::net::UdpSocket, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self { socket, metrics }
     }
 }
 
@@ -50,14 +34,14 @@ impl PlatformUdpSocket for GuardedUdp {
                     return Ok((len, src));
                 }
                 Triage::Reply { response, why } => {
-                    self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.sip_malformed_answered.inc();
                     tracing::warn!(%src, %why, "malformed SIP request answered");
                     if let Err(e) = self.socket.send_to(&response, src).await {
                         tracing::debug!(%src, error = %e, "could not answer malformed request");
                     }
                 }
                 Triage::Drop { why } => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.sip_malformed_dropped.inc();
                     tracing::warn!(%src, %why, "malformed SIP datagram dropped");
                 }
             }
