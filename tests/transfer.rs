@@ -219,10 +219,8 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
             "call_start",
             "turn",
             "trigger",
-            // A round-robin hunt's order is known once the driver gives the turn, after
-            // the packet has gone to the CRM.
-            "packet_posted",
             "transfer_started",
+            "packet_posted",
             "agent_attempt",
             "agent_failed",
             "agent_attempt",

@@ -9,7 +9,7 @@
 //! The codes are what `GET /api/calls/{id}/audit` and the CRM have always shown (`bridged`,
 //! `agent_failed`…): they are an interface, kept as they were.
 
-use crate::controller::EndReason;
+use crate::controller::{EndReason, HuntStrategy};
 use serde::{Deserialize, Serialize};
 use warmline_policy::TriggerKind;
 
@@ -73,8 +73,12 @@ pub enum Audit {
         to: String,
         reopens: Option<Reopening>,
     },
+    /// The hunt begins: the route's agents as configured. A sequential hunt tries them in
+    /// this order; a round-robin one starts at its turn in the rotation (each
+    /// `agent_attempt` names who was tried).
     TransferStarted {
         route: String,
+        strategy: HuntStrategy,
         targets: Vec<String>,
     },
     /// The context packet went to the CRM outbox (`url`), or is only stored (no CRM).
@@ -235,8 +239,13 @@ impl Audit {
                 to,
                 reopens: None,
             } => format!("route {route}: no agent available; callback to {to} promised"),
-            Audit::TransferStarted { route, targets } => format!(
-                "route {route}, {} target(s): {}",
+            Audit::TransferStarted {
+                route,
+                strategy,
+                targets,
+            } => format!(
+                "route {route} ({}), {} target(s): {}",
+                strategy.as_str(),
                 targets.len(),
                 targets.join(", ")
             ),

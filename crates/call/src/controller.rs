@@ -42,6 +42,15 @@ pub enum HuntStrategy {
     RoundRobin,
 }
 
+impl HuntStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuntStrategy::Sequential => "sequential",
+            HuntStrategy::RoundRobin => "round_robin",
+        }
+    }
+}
+
 /// An agent group: its agents, how they are hunted, and its business hours.
 #[derive(Debug, Clone)]
 pub struct RoutePlan {

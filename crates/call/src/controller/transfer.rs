@@ -175,12 +175,11 @@ impl Transfer {
         // The hunt order of a round-robin route depends on the other calls: it is known
         // when the driver answers with the rotation.
         let rotating = route.strategy == HuntStrategy::RoundRobin && !order.is_empty();
-        if !rotating {
-            out.push(Ask::Act(CallAction::Audit(Audit::TransferStarted {
-                route: route.name.clone(),
-                targets: order.clone(),
-            })));
-        }
+        out.push(Ask::Act(CallAction::Audit(Audit::TransferStarted {
+            route: route.name.clone(),
+            strategy: route.strategy,
+            targets: order.clone(),
+        })));
         // The CRM gets the packet either way: with no agent to take the call it is what
         // the callback is made from.
         if s.llm_briefing && !route.targets.is_empty() {
@@ -244,10 +243,6 @@ impl Transfer {
         }
         let start = position % self.order.len();
         self.order.rotate_left(start);
-        out.push(Ask::Act(CallAction::Audit(Audit::TransferStarted {
-            route: self.route.name.clone(),
-            targets: self.order.clone(),
-        })));
         self.hunt(now, out);
     }
 
