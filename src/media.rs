@@ -411,6 +411,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
         Command::RemoveLeg(id) => {
             report(session, legs);
             if let Some(stats) = session.stats(id) {
+                plane.metrics.rtp_strangers.inc_by(stats.strangers);
                 let expected = stats.packets_in as i64 + stats.lost.max(0);
                 if expected > 0 {
                     plane

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub rtp_out: IntCounter,
     pub rtp_send_errors: IntCounter,
     pub rtp_timeouts: IntCounter,
+    /// RTP and RTCP dropped because they came from an address that may not speak for the
+    /// party (counted when a leg ends).
+    pub rtp_strangers: IntCounter,
     pub tap_frames: IntCounter,
     pub tap_dropped: IntCounter,
     pub record_dropped: IntCounter,
@@ -118,6 +121,10 @@ impl Metrics {
             rtp_timeouts: counter(
                 "rtp_timeouts_total",
                 "Calls ended because no RTP came for rtp_timeout_s",
+            )?,
+            rtp_strangers: counter(
+                "rtp_strangers_dropped_total",
+                "RTP and RTCP from addresses that may not speak for the party, dropped",
             )?,
             tap_frames: counter(
                 "speech_tap_frames_total",
@@ -254,6 +261,7 @@ impl Metrics {
         for c in [
             &m.rtp_send_errors,
             &m.rtp_timeouts,
+            &m.rtp_strangers,
             &m.tap_frames,
             &m.tap_dropped,
             &m.record_dropped,
@@ -288,6 +296,7 @@ impl Metrics {
                 "record_dropped": self.record_dropped.get(),
                 "send_errors": self.rtp_send_errors.get(),
                 "rtp_timeouts": self.rtp_timeouts.get(),
+                "strangers_dropped": self.rtp_strangers.get(),
             },
             "speech": speech.then(|| serde_json::json!({
                 "utterances": self.stt_utterances.get(),

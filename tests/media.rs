@@ -319,3 +319,68 @@ fn bridge_gives_the_caller_the_far_ends_refusal_and_hangup() {
     wait_ok(caller, "caller gets the BYE the far end started");
     wait_ok(far, "far end's BYE answered");
 }
+
+/// The attack of issue 13: during a live call a stranger on another address floods the
+/// call's RTP port with audio and an RFC 4733 `0` (the default `dtmf` rule's digit). The
+/// call stays latched to the caller, nobody pressed 0, and the stranger's packets are
+/// dropped and counted.
+#[test]
+fn a_stranger_can_neither_take_over_the_media_nor_press_keys_for_the_caller() {
+    require_sipp();
+    let gw = Gw::start_with("", "", "[[routes]]\nname = \"default\"\n");
+    let mp = media_port();
+    let sipp = caller(&gw, "dtmf_pcmu.pcap", "0", 4000, mp);
+    let caller_addr = format!("127.0.0.1:{mp}");
+    let live = eventually(
+        Duration::from_secs(10),
+        || calls(&gw),
+        |c| c[0]["media"]["latched"] == caller_addr.as_str(),
+    );
+    assert_eq!(live[0]["media"]["latched"], caller_addr.as_str(), "{live}");
+    let port = live[0]["media"]["local_port"].as_u64().unwrap() as u16;
+    let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let mut sent = 0u64;
+    for seq in 0..2000u16 {
+        let (pt, payload): (u8, Vec<u8>) = if seq % 2 == 0 {
+            // Event 0, end bit, volume 10, duration 800.
+            (101, vec![0, 0x80 | 10, 0x03, 0x20])
+        } else {
+            (0, vec![0; 160])
+        };
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&0x0bad_f00d_u32.to_be_bytes());
+        p.extend_from_slice(&payload);
+        if stranger.send_to(&p, ("127.0.0.1", port)).is_ok() {
+            sent += 1;
+        }
+        if seq % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // The report refreshes about once a second: wait until it has seen the flood.
+    let live = eventually(
+        Duration::from_secs(5),
+        || calls(&gw),
+        |c| c[0]["media"]["strangers"].as_u64().unwrap_or(0) >= sent / 2,
+    );
+    let call = &live[0];
+    assert_eq!(call["media"]["latched"], caller_addr.as_str(), "{call}");
+    assert_eq!(call["media"]["relatched"], 0, "{call}");
+    assert!(
+        call["media"]["strangers"].as_u64().unwrap_or(0) >= sent / 2,
+        "{sent} sent: {call}"
+    );
+    assert!(
+        !call["digits"].as_str().unwrap_or("").contains('0'),
+        "{call}"
+    );
+    assert!(
+        call["triggers"]
+            .as_array()
+            .is_none_or(|t| t.iter().all(|t| t["kind"] != "dtmf")),
+        "{call}"
+    );
+    wait_ok(sipp, "the caller's call goes on to its end");
+}

@@ -57,6 +57,9 @@ pub struct LegStats {
     pub rtcp_out: u64,
     /// Packets dropped: wrong payload type or unparsable.
     pub rejected: u64,
+    /// RTP and RTCP dropped because they came from an address that may not speak for this
+    /// party (see [`Leg::receive`]), and packets of a source still on probation.
+    pub strangers: u64,
     pub relatched: u64,
     pub jitter_buffer: JitterStats,
     pub latched: Option<SocketAddr>,
@@ -123,6 +126,9 @@ pub struct Leg {
     rate: u32,
     latched: Option<SocketAddr>,
     latched_rtcp: Option<SocketAddr>,
+    /// A source being tried before it is latched: its address and SSRC, its last sequence
+    /// number, and how many packets it has sent in order.
+    probation: Option<(SocketAddr, u32, u16, u8)>,
     rx: RxState,
     tx: TxState,
     pub(crate) decoder: Option<Decoder>,
@@ -145,6 +151,10 @@ pub struct LegOptions {
 
 pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Packets in sequence (one SSRC) a source other than the SDP address must send before it
+/// is latched: RFC 3550's probation (MIN_SEQUENTIAL, A.1), one more for margin.
+pub const PROBATION: u8 = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LegError {
     #[error(transparent)]
@@ -158,6 +168,7 @@ impl Leg {
             rate: 8000,
             latched: None,
             latched_rtcp: None,
+            probation: None,
             rx: RxState::default(),
             tx: TxState {
                 ssrc: opts.ssrc,
@@ -209,6 +220,7 @@ impl Leg {
         if self.media.as_ref().and_then(|m| m.remote) != media.remote {
             self.latched = None;
             self.latched_rtcp = None;
+            self.probation = None;
         }
         self.media = Some(media);
         // The silence timer restarts with every renegotiation (resume from hold).
@@ -277,14 +289,9 @@ impl Leg {
             self.stats.rejected += 1;
             return None;
         }
-        // Symmetric RTP (RFC 4961): answer to where the packets come from, which is what
-        // gets through a NAT.
-        if self.latched != Some(from) {
-            if self.latched.is_some() {
-                self.stats.relatched += 1;
-            }
-            self.latched = Some(from);
-            self.stats.latched = Some(from);
+        if !self.admit(from, &header, media.remote) {
+            self.stats.strangers += 1;
+            return None;
         }
         self.account(now, &header, data.len());
         Some(if is_audio {
@@ -294,6 +301,56 @@ impl Leg {
         } else {
             Inbound::Ignored
         })
+    }
+
+    /// Whether a packet from `from` speaks for this party, latching its source when it
+    /// may (symmetric RTP, RFC 4961: we answer where the packets come from, which is what
+    /// gets through a NAT).
+    ///
+    /// The SDP address is trusted at once. Any other source must send [`PROBATION`]
+    /// packets in sequence first, and once a source is latched only one on the same host
+    /// as it or as the SDP address may take over (a NAT rebinding a port). A stranger
+    /// elsewhere can then neither steer our audio to itself nor inject audio or DTMF,
+    /// however fast it sends; a phone that really moves says so with a re-INVITE, which
+    /// starts the learning over.
+    fn admit(&mut self, from: SocketAddr, h: &Header, sdp: Option<SocketAddr>) -> bool {
+        if self.latched == Some(from) {
+            return true;
+        }
+        if self.latched.is_none() && sdp == Some(from) {
+            self.latch(from);
+            return true;
+        }
+        let related = |a: Option<SocketAddr>| a.is_some_and(|a| a.ip() == from.ip());
+        if self.latched.is_some() && !related(self.latched) && !related(sdp) {
+            return false;
+        }
+        let in_order = match self.probation {
+            Some((addr, ssrc, last, n)) if addr == from && ssrc == h.ssrc => {
+                (h.sequence_number == last.wrapping_add(1)).then_some(n + 1)
+            }
+            _ => None,
+        };
+        let n = in_order.unwrap_or(1);
+        if n >= PROBATION {
+            self.probation = None;
+            self.latch(from);
+            return true;
+        }
+        self.probation = Some((from, h.ssrc, h.sequence_number, n));
+        false
+    }
+
+    fn latch(&mut self, from: SocketAddr) {
+        if self.latched.is_some() {
+            self.stats.relatched += 1;
+        }
+        self.latched = Some(from);
+        self.stats.latched = Some(from);
+        // RTCP follows its RTP: a report from elsewhere is not this party's.
+        if self.latched_rtcp.is_some_and(|r| r.ip() != from.ip()) {
+            self.latched_rtcp = None;
+        }
     }
 
     fn account(&mut self, now: Instant, h: &Header, len: usize) {
@@ -348,8 +405,17 @@ impl Leg {
         self.stats.jitter_ms = rx.jitter * 1000.0 / f64::from(self.rate);
     }
 
-    /// RTCP from the peer: remember its address and the last SR for our reports.
+    /// RTCP from the peer: remember its address and the last SR for our reports. Only the
+    /// host the RTP is latched to (or, before that, the SDP address's host) is heard.
     pub fn receive_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let host = self
+            .latched
+            .or_else(|| self.media.as_ref().and_then(|m| m.remote))
+            .map(|a| a.ip());
+        if host != Some(from.ip()) {
+            self.stats.strangers += 1;
+            return;
+        }
         let mut bytes = Bytes::copy_from_slice(data);
         let Ok(packets) = rtcp::packet::unmarshal(&mut bytes) else {
             self.stats.rejected += 1;

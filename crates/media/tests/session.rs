@@ -333,13 +333,113 @@ fn symmetric_rtp_answers_where_packets_come_from() {
     r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
     r.s.hold(CALLER, Some(Clip::new(8000, vec![1; 800])));
     r.run_ms(40);
+    // A NAT: the packets come from elsewhere than the SDP says. After three in sequence
+    // (probation), they are answered there.
     let nat = SocketAddr::from(([127, 0, 0, 9], 40000));
-    r.rtp(CALLER, nat, &packet(0, 1, 1, 77, true, &[0xff; 160]));
+    for k in 0..3 {
+        r.rtp(
+            CALLER,
+            nat,
+            &packet(0, 1 + k, 160 * u32::from(k), 77, k == 0, &[0xff; 160]),
+        );
+        assert_eq!(r.s.stats(CALLER).unwrap().latched.is_some(), k == 2);
+    }
     r.run_ms(40);
     let out = r.rtp_to(CALLER);
     assert_eq!(out[0].2, addr(7000));
     assert_eq!(out.last().unwrap().2, nat);
-    assert_eq!(r.s.stats(CALLER).unwrap().latched, Some(nat));
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!(st.latched, Some(nat));
+    assert_eq!((st.packets_in, st.strangers), (1, 2));
+    // The NAT rebinds the port: the same host may take over, after its own probation.
+    let rebound = SocketAddr::from(([127, 0, 0, 9], 40002));
+    for k in 0..3 {
+        r.rtp(
+            CALLER,
+            rebound,
+            &packet(0, 4 + k, 480 + 160 * u32::from(k), 77, false, &[0xff; 160]),
+        );
+    }
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!((st.latched, st.relatched), (Some(rebound), 1));
+}
+
+#[test]
+fn a_stranger_can_neither_take_the_media_nor_press_keys_however_fast_it_sends() {
+    let mut r = Run::new();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
+    r.s.set_tap(CALLER, true);
+    let stranger = SocketAddr::from(([127, 0, 0, 2], 41000));
+    let mut seq = 0u16;
+    for frame in 0..50u16 {
+        // The caller talks from its SDP address, one packet per 20 ms...
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(
+                0,
+                frame,
+                160 * u32::from(frame),
+                5,
+                frame == 0,
+                &[0x7f; 160],
+            ),
+        );
+        // ...while the stranger sends twenty in order, audio and a DTMF 0, every 20 ms.
+        for _ in 0..20 {
+            seq = seq.wrapping_add(1);
+            let dtmf = EventPayload {
+                event: 0,
+                end: true,
+                volume: 10,
+                duration: 800,
+            };
+            let data = if seq % 2 == 0 {
+                packet(101, seq, 99, 666, false, &dtmf.to_bytes())
+            } else {
+                packet(0, seq, 160 * u32::from(seq), 666, false, &[0x00; 160])
+            };
+            r.rtp(CALLER, stranger, &data);
+        }
+        r.s.handle_rtcp(r.now, CALLER, stranger, &[0x80, 201, 0, 1, 0, 0, 0, 9]);
+        r.run_ms(20);
+    }
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!(st.latched, Some(addr(7000)));
+    assert_eq!(st.relatched, 0);
+    assert_eq!(st.strangers, 1000 + 50);
+    assert_eq!(st.packets_in, 50);
+    assert_eq!(st.rtcp_in, 0);
+    assert!(
+        !r.events
+            .iter()
+            .any(|e| matches!(e, MediaEvent::Dtmf { .. })),
+        "{:?}",
+        r.events
+    );
+    assert!(r.rtp_to(CALLER).iter().all(|p| p.2 == addr(7000)));
+}
+
+#[test]
+fn a_new_address_in_sdp_starts_the_learning_over() {
+    let mut r = Run::new();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
+    r.rtp(CALLER, addr(7000), &packet(0, 1, 0, 5, true, &[0xff; 160]));
+    assert_eq!(r.s.stats(CALLER).unwrap().latched, Some(addr(7000)));
+    // A re-INVITE moves the media to another host: it is trusted at once, the old one
+    // is now a stranger.
+    let moved = SocketAddr::from(([127, 0, 0, 3], 9000));
+    let mut m = media(CodecName::Pcmu, 7000);
+    m.remote = Some(moved);
+    r.s.configure(r.now, CALLER, m).unwrap();
+    r.rtp(
+        CALLER,
+        addr(7000),
+        &packet(0, 2, 160, 5, false, &[0xff; 160]),
+    );
+    r.rtp(CALLER, moved, &packet(0, 1, 0, 6, true, &[0xff; 160]));
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!(st.latched, Some(moved));
 }
 
 #[test]
