@@ -137,11 +137,14 @@ pub struct NewLeg {
     pub report: ReportSink,
     /// Recording file name stem (the call id), when recording is on.
     pub record_as: Option<String>,
+    /// Send nothing until [`MediaHandle::confirm`] or the peer's first packet.
+    pub await_peer: bool,
 }
 
 enum Command {
     AddLeg(Box<NewLeg>),
     Configure(LegId, LegMedia),
+    Confirm(LegId),
     Play(LegId, u64, Clip),
     StopPlayout(LegId),
     Hold(LegId, Option<Clip>),
@@ -212,6 +215,10 @@ impl MediaHandle {
     }
     pub fn configure(&self, id: LegId, media: LegMedia) {
         self.send(Command::Configure(id, media));
+    }
+    /// The leg's dialog is confirmed: its SDP address may be sent to.
+    pub fn confirm(&self, id: LegId) {
+        self.send(Command::Confirm(id));
     }
     pub fn play(&self, id: LegId, play_id: u64, clip: Clip) {
         self.send(Command::Play(id, play_id, clip));
@@ -343,6 +350,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                 events,
                 report,
                 record_as,
+                await_peer,
             } = *new;
             let local_port = sockets.port();
             let (rtp, rtcp) = match (socket(sockets.rtp), socket(sockets.rtcp)) {
@@ -360,6 +368,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                         initial_seq: rand::random(),
                         initial_ts: rand::random(),
                         jitter: plane.jitter,
+                        await_peer,
                     },
                     tap: tap.is_some(),
                     record: record_as.is_some() && plane.record_dir.is_some(),
@@ -393,6 +402,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                 tracing::error!(leg = id, error = %e, "codec could not be set up");
             }
         }
+        Command::Confirm(id) => session.confirm(id),
         Command::Play(id, play_id, clip) => session.play(id, play_id, clip),
         Command::StopPlayout(id) => session.stop_playout(id),
         Command::Hold(id, music) => session.hold(id, music),

@@ -258,3 +258,111 @@ fn a_taken_sip_port_stops_the_start_and_port_zero_is_chosen_and_reported() {
     );
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
 }
+
+/// Media aimed where no phone listens is refused, and an INVITE's SDP is a claim that the
+/// ACK proves: until it comes, nothing goes to the address it names (one unACKed INVITE
+/// once bought 52 KB of greeting for someone else's address).
+#[test]
+fn media_cannot_be_aimed_at_someone_else() {
+    let gw = Gw::start_with("", "", "[[routes]]\nname = \"default\"\n");
+    for (c, port) in [
+        ("224.0.0.1", 9000),
+        ("255.255.255.255", 9000),
+        ("127.0.0.1", 1),
+    ] {
+        let text = invite(
+            &format!("aim-{c}-{port}"),
+            &format!("m=audio {port} RTP/AVP 0"),
+            "a=rtpmap:0 PCMU/8000\r\n",
+        )
+        .replace("c=IN IP4 127.0.0.1", &format!("c=IN IP4 {c}"));
+        let resp = udp_request(gw.sip, &text);
+        assert!(
+            resp.starts_with("SIP/2.0 488") && resp.contains("Warning: 301"),
+            "{c}:{port}: {resp}"
+        );
+    }
+
+    let victim = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+    let vport = victim.local_addr().unwrap().port();
+    victim
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let caller = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = caller.local_addr().unwrap().port();
+    let call_id = "aim-victim";
+    let text = invite(
+        call_id,
+        &format!("m=audio {vport} RTP/AVP 0"),
+        "a=rtpmap:0 PCMU/8000\r\n",
+    )
+    .replace("c=IN IP4 127.0.0.1", "c=IN IP4 127.0.0.3")
+    .replace("{me}", &me.to_string());
+    caller
+        .send_to(text.as_bytes(), ("127.0.0.1", gw.sip))
+        .unwrap();
+    let mut buf = [0u8; 8192];
+    let ok = loop {
+        let (n, _) = caller.recv_from(&mut buf).expect("a response");
+        let r = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !r.starts_with("SIP/2.0 1") {
+            break r;
+        }
+    };
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // Answered and not ACKed: the greeting would be playing now. Watch for two seconds
+    // of it (a window: what is asserted is that nothing happens).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = victim.recv_from(&mut buf) {
+            panic!("{n} bytes from {from} reached an address nobody proved");
+        }
+    }
+    let live = eventually(
+        Duration::from_secs(5),
+        || calls(&gw),
+        |c| !c[0]["media"].is_null(),
+    );
+    assert_eq!(live[0]["media"]["packets_out"], 0, "{live}");
+    // The ACK proves the dialog: now the greeting goes where the SDP said, from its start.
+    let header = |name: &str| {
+        ok.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+            .map(|l| l[name.len() + 1..].trim().to_string())
+            .unwrap_or_default()
+    };
+    let contact = header("contact");
+    let uri = contact
+        .trim_start_matches('<')
+        .split(['>', ';'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let ack = format!(
+        "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-ack-{call_id}\r\nFrom: <sip:t@127.0.0.1>;tag=t1\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        header("to")
+    );
+    caller
+        .send_to(ack.as_bytes(), ("127.0.0.1", gw.sip))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        if let Ok((n, _)) = victim.recv_from(&mut buf) {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no greeting after the ACK: {}",
+            calls(&gw)
+        );
+    };
+    assert_eq!(got, 12 + 160, "an RTP packet of PCMU");
+    assert_eq!(
+        buf[1] & 0x80,
+        0x80,
+        "the greeting's first packet, with its marker"
+    );
+}

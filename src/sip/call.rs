@@ -620,6 +620,9 @@ impl CallTask {
                 i.media = Some(r.clone())
             }),
             record_as: self.gw.planes.media.recording().then(|| o.call_id.clone()),
+            // A caller's SDP address is only a claim until the ACK comes back: nothing is
+            // sent there before (an unACKed INVITE must not aim our audio at anyone).
+            await_peer: role == Role::Inbound,
         });
         self.legs.insert(
             leg,
@@ -888,7 +891,10 @@ impl CallTask {
             .leg(leg)
             .is_some_and(|c| c.role() == Role::Outbound);
         let event = match state {
-            DialogState::Confirmed(..) => CallEvent::Ack,
+            DialogState::Confirmed(..) => {
+                self.media.confirm(media_leg(leg));
+                CallEvent::Ack
+            }
             DialogState::Early(_, resp) => CallEvent::Progress {
                 status: resp.status_code.code(),
             },

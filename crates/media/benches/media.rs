@@ -88,6 +88,7 @@ fn relay(c: &mut Criterion) {
             initial_seq: 1,
             initial_ts: 1,
             jitter: JitterSettings::default(),
+            await_peer: false,
         },
         tap: false,
         record: false,

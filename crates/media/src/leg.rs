@@ -137,6 +137,8 @@ pub struct Leg {
     jitter_settings: JitterSettings,
     configured_at: Option<Instant>,
     next_rtcp: Option<Instant>,
+    /// The peer's address is proven (see [`LegOptions::await_peer`]).
+    proven: bool,
     pub(crate) stats: LegStats,
 }
 
@@ -147,6 +149,11 @@ pub struct LegOptions {
     pub initial_seq: u16,
     pub initial_ts: u32,
     pub jitter: JitterSettings,
+    /// Send nothing until the peer has proven its address: its first admitted packet, or
+    /// [`Leg::confirm`] (the driver's word that the dialog is confirmed, i.e. the ACK
+    /// came). For inbound calls: an unACKed INVITE whose SDP names someone else's
+    /// address must not get them a greeting.
+    pub await_peer: bool,
 }
 
 pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -185,6 +192,7 @@ impl Leg {
             jitter_settings: opts.jitter,
             configured_at: None,
             next_rtcp: None,
+            proven: !opts.await_peer,
             stats: LegStats::default(),
         }
     }
@@ -245,7 +253,19 @@ impl Leg {
     }
 
     pub fn sends(&self) -> bool {
-        self.media.as_ref().is_some_and(|m| m.direction.sends()) && self.destination().is_some()
+        self.proven
+            && self.media.as_ref().is_some_and(|m| m.direction.sends())
+            && self.destination().is_some()
+    }
+
+    /// Whether the peer's address is proven, so that we may send to it.
+    pub fn proven(&self) -> bool {
+        self.proven
+    }
+
+    /// The dialog is confirmed: the peer may be sent to.
+    pub fn confirm(&mut self) {
+        self.proven = true;
     }
 
     pub fn receives(&self) -> bool {
@@ -347,6 +367,7 @@ impl Leg {
         }
         self.latched = Some(from);
         self.stats.latched = Some(from);
+        self.proven = true;
         // RTCP follows its RTP: a report from elsewhere is not this party's.
         if self.latched_rtcp.is_some_and(|r| r.ip() != from.ip()) {
             self.latched_rtcp = None;
@@ -572,6 +593,9 @@ impl Leg {
             return None;
         }
         self.next_rtcp = Some(now + RTCP_INTERVAL);
+        if !self.proven {
+            return None;
+        }
         let to = self.rtcp_destination()?;
         let mut reports = Vec::new();
         if let Some(ssrc) = self.rx.ssrc {

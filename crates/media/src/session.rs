@@ -209,6 +209,13 @@ impl Session {
         self.legs.iter().find(|s| s.id == id).map(|s| s.leg.stats())
     }
 
+    /// The leg's dialog is confirmed (the ACK came): it may send to the SDP address.
+    pub fn confirm(&mut self, id: LegId) {
+        if let Some(s) = self.slot(id) {
+            s.leg.confirm();
+        }
+    }
+
     pub fn local_ssrc(&self, id: LegId) -> Option<u32> {
         self.legs.iter().find(|s| s.id == id).map(|s| s.leg.ssrc())
     }
@@ -544,6 +551,11 @@ impl Session {
             _ => None,
         };
         let s = &mut self.legs[i];
+        // A prompt waits for a peer whose address is not proven yet, so the caller hears
+        // the greeting from its first word once the ACK (or its first packet) comes.
+        if !s.leg.proven() {
+            return;
+        }
         let pcm = match s.player.next_frame(rate, n) {
             Some(pcm) => pcm,
             None => match peer_pcm {

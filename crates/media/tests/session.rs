@@ -28,6 +28,7 @@ fn setup(ssrc: u32) -> LegSetup {
             initial_seq: 65530,
             initial_ts: 4_294_967_000,
             jitter: JitterSettings::default(),
+            await_peer: false,
         },
         tap: false,
         record: false,
@@ -149,6 +150,34 @@ fn assert_continuous(pkts: &[(Header, Vec<u8>, SocketAddr)], frame: u32) {
             w[0].0.sequence_number.wrapping_add(1)
         );
         assert_eq!(w[1].0.timestamp, w[0].0.timestamp.wrapping_add(frame));
+    }
+}
+
+#[test]
+fn an_unproven_peer_gets_nothing_until_the_ack_or_its_first_packet() {
+    for proof in ["ack", "packet"] {
+        let mut r = Run::new();
+        let mut s = setup(0x2222);
+        s.options.await_peer = true;
+        r.leg(CALLER, s, CodecName::Pcmu, 7000);
+        r.s.play(CALLER, 7, Clip::new(8000, tone(8000, 8000, 0)));
+        // Ten seconds without an ACK: no greeting, no RTCP to whoever the SDP named.
+        r.run_ms(10_000);
+        assert!(r.sent.is_empty(), "{proof}: {} sent", r.sent.len());
+        match proof {
+            "ack" => r.s.confirm(CALLER),
+            _ => r.rtp(CALLER, addr(7000), &packet(0, 1, 0, 9, true, &[0xff; 160])),
+        }
+        r.run_ms(1100);
+        let pkts = r.rtp_to(CALLER);
+        assert_eq!(pkts.len(), 50, "{proof}: the whole second of the prompt");
+        assert!(pkts[0].0.marker);
+        // From its first sample: nothing was played to no one meanwhile.
+        let first: Vec<u8> = tone(8000, 160, 0)
+            .iter()
+            .map(|&x| warmline_media::g711::ulaw_encode(x))
+            .collect();
+        assert_eq!(pkts[0].1, first, "{proof}");
     }
 }
 

@@ -164,6 +164,10 @@ pub enum NegotiationError {
     NoCommonCodec(String),
     #[error("peer rejected the audio stream")]
     Rejected,
+    /// Media aimed where no phone listens: a multicast or broadcast address, or a
+    /// privileged port. Answering it would let one INVITE point our audio at anyone.
+    #[error("media address {0} is not a unicast address with a port above 1023")]
+    Address(String),
 }
 
 impl NegotiationError {
@@ -174,6 +178,7 @@ impl NegotiationError {
             NegotiationError::NoAudio | NegotiationError::Rejected => 304,
             NegotiationError::Transport(_) => 302,
             NegotiationError::NoCommonCodec(_) => 305,
+            NegotiationError::Address(_) => 301,
         }
     }
 }
@@ -375,7 +380,13 @@ impl SdpSession {
         let offered = stream_direction(sd, md);
         // c=0.0.0.0 is RFC 2543 hold: "do not send to me", i.e. the peer is send-only.
         let (remote, offered) = match addr {
-            Some(ip) if !ip.is_unspecified() => (Some(SocketAddr::new(ip, port_of(md))), offered),
+            Some(ip) if !ip.is_unspecified() => {
+                let to = SocketAddr::new(ip, port_of(md));
+                if !unicast(ip) || to.port() < 1024 {
+                    return Err(NegotiationError::Address(to.to_string()));
+                }
+                (Some(to), offered)
+            }
             _ => (None, offered.narrowed_by(Direction::SendOnly)),
         };
         Ok(Negotiated {
@@ -479,6 +490,15 @@ fn parse(text: &str) -> Result<SessionDescription, NegotiationError> {
     };
     SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
         .map_err(|e| NegotiationError::Malformed(e.to_string()))
+}
+
+/// An address one phone listens on: not multicast, not the IPv4 broadcast address.
+/// (A subnet's directed broadcast is not knowable here; routers drop it by default.)
+fn unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_multicast(),
+    }
 }
 
 fn port_of(md: &MediaDescription) -> u16 {
@@ -668,6 +688,31 @@ mod tests {
             assert_eq!(n.direction, expect, "offer {offered}, want {want:?}");
             assert!(sdp.contains(&format!("a={}\r\n", expect.as_attr())));
         }
+    }
+
+    #[test]
+    fn media_aimed_at_no_one_phone_is_refused() {
+        for (c, port) in [
+            ("255.255.255.255", 6000),
+            ("224.0.0.1", 6000),
+            ("IP6 ff02::1", 6000),
+            ("127.0.0.1", 1),
+            ("127.0.0.1", 1023),
+        ] {
+            let c = if c.starts_with("IP6") {
+                c.to_string()
+            } else {
+                format!("IP4 {c}")
+            };
+            let offer = format!(
+                "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN {c}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+            );
+            let e = all().answer(&offer, Direction::SendRecv).unwrap_err();
+            assert!(matches!(e, NegotiationError::Address(_)), "{c}:{port}: {e}");
+            assert_eq!(e.warn_code(), 301);
+        }
+        let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 1024 RTP/AVP 0\r\n";
+        assert!(all().answer(offer, Direction::SendRecv).is_ok());
     }
 
     #[test]
