@@ -162,6 +162,7 @@ pub struct MediaPlane {
     pub prompts: Prompts,
     jitter: JitterSettings,
     rtp_timeout: Option<Duration>,
+    hold_timeout: Option<Duration>,
     record_dir: Option<PathBuf>,
 }
 
@@ -175,6 +176,7 @@ impl MediaPlane {
                 max_delay: cfg.media.jitter_max,
             },
             rtp_timeout: cfg.media.rtp_timeout,
+            hold_timeout: cfg.media.hold_timeout,
             record_dir: cfg.media.record.then(|| cfg.media.record_dir.clone()),
         }
     }
@@ -373,6 +375,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                     tap: tap.is_some(),
                     record: record_as.is_some() && plane.record_dir.is_some(),
                     rtp_timeout: plane.rtp_timeout,
+                    hold_timeout: plane.hold_timeout,
                 },
             );
             let recorder = match (&plane.record_dir, record_as) {

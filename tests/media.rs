@@ -277,6 +277,24 @@ fn silence_ends_the_call_with_bye_but_hold_does_not() {
     assert!(log.contains("call.rtp_timeout"));
 }
 
+/// A caller that holds warmline and then vanishes (no RTP, no RTCP, no BYE) does not keep
+/// its call, and a port, forever: `hold_timeout_s` ends it with a BYE.
+#[test]
+fn a_held_call_whose_far_end_vanished_ends() {
+    require_sipp();
+    let gw = Gw::start_with("", "rtp_timeout_s = 2\nhold_timeout_s = 3", "");
+    let start = Instant::now();
+    let vanished = one_call(&gw, "uac_hold_vanish");
+    wait_ok(vanished, "the vanished caller on hold gets warmline's BYE");
+    let took = start.elapsed();
+    // Held about 0.5 s after the answer; the 2 s two-way timeout must not apply on hold.
+    assert!(
+        took >= Duration::from_millis(3400),
+        "BYE after {took:?}: before the hold timeout"
+    );
+    assert!(gw.log().contains("call.rtp_timeout"));
+}
+
 #[test]
 fn bridge_gives_the_caller_the_far_ends_refusal_and_hangup() {
     require_sipp();

@@ -15,6 +15,9 @@ pub struct MediaConfig {
     /// No RTP for this long (while the peer should send) ends the call; `None` = never.
     #[serde(rename = "rtp_timeout_s", deserialize_with = "secs_or_never")]
     pub rtp_timeout: Option<Duration>,
+    /// The same on hold, where the peer's RTCP counts too (Asterisk's `rtpholdtimeout`).
+    #[serde(rename = "hold_timeout_s", deserialize_with = "secs_or_never")]
+    pub hold_timeout: Option<Duration>,
     #[serde(rename = "jitter_min_ms", deserialize_with = "millis")]
     pub jitter_min: Duration,
     #[serde(rename = "jitter_max_ms", deserialize_with = "millis")]
@@ -36,6 +39,9 @@ impl Default for MediaConfig {
             rtp_port_range: (20000, 29999),
             codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
             rtp_timeout: Some(Duration::from_secs(30)),
+            // Long: a caller waiting on hold for an agent sends no RTP, and many phones no
+            // RTCP either; this ends what nobody will ever come back to.
+            hold_timeout: Some(Duration::from_secs(300)),
             jitter_min: Duration::from_millis(20),
             jitter_max: Duration::from_millis(200),
             greeting: None,

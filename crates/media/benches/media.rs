@@ -93,6 +93,7 @@ fn relay(c: &mut Criterion) {
         tap: false,
         record: false,
         rtp_timeout: None,
+        hold_timeout: None,
     };
     let media = |port: u16| LegMedia {
         codec: CodecName::Pcmu,

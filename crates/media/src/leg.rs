@@ -139,6 +139,8 @@ pub struct Leg {
     next_rtcp: Option<Instant>,
     /// The peer's address is proven (see [`LegOptions::await_peer`]).
     proven: bool,
+    /// When the peer's last RTCP came (a held peer's sign of life).
+    last_rtcp: Option<Instant>,
     pub(crate) stats: LegStats,
 }
 
@@ -193,6 +195,7 @@ impl Leg {
             configured_at: None,
             next_rtcp: None,
             proven: !opts.await_peer,
+            last_rtcp: None,
             stats: LegStats::default(),
         }
     }
@@ -443,6 +446,7 @@ impl Leg {
             return;
         };
         self.stats.rtcp_in += 1;
+        self.last_rtcp = Some(now);
         self.latched_rtcp = Some(from);
         for p in packets {
             if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
@@ -457,22 +461,18 @@ impl Leg {
     }
 
     /// How long the peer has been silent, counted from the last packet or the last
-    /// renegotiation, while the call is two-way.
-    pub fn silent_for(&self, now: Instant) -> Option<Duration> {
-        // Only a two-way call is watched. On hold either way a peer may legitimately go
-        // quiet (many phones stop sending when they hold us with a=sendonly).
-        if self
-            .media
-            .as_ref()
-            .is_none_or(|m| m.direction != Direction::SendRecv)
-        {
-            return None;
-        }
-        let since = match (self.rx.last_rx, self.configured_at) {
-            (Some(a), Some(b)) => a.max(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(now.saturating_duration_since(since))
+    /// renegotiation, and whether the call is two-way. On hold either way a peer may
+    /// legitimately stop sending RTP (many phones do when they hold us with a=sendonly),
+    /// so there its RTCP counts as a sign of life too; the caller of this method applies a
+    /// longer limit.
+    pub fn silent_for(&self, now: Instant) -> Option<(Duration, bool)> {
+        let two_way = self.media.as_ref()?.direction == Direction::SendRecv;
+        let rtcp = if two_way { None } else { self.last_rtcp };
+        let since = [self.rx.last_rx, self.configured_at, rtcp]
+            .into_iter()
+            .flatten()
+            .max()?;
+        Some((now.saturating_duration_since(since), two_way))
     }
 
     /// Sequence, timestamp and marker for a frame we generate (prompt, hold audio,

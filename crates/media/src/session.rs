@@ -82,8 +82,11 @@ pub struct LegSetup {
     /// Offer this leg's inbound audio to the speech tap.
     pub tap: bool,
     pub record: bool,
-    /// End-of-media detection; `None` disables it.
+    /// End-of-media detection while the call is two-way; `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// The same on hold, where RTCP also counts as the peer being there: a held call the
+    /// far end abandoned ends after this. `None` disables it.
+    pub hold_timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -505,7 +508,18 @@ impl Session {
             let s = &mut self.legs[i];
             Self::flush_finished(&mut self.out, s);
             // 3. Silence detection.
-            if let (Some(limit), Some(silent)) = (s.setup.rtp_timeout, s.leg.silent_for(now)) {
+            let limit = |two_way| {
+                if two_way {
+                    s.setup.rtp_timeout
+                } else {
+                    s.setup.hold_timeout
+                }
+            };
+            if let Some((silent, limit)) = s
+                .leg
+                .silent_for(now)
+                .and_then(|(silent, two_way)| Some((silent, limit(two_way)?)))
+            {
                 if silent >= limit && !s.timeout_reported {
                     s.timeout_reported = true;
                     self.out.push_back(Output::Event(MediaEvent::RtpTimeout {

@@ -33,6 +33,7 @@ fn setup(ssrc: u32) -> LegSetup {
         tap: false,
         record: false,
         rtp_timeout: None,
+        hold_timeout: None,
     }
 }
 
@@ -564,6 +565,32 @@ fn silence_times_out_but_not_on_hold() {
     assert!(r.events.is_empty());
     r.run_ms(1100);
     assert_eq!(r.events.len(), 1);
+
+    // On hold with a hold timeout: the peer's RTCP keeps the call; when the RTCP stops
+    // too (the far end vanished), the call times out.
+    let mut s = setup(1);
+    s.rtp_timeout = Some(Duration::from_secs(2));
+    s.hold_timeout = Some(Duration::from_secs(20));
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, s);
+    let mut m = media(CodecName::Pcmu, 7000);
+    m.direction = Direction::SendOnly;
+    r.s.configure(r.now, CALLER, m).unwrap();
+    // An RR from the peer every 5 s for a minute.
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 9];
+    for _ in 0..12 {
+        r.run_ms(5000);
+        r.s.handle_rtcp(r.now, CALLER, addr(7001), &rr);
+    }
+    assert!(r.events.is_empty(), "{:?}", r.events);
+    r.run_ms(19_000);
+    assert!(r.events.is_empty());
+    r.run_ms(1100);
+    assert!(
+        matches!(r.events[..], [MediaEvent::RtpTimeout { leg: CALLER, silent_ms }] if silent_ms >= 20_000),
+        "{:?}",
+        r.events
+    );
 }
 
 #[test]
