@@ -23,6 +23,7 @@ model=""
 cat >"$work/wl.toml" <<TOML
 [sip]
 listen = ["udp:127.0.0.1:5990"]
+max_calls = 500
 [media]
 rtp_port_range = [44000, 44999]
 [http]

@@ -50,8 +50,13 @@ impl PortPool {
         }
     }
 
+    /// How many even/odd pairs fit in the range (its last pair included).
+    pub fn pairs(&self) -> u32 {
+        (u32::from(self.hi) + 1).saturating_sub(u32::from(self.lo)) / 2
+    }
+
     pub fn reserve(&self) -> Result<RtpReservation, PortError> {
-        let pairs = u32::from((self.hi - self.lo) / 2).max(1);
+        let pairs = self.pairs();
         for _ in 0..pairs {
             let n = self.cursor.fetch_add(1, Ordering::Relaxed) % pairs;
             // n < pairs <= (hi - lo) / 2, so the port stays inside the range
@@ -85,6 +90,22 @@ mod tests {
         assert!((41002..=41010).contains(&a.port()));
         assert_ne!(a.port(), b.port());
         assert_eq!(a.rtcp.local_addr().unwrap().port(), a.port() + 1);
+    }
+
+    #[test]
+    fn the_last_pair_of_the_range_is_used() {
+        // [41200, 41207]: 41200/1, 41202/3, 41204/5 and 41206/7.
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (41200, 41207));
+        assert_eq!(pool.pairs(), 4);
+        let held: Vec<_> = std::iter::from_fn(|| pool.reserve().ok()).take(5).collect();
+        let mut ports: Vec<u16> = held.iter().map(RtpReservation::port).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, [41200, 41202, 41204, 41206]);
+        // An odd start loses its first port, not a pair past the end.
+        assert_eq!(
+            PortPool::new("127.0.0.1".parse().unwrap(), (41301, 41306)).pairs(),
+            2
+        );
     }
 
     #[test]

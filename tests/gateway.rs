@@ -366,3 +366,49 @@ fn media_cannot_be_aimed_at_someone_else() {
         "the greeting's first packet, with its marker"
     );
 }
+
+/// A burst of INVITEs all arriving before any call has registered admits exactly
+/// `max_calls` (it once admitted one more: the check and the count were apart).
+#[test]
+fn a_burst_of_invites_admits_exactly_max_calls() {
+    let gw = Gw::start("max_calls = 5", "");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = s.local_addr().unwrap().port();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for i in 0..60 {
+        let text = invite(
+            &format!("burst-{i}"),
+            "m=audio 9000 RTP/AVP 0",
+            "a=rtpmap:0 PCMU/8000\r\n",
+        )
+        .replace("{me}", &me.to_string());
+        s.send_to(text.as_bytes(), ("127.0.0.1", gw.sip)).unwrap();
+    }
+    // One final answer per Call-ID (a 2xx is retransmitted until ACKed: counted once).
+    let mut finals = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 8192];
+    while finals.len() < 60 && Instant::now() < deadline {
+        let Ok((n, _)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        let r = String::from_utf8_lossy(&buf[..n]).to_string();
+        let Some(code) = r.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)) else {
+            continue;
+        };
+        if code.starts_with('1') {
+            continue;
+        }
+        let id = r
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or_default()
+            .to_string();
+        finals.entry(id).or_insert_with(|| code.to_string());
+    }
+    assert_eq!(finals.len(), 60, "{finals:?}");
+    let admitted = finals.values().filter(|c| *c == "200").count();
+    let refused = finals.values().filter(|c| *c == "503").count();
+    assert_eq!((admitted, refused), (5, 55), "{finals:?}");
+}

@@ -113,6 +113,7 @@ def start_gateway(args, work):
     with open(cfg, "w") as f:
         f.write(f"""[sip]
 listen = ["udp:127.0.0.1:0"]
+max_calls = 500
 [media]
 rtp_port_range = [42000, 42999]
 [http]

@@ -231,6 +231,18 @@ impl Config {
         } = raw;
         sip.validate(&cx)?;
         media.validate(&cx)?;
+        let (lo, hi) = media.rtp_port_range;
+        let pairs = (usize::from(hi) + 1).saturating_sub(usize::from(lo + lo % 2)) / 2;
+        if pairs < sip.max_calls {
+            return Err(cx.err(
+                "media.rtp_port_range",
+                format!(
+                    "[{lo}, {hi}] holds {pairs} RTP port pairs, fewer than [sip] max_calls = {} \
+                     (each call needs one pair, a transferred call two)",
+                    sip.max_calls
+                ),
+            ));
+        }
         route.validate(&cx)?;
         speech.validate(&cx)?;
         let rules = parse_rules(&rules, &cx)?;
@@ -604,6 +616,16 @@ hours = { days = [1, 2, 3, 4, 5], open = "09:00", close = "17:30" }
         // use `default`).
         let e = parse("[[routes]]\nname = \"billing\"\n").unwrap_err();
         assert!(e.message.contains("route `default`"), "{e}");
+    }
+
+    #[test]
+    fn an_rtp_range_too_small_for_max_calls_is_refused() {
+        // [33000, 33007] holds four pairs, its last one included.
+        assert!(parse("[sip]\nmax_calls = 4\n[media]\nrtp_port_range = [33000, 33007]\n").is_ok());
+        let e =
+            parse("[sip]\nmax_calls = 5\n[media]\nrtp_port_range = [33000, 33007]\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "media.rtp_port_range"), "{e}");
+        assert!(e.message.contains("4 RTP port pairs"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! CANCEL run in their own tasks and report back through the leg's inbox, so a peer's
 //! re-INVITE that crosses ours (glare) is still answered.
 
-use super::{CallHandle, CallInfo, Gateway, Originate, OriginateError, lock};
+use super::{CallHandle, CallInfo, Gateway, LegSlot, Originate, OriginateError, lock};
 use crate::assistant::{Rendering, Voice};
 use crate::config::RouteMode;
 use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
@@ -196,7 +196,7 @@ fn forward_states(inbox: &Inbox, leg: Leg, mut states: DialogStateReceiver) {
 }
 
 /// Take an admitted INVITE: decide with the controller, answer or refuse, then run the call.
-pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
+pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Option<LegSlot>) {
     let call_id = tx
         .original
         .call_id_header()
@@ -342,6 +342,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction) {
                 outcome: None,
                 span: tracing::Span::current(),
                 invite: None,
+                slot,
             },
         );
         task.run().await;
@@ -497,6 +498,7 @@ pub(super) fn start_outbound(
                 outcome: Some(outcome_tx),
                 span: span.clone(),
                 invite: Some(placed.invite),
+                slot: None,
             },
         );
     }
@@ -520,6 +522,8 @@ struct LegOpen {
     span: tracing::Span,
     /// Our INVITE's final response, for a leg we placed.
     invite: Option<tokio::task::JoinHandle<InviteResult>>,
+    /// Its place under max_calls, taken at admission (inbound); taken here otherwise.
+    slot: Option<LegSlot>,
 }
 
 /// What is I/O about one leg.
@@ -534,6 +538,8 @@ struct LegIo {
     voice: Option<Voice>,
     outcome: Option<oneshot::Sender<OriginateOutcome>>,
     span: tracing::Span,
+    /// Held for the leg's life.
+    _slot: LegSlot,
 }
 
 struct CallTask {
@@ -635,6 +641,7 @@ impl CallTask {
                 voice: None,
                 outcome: o.outcome,
                 span: o.span,
+                _slot: o.slot.unwrap_or_else(|| self.gw.claim_placed()),
             },
         );
     }
@@ -676,6 +683,7 @@ impl CallTask {
                         outcome: None,
                         span,
                         invite: Some(placed.invite),
+                        slot: None,
                     },
                 );
             }

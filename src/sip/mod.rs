@@ -18,7 +18,7 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnec
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -69,6 +69,16 @@ pub struct Originate {
     pub headers: Vec<(String, String)>,
 }
 
+/// A leg's place under `max_calls`, given back when the leg ends (dropped).
+#[derive(Debug)]
+pub struct LegSlot(Arc<AtomicUsize>);
+
+impl Drop for LegSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The running SIP side of warmline.
 pub struct Gateway {
     pub cfg: Arc<Config>,
@@ -77,6 +87,10 @@ pub struct Gateway {
     draining: AtomicBool,
     ports: PortPool,
     calls: Mutex<HashMap<String, CallHandle>>,
+    /// Legs counted against `max_calls`, each from its admission (or placing) to its end.
+    /// Taken at admission, not when the call registers: a burst of INVITEs all checked
+    /// before any registered once let max_calls + 1 in.
+    legs: Arc<AtomicUsize>,
     contact: Uri,
     advertised: IpAddr,
     pub planes: Planes,
@@ -200,6 +214,7 @@ impl Gateway {
             dialog_layer,
             draining: AtomicBool::new(false),
             calls: Mutex::new(HashMap::new()),
+            legs: Arc::new(AtomicUsize::new(0)),
             contact,
             advertised,
             planes,
@@ -215,6 +230,22 @@ impl Gateway {
             }
         });
         Ok(gw)
+    }
+
+    /// An inbound leg's place under `max_calls` (`limit`), or `None` when none is left.
+    fn claim(&self, limit: usize) -> Option<LegSlot> {
+        self.legs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LegSlot(self.legs.clone()))
+    }
+
+    /// The place of a leg we placed: counted, never refused.
+    pub(super) fn claim_placed(&self) -> LegSlot {
+        self.legs.fetch_add(1, Ordering::AcqRel);
+        LegSlot(self.legs.clone())
     }
 
     pub fn active_calls(&self) -> usize {
@@ -308,10 +339,23 @@ impl Gateway {
 
     async fn on_invite(self: &Arc<Self>, mut tx: Transaction) {
         let src = source_ip(&tx);
+        let max = self.cfg.sip.max_calls;
+        let mut slot = None;
         let verdict = match src {
-            Some(ip) => self
-                .admission
-                .check(ip, self.active_calls(), self.is_draining()),
+            Some(ip) => {
+                let active = self.legs.load(Ordering::Acquire);
+                match self.admission.check(ip, active, self.is_draining()) {
+                    Verdict::Admit => match self.claim(max) {
+                        Some(s) => {
+                            slot = Some(s);
+                            Verdict::Admit
+                        }
+                        // Another INVITE took the last place since the check.
+                        None => self.admission.check(ip, max, false),
+                    },
+                    refused => refused,
+                }
+            }
             None => Verdict::Reject {
                 status: 403,
                 reason: "Forbidden",
@@ -338,7 +382,7 @@ impl Gateway {
             }
             return;
         }
-        call::run_inbound(self.clone(), tx).await;
+        call::run_inbound(self.clone(), tx, slot).await;
     }
 
     /// Place an outbound call; the receiver yields its typed outcome exactly once.

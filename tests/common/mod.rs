@@ -81,12 +81,18 @@ impl Gw {
         } else {
             format!("{extra}\n{no_fetch}")
         };
+        // As many calls as the slot's 75 RTP port pairs hold, unless the test says.
+        let max_calls = if extra_sip.contains("max_calls") {
+            ""
+        } else {
+            "max_calls = 75\n"
+        };
         std::fs::write(
             &cfg,
             format!(
                 // Port 0: warmline binds what the kernel gives and logs it; nothing is
                 // picked here and hoped to be free when warmline gets to it.
-                "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n{extra_sip}\n\
+                "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n{max_calls}{extra_sip}\n\
                  [media]\nrtp_port_range = [{}, {}]\n{extra_media}\n[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n\
                  [log]\nlevel = \"info\"\n{extra}\n",
                 rtp.0, rtp.1
