@@ -412,3 +412,42 @@ fn a_burst_of_invites_admits_exactly_max_calls() {
     let refused = finals.values().filter(|c| *c == "503").count();
     assert_eq!((admitted, refused), (5, 55), "{finals:?}");
 }
+
+/// The parser's edges, over a real socket: each gets the answer RFC 3261 gives it, and a
+/// call after them is answered as usual.
+#[test]
+fn parser_edges_get_the_right_answer() {
+    require_sipp();
+    let gw = Gw::start("", "");
+    let good = invite("edge", "m=audio 6000 RTP/AVP 0", "");
+    let r = udp_request(
+        gw.sip,
+        &good.replace("Contact: <sip:t@127.0.0.1:{me}>\r\n", ""),
+    );
+    assert!(r.starts_with("SIP/2.0 400 Missing Contact"), "{r}");
+    let r = udp_request(
+        gw.sip,
+        &good.replace("<sip:t@127.0.0.1:{me}>", "<sip:t@127.0.0.1:4294967296>"),
+    );
+    assert!(r.starts_with("SIP/2.0 400 Bad Contact"), "{r}");
+    let r = udp_request(
+        gw.sip,
+        &good.replace("Max-Forwards: 70", "Subject: \u{1b}[2J\u{0}"),
+    );
+    assert!(r.starts_with("SIP/2.0 400 Control character"), "{r}");
+    // 9,000 bytes: over the stack's 8 KiB UDP buffer.
+    let body = format!("v=0\r\n{}", "a=x-pad:0123456789abcdef\r\n".repeat(340));
+    let big = good.replace("Content-Length: ", "X-Old-Length: ").replace(
+        "\r\n\r\n",
+        &format!("\r\nContent-Length: {}\r\n\r\n", body.len()),
+    ) + &body;
+    assert!(big.len() > 9000);
+    let r = udp_request(gw.sip, &big);
+    assert!(r.starts_with("SIP/2.0 513 Message Too Large"), "{r}");
+    assert!(
+        !gw.log().contains('\u{1b}'),
+        "an escape byte reached the log"
+    );
+    let child = call_scenario(&gw, "uac_basic", &["-m", "2", "-r", "2"]);
+    wait_ok(child, "calls after the edges");
+}

@@ -311,8 +311,19 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
         ) {
             Ok(d) => d,
             Err(e) => {
+                // The request is what is wrong (over UDP the guard has already answered a
+                // missing or bad Contact; over TCP it lands here): 400, saying why.
                 tracing::warn!(error = %e, "could not create dialog");
-                let _ = tx.reply(StatusCode::ServerInternalError).await;
+                let why: String = e
+                    .to_string()
+                    .chars()
+                    .filter(|c| !c.is_control() && *c != '"')
+                    .take(80)
+                    .collect();
+                let warning = Header::Other("Warning".into(), format!("399 warmline \"{why}\""));
+                let _ = tx
+                    .reply_with(StatusCode::BadRequest, vec![warning], None)
+                    .await;
                 return;
             }
         };
@@ -327,7 +338,9 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
             }
             .in_current_span(),
         );
-        tracing::info!(%from, "inbound call");
+        // Debug-formatted: a header value is the caller's bytes (over TCP nothing has
+        // screened them for control characters).
+        tracing::info!(from = ?from, "inbound call");
         let mut task = CallTask::new(gw, call);
         task.open(
             Leg::Caller,

@@ -7,7 +7,7 @@
 use rsipstack::platform::net::UdpSocket as PlatformUdpSocket;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use warmline_signaling::{Triage, triage};
+use warmline_signaling::{Triage, triage, triage_truncated};
 
 #[derive(Debug)]
 pub struct GuardedUdp {
@@ -28,21 +28,28 @@ impl PlatformUdpSocket for GuardedUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
         loop {
             let (len, src) = self.socket.recv_from(buf).await?;
-            match triage(&buf[..len]) {
+            // The stack reads into 8 KiB: a datagram that fills it was cut, and parsing
+            // the cut would answer the wrong thing (a 400 for a short body, or nothing).
+            let verdict = if len == buf.len() {
+                triage_truncated(&buf[..len])
+            } else {
+                triage(&buf[..len])
+            };
+            match verdict {
                 Triage::Pass => {
                     self.metrics.sip_message("in", &buf[..len]);
                     return Ok((len, src));
                 }
                 Triage::Reply { response, why } => {
                     self.metrics.sip_malformed_answered.inc();
-                    tracing::warn!(%src, %why, "malformed SIP request answered");
+                    tracing::warn!(%src, why = ?why, "malformed SIP request answered");
                     if let Err(e) = self.socket.send_to(&response, src).await {
                         tracing::debug!(%src, error = %e, "could not answer malformed request");
                     }
                 }
                 Triage::Drop { why } => {
                     self.metrics.sip_malformed_dropped.inc();
-                    tracing::warn!(%src, %why, "malformed SIP datagram dropped");
+                    tracing::warn!(%src, why = ?why, "malformed SIP datagram dropped");
                 }
             }
         }

@@ -17,4 +17,4 @@ pub use sdp::{
     Codec, CodecName, Direction, LocalMedia, Negotiated, NegotiationError, SdpSession,
     TelephoneEvent,
 };
-pub use triage::{Triage, triage};
+pub use triage::{Triage, triage, triage_truncated};

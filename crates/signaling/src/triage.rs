@@ -21,8 +21,9 @@ pub enum Triage {
 
 /// Compact header forms (RFC 3261 §7.3.3) mapped to their long names.
 fn canonical(name: &str) -> Option<&'static str> {
-    const NAMES: [(&str, &str, &str); 6] = [
+    const NAMES: [(&str, &str, &str); 7] = [
         ("via", "v", "Via"),
+        ("contact", "m", "Contact"),
         ("from", "f", "From"),
         ("to", "t", "To"),
         ("call-id", "i", "Call-ID"),
@@ -43,6 +44,7 @@ struct Seen<'a> {
     call_id: Option<&'a str>,
     cseq: Option<&'a str>,
     content_length: Option<&'a str>,
+    contact: Option<&'a str>,
 }
 
 /// Check one datagram. Never panics, whatever the bytes.
@@ -74,8 +76,19 @@ pub fn triage(datagram: &[u8]) -> Triage {
         if line.starts_with([' ', '\t']) {
             continue; // folded continuation; the first line is enough for our checks
         }
+        // Control characters are not SIP (RFC 3261 §25.1: TEXT-UTF8 and quoted strings
+        // exclude CTLs): refused here, they never reach the stack or a log line.
+        if line.chars().any(|c| c.is_control() && c != '\t') {
+            header_error.get_or_insert_with(|| "Control character in a header".into());
+            continue;
+        }
         let Some((name, value)) = line.split_once(':') else {
-            header_error.get_or_insert_with(|| format!("header line without colon: {line:.40}"));
+            header_error.get_or_insert_with(|| {
+                format!(
+                    "header line without colon: {:?}",
+                    line.chars().take(40).collect::<String>()
+                )
+            });
             last = None;
             continue;
         };
@@ -88,6 +101,7 @@ pub fn triage(datagram: &[u8]) -> Triage {
             Some("Call-ID") => seen.call_id = Some(value),
             Some("CSeq") => seen.cseq = Some(value),
             Some("Content-Length") => seen.content_length = Some(value),
+            Some("Contact") => seen.contact = Some(value),
             _ => {}
         }
     }
@@ -172,6 +186,14 @@ fn check_headers(method: &str, seen: &Seen<'_>, body_len: usize) -> Option<Strin
     if !seq_ok || !method_ok {
         return Some("Bad CSeq".into());
     }
+    // A dialog needs somewhere to send its in-dialog requests (RFC 3261 §8.1.1.8).
+    if method.eq_ignore_ascii_case("INVITE") {
+        match seen.contact {
+            None => return Some("Missing Contact".into()),
+            Some(c) if !contact_ok(c) => return Some("Bad Contact".into()),
+            _ => {}
+        }
+    }
     if let Some(cl) = seen.content_length {
         match cl.parse::<usize>() {
             Ok(n) if n <= body_len => {}
@@ -181,6 +203,72 @@ fn check_headers(method: &str, seen: &Seen<'_>, body_len: usize) -> Option<Strin
         }
     }
     None
+}
+
+/// A Contact whose URI a dialog can use: `sip:`/`sips:`, and a port (if any) that is one.
+fn contact_ok(value: &str) -> bool {
+    let uri = match value.find('<') {
+        Some(i) => value[i + 1..].split('>').next().unwrap_or_default(),
+        None => value.split(';').next().unwrap_or_default(),
+    }
+    .trim();
+    let Some(rest) = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+    else {
+        return false;
+    };
+    let hostport = rest
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .split([';', '?'])
+        .next()
+        .unwrap_or_default();
+    let port = match hostport.rsplit_once(']') {
+        // [v6]:port
+        Some((_, tail)) => tail.strip_prefix(':'),
+        None => hostport.split_once(':').map(|(_, p)| p),
+    };
+    !hostport.is_empty() && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// A datagram that filled the receive buffer, so was probably cut: a request is answered
+/// 513 Message Too Large (RFC 3261 §21.5.14: use TCP for it), anything else dropped.
+pub fn triage_truncated(datagram: &[u8]) -> Triage {
+    let why = format!("message of {} bytes or more over UDP", datagram.len());
+    let head = find_blank_line(datagram).map_or(datagram, |(end, _)| &datagram[..end]);
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let start = lines.next().unwrap_or_default();
+    if start.starts_with("SIP/") || start.split(' ').next().unwrap_or_default() == "ACK" {
+        return Triage::Drop { why };
+    }
+    let mut seen = Seen::default();
+    for line in lines {
+        if line.chars().any(char::is_control) {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match canonical(name.trim()) {
+            Some("Via") => seen.vias.extend(value.split(',').map(str::trim)),
+            Some("From") => seen.from = Some(value),
+            Some("To") => seen.to = Some(value),
+            Some("Call-ID") => seen.call_id = Some(value),
+            Some("CSeq") => seen.cseq = Some(value),
+            _ => {}
+        }
+    }
+    if seen.vias.is_empty() {
+        return Triage::Drop { why };
+    }
+    Triage::Reply {
+        response: build_response(513, "Message Too Large", &seen),
+        why,
+    }
 }
 
 fn build_response(status: u16, why: &str, seen: &Seen<'_>) -> Vec<u8> {
@@ -241,13 +329,64 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: abc@127.0.0.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 4\r\n\r\nv=0\n";
+    const GOOD: &str = "INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: abc@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5070>\r\nMax-Forwards: 70\r\nContent-Length: 4\r\n\r\nv=0\n";
 
     fn reply_of(msg: &str) -> (String, String) {
         match triage(msg.as_bytes()) {
             Triage::Reply { response, why } => (String::from_utf8(response).unwrap(), why),
             other => panic!("expected a reply, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_invite_without_a_usable_contact_is_a_400_not_a_500() {
+        let no_contact = GOOD.replace("Contact: <sip:a@127.0.0.1:5070>\r\n", "");
+        assert_eq!(reply_of(&no_contact).1, "Missing Contact");
+        for bad in [
+            "<sip:a@127.0.0.1:4294967296>",
+            "<http://example.com>",
+            "<sip:a@127.0.0.1:0>",
+            "garbage",
+        ] {
+            let msg = GOOD.replace("<sip:a@127.0.0.1:5070>", bad);
+            assert_eq!(reply_of(&msg).1, "Bad Contact", "{bad}");
+        }
+        for good in [
+            "sip:a@127.0.0.1",
+            "\"Ada\" <sip:a@[::1]:5070;transport=tcp>;expires=60",
+            "<sips:a@example.com>",
+        ] {
+            let msg = GOOD.replace("<sip:a@127.0.0.1:5070>", good);
+            assert_eq!(triage(msg.as_bytes()), Triage::Pass, "{good}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_headers_are_refused_before_any_log_sees_them() {
+        let msg = GOOD.replace("Max-Forwards: 70", "Subject: \u{1b}[2Jhi\u{0}");
+        let (resp, why) = reply_of(&msg);
+        assert_eq!(why, "Control character in a header");
+        assert!(
+            !resp.chars().any(|c| c == '\u{1b}' || c == '\u{0}'),
+            "{resp}"
+        );
+    }
+
+    #[test]
+    fn a_datagram_that_filled_the_buffer_gets_513() {
+        let big = format!("{GOOD}{}", "a".repeat(9000));
+        match triage_truncated(&big.as_bytes()[..8192]) {
+            Triage::Reply { response, .. } => {
+                let r = String::from_utf8(response).unwrap();
+                assert!(r.starts_with("SIP/2.0 513 Message Too Large\r\n"), "{r}");
+                assert!(r.contains("Call-ID: abc@127.0.0.1\r\n"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            triage_truncated(b"SIP/2.0 200 OK\r\n"),
+            Triage::Drop { .. }
+        ));
     }
 
     #[test]
