@@ -14,7 +14,64 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use warmline_call::CallEvent;
+
+/// How long a client has to send a request's headers: 500 clients sending one header byte
+/// at a time once held the API for as long as they liked.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; more wait in the listen backlog rather than take a file
+/// descriptor each.
+const MAX_CONNECTIONS: usize = 256;
+
+/// Serve `app` on `listener` until `stop`, each connection with a deadline on its headers
+/// and under [`MAX_CONNECTIONS`]. Accept errors (out of file descriptors) back off instead
+/// of spinning.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, stop: CancellationToken) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed; backing off");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let served = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+}
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     let guarded = Router::new()
@@ -39,8 +96,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// `Authorization: Bearer <token>`, or `?token=` (a browser's EventSource cannot set
-/// headers), when `[http] token` is set.
+/// Digits one DTMF command may send: a PIN or an extension, not a flood of the call's
+/// media (each digit is about 160 ms of telephone-events).
+const MAX_DTMF_DIGITS: usize = 32;
+
+/// `Authorization: Bearer <token>` (the scheme in any case, RFC 9110 §11.1), when
+/// `[http] token` is set. `?token=` is taken only where a browser cannot set a header:
+/// GETs of the agent's page and the live view it reads (EventSource sends no headers). A
+/// token in a URL lands in logs and histories, so nothing that changes a call takes one.
 async fn authorize(
     State(gw): State<Arc<Gateway>>,
     req: axum::extract::Request,
@@ -53,13 +116,18 @@ async fn authorize(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
-    let query_ok = req.uri().query().is_some_and(|q| {
-        q.split('&')
-            .filter_map(|kv| kv.strip_prefix("token="))
-            .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-    });
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, t)| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
+    let path = req.uri().path();
+    let page_read = req.method() == axum::http::Method::GET
+        && (path.starts_with("/agent/calls/") || path.starts_with("/api/calls/"));
+    let query_ok = page_read
+        && req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.strip_prefix("token="))
+                .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        });
     if header_ok || query_ok {
         next.run(req).await
     } else {
@@ -266,6 +334,7 @@ async fn dtmf(
     Json(body): Json<DtmfBody>,
 ) -> Response {
     if body.digits.is_empty()
+        || body.digits.len() > MAX_DTMF_DIGITS
         || !body
             .digits
             .chars()
@@ -273,7 +342,7 @@ async fn dtmf(
     {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "digits must be 0-9, *, #, A-D"})),
+            Json(json!({"error": format!("digits: 1 to {MAX_DTMF_DIGITS} of 0-9, *, #, A-D")})),
         )
             .into_response();
     }

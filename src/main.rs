@@ -204,6 +204,15 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
+    // First, so a taken HTTP port stops the start before SIP is bound or the store made.
+    let http_listener = match cfg.http.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HTTP {addr}"))?,
+        ),
+        None => None,
+    };
     let cancel = CancellationToken::new();
     let metrics = Arc::new(metrics::Metrics::new()?);
     let whisper_model = resolve_whisper_model(&cfg).await;
@@ -258,22 +267,15 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     for l in &gw.cfg.sip.listen {
         tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");
     }
-    if let Some(addr) = cfg.http.listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding HTTP {addr}"))?;
-        let addr = listener.local_addr().unwrap_or(addr);
-        tracing::info!(%addr, "HTTP API listening");
-        let app = http::router(gw.clone());
-        let stop = cancel.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP API stopped");
-            }
-        });
+    if let Some(listener) = http_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "HTTP API listening");
+        }
+        tokio::spawn(http::serve(
+            listener,
+            http::router(gw.clone()),
+            cancel.clone(),
+        ));
     }
     tracing::info!(
         advertised = %cfg.advertised_ip(),

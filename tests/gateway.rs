@@ -451,3 +451,94 @@ fn parser_edges_get_the_right_answer() {
     let child = call_scenario(&gw, "uac_basic", &["-m", "2", "-r", "2"]);
     wait_ok(child, "calls after the edges");
 }
+
+/// The API's edges: a token in a URL opens only the agent's page and its live view, the
+/// bearer scheme is read in any case, a call's JSON has each key once, DTMF commands are
+/// bounded, and a client that trickles its headers is cut.
+#[test]
+fn api_edges() {
+    require_sipp();
+    let gw = Gw::start_http("", "", "token = \"t0k\"", "");
+    let cid = format!("api-edges-{}@127.0.0.1", std::process::id());
+    let caller = call_scenario(&gw, "uac_wait_bye", &["-m", "1", "-cid_str", &cid]);
+    let auth = "Authorization: Bearer t0k\r\n";
+    let view = eventually(
+        Duration::from_secs(10),
+        || http_req_with(gw.http, "GET", &format!("/v1/calls/{cid}"), "", auth),
+        |(status, _)| *status == 200,
+    );
+    assert_eq!(view.0, 200, "{view:?}");
+    for key in ["\"role\":", "\"media\":", "\"negotiated\":"] {
+        assert_eq!(view.1.matches(key).count(), 1, "{key} in {}", view.1);
+    }
+    // The scheme in lower case is the same scheme.
+    let (status, _) = http_req_with(
+        gw.http,
+        "GET",
+        "/v1/calls",
+        "",
+        "Authorization: bearer t0k\r\n",
+    );
+    assert_eq!(status, 200);
+    // A URL token changes nothing, and reads nothing but the page's own routes.
+    let (status, _) = http_req(
+        gw.http,
+        "POST",
+        &format!("/v1/calls/{cid}/hold?token=t0k"),
+        "",
+    );
+    assert_eq!(status, 401);
+    let (status, _) = http_req(gw.http, "GET", "/v1/stats?token=t0k", "");
+    assert_eq!(status, 401);
+    let (status, _) = http_req(gw.http, "GET", &format!("/api/calls/{cid}?token=t0k"), "");
+    assert_eq!(status, 200);
+    let digits = format!("{{\"digits\": \"{}\"}}", "1".repeat(100));
+    let (status, body) = http_req_with(
+        gw.http,
+        "POST",
+        &format!("/v1/calls/{cid}/dtmf"),
+        &digits,
+        auth,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = http_req_with(
+        gw.http,
+        "POST",
+        &format!("/v1/calls/{cid}/dtmf"),
+        "{\"digits\": \"12#\"}",
+        auth,
+    );
+    assert_eq!(status, 202);
+    // One header byte at a time, slower than the header deadline allows: cut.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", gw.http)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    use std::io::{Read, Write};
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    let cut = loop {
+        let _ = slow.write_all(b"a");
+        match slow.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => break true,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break true,
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+    };
+    assert!(
+        cut,
+        "a client trickling its headers kept its connection for 30 s"
+    );
+    let (status, _) = http_req(gw.http, "GET", "/healthz", "");
+    assert_eq!(status, 200);
+    let (status, _) = http_req_with(gw.http, "DELETE", &format!("/v1/calls/{cid}"), "", auth);
+    assert_eq!(status, 202);
+    wait_ok(caller, "the caller gets the API's BYE");
+}

@@ -607,7 +607,6 @@ impl CallTask {
         }
         let info = Arc::new(Mutex::new(CallInfo {
             id: o.call_id.clone(),
-            role,
             from: o.from,
             to: o.to,
             rtp_port: o.rtp.port(),

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use udp_guard::GuardedUdp;
-use warmline_call::{CallEvent, CallSnapshot, OriginateOutcome, Role};
+use warmline_call::{CallEvent, CallSnapshot, OriginateOutcome};
 use warmline_signaling::{Admission, Verdict};
 
 /// Methods we answer; sent in `Allow` on OPTIONS and 405.
@@ -33,7 +33,6 @@ const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
 #[derive(Debug, Clone, Serialize)]
 pub struct CallInfo {
     pub id: String,
-    pub role: Role,
     pub from: String,
     pub to: String,
     pub rtp_port: u16,
@@ -43,8 +42,8 @@ pub struct CallInfo {
     pub snapshot: CallSnapshot,
     /// The other leg this one is bridged to.
     pub partner: Option<String>,
-    /// The leg's RTP counters, refreshed about once a second. (It shadows the snapshot's
-    /// negotiated `media` in the JSON, as it always has.)
+    /// The leg's RTP counters, refreshed about once a second (the snapshot's offer/answer
+    /// result is `negotiated`, so each key appears once).
     pub media: Option<crate::media::LegReport>,
 }
 

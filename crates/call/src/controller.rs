@@ -520,6 +520,8 @@ pub struct CallSnapshot {
     pub local_hold: bool,
     pub remote_hold: bool,
     pub reinvite_pending: bool,
+    /// What offer/answer settled on (`media` in the API is the leg's RTP counters).
+    #[serde(rename = "negotiated")]
     pub media: Option<Negotiated>,
     /// Fields the assistant collected.
     pub fields: BTreeMap<String, String>,
