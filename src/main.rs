@@ -73,7 +73,7 @@ const DEFAULT_CONFIG: &str = "warmline.toml";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match Config::load_for_host(&config) {
             Ok(_) => {
                 eprintln!("{}: ok", config.display());
                 ExitCode::SUCCESS
@@ -169,9 +169,11 @@ fn model_command(action: ModelAction) -> ExitCode {
 
 fn load_for_run(explicit: Option<&Path>) -> Result<Config, config::ConfigError> {
     match explicit {
-        Some(p) => Config::load(p),
-        None if Path::new(DEFAULT_CONFIG).exists() => Config::load(Path::new(DEFAULT_CONFIG)),
-        None => Ok(Config::embedded_default()),
+        Some(p) => Config::load_for_host(p),
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            Config::load_for_host(Path::new(DEFAULT_CONFIG))
+        }
+        None => Config::embedded_for_host(),
     }
 }
 
@@ -236,6 +238,28 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(path = %cfg.store.path.display(), retain_days = cfg.store.retain.map(|d| d.as_secs() / 86_400), "store open (SQLite WAL, synchronous=FULL)");
     if let Some(retain) = cfg.store.retain {
         store.spawn_retention(retain);
+    }
+    // Calls the last process left live (it crashed or was killed) end in their trail now,
+    // so every trail has its `end`.
+    match store.read(|s| s.unended(100_000)).await {
+        Ok(ids) if !ids.is_empty() => {
+            for id in &ids {
+                store.record(
+                    id,
+                    &warmline_call::Audit::End {
+                        reason: warmline_call::EndReason::GatewayRestart,
+                    },
+                );
+            }
+            tracing::warn!(
+                calls = ids.len(),
+                "calls the last run left live are ended in their audit trail (call.gateway_restart)"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "store: calls left live by the last run not looked for")
+        }
     }
     match &cfg.crm.webhook_url {
         Some(url) => {

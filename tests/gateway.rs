@@ -542,3 +542,37 @@ fn api_edges() {
     assert_eq!(status, 202);
     wait_ok(caller, "the caller gets the API's BYE");
 }
+
+/// A gateway killed mid-call leaves the call's trail without its `end`; the next start
+/// ends it there (`call.gateway_restart`), so every trail ends.
+#[test]
+fn a_call_left_live_by_a_killed_gateway_ends_in_its_trail_at_the_next_start() {
+    require_sipp();
+    let db = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[store]\npath = \"{}\"\n",
+        db.path().join("warmline.db").display()
+    );
+    let mut gw = Gw::start("", &extra);
+    let cid = format!("orphan-{}@127.0.0.1", std::process::id());
+    let mut caller = call_scenario(&gw, "uac_wait_bye", &["-m", "1", "-cid_str", &cid]);
+    let path = format!("/api/calls/{cid}/audit");
+    let (_, trail) = eventually(
+        Duration::from_secs(10),
+        || http_req(gw.http, "GET", &path, ""),
+        |(_, body)| body.contains("call_start"),
+    );
+    assert!(trail.contains("call_start"), "{trail}");
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    let _ = caller.kill();
+    let _ = caller.wait();
+    let again = Gw::start("", &extra);
+    let (_, trail) = eventually(
+        Duration::from_secs(10),
+        || http_req(again.http, "GET", &path, ""),
+        |(_, body)| body.contains("call.gateway_restart"),
+    );
+    assert!(trail.contains("call.gateway_restart"), "{trail}");
+    assert!(again.log().contains("calls the last run left live"));
+}

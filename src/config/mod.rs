@@ -154,6 +154,15 @@ impl Ctx<'_> {
     }
 }
 
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })
+}
+
 // ---- units on the wire: the key names the unit, the field holds a Duration ----
 
 fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -177,14 +186,32 @@ impl Config {
             .unwrap_or_else(|e| unreachable!("embedded defaults are valid: {e}"))
     }
 
+    /// The file parsed, without looking at this machine (the shipped configs are checked
+    /// this way in tests; `run` and `check-config` use [`Config::load_for_host`]).
+    #[cfg(test)]
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            key: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = read(path)?;
         Self::parse(&text, path)
+    }
+
+    /// [`Config::load`], and what the file names must exist on this machine (the store's
+    /// directory): what `run` and `check-config` use.
+    pub fn load_for_host(path: &Path) -> Result<Self, ConfigError> {
+        let text = read(path)?;
+        let cfg = Self::parse(&text, path)?;
+        cfg.check_host(path, &text)?;
+        Ok(cfg)
+    }
+
+    /// The embedded defaults, checked on this machine.
+    pub fn embedded_for_host() -> Result<Self, ConfigError> {
+        let cfg = Self::embedded_default();
+        cfg.check_host(Path::new("<embedded defaults>"), "")?;
+        Ok(cfg)
+    }
+
+    fn check_host(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        self.store.check_host(&Ctx { path, text })
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
@@ -616,6 +643,25 @@ hours = { days = [1, 2, 3, 4, 5], open = "09:00", close = "17:30" }
         // use `default`).
         let e = parse("[[routes]]\nname = \"billing\"\n").unwrap_err();
         assert!(e.message.contains("route `default`"), "{e}");
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_made_is_a_config_error_on_this_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let f = dir.path().join("warmline.toml");
+            std::fs::write(&f, text).unwrap();
+            Config::load_for_host(&f)
+        };
+        let e = load("[store]\npath = \"/nonexistent/dir/warmline.db\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "store.path"), "{e}");
+        assert!(e.message.contains("does not exist"), "{e}");
+        // Relative to the config file: its own directory is fine, a directory is not.
+        assert!(load("[store]\npath = \"w.db\"\n").is_ok());
+        let e = load("[store]\npath = \".\"\n").unwrap_err();
+        assert!(e.message.contains("is a directory"), "{e}");
+        // Parsing alone does not look at the machine (the shipped config names /var/lib).
+        assert!(parse("[store]\npath = \"/nonexistent/dir/warmline.db\"\n").is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `[store]`: the SQLite file of the audit trail, packets and the CRM outbox.
 
-use super::Ctx;
+use super::{ConfigError, Ctx};
 use serde::{Deserialize, Deserializer};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +30,34 @@ impl Default for StoreConfig {
 impl StoreConfig {
     pub(super) fn validate(&mut self, cx: &Ctx) {
         self.path = cx.resolve(&self.path);
+    }
+
+    /// The file must be one SQLite can make or open on this machine: checked by
+    /// `check-config` and before `run` binds anything, so the problem is named with its
+    /// key rather than found by the store's writer.
+    pub(super) fn check_host(&self, cx: &Ctx) -> Result<(), ConfigError> {
+        let err = |m: String| cx.err("store.path", format!("{}: {m}", self.path.display()));
+        if self.path.is_dir() {
+            return Err(err("is a directory".into()));
+        }
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(err(format!(
+                "the directory {} does not exist",
+                dir.display()
+            )));
+        }
+        // SQLite writes its journal beside the file (WAL): the directory must be writable.
+        if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
+            return Err(err(format!(
+                "the directory {} is not writable",
+                dir.display()
+            )));
+        }
+        Ok(())
     }
 }
 

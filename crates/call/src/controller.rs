@@ -480,6 +480,9 @@ pub enum EndReason {
     DialogFailed,
     NotAnswered,
     RtpTimeout,
+    /// Found live in the audit trail when the gateway started: the process that had it
+    /// stopped without ending it (a crash, a kill).
+    GatewayRestart,
 }
 
 impl EndReason {
@@ -493,6 +496,7 @@ impl EndReason {
             EndReason::DialogFailed => "call.dialog_failed",
             EndReason::NotAnswered => "call.not_answered",
             EndReason::RtpTimeout => "call.rtp_timeout",
+            EndReason::GatewayRestart => "call.gateway_restart",
         }
     }
 }

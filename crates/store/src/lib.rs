@@ -121,6 +121,18 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Calls whose trail has a `call_start` and no `end`, oldest first (at most `limit`):
+    /// after a crash, the calls that were live when the process died.
+    pub fn unended(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT call_id FROM audit a WHERE event = 'call_start' AND NOT EXISTS \
+             (SELECT 1 FROM audit b WHERE b.call_id = a.call_id AND b.event = 'end') \
+             GROUP BY call_id ORDER BY MIN(seq) LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// A call's audit trail, in the order it was written.
     pub fn audit(&self, call_id: &str) -> Result<Vec<AuditRow>, StoreError> {
         let mut st = self.conn.prepare_cached(
@@ -271,6 +283,23 @@ pub fn backoff(attempts: i64) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn calls_left_without_an_end_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("w.db")).unwrap();
+        for (id, ev) in [
+            ("a", "call_start"),
+            ("b", "call_start"),
+            ("a", "end"),
+            ("c", "call_start"),
+            ("c", "turn"),
+        ] {
+            s.append_audit(id, 1, ev, "").unwrap();
+        }
+        assert_eq!(s.unended(10).unwrap(), ["b", "c"]);
+        assert_eq!(s.unended(1).unwrap(), ["b"]);
+    }
 
     #[test]
     fn audit_is_ordered_per_call_and_survives_reopening() {
