@@ -205,7 +205,30 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     runtime.block_on(serve(Arc::new(cfg)))
 }
 
+/// Every call holds sockets (SIP over TCP, RTP and RTCP per leg), and a default soft limit
+/// of 1,024 descriptors ran out under 1,100 idle TCP connections: take the hard limit, as
+/// servers do, and say what it is.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    // (`None` is "unlimited", which the kernel never grants for descriptors.)
+    if let (Some(soft), Some(hard)) = (lim.current, lim.maximum) {
+        if soft < hard {
+            let raised = rustix::process::Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            };
+            if let Err(e) = setrlimit(Resource::Nofile, raised) {
+                tracing::warn!(error = %e, "open files limit not raised");
+            }
+        }
+    }
+    let now = getrlimit(Resource::Nofile);
+    tracing::info!(soft = ?now.current, hard = ?now.maximum, "open files limit");
+}
+
 async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
+    raise_open_files_limit();
     // First, so a taken HTTP port stops the start before SIP is bound or the store made.
     let http_listener = match cfg.http.listen {
         Some(addr) => Some(
