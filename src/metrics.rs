@@ -61,6 +61,9 @@ pub struct Metrics {
     /// Datagrams the UDP guard kept from the stack: answered (400/505) or dropped.
     pub sip_malformed_answered: IntCounter,
     pub sip_malformed_dropped: IntCounter,
+    /// New INVITEs refused by the UDP guard without a transaction (full, draining, or a
+    /// source not allowed).
+    pub sip_invites_shed: IntCounter,
     pub tts_prompts: IntCounter,
     pub tts_errors: IntCounter,
     pub brain_requests: IntCounter,
@@ -147,6 +150,10 @@ impl Metrics {
             )?,
             sip_malformed_answered: sip_malformed.with_label_values(&["answered"]),
             sip_malformed_dropped: sip_malformed.with_label_values(&["dropped"]),
+            sip_invites_shed: counter(
+                "sip_invites_shed_total",
+                "New INVITEs refused statelessly at the UDP socket (full, draining, or not allowed)",
+            )?,
             tts_prompts: counter("tts_prompts_total", "Prompts rendered and queued to play")?,
             tts_errors: counter("tts_errors_total", "Prompts the TTS failed to render")?,
             brain_requests: counter("brain_requests_total", "Turns sent to the external brain")?,
@@ -272,6 +279,7 @@ impl Metrics {
             &m.tts_prompts,
             &m.tts_errors,
             &m.brain_requests,
+            &m.sip_invites_shed,
         ] {
             r.register(Box::new(c.clone()))?;
         }
@@ -288,6 +296,7 @@ impl Metrics {
         serde_json::json!({
             "malformed_answered": self.sip_malformed_answered.get(),
             "malformed_dropped": self.sip_malformed_dropped.get(),
+            "invites_shed": self.sip_invites_shed.get(),
             "media": {
                 "rtp_in": self.rtp_in.get(),
                 "rtp_out": self.rtp_out.get(),

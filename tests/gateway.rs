@@ -576,3 +576,82 @@ fn a_call_left_live_by_a_killed_gateway_ends_in_its_trail_at_the_next_start() {
     assert!(trail.contains("call.gateway_restart"), "{trail}");
     assert!(again.log().contains("calls the last run left live"));
 }
+
+/// A flood of INVITEs at a full gateway is refused at the socket, statelessly: none becomes
+/// a transaction, SIP stays answerable during and after it, and a call is admitted as soon
+/// as a place frees (once, the flood's transactions stalled SIP for half a minute).
+#[test]
+fn an_invite_flood_at_a_full_gateway_is_shed_without_state() {
+    require_sipp();
+    let gw = Gw::start("max_calls = 1", "");
+    let cid = format!("flood-holder-{}@127.0.0.1", std::process::id());
+    let holder = call_scenario(&gw, "uac_wait_bye", &["-m", "1", "-cid_str", &cid]);
+    let path = format!("/v1/calls/{cid}");
+    let held = eventually(
+        Duration::from_secs(10),
+        || http_req(gw.http, "GET", &path, ""),
+        |(_, body)| body.contains("\"confirmed\""),
+    );
+    assert!(held.1.contains("\"confirmed\""), "{held:?}");
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = flood.local_addr().unwrap().port();
+    for i in 0..20_000 {
+        let text = invite(&format!("flood-{i}"), "m=audio 9000 RTP/AVP 0", "")
+            .replace("{me}", &me.to_string());
+        let _ = flood.send_to(text.as_bytes(), ("127.0.0.1", gw.sip));
+    }
+    // SIP still answers: a bystander's INVITE (retransmitted as a UA does, Timer A: the
+    // flood may have filled the socket's buffer when it first came) gets its 503, not
+    // silence while the flood's timers run.
+    let r = retransmitted_request(gw.sip, &invite("bystander", "m=audio 9000 RTP/AVP 0", ""));
+    assert!(
+        r.starts_with("SIP/2.0 503") && r.contains("Retry-After"),
+        "{r}"
+    );
+    let stats = eventually(
+        Duration::from_secs(10),
+        || http_req(gw.http, "GET", "/v1/stats", "").1,
+        |s| {
+            serde_json::from_str::<serde_json::Value>(s)
+                .is_ok_and(|v| v["invites_shed"].as_u64().unwrap_or(0) >= 15_000)
+        },
+    );
+    assert!(stats.contains("\"invites_shed\""), "{stats}");
+    // The place frees: the next call is in.
+    let (status, _) = http_req(gw.http, "DELETE", &path, "");
+    assert_eq!(status, 202);
+    wait_ok(holder, "the holder's call ends");
+    let admitted = eventually(
+        Duration::from_secs(10),
+        || retransmitted_request(gw.sip, &invite("after-flood", "m=audio 9000 RTP/AVP 0", "")),
+        |r| r.starts_with("SIP/2.0 200"),
+    );
+    assert!(admitted.starts_with("SIP/2.0 200"), "{admitted}");
+}
+
+/// A request sent as a UA over UDP sends it (RFC 3261 Timer A: again after 0.5 s, 1 s, 2 s,
+/// ...), and its first final response; empty if none came within 16 s.
+fn retransmitted_request(to: u16, text: &str) -> String {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = s.local_addr().unwrap().port();
+    let text = text.replace("{me}", &me.to_string());
+    let start = Instant::now();
+    let mut wait = Duration::from_millis(500);
+    let mut buf = [0u8; 8192];
+    while start.elapsed() < Duration::from_secs(16) {
+        s.send_to(text.as_bytes(), ("127.0.0.1", to)).unwrap();
+        s.set_read_timeout(Some(wait)).unwrap();
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            let Ok((n, _)) = s.recv_from(&mut buf) else {
+                break;
+            };
+            let r = String::from_utf8_lossy(&buf[..n]).to_string();
+            if !r.starts_with("SIP/2.0 1") {
+                return r;
+            }
+        }
+        wait = (wait * 2).min(Duration::from_secs(4));
+    }
+    String::new()
+}

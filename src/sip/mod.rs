@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use udp_guard::GuardedUdp;
+use udp_guard::{GuardedUdp, Shedding};
 use warmline_call::{CallEvent, CallSnapshot, OriginateOutcome};
 use warmline_signaling::{Admission, Verdict};
 
@@ -83,7 +83,8 @@ pub struct Gateway {
     pub cfg: Arc<Config>,
     dialog_layer: Arc<DialogLayer>,
     admission: Admission,
-    draining: AtomicBool,
+    /// Shared with the UDP guards, which refuse new INVITEs statelessly while it is set.
+    draining: Arc<AtomicBool>,
     ports: PortPool,
     calls: Mutex<HashMap<String, CallHandle>>,
     /// Legs counted against `max_calls`, each from its admission (or placing) to its end.
@@ -139,6 +140,14 @@ impl Gateway {
         // gateway runs on (Contact, Via, what `main` logs) names the port it got. Listeners
         // on one IP share it, so a caller reaches UDP and TCP at the same port; should TCP
         // find that port taken, the kernel is asked again.
+        // What admission needs, shared with the UDP guards (see `udp_guard::Shedding`).
+        let admission = Admission::new(
+            cfg.sip.allow_from.clone(),
+            cfg.sip.max_calls,
+            cfg.sip.retry_after_s,
+        );
+        let legs = Arc::new(AtomicUsize::new(0));
+        let draining = Arc::new(AtomicBool::new(false));
         let mut attempt = 0;
         let (listen, bound) = loop {
             attempt += 1;
@@ -164,7 +173,15 @@ impl Gateway {
                 .map(|ip| SocketAddr::new(ip, l.addr.port()));
             match socket {
                 Bound::Udp(socket) => {
-                    let guarded = GuardedUdp::new(socket, planes.metrics.clone());
+                    let guarded = GuardedUdp::new(
+                        socket,
+                        planes.metrics.clone(),
+                        Shedding {
+                            admission: admission.clone(),
+                            legs: legs.clone(),
+                            draining: draining.clone(),
+                        },
+                    );
                     let conn = UdpConnection::from_socket(
                         Arc::new(guarded),
                         external,
@@ -204,16 +221,12 @@ impl Gateway {
                 .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
         let media_ip = cfg.sip.listen[0].addr.ip();
         let gw = Arc::new(Gateway {
-            admission: Admission::new(
-                cfg.sip.allow_from.clone(),
-                cfg.sip.max_calls,
-                cfg.sip.retry_after_s,
-            ),
+            admission,
             ports: PortPool::new(media_ip, cfg.media.rtp_port_range),
             dialog_layer,
-            draining: AtomicBool::new(false),
+            draining,
             calls: Mutex::new(HashMap::new()),
-            legs: Arc::new(AtomicUsize::new(0)),
+            legs,
             contact,
             advertised,
             planes,

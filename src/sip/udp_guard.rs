@@ -7,7 +7,19 @@
 use rsipstack::platform::net::UdpSocket as PlatformUdpSocket;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use warmline_signaling::{Triage, triage, triage_truncated};
+use std::sync::atomic::Ordering;
+use warmline_signaling::{Triage, Verdict, refuse_new_invite, triage, triage_truncated};
+
+/// What the guard needs to refuse a new INVITE before the stack sees it: while the gateway
+/// is full or draining (or the source is not allowed), a flood of INVITEs is answered
+/// statelessly, so none of them becomes a transaction. 50,000 INVITEs once became 50,000
+/// transactions whose timers stalled SIP for half a minute.
+#[derive(Debug)]
+pub struct Shedding {
+    pub admission: warmline_signaling::Admission,
+    pub legs: Arc<std::sync::atomic::AtomicUsize>,
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
 
 #[derive(Debug)]
 pub struct GuardedUdp {
@@ -15,11 +27,46 @@ pub struct GuardedUdp {
     /// Every datagram in and out is counted here by its start line, and what the guard
     /// kept from the stack.
     metrics: Arc<crate::metrics::Metrics>,
+    shedding: Shedding,
 }
 
 impl GuardedUdp {
-    pub fn new(socket: tokio::net::UdpSocket, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        Self { socket, metrics }
+    pub fn new(
+        socket: tokio::net::UdpSocket,
+        metrics: Arc<crate::metrics::Metrics>,
+        shedding: Shedding,
+    ) -> Self {
+        Self {
+            socket,
+            metrics,
+            shedding,
+        }
+    }
+
+    /// The stateless refusal of a new INVITE the gateway would refuse anyway, if this is one.
+    fn shed(&self, datagram: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        if !datagram.starts_with(b"INVITE ") {
+            return None;
+        }
+        let s = &self.shedding;
+        let verdict = s.admission.check(
+            src.ip(),
+            s.legs.load(Ordering::Acquire),
+            s.draining.load(Ordering::Relaxed),
+        );
+        let Verdict::Reject {
+            status,
+            reason,
+            retry_after,
+        } = verdict
+        else {
+            return None;
+        };
+        let mut headers = Vec::new();
+        if let Some(secs) = retry_after {
+            headers.push(("Retry-After", secs.to_string()));
+        }
+        refuse_new_invite(datagram, status, reason, &headers)
     }
 }
 
@@ -38,6 +85,13 @@ impl PlatformUdpSocket for GuardedUdp {
             match verdict {
                 Triage::Pass => {
                     self.metrics.sip_message("in", &buf[..len]);
+                    if let Some(refusal) = self.shed(&buf[..len], src) {
+                        // Counted, not logged: a flood would write a line per datagram.
+                        self.metrics.sip_invites_shed.inc();
+                        self.metrics.sip_message("out", &refusal);
+                        let _ = self.socket.send_to(&refusal, src).await;
+                        continue;
+                    }
                     return Ok((len, src));
                 }
                 Triage::Reply { response, why } => {

@@ -17,4 +17,4 @@ pub use sdp::{
     Codec, CodecName, Direction, LocalMedia, Negotiated, NegotiationError, SdpSession,
     TelephoneEvent,
 };
-pub use triage::{Triage, triage, triage_truncated};
+pub use triage::{Triage, refuse_new_invite, triage, triage_truncated};

@@ -237,12 +237,51 @@ fn contact_ok(value: &str) -> bool {
 /// 513 Message Too Large (RFC 3261 §21.5.14: use TCP for it), anything else dropped.
 pub fn triage_truncated(datagram: &[u8]) -> Triage {
     let why = format!("message of {} bytes or more over UDP", datagram.len());
+    match respond_statelessly(datagram, 513, "Message Too Large", &[]) {
+        Some(response) => Triage::Reply { response, why },
+        None => Triage::Drop { why },
+    }
+}
+
+/// A new INVITE (no To tag) in `datagram`, answered with `status` without a transaction:
+/// what a gateway at capacity or draining sends a flood, so that no state is kept for it
+/// (RFC 3261 §8.2.6 lets a UAS answer statelessly; a retransmission gets the same answer).
+/// `None` when the datagram is not an initial INVITE that can be answered.
+pub fn refuse_new_invite(
+    datagram: &[u8],
+    status: u16,
+    reason: &str,
+    headers: &[(&str, String)],
+) -> Option<Vec<u8>> {
+    if !datagram.starts_with(b"INVITE ") {
+        return None;
+    }
+    respond_statelessly(datagram, status, reason, headers).filter(|_| {
+        // An in-dialog re-INVITE carries the To tag: it belongs to a call we have.
+        let head = find_blank_line(datagram).map_or(datagram, |(end, _)| &datagram[..end]);
+        let head = String::from_utf8_lossy(head);
+        !head.split('\n').any(|l| {
+            l.split_once(':').is_some_and(|(name, value)| {
+                canonical(name.trim()) == Some("To") && value.to_ascii_lowercase().contains("tag=")
+            })
+        })
+    })
+}
+
+/// A response to the request in `datagram` built from its own headers, or `None` for a
+/// response, an ACK (never answered) or a request without a Via.
+fn respond_statelessly(
+    datagram: &[u8],
+    status: u16,
+    reason: &str,
+    headers: &[(&str, String)],
+) -> Option<Vec<u8>> {
     let head = find_blank_line(datagram).map_or(datagram, |(end, _)| &datagram[..end]);
     let head = String::from_utf8_lossy(head);
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start = lines.next().unwrap_or_default();
     if start.starts_with("SIP/") || start.split(' ').next().unwrap_or_default() == "ACK" {
-        return Triage::Drop { why };
+        return None;
     }
     let mut seen = Seen::default();
     for line in lines {
@@ -263,12 +302,19 @@ pub fn triage_truncated(datagram: &[u8]) -> Triage {
         }
     }
     if seen.vias.is_empty() {
-        return Triage::Drop { why };
+        return None;
     }
-    Triage::Reply {
-        response: build_response(513, "Message Too Large", &seen),
-        why,
+    let mut r = build_response(status, reason, &seen);
+    if !headers.is_empty() {
+        // Before the final blank line.
+        let end = r.len() - 2;
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
+        r.splice(end..end, extra.into_bytes());
     }
+    Some(r)
 }
 
 fn build_response(status: u16, why: &str, seen: &Seen<'_>) -> Vec<u8> {
@@ -370,6 +416,25 @@ mod tests {
             !resp.chars().any(|c| c == '\u{1b}' || c == '\u{0}'),
             "{resp}"
         );
+    }
+
+    #[test]
+    fn a_new_invite_is_refused_statelessly_and_nothing_else_is() {
+        let r = refuse_new_invite(
+            GOOD.as_bytes(),
+            503,
+            "Service Unavailable",
+            &[("Retry-After", "5".into())],
+        )
+        .unwrap();
+        let r = String::from_utf8(r).unwrap();
+        assert!(r.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{r}");
+        assert!(r.contains("Call-ID: abc@127.0.0.1\r\n"));
+        assert!(r.ends_with("Retry-After: 5\r\n\r\n"), "{r}");
+        let in_dialog = GOOD.replace("To: <sip:bot@127.0.0.1>", "To: <sip:bot@127.0.0.1>;tag=9");
+        assert!(refuse_new_invite(in_dialog.as_bytes(), 503, "x", &[]).is_none());
+        let bye = GOOD.replacen("INVITE", "BYE", 1);
+        assert!(refuse_new_invite(bye.as_bytes(), 503, "x", &[]).is_none());
     }
 
     #[test]
