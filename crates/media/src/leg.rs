@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use warmline_signaling::{CodecName, Direction, Negotiated};
-use webrtc_util::marshal::{Marshal, MarshalSize, Unmarshal};
+use webrtc_util::marshal::{Marshal, MarshalSize};
 
 /// What the leg was told by the last offer/answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +142,49 @@ pub struct Leg {
     /// When the peer's last RTCP came (a held peer's sign of life).
     last_rtcp: Option<Instant>,
     pub(crate) stats: LegStats,
+}
+
+/// An RTP packet's header (RFC 3550 §5.1: fixed part, CSRCs, and a header extension,
+/// skipped whole since nothing here reads one) and its payload, padding included. Written
+/// by hand: the rtp crate's parser (0.17.2, `Header::unmarshal`) panics on a one-byte
+/// extension element that runs past its block, which one datagram from anyone could send
+/// before the source is even looked at (found by `tests/fuzz.rs`).
+pub(crate) fn parse_rtp(data: &[u8]) -> Option<(Header, &[u8])> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?))
+    };
+    let (b0, b1) = (*data.first()?, *data.get(1)?);
+    if b0 >> 6 != 2 {
+        return None;
+    }
+    let cc = usize::from(b0 & 0x0f);
+    let mut end = 12 + 4 * cc;
+    let csrc = (0..cc)
+        .map(|i| word(12 + 4 * i))
+        .collect::<Option<Vec<_>>>()?;
+    let extension = b0 & 0x10 != 0;
+    let mut extension_profile = 0;
+    if extension {
+        let ext = word(end)?;
+        extension_profile = (ext >> 16) as u16;
+        end += 4 + 4 * (ext & 0xffff) as usize;
+    }
+    let payload = data.get(end..)?;
+    let header = Header {
+        version: 2,
+        padding: b0 & 0x20 != 0,
+        extension,
+        marker: b1 & 0x80 != 0,
+        payload_type: b1 & 0x7f,
+        sequence_number: (word(0)? & 0xffff) as u16,
+        timestamp: word(4)?,
+        ssrc: word(8)?,
+        csrc,
+        extension_profile,
+        extensions: Vec::new(),
+        extensions_padding: 0,
+    };
+    Some((header, payload))
 }
 
 /// Everything a leg needs at creation; the randomness comes from the driver.
@@ -286,16 +329,10 @@ impl Leg {
             self.stats.rejected += 1;
             return None;
         };
-        let mut buf = data;
-        let Ok(header) = Header::unmarshal(&mut buf) else {
+        let Some((header, mut payload)) = parse_rtp(data) else {
             self.stats.rejected += 1;
             return None;
         };
-        if header.version != 2 {
-            self.stats.rejected += 1;
-            return None;
-        }
-        let mut payload = buf;
         if header.padding {
             let pad = payload.last().copied().map_or(0, usize::from);
             if pad == 0 || pad > payload.len() {

@@ -473,6 +473,26 @@ fn a_new_address_in_sdp_starts_the_learning_over() {
 }
 
 #[test]
+fn an_extension_element_running_past_its_block_is_rejected_not_a_crash() {
+    // One-byte header extension (0xBEDE) of one word whose element claims 16 bytes: the
+    // rtp crate's parser panicked on it, killing the call's media task.
+    let mut r = Run::new();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
+    let mut p = vec![0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
+    p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x1f, 0, 0, 0]);
+    p.extend_from_slice(&[0xff; 6]);
+    r.rtp(CALLER, addr(7000), &p);
+    // Its bounds are the block's, which this packet keeps: it plays, extension skipped.
+    assert_eq!(r.s.stats(CALLER).unwrap().packets_in, 1);
+    // A block longer than the packet is not RTP.
+    let mut q = vec![0x90, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 9];
+    q.extend_from_slice(&[0xbe, 0xde, 0, 9, 0x1f]);
+    r.rtp(CALLER, addr(7000), &q);
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!((st.packets_in, st.rejected), (1, 1));
+}
+
+#[test]
 fn wrong_payload_type_and_garbage_are_rejected_and_counted() {
     let mut r = Run::new();
     r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);

@@ -6,9 +6,14 @@
 //! - [`sdp`]: SDP offer/answer for one audio stream (RFC 3264, hold per RFC 6337);
 //! - [`admission`]: whether a new INVITE may become a call (`allow_from`, `max_calls`, drain);
 //! - [`triage`]: a cheap structural check of every inbound datagram, so a malformed request
-//!   gets a `400`/`505` instead of vanishing inside the parser.
+//!   gets a `400`/`505`/`513` instead of vanishing inside the parser, and the stateless
+//!   refusal of new INVITEs at a full gateway.
+//!
+//! [`mutate`] is the byte mutator the workspace's parser fuzz tests share.
 
 pub mod admission;
+#[doc(hidden)]
+pub mod mutate;
 pub mod sdp;
 pub mod triage;
 

@@ -1,0 +1,102 @@
+//! Mutation fuzzing of the files warmline reads before whisper.cpp or the player sees
+//! them: a ggml model (whisper.cpp aborts the process on some malformed ones, so
+//! `ggml::validate` must refuse them first, and must itself never panic) and a WAV prompt.
+//! Seeded and bounded; it runs in CI.
+
+#![allow(clippy::unwrap_used)]
+
+use warmline_signaling::mutate::Mutator;
+use warmline_speech::ggml::{TinySpec, validate, write_tiny_model};
+
+#[test]
+fn model_validation_survives_mutated_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.bin");
+    write_tiny_model(&good, TinySpec::default()).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    assert!(validate(&good).is_ok());
+    let file = dir.path().join("mutated.bin");
+    let mut m = Mutator::new(0x5eed_0004);
+    let (mut refused, mut accepted) = (0, 0);
+    for _ in 0..800 {
+        // Most damage where the parser reads: the hyperparameters, vocabulary and first
+        // tensor headers; sometimes anywhere, or a truncation.
+        let cut = 4096.min(bytes.len());
+        let mut b = if m.below(4) == 0 {
+            m.mutate(&bytes)
+        } else {
+            let mut head = m.mutate(&bytes[..cut]);
+            head.extend_from_slice(&bytes[cut..]);
+            head
+        };
+        if m.below(8) == 0 {
+            let keep = m.below(b.len() + 1);
+            b.truncate(keep);
+        }
+        std::fs::write(&file, &b).unwrap();
+        match validate(&file) {
+            Ok(_) => accepted += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 250, "{refused} refused, {accepted} accepted");
+}
+
+#[test]
+fn wav_prompts_survive_mutated_files() {
+    let mut wav = Vec::new();
+    {
+        let spec = pcm8k_mono();
+        let mut w = WavBytes::new(&mut wav, spec);
+        for i in 0..800i32 {
+            w.sample((i * 37 % 2000 - 1000) as i16);
+        }
+    }
+    assert!(warmline_media::wav::read_clip(std::io::Cursor::new(&wav)).is_ok());
+    let mut m = Mutator::new(0x5eed_0005);
+    let mut refused = 0;
+    for _ in 0..5000 {
+        let b = m.mutate(&wav);
+        if warmline_media::wav::read_clip(std::io::Cursor::new(&b)).is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused > 500, "{refused}");
+}
+
+/// 8 kHz mono 16-bit PCM.
+fn pcm8k_mono() -> (u32, u16) {
+    (8000, 1)
+}
+
+/// A minimal RIFF/WAVE writer (the crate's own reader is what is under test).
+struct WavBytes<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> WavBytes<'a> {
+    fn new(out: &'a mut Vec<u8>, (rate, channels): (u32, u16)) -> Self {
+        out.extend_from_slice(b"RIFF\0\0\0\0WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&channels.to_le_bytes());
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes());
+        out.extend_from_slice(&(2 * channels).to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data\0\0\0\0");
+        Self { out }
+    }
+
+    fn sample(&mut self, s: i16) {
+        self.out.extend_from_slice(&s.to_le_bytes());
+    }
+}
+
+impl Drop for WavBytes<'_> {
+    fn drop(&mut self) {
+        let len = self.out.len() as u32;
+        self.out[4..8].copy_from_slice(&(len - 8).to_le_bytes());
+        self.out[40..44].copy_from_slice(&(len - 44).to_le_bytes());
+    }
+}
