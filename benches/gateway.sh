@@ -7,6 +7,9 @@ wl_config() {
 [sip]
 listen = ["udp:127.0.0.1:$1"]
 max_calls = $2
+# The load generator is a trusted trunk, as a PBX in allow_from would be: the per-source
+# request rate (rate_limit_per_s) does not apply to it.
+allow_from = ["127.0.0.0/8"]
 [media]
 rtp_port_range = [$3, $4]
 [http]

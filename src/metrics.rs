@@ -64,6 +64,8 @@ pub struct Metrics {
     /// New INVITEs refused by the UDP guard without a transaction (full, draining, or a
     /// source not allowed).
     pub sip_invites_shed: IntCounter,
+    /// Requests dropped because their source went over its rate (and is banned a while).
+    pub sip_rate_limited: IntCounter,
     pub tts_prompts: IntCounter,
     pub tts_errors: IntCounter,
     pub brain_requests: IntCounter,
@@ -150,6 +152,10 @@ impl Metrics {
             )?,
             sip_malformed_answered: sip_malformed.with_label_values(&["answered"]),
             sip_malformed_dropped: sip_malformed.with_label_values(&["dropped"]),
+            sip_rate_limited: counter(
+                "sip_rate_limited_total",
+                "SIP requests dropped because their source went over its request rate",
+            )?,
             sip_invites_shed: counter(
                 "sip_invites_shed_total",
                 "New INVITEs refused statelessly at the UDP socket (full, draining, or not allowed)",
@@ -280,6 +286,7 @@ impl Metrics {
             &m.tts_errors,
             &m.brain_requests,
             &m.sip_invites_shed,
+            &m.sip_rate_limited,
         ] {
             r.register(Box::new(c.clone()))?;
         }
@@ -297,6 +304,7 @@ impl Metrics {
             "malformed_answered": self.sip_malformed_answered.get(),
             "malformed_dropped": self.sip_malformed_dropped.get(),
             "invites_shed": self.sip_invites_shed.get(),
+            "rate_limited": self.sip_rate_limited.get(),
             "media": {
                 "rtp_in": self.rtp_in.get(),
                 "rtp_out": self.rtp_out.get(),

@@ -593,7 +593,8 @@ fn an_invite_flood_at_a_full_gateway_is_shed_without_state() {
         |(_, body)| body.contains("\"confirmed\""),
     );
     assert!(held.1.contains("\"confirmed\""), "{held:?}");
-    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // From its own address: the bystander and the holder (127.0.0.1) are other sources.
+    let flood = UdpSocket::bind("127.0.0.5:0").unwrap();
     let me = flood.local_addr().unwrap().port();
     for i in 0..20_000 {
         let text = invite(&format!("flood-{i}"), "m=audio 9000 RTP/AVP 0", "")
@@ -613,10 +614,15 @@ fn an_invite_flood_at_a_full_gateway_is_shed_without_state() {
         || http_req(gw.http, "GET", "/v1/stats", "").1,
         |s| {
             serde_json::from_str::<serde_json::Value>(s)
-                .is_ok_and(|v| v["invites_shed"].as_u64().unwrap_or(0) >= 15_000)
+                .is_ok_and(|v| v["invites_shed"].as_u64().unwrap_or(0) >= 1000)
         },
     );
-    assert!(stats.contains("\"invites_shed\""), "{stats}");
+    // Refused at the socket (how many reached it depends on the kernel's buffer and the
+    // box's speed; past the source's rate the rest are dropped): none became a call or a
+    // transaction.
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(v["invites_shed"].as_u64().unwrap_or(0) >= 1000, "{stats}");
+    assert_eq!(v["active_calls"], 1, "{stats}");
     // The place frees: the next call is in.
     let (status, _) = http_req(gw.http, "DELETE", &path, "");
     assert_eq!(status, 202);
@@ -654,4 +660,64 @@ fn retransmitted_request(to: u16, text: &str) -> String {
         wait = (wait * 2).min(Duration::from_secs(4));
     }
     String::new()
+}
+
+/// Kamailio's pike, in warmline: a source over its request rate is ignored for the ban's
+/// length while everyone else is served, and is served again after it.
+#[test]
+fn a_source_over_its_request_rate_is_ignored_for_a_while() {
+    let gw = Gw::start(
+        "rate_limit_per_s = 50\nrate_limit_burst = 100\nrate_limit_ban_s = 2",
+        "",
+    );
+    let options = |call_id: &str| {
+        format!(
+            "OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.6:{{me}};branch=z9hG4bK-{call_id}\r\nFrom: <sip:p@127.0.0.6>;tag=p\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let flood = UdpSocket::bind("127.0.0.6:0").unwrap();
+    let me = flood.local_addr().unwrap().port();
+    for i in 0..1000 {
+        let text = options(&format!("pike-{i}")).replace("{me}", &me.to_string());
+        flood
+            .send_to(text.as_bytes(), ("127.0.0.1", gw.sip))
+            .unwrap();
+    }
+    // Someone else is answered meanwhile.
+    let r = retransmitted_request(
+        gw.sip,
+        &invite("not-the-flood", "m=audio 9000 RTP/AVP 0", ""),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    // The flooder got at most its burst (and a little refill) answered.
+    flood
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut answered = 0;
+    while flood.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    assert!(
+        (50..=200).contains(&answered),
+        "{answered} of 1000 answered"
+    );
+    let stats = http_req(gw.http, "GET", "/v1/stats", "").1;
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(v["rate_limited"].as_u64().unwrap_or(0) >= 700, "{stats}");
+    assert!(gw.log().contains("over its request rate"));
+    // After the ban, the source is served again.
+    let again = eventually(
+        Duration::from_secs(10),
+        || {
+            let text = options("pike-after").replace("{me}", &me.to_string());
+            let _ = flood.send_to(text.as_bytes(), ("127.0.0.1", gw.sip));
+            flood
+                .recv_from(&mut buf)
+                .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).to_string())
+                .unwrap_or_default()
+        },
+        |r| r.starts_with("SIP/2.0 200"),
+    );
+    assert!(again.starts_with("SIP/2.0 200"), "{again}");
 }

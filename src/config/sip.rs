@@ -1,6 +1,6 @@
 //! `[sip]`: where warmline listens, who may call it, and how it answers.
 
-use super::{ConfigError, Ctx, millis};
+use super::{ConfigError, Ctx, millis, secs};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -69,6 +69,14 @@ pub struct SipConfig {
     pub answer_after: Duration,
     pub retry_after_s: u32,
     pub user_agent: String,
+    /// Per-source request rate (Kamailio's pike): requests per second one address may
+    /// send over UDP, sustained; 0 turns the limit off. Sources in `allow_from` are exempt.
+    pub rate_limit_per_s: u32,
+    /// Requests one source may send at once above the rate.
+    pub rate_limit_burst: u32,
+    /// How long a source that went over is ignored.
+    #[serde(rename = "rate_limit_ban_s", deserialize_with = "secs")]
+    pub rate_limit_ban: Duration,
 }
 
 impl Default for SipConfig {
@@ -92,6 +100,12 @@ impl Default for SipConfig {
             answer_after: Duration::ZERO,
             retry_after_s: 5,
             user_agent: concat!("warmline/", env!("CARGO_PKG_VERSION")).into(),
+            // A PBX or trunk sending 1,000 calls a second (three requests each) from one
+            // address fits; a flood from one address does not. Trunks listed in
+            // allow_from are never limited.
+            rate_limit_per_s: 3000,
+            rate_limit_burst: 6000,
+            rate_limit_ban: Duration::from_secs(10),
         }
     }
 }

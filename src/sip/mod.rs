@@ -148,6 +148,16 @@ impl Gateway {
         );
         let legs = Arc::new(AtomicUsize::new(0));
         let draining = Arc::new(AtomicBool::new(false));
+        let limit = Arc::new(udp_guard::RateLimit {
+            pike: Mutex::new(warmline_signaling::Pike::new(
+                warmline_signaling::PikeSettings {
+                    requests_per_s: f64::from(cfg.sip.rate_limit_per_s),
+                    burst: f64::from(cfg.sip.rate_limit_burst.max(1)),
+                    ban: cfg.sip.rate_limit_ban,
+                },
+            )),
+            exempt: cfg.sip.allow_from.clone(),
+        });
         let mut attempt = 0;
         let (listen, bound) = loop {
             attempt += 1;
@@ -181,6 +191,7 @@ impl Gateway {
                             legs: legs.clone(),
                             draining: draining.clone(),
                         },
+                        limit.clone(),
                     );
                     let conn = UdpConnection::from_socket(
                         Arc::new(guarded),

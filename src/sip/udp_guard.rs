@@ -21,6 +21,37 @@ pub struct Shedding {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Per-source request limits (see [`warmline_signaling::pike`]), with the networks that are
+/// exempt (the configured trunks and PBXs of `allow_from`).
+#[derive(Debug)]
+pub struct RateLimit {
+    pub pike: std::sync::Mutex<warmline_signaling::Pike>,
+    pub exempt: Vec<ipnet::IpNet>,
+}
+
+impl RateLimit {
+    /// Whether a request from `src` is dropped.
+    fn drops(&self, src: SocketAddr) -> bool {
+        let ip = src.ip().to_canonical();
+        if self.exempt.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        let verdict = match self.pike.lock() {
+            Ok(mut p) => p.check(std::time::Instant::now(), ip),
+            Err(_) => return false,
+        };
+        match verdict {
+            warmline_signaling::PikeVerdict::Pass => false,
+            warmline_signaling::PikeVerdict::Drop { banned_now } => {
+                if banned_now {
+                    tracing::warn!(%ip, "SIP source over its request rate: ignored for a while");
+                }
+                true
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct GuardedUdp {
     socket: tokio::net::UdpSocket,
@@ -28,6 +59,7 @@ pub struct GuardedUdp {
     /// kept from the stack.
     metrics: Arc<crate::metrics::Metrics>,
     shedding: Shedding,
+    limit: Arc<RateLimit>,
 }
 
 impl GuardedUdp {
@@ -35,11 +67,13 @@ impl GuardedUdp {
         socket: tokio::net::UdpSocket,
         metrics: Arc<crate::metrics::Metrics>,
         shedding: Shedding,
+        limit: Arc<RateLimit>,
     ) -> Self {
         Self {
             socket,
             metrics,
             shedding,
+            limit,
         }
     }
 
@@ -75,6 +109,11 @@ impl PlatformUdpSocket for GuardedUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
         loop {
             let (len, src) = self.socket.recv_from(buf).await?;
+            // Requests only: a banned peer's responses (to our BYE, say) still count.
+            if !buf[..len].starts_with(b"SIP/") && self.limit.drops(src) {
+                self.metrics.sip_rate_limited.inc();
+                continue;
+            }
             // The stack reads into 8 KiB: a datagram that fills it was cut, and parsing
             // the cut would answer the wrong thing (a 400 for a short body, or nothing).
             let verdict = if len == buf.len() {

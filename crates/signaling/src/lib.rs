@@ -9,15 +9,19 @@
 //!   gets a `400`/`505`/`513` instead of vanishing inside the parser, and the stateless
 //!   refusal of new INVITEs at a full gateway.
 //!
+//! - [`pike`]: per-source request rate limits with a ban (Kamailio's pike, sans-IO).
+//!
 //! [`mutate`] is the byte mutator the workspace's parser fuzz tests share.
 
 pub mod admission;
 #[doc(hidden)]
 pub mod mutate;
+pub mod pike;
 pub mod sdp;
 pub mod triage;
 
 pub use admission::{Admission, Verdict};
+pub use pike::{Pike, PikeSettings, PikeVerdict};
 pub use sdp::{
     Codec, CodecName, Direction, LocalMedia, Negotiated, NegotiationError, SdpSession,
     TelephoneEvent,
