@@ -207,6 +207,13 @@ pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 /// is latched: RFC 3550's probation (MIN_SEQUENTIAL, A.1), one more for margin.
 pub const PROBATION: u8 = 3;
 
+/// How long the latched source must have been silent before another host may take over.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// Packets in sequence another host must send, after [`QUIET`], to take over: a second of
+/// audio, which a stranger's burst cannot fake while the peer still talks.
+pub const TAKEOVER: u8 = 50;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LegError {
     #[error(transparent)]
@@ -349,7 +356,7 @@ impl Leg {
             self.stats.rejected += 1;
             return None;
         }
-        if !self.admit(from, &header, media.remote) {
+        if !self.admit(now, from, &header, media.remote) {
             self.stats.strangers += 1;
             return None;
         }
@@ -368,12 +375,20 @@ impl Leg {
     /// gets through a NAT).
     ///
     /// The SDP address is trusted at once. Any other source must send [`PROBATION`]
-    /// packets in sequence first, and once a source is latched only one on the same host
-    /// as it or as the SDP address may take over (a NAT rebinding a port). A stranger
-    /// elsewhere can then neither steer our audio to itself nor inject audio or DTMF,
-    /// however fast it sends; a phone that really moves says so with a re-INVITE, which
-    /// starts the learning over.
-    fn admit(&mut self, from: SocketAddr, h: &Header, sdp: Option<SocketAddr>) -> bool {
+    /// packets in sequence first; once a source is latched, one on the same host as it or
+    /// as the SDP address may take over the same way (a NAT rebinding a port). Another
+    /// host may take over only after the latched source has been quiet for [`QUIET`], with
+    /// [`TAKEOVER`] packets in sequence (a phone that changed networks without a
+    /// re-INVITE): a stranger can neither steer our audio to itself nor inject audio or
+    /// DTMF while the peer is talking, however fast it sends. A re-INVITE starts the
+    /// learning over.
+    fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        h: &Header,
+        sdp: Option<SocketAddr>,
+    ) -> bool {
         if self.latched == Some(from) {
             return true;
         }
@@ -382,9 +397,22 @@ impl Leg {
             return true;
         }
         let related = |a: Option<SocketAddr>| a.is_some_and(|a| a.ip() == from.ip());
-        if self.latched.is_some() && !related(self.latched) && !related(sdp) {
-            return false;
-        }
+        let needed = if self.latched.is_some() && !related(self.latched) && !related(sdp) {
+            let quiet = self
+                .rx
+                .last_rx
+                .is_none_or(|t| now.saturating_duration_since(t) >= QUIET);
+            if !quiet {
+                // Its count starts over once the peer is quiet, not before.
+                if self.probation.is_some_and(|(a, ..)| a == from) {
+                    self.probation = None;
+                }
+                return false;
+            }
+            TAKEOVER
+        } else {
+            PROBATION
+        };
         let in_order = match self.probation {
             Some((addr, ssrc, last, n)) if addr == from && ssrc == h.ssrc => {
                 (h.sequence_number == last.wrapping_add(1)).then_some(n + 1)
@@ -392,7 +420,7 @@ impl Leg {
             _ => None,
         };
         let n = in_order.unwrap_or(1);
-        if n >= PROBATION {
+        if n >= needed {
             self.probation = None;
             self.latch(from);
             return true;

@@ -451,6 +451,45 @@ fn a_stranger_can_neither_take_the_media_nor_press_keys_however_fast_it_sends() 
 }
 
 #[test]
+fn another_host_takes_over_only_after_the_peer_went_quiet_and_with_a_second_in_sequence() {
+    let mut r = Run::new();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
+    let moved = SocketAddr::from(([127, 0, 0, 4], 9000));
+    let mut seq = 100u16;
+    // The peer talks; the new host's packets in between count for nothing.
+    for k in 0..60u16 {
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(0, k, 160 * u32::from(k), 5, k == 0, &[0xff; 160]),
+        );
+        r.rtp(CALLER, moved, &packet(0, seq, 0, 6, false, &[0xff; 160]));
+        seq += 1;
+        r.run_ms(20);
+    }
+    assert_eq!(r.s.stats(CALLER).unwrap().latched, Some(addr(7000)));
+    // The peer goes quiet (it moved networks); after a second, the new host's sustained
+    // stream in sequence takes over, at its fiftieth packet.
+    r.run_ms(1000);
+    for k in 0..49u16 {
+        r.rtp(
+            CALLER,
+            moved,
+            &packet(0, seq + k, 0, 6, false, &[0xff; 160]),
+        );
+        r.run_ms(20);
+    }
+    assert_eq!(r.s.stats(CALLER).unwrap().latched, Some(addr(7000)));
+    r.rtp(
+        CALLER,
+        moved,
+        &packet(0, seq + 49, 0, 6, false, &[0xff; 160]),
+    );
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!((st.latched, st.relatched), (Some(moved), 1));
+}
+
+#[test]
 fn a_new_address_in_sdp_starts_the_learning_over() {
     let mut r = Run::new();
     r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
