@@ -249,4 +249,27 @@ mod tests {
         let r = parse_chat_reply("Sure, one moment.");
         assert_eq!(r.say.as_deref(), Some("Sure, one moment."));
     }
+
+    /// The brain's replies under mutation, both contracts: a webhook's JSON is a reply or
+    /// an error; a chat model's text is a reply, or, when it is not the JSON asked for,
+    /// words to say; never a panic.
+    #[test]
+    fn mutated_brain_replies_are_replies_or_errors() {
+        use warmline_signaling::mutate::{Mutator, executions, report};
+        let seed = br#"{"say": "Thanks, Ada. One moment.", "fields": {"account": "4567"}, "intent": "billing", "confidence": 0.9, "transfer": {"reason": "asked for a person", "route": "billing"}, "resolved": false}"#;
+        let mut m = Mutator::new(0x5eed_0007);
+        let n = executions(20_000);
+        let mut parsed = 0;
+        for _ in 0..n {
+            let b = m.mutate(seed);
+            if serde_json::from_slice::<BrainReply>(&b).is_ok() {
+                parsed += 1;
+            }
+            let text = String::from_utf8_lossy(&b);
+            let r = parse_chat_reply(&text);
+            assert!(r.say.is_some() || serde_json::from_str::<BrainReply>(text.trim()).is_ok());
+        }
+        assert!(parsed > 0 && parsed < n, "{parsed} of {n}");
+        report("brain reply", n);
+    }
 }

@@ -705,6 +705,30 @@ hours = { days = [1, 2, 3, 4, 5], open = "09:00", close = "17:30" }
         assert_eq!(c.routes[0].targets.len(), 1);
     }
 
+    /// The config parser under mutation: every damaged file is a located error or a valid
+    /// config, never a panic (the README's and the shipped configs are the seeds).
+    #[test]
+    fn mutated_configs_are_errors_not_panics() {
+        use warmline_signaling::mutate::{Mutator, executions, report};
+        let seeds = [
+            include_str!("../../deploy/warmline.toml"),
+            "[sip]\nlisten = [\"udp:127.0.0.1:5070\"]\nmax_calls = 4\n[media]\nrtp_port_range = [30000, 30100]\ncodecs = [\"pcmu\"]\n[[routes]]\nname = \"default\"\ntargets = [\"sip:a@127.0.0.1\"]\nstrategy = \"round_robin\"\nhours = { days = [1, 2], open = \"09:00\", close = \"17:00\" }\n[[rules]]\nname = \"kw\"\nkind = \"keyword\"\nroute = \"default\"\nphrases = [\"refund\"]\n",
+        ];
+        let mut m = Mutator::new(0x5eed_0006);
+        let n = executions(3000);
+        let mut errors = 0;
+        for i in 0..n {
+            let text = m.mutate(seeds[i % seeds.len()].as_bytes());
+            let text = String::from_utf8_lossy(&text);
+            if let Err(e) = parse(&text) {
+                errors += 1;
+                assert!(e.line <= text.lines().count() + 1, "{e}");
+            }
+        }
+        assert!(errors > n / 4, "{errors} of {n}");
+        report("config file", n);
+    }
+
     #[test]
     fn toml_syntax_error_has_a_line() {
         let e = parse("[sip]\nmax_calls = = 3\n").unwrap_err();

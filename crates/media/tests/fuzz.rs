@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use warmline_media::{JitterSettings, LegMedia, LegOptions, LegSetup, Output, Session};
-use warmline_signaling::mutate::Mutator;
+use warmline_signaling::mutate::{Mutator, executions, report};
 use warmline_signaling::{CodecName, Direction};
 
 fn addr(port: u16) -> SocketAddr {
@@ -107,7 +107,8 @@ fn rtp_and_rtcp_parsers_survive_mutated_packets() {
     let seeds = seeds();
     let mut m = Mutator::new(0x5eed_0003);
     let mut sent = 0usize;
-    for i in 0..40_000u32 {
+    let n = executions(40_000);
+    for i in 0..n {
         let (is_rtcp, seed) = &seeds[m.below(seeds.len())];
         let data = m.mutate(seed);
         let id = m.below(4) as u32;
@@ -142,4 +143,5 @@ fn rtp_and_rtcp_parsers_survive_mutated_packets() {
         );
         assert!(st.rejected > 0 && st.packets_in > 0, "leg {id}: {st:?}");
     }
+    report("rtp/rtcp/rfc4733", n);
 }

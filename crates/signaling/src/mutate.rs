@@ -28,6 +28,24 @@ const TOKENS: &[&[u8]] = &[
     b"a=rtpmap:101 telephone-event/0\r\n",
 ];
 
+/// How many inputs a fuzz target runs: `default` in the test suite, or
+/// `WARMLINE_FUZZ_EXECS` (what `benches/fuzz.sh` sets for its long runs).
+pub fn executions(default: usize) -> usize {
+    std::env::var("WARMLINE_FUZZ_EXECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The line `benches/fuzz.sh` reads: a target's executions; reaching it means no crash.
+pub fn report(target: &str, executions: usize) {
+    // A test's output is where the bench script reads it; this is test support.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("fuzz {target}: {executions} executions, 0 crashes");
+    }
+}
+
 impl Mutator {
     pub fn new(seed: u64) -> Self {
         Self(seed.max(1))

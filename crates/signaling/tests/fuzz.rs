@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
-use warmline_signaling::mutate::Mutator;
+use warmline_signaling::mutate::{Mutator, executions, report};
 use warmline_signaling::{
     CodecName, Direction, LocalMedia, SdpSession, Triage, refuse_new_invite, triage,
     triage_truncated,
@@ -36,7 +36,8 @@ fn well_formed(response: &[u8]) {
 fn sip_triage_survives_mutated_messages() {
     let mut rng = Mutator::new(0x5eed_0001);
     let (mut replies, mut drops, mut passes) = (0, 0, 0);
-    for i in 0..60_000 {
+    let n = executions(60_000);
+    for i in 0..n {
         let seed = [INVITE, BYE, RESPONSE][i % 3].as_bytes();
         let m = rng.mutate(seed);
         match triage(&m) {
@@ -64,6 +65,7 @@ fn sip_triage_survives_mutated_messages() {
         replies > 1000 && drops > 1000 && passes > 1000,
         "{replies} {drops} {passes}"
     );
+    report("sip triage", n);
 }
 
 #[test]
@@ -75,7 +77,8 @@ fn sdp_offer_answer_survives_mutated_bodies() {
     };
     let mut rng = Mutator::new(0x5eed_0002);
     let mut answered = 0;
-    for _ in 0..30_000 {
+    let n = executions(30_000);
+    for _ in 0..n {
         let m = rng.mutate(OFFER.as_bytes());
         let text = String::from_utf8_lossy(&m);
         let mut s = SdpSession::new(local.clone(), 42);
@@ -94,4 +97,5 @@ fn sdp_offer_answer_survives_mutated_bodies() {
         let _ = SdpSession::new(local.clone(), 7).accept_answer(&text, Direction::SendRecv);
     }
     assert!(answered > 1000, "{answered}");
+    report("sdp offer/answer", n);
 }
