@@ -532,6 +532,28 @@ fn an_extension_element_running_past_its_block_is_rejected_not_a_crash() {
 }
 
 #[test]
+fn rtcp_is_checked_as_rfc_3550_says_before_anything_is_read() {
+    let mut r = Run::new();
+    r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 9];
+    // RR + a transport-layer NACK (205/1) with one FCI word: valid, counted.
+    let mut good = rr.to_vec();
+    good.extend_from_slice(&[0x81, 205, 0, 3, 0, 0, 0, 9, 0, 0, 0, 1, 0, 7, 0, 0]);
+    r.s.handle_rtcp(r.now, CALLER, addr(7001), &good);
+    // The same NACK claiming more words than the datagram has (the rtcp crate's parser
+    // panicked on NACKs like it), an SDES first, version 1: rejected.
+    let mut long = rr.to_vec();
+    long.extend_from_slice(&[0x81, 205, 0, 9, 0, 0, 0, 9, 0, 0, 0, 1]);
+    let sdes_first = [0x81, 202, 0, 1, 0, 0, 0, 9];
+    let v1 = [0x40, 201, 0, 1, 0, 0, 0, 9];
+    for bad in [&long[..], &sdes_first[..], &v1[..], &[0x80, 201][..]] {
+        r.s.handle_rtcp(r.now, CALLER, addr(7001), bad);
+    }
+    let st = r.s.stats(CALLER).unwrap();
+    assert_eq!((st.rtcp_in, st.rejected), (1, 4));
+}
+
+#[test]
 fn wrong_payload_type_and_garbage_are_rejected_and_counted() {
     let mut r = Run::new();
     r.leg(CALLER, setup(1), CodecName::Pcmu, 7000);
