@@ -106,7 +106,20 @@ pub fn validate(path: &Path) -> Result<Hparams, ModelError> {
     }
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
-    let mut r = BufReader::new(file);
+    validate_from(BufReader::new(file), len, &path.display().to_string())
+}
+
+/// [`validate`] over any seekable bytes of length `len` (`name` for errors): the file's
+/// check, also what the fuzz target drives in memory.
+pub fn validate_from<R: Read + Seek>(
+    mut r: R,
+    len: u64,
+    name: &str,
+) -> Result<Hparams, ModelError> {
+    let io = |source| ModelError::Io {
+        path: name.to_string(),
+        source,
+    };
     let mut b = [0u8; 4];
     r.read_exact(&mut b).map_err(|_| bad("empty file"))?;
     if &b == b"GGUF" {
