@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The flood figures of benches/flood.sh: OPTIONS latency from a bystander before, during and
+after a flood of INVITEs from another address, and warmline's RSS before and after.
+
+  flood.py SIP_PORT PID INVITES RATE
+
+Loopback only; the flood is bounded by INVITES and the whole run by the time it takes."""
+import socket
+import statistics
+import sys
+import threading
+import time
+
+port, pid, invites, rate = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+
+def rss_kb():
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def options(sock, n):
+    me = sock.getsockname()[1]
+    return (
+        f"OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-o{n}\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: probe-{n}\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def probe(seconds, label):
+    """OPTIONS every 50 ms for `seconds`: the latency of each answer, in ms (1 s = lost)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(1.0)
+    lat, n, end = [], 0, time.time() + seconds
+    while time.time() < end:
+        n += 1
+        t = time.time()
+        s.sendto(options(s, n), ("127.0.0.1", port))
+        try:
+            while True:
+                data, _ = s.recvfrom(4096)
+                if f"probe-{n}".encode() in data:
+                    break
+            lat.append((time.time() - t) * 1000)
+        except socket.timeout:
+            lat.append(1000.0)
+        time.sleep(0.05)
+    lat.sort()
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+    lost = sum(1 for x in lat if x >= 1000)
+    print(f"OPTIONS {label:<13} p50 {p(0.5):7.2f} ms  p99 {p(0.99):7.2f} ms  max {lat[-1]:7.1f} ms  ({len(lat)} probes, {lost} unanswered)")
+
+
+def flood():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.2", 0))
+    me = s.getsockname()[1]
+    start = time.time()
+    for i in range(invites):
+        msg = (
+            f"INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{me};branch=z9hG4bK-f{i}\r\n"
+            f"From: <sip:flood@127.0.0.2>;tag=f{i}\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: flood-{i}\r\n"
+            f"CSeq: 1 INVITE\r\nContact: <sip:flood@127.0.0.2:{me}>\r\nMax-Forwards: 70\r\n"
+            "Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        try:
+            s.sendto(msg, ("127.0.0.1", port))
+        except OSError:
+            pass
+        ahead = start + (i + 1) / rate - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
+    return time.time() - start
+
+
+rss0 = rss_kb()
+probe(3, "before")
+result = {}
+t = threading.Thread(target=lambda: result.update(took=flood()))
+t.start()
+probe(invites / rate, "during")
+t.join()
+print(f"flood: {invites} INVITEs from 127.0.0.2 in {result['took']:.1f} s")
+probe(3, "just after")
+time.sleep(5)
+probe(3, "5 s after")
+rss1 = rss_kb()
+print(f"RSS before {rss0 / 1024:.1f} MB, after {rss1 / 1024:.1f} MB ({(rss1 - rss0) / max(rss0, 1) * 100:+.0f} %)")

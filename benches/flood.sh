@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# A flood of INVITEs at a gateway with max_calls = 100, from one address that is not in
+# allow_from: prints a bystander's OPTIONS latency before, during, just after and 5 s after
+# the flood, and warmline's RSS before and after (issue 13's figures).
+#   benches/flood.sh [INVITES] [RATE]      (default 50000 at 5000/s)
+# Loopback only; bounded by INVITES.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+invites=${1:-50000}
+rate=${2:-5000}
+work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
+cat >"$work/wl.toml" <<TOML
+[sip]
+listen = ["udp:127.0.0.1:5970"]
+max_calls = 100
+[media]
+rtp_port_range = [46000, 46999]
+[http]
+listen = ""
+[log]
+level = "info"
+[speech]
+recognizer = "off"
+[store]
+path = "$work/wl.db"
+TOML
+"$root/target/release/warmline" run --config "$work/wl.toml" >"$work/wl.log" 2>&1 &
+wl=$!
+for _ in $(seq 100); do grep -q "warmline ready" "$work/wl.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "warmline ready" "$work/wl.log" || { cat "$work/wl.log"; exit 1; }
+python3 "$root/benches/flood.py" 5970 "$wl" "$invites" "$rate"
