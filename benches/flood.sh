@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 invites=${1:-50000}
 rate=${2:-5000}
-work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+work=$(mktemp -d); wl=""; trap '[ -n "$wl" ] && kill "$wl" 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
 cat >"$work/wl.toml" <<TOML
 [sip]
