@@ -52,11 +52,12 @@ fn escalations_fire_for_the_right_reason_on_calls_that_sound_like_people() {
         // said by en-us-nyc: 20/21 = 95.2 %); a second miss still passes, a third fails.
         .args(["--min-right", "0.90", "--max-false", "0.05"])
         // The gate is about hearing right, not fast (`benches/accuracy.sh` prints the
-        // latency): each caller stays 10 s after its last turn, so a box another process
-        // loads still hears the turn out before the caller hangs up. Under a parallel
-        // two-job cargo build on 2 cores, end of speech → trigger reached 6.9 s; with the
-        // default 3 s tail, callers hung up first and the gate failed.
-        .args(["--tail-s", "10"])
+        // latency): each caller stays 30 s after its last turn, so a box another process
+        // loads still hears every turn before the caller hangs up. With a `yes` hog on
+        // one of 2 cores, three callers' turns queue for the one core left: a third turn
+        // was heard 17 s after its end, and with a 10 s tail three frustrated callers
+        // hung up before their angry turns were heard (the gate failed at 16/21).
+        .args(["--tail-s", "30"])
         .arg("--model")
         .arg(&model)
         .arg("--work")
