@@ -14,6 +14,13 @@ pub enum PortError {
     Exhausted { ip: IpAddr, lo: u16, hi: u16 },
 }
 
+/// How many even/odd RTP/RTCP pairs `[lo, hi]` holds: an odd `lo` loses its first port,
+/// and the last pair counts when both its ports are inside.
+pub fn pairs_in((lo, hi): (u16, u16)) -> u32 {
+    let lo = u32::from(lo) + u32::from(lo % 2);
+    (u32::from(hi) + 1).saturating_sub(lo) / 2
+}
+
 /// Hands out even/odd port pairs round-robin, so a just-freed port is not reused at once
 /// (late packets of the old call would land in the new one).
 #[derive(Debug)]
@@ -52,7 +59,7 @@ impl PortPool {
 
     /// How many even/odd pairs fit in the range (its last pair included).
     pub fn pairs(&self) -> u32 {
-        (u32::from(self.hi) + 1).saturating_sub(u32::from(self.lo)) / 2
+        pairs_in((self.lo, self.hi))
     }
 
     pub fn reserve(&self) -> Result<RtpReservation, PortError> {

@@ -259,8 +259,8 @@ impl Config {
         sip.validate(&cx)?;
         media.validate(&cx)?;
         let (lo, hi) = media.rtp_port_range;
-        let pairs = (usize::from(hi) + 1).saturating_sub(usize::from(lo + lo % 2)) / 2;
-        if pairs < sip.max_calls {
+        let pairs = crate::rtp_ports::pairs_in((lo, hi));
+        if (pairs as usize) < sip.max_calls {
             return Err(cx.err(
                 "media.rtp_port_range",
                 format!(

@@ -237,8 +237,11 @@ fn contact_ok(value: &str) -> bool {
 /// 513 Message Too Large (RFC 3261 §21.5.14: use TCP for it), anything else dropped.
 pub fn triage_truncated(datagram: &[u8]) -> Triage {
     let why = format!("message of {} bytes or more over UDP", datagram.len());
-    match respond_statelessly(datagram, 513, "Message Too Large", &[]) {
-        Some(response) => Triage::Reply { response, why },
+    match answerable(datagram) {
+        Some(seen) => Triage::Reply {
+            response: respond(513, "Message Too Large", &seen, &[]),
+            why,
+        },
         None => Triage::Drop { why },
     }
 }
@@ -256,28 +259,25 @@ pub fn refuse_new_invite(
     if !datagram.starts_with(b"INVITE ") {
         return None;
     }
-    respond_statelessly(datagram, status, reason, headers).filter(|_| {
-        // An in-dialog re-INVITE carries the To tag: it belongs to a call we have.
-        let head = find_blank_line(datagram).map_or(datagram, |(end, _)| &datagram[..end]);
-        let head = String::from_utf8_lossy(head);
-        !head.split('\n').any(|l| {
-            l.split_once(':').is_some_and(|(name, value)| {
-                canonical(name.trim()) == Some("To") && value.to_ascii_lowercase().contains("tag=")
-            })
-        })
-    })
+    let seen = answerable(datagram)?;
+    // An in-dialog re-INVITE carries the To tag: it belongs to a call we have.
+    if seen
+        .to
+        .is_some_and(|to| to.to_ascii_lowercase().contains("tag="))
+    {
+        return None;
+    }
+    Some(respond(status, reason, &seen, headers))
 }
 
-/// A response to the request in `datagram` built from its own headers, or `None` for a
-/// response, an ACK (never answered) or a request without a Via.
-fn respond_statelessly(
-    datagram: &[u8],
-    status: u16,
-    reason: &str,
-    headers: &[(&str, String)],
-) -> Option<Vec<u8>> {
+/// The headers a response to the request in `datagram` is built from, or `None` for a
+/// response, an ACK (never answered), or a request without a Via.
+fn answerable(datagram: &[u8]) -> Option<Seen<'_>> {
     let head = find_blank_line(datagram).map_or(datagram, |(end, _)| &datagram[..end]);
-    let head = String::from_utf8_lossy(head);
+    // A cut datagram may end inside a character: what comes before it is read.
+    let head = std::str::from_utf8(head)
+        .or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]))
+        .ok()?;
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start = lines.next().unwrap_or_default();
     if start.starts_with("SIP/") || start.split(' ').next().unwrap_or_default() == "ACK" {
@@ -301,12 +301,13 @@ fn respond_statelessly(
             _ => {}
         }
     }
-    if seen.vias.is_empty() {
-        return None;
-    }
-    let mut r = build_response(status, reason, &seen);
+    (!seen.vias.is_empty()).then_some(seen)
+}
+
+/// [`build_response`] with `headers` added before the blank line.
+fn respond(status: u16, reason: &str, seen: &Seen<'_>, headers: &[(&str, String)]) -> Vec<u8> {
+    let mut r = build_response(status, reason, seen);
     if !headers.is_empty() {
-        // Before the final blank line.
         let end = r.len() - 2;
         let extra: String = headers
             .iter()
@@ -314,7 +315,7 @@ fn respond_statelessly(
             .collect();
         r.splice(end..end, extra.into_bytes());
     }
-    Some(r)
+    r
 }
 
 fn build_response(status: u16, why: &str, seen: &Seen<'_>) -> Vec<u8> {
