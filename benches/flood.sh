@@ -10,16 +10,10 @@ invites=${1:-50000}
 rate=${2:-5000}
 work=$(mktemp -d); wl=""; trap '[ -n "$wl" ] && kill "$wl" 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
-cat >"$work/wl.toml" <<TOML
-[sip]
-listen = ["udp:127.0.0.1:5970"]
-max_calls = 100
-[media]
-rtp_port_range = [46000, 46999]
-[http]
-listen = ""
-[log]
-level = "info"
+# shellcheck source=benches/gateway.sh
+. "$root/benches/gateway.sh"
+# Nobody in allow_from: the flood's source is a stranger, as an attacker would be.
+{ wl_config 5970 100 46000 46999 "" info ""; cat <<TOML; } >"$work/wl.toml"
 [speech]
 recognizer = "off"
 [store]

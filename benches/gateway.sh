@@ -1,6 +1,6 @@
 # Sourced by the load scripts: the part of a bench gateway's config every one of them
 # writes the same way.
-#   wl_config SIP_PORT MAX_CALLS RTP_LO RTP_HI HTTP_LISTEN LOG_LEVEL
+#   wl_config SIP_PORT MAX_CALLS RTP_LO RTP_HI HTTP_LISTEN LOG_LEVEL [ALLOW_FROM]
 # prints [sip], [media], [http] and [log]; the script appends what is its own.
 wl_config() {
   cat <<TOML
@@ -8,8 +8,8 @@ wl_config() {
 listen = ["udp:127.0.0.1:$1"]
 max_calls = $2
 # The load generator is a trusted trunk, as a PBX in allow_from would be: the per-source
-# request rate (rate_limit_per_s) does not apply to it.
-allow_from = ["127.0.0.0/8"]
+# request rate (rate_limit_per_s) does not apply to it. An empty ALLOW_FROM trusts nobody.
+allow_from = [${7-\"127.0.0.0/8\"}]
 [media]
 rtp_port_range = [$3, $4]
 [http]

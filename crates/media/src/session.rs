@@ -508,18 +508,15 @@ impl Session {
             let s = &mut self.legs[i];
             Self::flush_finished(&mut self.out, s);
             // 3. Silence detection.
-            let limit = |two_way| {
-                if two_way {
+            let limit = s.leg.silent_for(now).and_then(|(silent, two_way)| {
+                let limit = if two_way {
                     s.setup.rtp_timeout
                 } else {
                     s.setup.hold_timeout
-                }
-            };
-            if let Some((silent, limit)) = s
-                .leg
-                .silent_for(now)
-                .and_then(|(silent, two_way)| Some((silent, limit(two_way)?)))
-            {
+                };
+                Some((silent, limit?))
+            });
+            if let Some((silent, limit)) = limit {
                 if silent >= limit && !s.timeout_reported {
                     s.timeout_reported = true;
                     self.out.push_back(Output::Event(MediaEvent::RtpTimeout {
