@@ -2,9 +2,16 @@
 """The flood figures of benches/flood.sh: OPTIONS latency from a bystander before, during and
 after a flood of INVITEs from another address, and warmline's RSS before and after.
 
-  flood.py SIP_PORT PID INVITES RATE
+  flood.py SIP_PORT PID INVITES RATE [UNACKED]
+
+Then, with UNACKED > 0, a trusted peer (127.0.0.3, in allow_from) sends UNACKED INVITEs whose
+offer warmline must refuse (488) and never ACKs them: each leaves a server transaction
+waiting for its ACK, cleaned up 64 x T1 later, so tens of thousands of transactions end
+together. OPTIONS latency and warmline's CPU time are printed over the 70 s after the flood
+(rsipstack 0.7.14 swept every pending ACK route at each cleanup: quadratic).
 
 Loopback only; the flood is bounded by INVITES and the whole run by the time it takes."""
+import os
 import socket
 import statistics
 import sys
@@ -12,6 +19,7 @@ import threading
 import time
 
 port, pid, invites, rate = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+unacked = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 
 
 def rss_kb():
@@ -20,6 +28,13 @@ def rss_kb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_s():
+    """warmline's user + system CPU time so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def options(sock, n):
@@ -56,17 +71,23 @@ def probe(seconds, label):
     print(f"OPTIONS {label:<13} p50 {p(0.5):7.2f} ms  p99 {p(0.99):7.2f} ms  max {lat[-1]:7.1f} ms  ({len(lat)} probes, {lost} unanswered)")
 
 
-def flood():
+# An offer with only G.729, which warmline does not speak: 488, statefully.
+G729 = ("v=0\r\no=- 1 1 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\n"
+        "m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n")
+
+
+def flood(source="127.0.0.2", count=None, body=""):
+    count = invites if count is None else count
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.2", 0))
+    s.bind((source, 0))
     me = s.getsockname()[1]
     start = time.time()
-    for i in range(invites):
+    for i in range(count):
         msg = (
-            f"INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{me};branch=z9hG4bK-f{i}\r\n"
-            f"From: <sip:flood@127.0.0.2>;tag=f{i}\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: flood-{i}\r\n"
-            f"CSeq: 1 INVITE\r\nContact: <sip:flood@127.0.0.2:{me}>\r\nMax-Forwards: 70\r\n"
-            "Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n"
+            f"INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source}:{me};branch=z9hG4bK-f{i}\r\n"
+            f"From: <sip:flood@{source}>;tag=f{i}\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: flood-{source}-{i}\r\n"
+            f"CSeq: 1 INVITE\r\nContact: <sip:flood@{source}:{me}>\r\nMax-Forwards: 70\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
         ).encode()
         try:
             s.sendto(msg, ("127.0.0.1", port))
@@ -97,3 +118,13 @@ rss2 = rss_kb()
 pct = lambda r: (r - rss0) / max(rss0, 1) * 100
 print(f"RSS before {rss0 / 1024:.1f} MB, just after {rss1 / 1024:.1f} MB ({pct(rss1):+.0f} %), "
       f"40 s after {rss2 / 1024:.1f} MB ({pct(rss2):+.0f} %)")
+
+if unacked:
+    took = flood("127.0.0.3", unacked, G729)
+    print(f"unACKed: {unacked} refused INVITEs from 127.0.0.3 (trusted) in {took:.1f} s; "
+          "their transactions end within 64 x T1 of their 488")
+    cpu0 = cpu_s()
+    probe(70, "as they end")
+    print(f"warmline CPU while they end: {cpu_s() - cpu0:.2f} s over 70 s")
+    probe(3, "after")
+    print(f"RSS after the unACKed INVITEs {rss_kb() / 1024:.1f} MB")

@@ -310,6 +310,9 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         cancel.clone(),
     )
     .await?;
+    // Dialogs the last run left confirmed on peers' phones are hung up (their trails
+    // already ended above).
+    tokio::spawn(sip::recover::recover(gw.clone()));
     // The ports bound (a configured port 0 is the one the kernel gave).
     for l in &gw.cfg.sip.listen {
         tracing::info!(transport = %l.transport, addr = %l.addr, "SIP listening");

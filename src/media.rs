@@ -163,6 +163,7 @@ pub struct MediaPlane {
     jitter: JitterSettings,
     rtp_timeout: Option<Duration>,
     hold_timeout: Option<Duration>,
+    hold_probe: Option<Duration>,
     record_dir: Option<PathBuf>,
 }
 
@@ -177,6 +178,7 @@ impl MediaPlane {
             },
             rtp_timeout: cfg.media.rtp_timeout,
             hold_timeout: cfg.media.hold_timeout,
+            hold_probe: cfg.media.hold_probe,
             record_dir: cfg.media.record.then(|| cfg.media.record_dir.clone()),
         }
     }
@@ -376,6 +378,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                     record: record_as.is_some() && plane.record_dir.is_some(),
                     rtp_timeout: plane.rtp_timeout,
                     hold_timeout: plane.hold_timeout,
+                    hold_probe: plane.hold_probe,
                 },
             );
             let recorder = match (&plane.record_dir, record_as) {
@@ -484,7 +487,8 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 let leg = match &ev {
                     MediaEvent::PlayoutDone { leg, .. }
                     | MediaEvent::Dtmf { leg, .. }
-                    | MediaEvent::RtpTimeout { leg, .. } => *leg,
+                    | MediaEvent::RtpTimeout { leg, .. }
+                    | MediaEvent::Quiet { leg, .. } => *leg,
                 };
                 if matches!(ev, MediaEvent::RtpTimeout { .. }) {
                     plane.metrics.rtp_timeouts.inc();

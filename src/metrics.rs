@@ -66,6 +66,13 @@ pub struct Metrics {
     pub sip_invites_shed: IntCounter,
     /// Requests dropped because their source went over its rate (and is banned a while).
     pub sip_rate_limited: IntCounter,
+    /// SIP over TCP: connections peers hold open, those closed at accept (a bound
+    /// reached) or cut (no whole message in time), and failed accepts. rsipstack counts
+    /// them; copied here at scrape time (`observe_tcp`).
+    pub sip_tcp_open: IntGauge,
+    pub sip_tcp_refused: IntCounter,
+    pub sip_tcp_cut: IntCounter,
+    pub sip_tcp_accept_errors: IntCounter,
     pub tts_prompts: IntCounter,
     pub tts_errors: IntCounter,
     pub brain_requests: IntCounter,
@@ -118,8 +125,23 @@ impl Metrics {
             "Briefings asked of the language model, by result (written, failed)",
             &["result"],
         )?;
+        let sip_tcp_closed = counter_vec(
+            "sip_tcp_closed_total",
+            "SIP TCP connections closed by warmline: refused (a connection bound reached) or cut (no whole message within tcp_message_timeout_s)",
+            &["reason"],
+        )?;
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
         let m = Self {
+            sip_tcp_open: IntGauge::new(
+                "sip_tcp_connections",
+                "SIP TCP connections peers hold open to warmline",
+            )?,
+            sip_tcp_refused: sip_tcp_closed.with_label_values(&["refused"]),
+            sip_tcp_cut: sip_tcp_closed.with_label_values(&["cut"]),
+            sip_tcp_accept_errors: counter(
+                "sip_tcp_accept_errors_total",
+                "Failed accepts on SIP TCP listeners (descriptors exhausted and the like)",
+            )?,
             rtp_in: rtp_packets.with_label_values(&["in"]),
             rtp_out: rtp_packets.with_label_values(&["out"]),
             rtp_send_errors: counter("rtp_send_errors_total", "RTP datagrams the kernel refused")?,
@@ -271,6 +293,8 @@ impl Metrics {
         r.register(Box::new(sip_malformed))?;
         r.register(Box::new(brain_replies))?;
         r.register(Box::new(briefings))?;
+        r.register(Box::new(sip_tcp_closed))?;
+        r.register(Box::new(m.sip_tcp_open.clone()))?;
         for c in [
             &m.rtp_send_errors,
             &m.rtp_timeouts,
@@ -287,11 +311,25 @@ impl Metrics {
             &m.brain_requests,
             &m.sip_invites_shed,
             &m.sip_rate_limited,
+            &m.sip_tcp_accept_errors,
         ] {
             r.register(Box::new(c.clone()))?;
         }
         r.register(Box::new(m.brain_round_trip.clone()))?;
         Ok(m)
+    }
+
+    /// Brings the TCP series up to what rsipstack has counted.
+    pub fn observe_tcp(&self, s: rsipstack::transport::stream::StreamStats) {
+        self.sip_tcp_open
+            .set(i64::try_from(s.open).unwrap_or(i64::MAX));
+        for (c, now) in [
+            (&self.sip_tcp_refused, s.refused),
+            (&self.sip_tcp_cut, s.cut),
+            (&self.sip_tcp_accept_errors, s.accept_errors),
+        ] {
+            c.inc_by(now.saturating_sub(c.get()));
+        }
     }
 
     /// The planes' figures as `/v1/stats` shows them, read from the series `/metrics`

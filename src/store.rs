@@ -41,6 +41,11 @@ enum Write {
     Prune {
         before_ms: i64,
     },
+    OpenLeg(warmline_store::OpenLeg),
+    CloseLeg {
+        call_id: String,
+        leg: String,
+    },
 }
 
 pub struct StoreHandle {
@@ -104,6 +109,8 @@ impl StoreHandle {
                             let _ = done.send(());
                             r
                         }
+                        Write::OpenLeg(leg) => writer.put_open_leg(&leg),
+                        Write::CloseLeg { call_id, leg } => writer.close_leg(&call_id, &leg),
                         Write::Prune { before_ms } => writer.prune(before_ms).map(|n| {
                             if n > 0 {
                                 tracing::info!(rows = n, "store: old rows pruned");
@@ -163,6 +170,24 @@ impl StoreHandle {
             at_ms: now_ms(),
             event: event.code().into(),
             detail,
+        });
+    }
+
+    /// Keep the BYE that ends a confirmed leg, until `close_leg`: a restart after a crash
+    /// sends it (see `crate::sip::recover`).
+    pub fn open_leg(&self, call_id: &str, leg: &str, bye: String) {
+        self.write(Write::OpenLeg(warmline_store::OpenLeg {
+            call_id: call_id.into(),
+            leg: leg.into(),
+            at_ms: now_ms(),
+            bye,
+        }));
+    }
+
+    pub fn close_leg(&self, call_id: &str, leg: &str) {
+        self.write(Write::CloseLeg {
+            call_id: call_id.into(),
+            leg: leg.into(),
         });
     }
 

@@ -721,3 +721,172 @@ fn a_source_over_its_request_rate_is_ignored_for_a_while() {
     );
     assert!(again.starts_with("SIP/2.0 200"), "{again}");
 }
+
+fn tcp_options(port: u16, conn: &mut std::net::TcpStream, n: u32) -> String {
+    use std::io::{Read, Write};
+    let me = conn.local_addr().unwrap().port();
+    let req = format!(
+        "OPTIONS sip:warmline@127.0.0.1:{port};transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:{me};branch=z9hG4bK-tcp-{me}-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=t{me}\r\n\
+         To: <sip:warmline@127.0.0.1>\r\nCall-ID: tcp-{me}-{n}@127.0.0.1\r\n\
+         CSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).expect("an answer over TCP");
+        assert!(n > 0, "the connection closed before the answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Waits (up to `within`) for the far end to close `conn`: true if it did.
+fn closed_by_peer(conn: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 256];
+    while Instant::now() < deadline {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// SIP over TCP: one address holds at most `tcp_max_per_ip` connections (more are closed
+/// at accept), and a connection that brings no whole message in time, silent or a byte
+/// at a time, is cut; one that speaks SIP keeps its connection past that deadline.
+#[test]
+fn tcp_connections_are_bounded_and_a_silent_or_trickling_one_is_cut() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let gw = Gw::start("tcp_max_per_ip = 4\ntcp_message_timeout_s = 4", "");
+    let mut talker = TcpStream::connect(("127.0.0.1", gw.sip)).unwrap();
+    let answer = tcp_options(gw.sip, &mut talker, 1);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let mut silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", gw.sip)).unwrap())
+        .collect();
+    let mut trickler = TcpStream::connect(("127.0.0.1", gw.sip)).unwrap();
+    trickler.write_all(b"OPTIONS sip:w").unwrap();
+    let open = eventually(
+        Duration::from_secs(10),
+        || metric(&gw, "warmline_sip_tcp_connections"),
+        |v| *v == Some(4.0),
+    );
+    assert_eq!(open, Some(4.0), "four connections held");
+    // The fifth from this address is over the bound: closed at once.
+    let mut fifth = TcpStream::connect(("127.0.0.1", gw.sip)).unwrap();
+    assert!(
+        closed_by_peer(&mut fifth, Duration::from_secs(3)),
+        "a fifth connection from one address was kept"
+    );
+    // The trickler sends a byte now and then; neither it nor the silent ones complete a
+    // message, so all three are cut after the deadline.
+    let start = Instant::now();
+    let mut cut = false;
+    while start.elapsed() < Duration::from_secs(20) {
+        if trickler.write_all(b"a").is_err()
+            || closed_by_peer(&mut trickler, Duration::from_millis(300))
+        {
+            cut = true;
+            break;
+        }
+    }
+    assert!(
+        cut,
+        "a connection trickling one header byte at a time was kept 20 s"
+    );
+    for s in &mut silent {
+        assert!(
+            closed_by_peer(s, Duration::from_secs(20)),
+            "a connection that never sent a message was kept"
+        );
+    }
+    // The talker, past the deadline, still has its connection.
+    let answer = tcp_options(gw.sip, &mut talker, 2);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let refused = metric(&gw, "warmline_sip_tcp_closed_total{reason=\"refused\"}");
+    let cut = metric(&gw, "warmline_sip_tcp_closed_total{reason=\"cut\"}");
+    assert!(refused >= Some(1.0), "refused: {refused:?}");
+    assert_eq!(cut, Some(3.0));
+}
+
+/// With its descriptors spent by idle TCP connections, warmline backs off its accepts
+/// (not millions of retries and log lines), still answers SIP over UDP, and accepts
+/// again once descriptors are free.
+#[test]
+fn tcp_accepts_back_off_when_descriptors_run_out() {
+    use std::net::TcpStream;
+    let gw = Gw::start_under(
+        &["prlimit", "--nofile=160:160"],
+        "tcp_max_per_ip = 1000\ntcp_max_connections = 1000\nmax_calls = 10",
+        "",
+        "",
+        "",
+    );
+    let mut held = Vec::new();
+    for _ in 0..250 {
+        match TcpStream::connect(("127.0.0.1", gw.sip)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    // The listener's queue holds connections warmline cannot accept; give the failures
+    // some seconds to pile up (a spinning loop would count millions here).
+    let options = "OPTIONS sip:warmline@127.0.0.1 SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-emfile\r\n\
+                   Max-Forwards: 70\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\n\
+                   To: <sip:warmline@127.0.0.1>\r\nCall-ID: emfile@127.0.0.1\r\n\
+                   CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    // Failures are logged at most once a second, each line with the count so far. By the
+    // second line the backoff (5 ms doubling) has let a handful through; a loop without
+    // one has counted millions, and a log without a limit writes the second line at once.
+    let failures = |log: &str| -> Vec<u64> {
+        log.lines()
+            .filter(|l| l.contains("failed to accept a TCP connection"))
+            .filter_map(|l| {
+                l.split("errors=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    let log = eventually(
+        Duration::from_secs(30),
+        || gw.log(),
+        |l| failures(l).len() >= 2,
+    );
+    let counts = failures(&log);
+    assert!(
+        counts.len() >= 2,
+        "accept failures logged: {counts:?}; log:\n{log}"
+    );
+    assert!(
+        (3..=50).contains(&counts[1]),
+        "accept failures when the second line was logged: {} (first line at {})",
+        counts[1],
+        counts[0]
+    );
+    let answer = udp_request(gw.sip, options);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    drop(held);
+    let mut again = TcpStream::connect(("127.0.0.1", gw.sip)).unwrap();
+    let answer = tcp_options(gw.sip, &mut again, 1);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+}

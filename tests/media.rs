@@ -295,6 +295,40 @@ fn a_held_call_whose_far_end_vanished_ends() {
     assert!(gw.log().contains("call.rtp_timeout"));
 }
 
+/// On hold and silent (no RTP, no RTCP), the caller is asked with an in-dialog OPTIONS
+/// every `hold_probe_s`: a 200 keeps the call, a 481 (the phone lost the dialog) ends it
+/// with a BYE at once, long before `hold_timeout_s`.
+#[test]
+fn a_held_silent_caller_is_asked_and_a_lost_dialog_ends_the_call() {
+    require_sipp();
+    let gw = Gw::start_with(
+        "",
+        "rtp_timeout_s = 2\nhold_timeout_s = 120\nhold_probe_s = 2",
+        "",
+    );
+    let start = Instant::now();
+    let caller = one_call(&gw, "uac_hold_probe");
+    wait_ok(
+        caller,
+        "the held caller is asked twice, then gets warmline's BYE",
+    );
+    let took = start.elapsed();
+    // Held about 0.5 s after the answer; asked at 2 s and 4 s of silence.
+    assert!(took >= Duration::from_millis(4000), "ended after {took:?}");
+    let log = eventually(
+        Duration::from_secs(10),
+        || gw.log(),
+        |l| l.contains("call.peer_gone"),
+    );
+    assert!(log.contains("call.peer_gone"), "{log}");
+    assert_eq!(
+        log.matches("on hold and silent; asking the peer").count(),
+        2,
+        "{log}"
+    );
+    assert!(!log.contains("call.rtp_timeout"), "{log}");
+}
+
 #[test]
 fn bridge_gives_the_caller_the_far_ends_refusal_and_hangup() {
     require_sipp();

@@ -369,8 +369,19 @@ fn a_caller_asking_for_a_person_is_held_briefed_over_and_bridged_to_the_second_a
 /// A gateway whose `default` route hunts `targets`; `speech` goes inside `[speech]`,
 /// `extra` after it.
 fn transfer_gw_with(speech: &str, extra: &str, targets: &str, ring_timeout_s: u32) -> Gw {
+    transfer_gw_sip("", speech, extra, targets, ring_timeout_s)
+}
+
+/// [`transfer_gw_with`], with `extra_sip` inside `[sip]`.
+fn transfer_gw_sip(
+    extra_sip: &str,
+    speech: &str,
+    extra: &str,
+    targets: &str,
+    ring_timeout_s: u32,
+) -> Gw {
     Gw::start(
-        "",
+        extra_sip,
         &format!(
             "[speech]\ngreeting_text = \"Hello, this is an automated assistant.\"\n{speech}\n{extra}\n\
              [[routes]]\nname = \"default\"\nring_timeout_s = {ring_timeout_s}\ntargets = [{targets}]\n"
@@ -959,4 +970,182 @@ fn a_language_model_can_write_the_agents_briefing() {
         briefed.contains("A caller named sipp wants a person right away."),
         "{briefed}"
     );
+}
+
+/// The moment of a warm transfer a gateway is killed in, and the trail event that marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The agent's phone rings.
+    Ringing,
+    /// The agent answered and hears the briefing; the caller is still on hold.
+    Briefing,
+    /// Caller and agent talk.
+    Bridged,
+}
+
+/// The trail of `id` once `done` holds for it, or as it stands after 60 s.
+fn trail_when(gw: &Gw, id: &str, done: impl Fn(&[String]) -> bool) -> serde_json::Value {
+    let path = format!("/api/calls/{id}/audit");
+    eventually(
+        Duration::from_secs(60),
+        || {
+            serde_json::from_str::<serde_json::Value>(&http_req(gw.http, "GET", &path, "").1)
+                .unwrap()
+        },
+        |t| done(&events(t)),
+    )
+}
+
+/// SIGKILL in `phase`, then a restart on the same store: the trail is intact up to the
+/// kill and ends there (`call.gateway_restart`), the context packet is still served, and
+/// the restarted gateway hangs up every dialog the dead one had confirmed (`recovered`): the
+/// caller on hold, and the agent once answered, each gets its BYE.
+fn killed_during_a_transfer(phase: Phase) {
+    require_sipp();
+    let agent_port = free_port();
+    let db = tempfile::tempdir().unwrap();
+    let store = format!(
+        "[store]\npath = \"{}\"\n",
+        db.path().join("warmline.db").display()
+    );
+    let targets = format!("\"sip:agent@127.0.0.1:{agent_port}\"");
+    let mut gw = transfer_gw(&store, &targets, 30);
+    let mut agent = match phase {
+        Phase::Ringing => ringing_agent(agent_port),
+        Phase::Briefing | Phase::Bridged => agent("uas_agent.xml", agent_port, media_port()),
+    };
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(media().join("ask_pcmu.pcap"), dir.join("audio.pcap")).unwrap();
+    let caller = sipp_in(
+        &dir,
+        &[
+            "-sf",
+            scenarios()
+                .join("uac_transfer_orphaned.xml")
+                .to_str()
+                .unwrap(),
+            "-key",
+            "codec",
+            "0",
+            "-m",
+            "1",
+            "-mp",
+            &media_port().to_string(),
+            &gw.sip_addr(),
+        ],
+        free_port(),
+    );
+    let log = eventually(
+        Duration::from_secs(30),
+        || gw.log(),
+        |l| l.contains("inbound call"),
+    );
+    assert!(log.contains("inbound call"), "{log}");
+    let id = the_call_id(&gw);
+    let mark = match phase {
+        Phase::Ringing => "agent_attempt",
+        Phase::Briefing => "agent_answered",
+        Phase::Bridged => "bridged",
+    };
+    let trail = trail_when(&gw, &id, |ev| ev.iter().any(|e| e == mark));
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    let before = events(&trail);
+    assert!(before.iter().any(|e| e == mark), "{phase:?}: {trail}");
+    if phase == Phase::Briefing {
+        assert!(!before.iter().any(|e| e == "bridged"), "{before:?}");
+    }
+    // In the dead one's place, on its port, as a gateway restarts: the peers answer the
+    // address they have for it (SIPp sends everything there, whatever the Via says).
+    let again = transfer_gw_sip(
+        &format!(
+            "listen = [\"udp:127.0.0.1:{0}\", \"tcp:127.0.0.1:{0}\"]",
+            gw.sip
+        ),
+        "",
+        &store,
+        &targets,
+        30,
+    );
+    wait_ok(
+        caller,
+        "the caller on hold gets the restarted gateway's BYE",
+    );
+    let answered = phase != Phase::Ringing;
+    if answered {
+        wait_ok(agent, "the agent gets the restarted gateway's BYE");
+    } else {
+        // Nothing was confirmed with the ringing phone: it rings out on its own timer.
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+    let recovered = if answered { 2 } else { 1 };
+    let trail = trail_when(&again, &id, |ev| {
+        ev.iter().filter(|e| *e == "recovered").count() == recovered
+    });
+    let ev = events(&trail);
+    // Intact up to the kill: everything stored then is still there, in order, and the
+    // trail ends where the process died.
+    assert_eq!(ev[..before.len()], before[..], "{ev:?}");
+    let mut want = vec!["call_start", "trigger", "transfer_started", "agent_attempt"];
+    if answered {
+        want.push("agent_answered");
+    }
+    if phase == Phase::Bridged {
+        want.push("bridged");
+    }
+    want.extend(["end", "recovered"]);
+    assert_in_order(&ev, &want);
+    assert_eq!(
+        event(&trail, "end", 0)["detail"],
+        "call.gateway_restart",
+        "{trail}"
+    );
+    let details: Vec<String> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "recovered")
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("caller:") && d.ends_with("answered 200")),
+        "{details:?}\n{}",
+        again.log()
+    );
+    if answered {
+        assert!(
+            details
+                .iter()
+                .any(|d| d.starts_with("agent-") && d.ends_with("answered 200")),
+            "{details:?}"
+        );
+    }
+    // The context packet written for the agent is still served.
+    let (status, body) = http_req(again.http, "GET", &format!("/api/calls/{id}/context"), "");
+    assert_eq!(status, 200, "{body}");
+    let packet: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(packet["call_id"], id.as_str(), "{packet}");
+    assert!(
+        again
+            .log()
+            .contains("hanging up the dialogs the last run left open")
+    );
+}
+
+#[test]
+fn killed_while_the_agent_rings_the_caller_is_hung_up_after_the_restart() {
+    killed_during_a_transfer(Phase::Ringing);
+}
+
+#[test]
+fn killed_while_the_agent_is_briefed_both_are_hung_up_after_the_restart() {
+    killed_during_a_transfer(Phase::Briefing);
+}
+
+#[test]
+fn killed_while_bridged_both_are_hung_up_after_the_restart() {
+    killed_during_a_transfer(Phase::Bridged);
 }

@@ -18,6 +18,11 @@ pub struct MediaConfig {
     /// The same on hold, where the peer's RTCP counts too (Asterisk's `rtpholdtimeout`).
     #[serde(rename = "hold_timeout_s", deserialize_with = "secs_or_never")]
     pub hold_timeout: Option<Duration>,
+    /// On hold, after this long without RTP or RTCP (and again after each as long), the
+    /// peer is asked with an in-dialog OPTIONS whether it is still there; no answer, 481 or
+    /// 408 ends the call. `None` (0) = never.
+    #[serde(rename = "hold_probe_s", deserialize_with = "secs_or_never")]
+    pub hold_probe: Option<Duration>,
     #[serde(rename = "jitter_min_ms", deserialize_with = "millis")]
     pub jitter_min: Duration,
     #[serde(rename = "jitter_max_ms", deserialize_with = "millis")]
@@ -42,6 +47,9 @@ impl Default for MediaConfig {
             // Long: a caller waiting on hold for an agent sends no RTP, and many phones no
             // RTCP either; this ends what nobody will ever come back to.
             hold_timeout: Some(Duration::from_secs(300)),
+            // A vanished peer is found within a minute and a half (the OPTIONS gets no
+            // answer for 64 x T1), not five minutes.
+            hold_probe: Some(Duration::from_secs(60)),
             jitter_min: Duration::from_millis(20),
             jitter_max: Duration::from_millis(200),
             greeting: None,

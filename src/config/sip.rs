@@ -77,6 +77,17 @@ pub struct SipConfig {
     /// How long a source that went over is ignored.
     #[serde(rename = "rate_limit_ban_s", deserialize_with = "secs")]
     pub rate_limit_ban: Duration,
+    /// TCP connections peers may hold open at once, in all and from one address: past
+    /// either, a new connection is closed at accept (counted).
+    pub tcp_max_connections: usize,
+    pub tcp_max_per_ip: usize,
+    /// How long a TCP connection may take to deliver a whole SIP message: its first,
+    /// counted from the accept, and each later one from its first byte.
+    #[serde(rename = "tcp_message_timeout_s", deserialize_with = "secs")]
+    pub tcp_message_timeout: Duration,
+    /// A TCP connection that carries nothing for this long is closed.
+    #[serde(rename = "tcp_idle_timeout_s", deserialize_with = "secs")]
+    pub tcp_idle_timeout: Duration,
 }
 
 impl Default for SipConfig {
@@ -106,6 +117,15 @@ impl Default for SipConfig {
             rate_limit_per_s: 3000,
             rate_limit_burst: 6000,
             rate_limit_ban: Duration::from_secs(10),
+            // Far below the descriptors warmline raises its limit to at start, so RTP
+            // sockets, the store and HTTP always have theirs; a Kamailio or PBX in front
+            // uses one or a few connections.
+            tcp_max_connections: 2048,
+            tcp_max_per_ip: 128,
+            tcp_message_timeout: Duration::from_secs(10),
+            // Kamailio closes an idle connection after 120 s (tcp_connection_lifetime);
+            // a peer that wants it open sends CRLF keepalives (RFC 5626).
+            tcp_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -123,6 +143,15 @@ impl SipConfig {
         }
         if self.max_calls == 0 {
             return Err(cx.err("sip.max_calls", "must be at least 1".into()));
+        }
+        if self.tcp_max_connections == 0 {
+            return Err(cx.err("sip.tcp_max_connections", "must be at least 1".into()));
+        }
+        if self.tcp_max_per_ip == 0 {
+            return Err(cx.err("sip.tcp_max_per_ip", "must be at least 1".into()));
+        }
+        if self.tcp_message_timeout.is_zero() {
+            return Err(cx.err("sip.tcp_message_timeout_s", "must be at least 1".into()));
         }
         Ok(())
     }

@@ -553,6 +553,9 @@ struct LegIo {
     span: tracing::Span,
     /// Held for the leg's life.
     _slot: LegSlot,
+    /// Where this leg's BYE is kept for a restart after a crash (the call's trail id and
+    /// the leg's name), once it is confirmed.
+    kept_bye: Option<(String, String)>,
 }
 
 struct CallTask {
@@ -654,6 +657,7 @@ impl CallTask {
                 outcome: o.outcome,
                 span: o.span,
                 _slot: o.slot.unwrap_or_else(|| self.gw.claim_placed()),
+                kept_bye: None,
             },
         );
     }
@@ -814,10 +818,34 @@ impl CallTask {
     }
 
     /// Release what a leg holds once its controller has ended.
+    /// Store the BYE that ends this confirmed leg, so that a restart after a crash can
+    /// hang up the phone this process would otherwise leave connected to nobody.
+    fn keep_bye(&mut self, leg: Leg) {
+        let trail = self.legs.get(&Leg::Caller).map(|io| io.call_id.clone());
+        let Some(io) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        if io.kept_bye.is_some() {
+            return;
+        }
+        let Some(bye) = io.dialog.as_ref().and_then(InviteDialog::bye_request) else {
+            return;
+        };
+        let key = (trail.unwrap_or_else(|| io.call_id.clone()), leg_name(leg));
+        self.gw
+            .planes
+            .store
+            .open_leg(&key.0, &key.1, bye.to_string());
+        io.kept_bye = Some(key);
+    }
+
     fn close(&mut self, leg: Leg) {
         let Some(io) = self.legs.remove(&leg) else {
             return;
         };
+        if let Some((trail, name)) = &io.kept_bye {
+            self.gw.planes.store.close_leg(trail, name);
+        }
         self.media.remove_leg(media_leg(leg));
         if let Some(d) = &io.dialog {
             self.gw.dialog_layer().remove_dialog(&d.id());
@@ -901,6 +929,14 @@ impl CallTask {
                 self.call
                     .handle(now, leg, CallEvent::MediaTimeout { silent_ms });
             }
+            MediaEvent::Quiet { leg, silent_ms } => {
+                let leg = leg_of(leg);
+                if let Some(io) = self.legs.get(&leg) {
+                    tracing::info!(parent: &io.span, silent_ms, "on hold and silent; asking the peer");
+                }
+                self.call
+                    .handle(now, leg, CallEvent::MediaQuiet { silent_ms });
+            }
         }
     }
 
@@ -913,6 +949,7 @@ impl CallTask {
         let event = match state {
             DialogState::Confirmed(..) => {
                 self.media.confirm(media_leg(leg));
+                self.keep_bye(leg);
                 CallEvent::Ack
             }
             DialogState::Early(_, resp) => CallEvent::Progress {
@@ -1079,6 +1116,24 @@ impl CallTask {
                 in_background("CANCEL", async move { dialog.cancel().await });
             }
             CallAction::SendBye => in_background("BYE", async move { dialog.bye().await }),
+            CallAction::Probe => {
+                let ops = events;
+                tokio::spawn(
+                    async move {
+                        let status = match dialog.request(Method::Options, None, None).await {
+                            Ok(Some(resp)) => Some(resp.status_code.code()),
+                            Ok(None) => Some(481),
+                            Err(e) => {
+                                tracing::info!(error = %e, "in-dialog OPTIONS got no answer");
+                                None
+                            }
+                        };
+                        tracing::info!(?status, "in-dialog OPTIONS answered");
+                        let _ = ops.send(CallEvent::ProbeAnswered { status });
+                    }
+                    .in_current_span(),
+                );
+            }
             CallAction::MediaChanged(n) => {
                 self.media.configure(media_leg(leg), LegMedia::from(&n));
             }
@@ -1260,6 +1315,15 @@ impl CallTask {
 
 /// Run a request on the dialog in its own task; a failure is only logged (the dialog's
 /// states say what became of the call).
+/// A leg's name in the store: `caller`, `far`, `agent-2`.
+fn leg_name(leg: Leg) -> String {
+    match leg {
+        Leg::Caller => "caller".into(),
+        Leg::Far => "far".into(),
+        Leg::Agent(n) => format!("agent-{n}"),
+    }
+}
+
 fn in_background<T>(
     what: &'static str,
     request: impl std::future::Future<Output = Result<T, rsipstack::Error>> + Send + 'static,

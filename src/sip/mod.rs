@@ -5,6 +5,7 @@
 //! call runs a [`warmline_call::Controller`] inside the task in [`call`].
 
 pub mod call;
+pub mod recover;
 pub mod udp_guard;
 
 use crate::config::{Config, Listen, SipTransport};
@@ -203,15 +204,19 @@ impl Gateway {
                     transport_layer.add_transport(conn.into());
                 }
                 Bound::Tcp(listener) => {
-                    let conn = TcpListenerConnection::new(l.addr, external);
-                    drop(listener);
-                    let conn = conn
-                        .await
-                        .map_err(|e| anyhow::anyhow!("binding SIP tcp:{}: {e}", l.addr))?;
+                    // Served as bound (rsipstack patch 3): the port is never let go.
+                    let conn = TcpListenerConnection::from_listener(listener, external)
+                        .map_err(|e| anyhow::anyhow!("serving SIP tcp:{}: {e}", l.addr))?;
                     transport_layer.add_transport(conn.into());
                 }
             }
         }
+        transport_layer.set_stream_limits(rsipstack::transport::stream::StreamLimits {
+            max_connections: cfg.sip.tcp_max_connections,
+            max_per_ip: cfg.sip.tcp_max_per_ip,
+            message_timeout: cfg.sip.tcp_message_timeout,
+        });
+        transport_layer.set_stream_idle_timeout(cfg.sip.tcp_idle_timeout);
         let option = rsipstack::transaction::endpoint::EndpointOption {
             callid_suffix: Some(advertised.to_string()),
             ..Default::default()
@@ -273,6 +278,11 @@ impl Gateway {
 
     pub fn active_calls(&self) -> usize {
         self.calls_lock().len()
+    }
+
+    /// What the TCP connection bounds have done (rsipstack patch 2).
+    pub fn tcp_stats(&self) -> rsipstack::transport::stream::StreamStats {
+        self.dialog_layer.endpoint.transport_layer.stream_stats()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -459,8 +469,7 @@ fn source_ip(tx: &Transaction) -> Option<IpAddr> {
 /// A listener's socket, bound before the transport layer takes it.
 enum Bound {
     Udp(tokio::net::UdpSocket),
-    /// rsipstack binds its TCP listener itself when the endpoint serves (and only warns
-    /// if it cannot): this one proves the port is free now, and is let go just before.
+    /// Handed to rsipstack as it is (patch 3 in vendor/rsipstack/PATCHES.md).
     Tcp(std::net::TcpListener),
 }
 

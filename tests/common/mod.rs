@@ -64,6 +64,18 @@ impl Gw {
 
     /// `extra_http` goes inside `[http]`.
     pub fn start_http(extra_sip: &str, extra_media: &str, extra_http: &str, extra: &str) -> Gw {
+        Self::start_under(&[], extra_sip, extra_media, extra_http, extra)
+    }
+
+    /// Started through `wrapper` (`["prlimit", "--nofile=200"]`), the binary and its
+    /// arguments appended.
+    pub fn start_under(
+        wrapper: &[&str],
+        extra_sip: &str,
+        extra_media: &str,
+        extra_http: &str,
+        extra: &str,
+    ) -> Gw {
         let slot = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
         // 75 port pairs per gateway; slots never overlap inside one test process.
         // Below the kernel's ephemeral range (32768+), which free_port() and SIPp draw
@@ -87,19 +99,29 @@ impl Gw {
         } else {
             "max_calls = 75\n"
         };
+        // Port 0: warmline binds what the kernel gives and logs it; nothing is picked
+        // here and hoped to be free when warmline gets to it. Only a gateway restarted in
+        // place of a killed one names its port (`restart_of`).
+        let listen = if extra_sip.contains("listen") {
+            ""
+        } else {
+            "listen = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n"
+        };
         std::fs::write(
             &cfg,
             format!(
-                // Port 0: warmline binds what the kernel gives and logs it; nothing is
-                // picked here and hoped to be free when warmline gets to it.
-                "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n{max_calls}{extra_sip}\n\
+                "[sip]\n{listen}{max_calls}{extra_sip}\n\
                  [media]\nrtp_port_range = [{}, {}]\n{extra_media}\n[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n\
                  [log]\nlevel = \"info\"\n{extra}\n",
                 rtp.0, rtp.1
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_warmline"))
+        let bin = env!("CARGO_BIN_EXE_warmline");
+        let mut argv: Vec<&str> = wrapper.to_vec();
+        argv.push(bin);
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
             .args(["run", "--config"])
             .arg(&cfg)
             .stdout(Stdio::null())
@@ -167,6 +189,19 @@ impl Drop for Gw {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One series' value from `/metrics` (`name{labels}` as written there), if present.
+pub fn metric(gw: &Gw, series: &str) -> Option<f64> {
+    let (status, text) = http_req(gw.http, "GET", "/metrics", "");
+    assert_eq!(status, 200, "/metrics: {text}");
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 pub fn scenarios() -> PathBuf {

@@ -139,6 +139,12 @@ pub enum Audit {
     End {
         reason: EndReason,
     },
+    /// After a restart, a leg the dead process left confirmed was sent its BYE: the
+    /// status of the answer (`None`: no answer).
+    Recovered {
+        leg: String,
+        status: Option<u16>,
+    },
 }
 
 impl Audit {
@@ -169,6 +175,7 @@ impl Audit {
             Audit::CallerHungUp => "caller_hung_up",
             Audit::Abandoned { .. } => "abandoned",
             Audit::End { .. } => "end",
+            Audit::Recovered { .. } => "recovered",
         }
     }
 
@@ -297,6 +304,10 @@ impl Audit {
                 format!("the caller hung up during the transfer (attempt {attempt}, {phase})")
             }
             Audit::End { reason } => reason.code().to_string(),
+            Audit::Recovered { leg, status } => match status {
+                Some(status) => format!("{leg}: BYE after the restart, answered {status}"),
+                None => format!("{leg}: BYE after the restart, not answered"),
+            },
         }
     }
 }

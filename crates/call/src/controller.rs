@@ -252,6 +252,15 @@ pub enum CallEvent {
     MediaTimeout {
         silent_ms: u64,
     },
+    /// On hold, the peer has sent no RTP or RTCP for a while (`[media] hold_probe_s`).
+    MediaQuiet {
+        silent_ms: u64,
+    },
+    /// The answer to [`CallAction::Probe`]: the status of the OPTIONS' final response,
+    /// `None` when none came (Timer F) or it could not be sent.
+    ProbeAnswered {
+        status: Option<u16>,
+    },
     /// A prompt finished playing (or was cut short by barge-in).
     PlayoutDone {
         id: u64,
@@ -334,6 +343,9 @@ pub enum CallAction {
     /// Outbound: CANCEL the pending INVITE.
     CancelInvite,
     SendBye,
+    /// Ask the peer whether the dialog still stands: an in-dialog OPTIONS, answered by
+    /// [`CallEvent::ProbeAnswered`].
+    Probe,
     /// The media plane must now use this: codec, where to send, which way.
     MediaChanged(Negotiated),
     /// Play a prompt to the peer; `id` comes back in [`CallEvent::PlayoutDone`].
@@ -480,6 +492,9 @@ pub enum EndReason {
     DialogFailed,
     NotAnswered,
     RtpTimeout,
+    /// On hold and silent, the peer did not answer an in-dialog OPTIONS, or said the
+    /// dialog is gone (481, 408).
+    PeerGone,
     /// Found live in the audit trail when the gateway started: the process that had it
     /// stopped without ending it (a crash, a kill).
     GatewayRestart,
@@ -496,6 +511,7 @@ impl EndReason {
             EndReason::DialogFailed => "call.dialog_failed",
             EndReason::NotAnswered => "call.not_answered",
             EndReason::RtpTimeout => "call.rtp_timeout",
+            EndReason::PeerGone => "call.peer_gone",
             EndReason::GatewayRestart => "call.gateway_restart",
         }
     }
@@ -584,6 +600,8 @@ pub struct Controller {
     /// carried out once the greeting with its disclosure has played, or at once without one.
     deferred_transfer: Option<(Trigger, Briefing)>,
     greeting_id: Option<u64>,
+    /// An in-dialog OPTIONS is out (see `CallEvent::MediaQuiet`).
+    probing: bool,
     routes: Arc<Vec<RoutePlan>>,
     /// The dialogue's lines, also for the transfer's prompts when there is no assistant.
     texts: AssistantConfig,
@@ -666,6 +684,7 @@ impl Controller {
             llm_briefing: cfg.llm_briefing,
             deferred_transfer: None,
             greeting_id: None,
+            probing: false,
             routes: cfg.routes,
             texts,
             transfer: None,
@@ -1171,6 +1190,24 @@ impl Controller {
                 if matches!(self.state, State::Confirmed | State::WaitAck) {
                     self.actions.push_back(CallAction::SendBye);
                     self.end(EndReason::RtpTimeout);
+                }
+            }
+            CallEvent::MediaQuiet { .. } => {
+                // One question at a time: a probe still waiting (up to 64 x T1) is the
+                // answer to this silence too.
+                if self.state == State::Confirmed && !self.probing {
+                    self.probing = true;
+                    self.actions.push_back(CallAction::Probe);
+                }
+            }
+            CallEvent::ProbeAnswered { status } => {
+                self.probing = false;
+                // RFC 5057 §5.1: 481 and 408 end the dialog; so does silence to a request
+                // inside it. Any other answer, 405 and 501 included, is a peer still there.
+                let gone = matches!(status, None | Some(408) | Some(481));
+                if gone && self.state == State::Confirmed {
+                    self.actions.push_back(CallAction::SendBye);
+                    self.end(EndReason::PeerGone);
                 }
             }
             CallEvent::PlayoutDone { id, interrupted } => {

@@ -528,6 +528,55 @@ fn greeting_plays_once_answered() {
 }
 
 #[test]
+fn a_silent_held_peer_is_asked_once_at_a_time_and_ended_when_its_dialog_is_gone() {
+    let mut h = Harness::answered_call();
+    assert_eq!(
+        h.send(CallEvent::MediaQuiet { silent_ms: 60_000 }),
+        [CallAction::Probe]
+    );
+    // Still waiting on that OPTIONS: the next silence asks nothing more.
+    assert!(
+        h.send(CallEvent::MediaQuiet { silent_ms: 120_000 })
+            .is_empty()
+    );
+    // Any answer but 408 and 481 is a peer still there, 405 and 501 included.
+    for status in [200, 405, 501] {
+        assert!(
+            h.send(CallEvent::ProbeAnswered {
+                status: Some(status)
+            })
+            .is_empty()
+        );
+        assert_eq!(
+            h.send(CallEvent::MediaQuiet { silent_ms: 0 }),
+            [CallAction::Probe]
+        );
+    }
+    assert_eq!(
+        h.send(CallEvent::ProbeAnswered { status: Some(481) }),
+        [
+            CallAction::SendBye,
+            CallAction::Ended {
+                reason: EndReason::PeerGone
+            }
+        ]
+    );
+    assert_eq!(EndReason::PeerGone.code(), "call.peer_gone");
+    // No answer at all (Timer F) ends it the same way.
+    let mut h = Harness::answered_call();
+    h.send(CallEvent::MediaQuiet { silent_ms: 60_000 });
+    assert_eq!(
+        h.send(CallEvent::ProbeAnswered { status: None }),
+        [
+            CallAction::SendBye,
+            CallAction::Ended {
+                reason: EndReason::PeerGone
+            }
+        ]
+    );
+}
+
+#[test]
 fn media_timeout_ends_the_call_with_bye() {
     let mut h = Harness::answered_call();
     let acts = h.send(CallEvent::MediaTimeout { silent_ms: 30_000 });

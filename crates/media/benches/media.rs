@@ -94,6 +94,7 @@ fn relay(c: &mut Criterion) {
         record: false,
         rtp_timeout: None,
         hold_timeout: None,
+        hold_probe: None,
     };
     let media = |port: u16| LegMedia {
         codec: CodecName::Pcmu,

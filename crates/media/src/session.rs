@@ -56,6 +56,12 @@ pub enum MediaEvent {
         leg: LegId,
         silent_ms: u64,
     },
+    /// On hold, the peer has sent nothing (RTP or RTCP) for another `hold_probe`: time to
+    /// ask its signalling whether it is still there.
+    Quiet {
+        leg: LegId,
+        silent_ms: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -87,6 +93,9 @@ pub struct LegSetup {
     /// The same on hold, where RTCP also counts as the peer being there: a held call the
     /// far end abandoned ends after this. `None` disables it.
     pub hold_timeout: Option<Duration>,
+    /// On hold, a `Quiet` event after each this long without a sign of life; `None`
+    /// disables it.
+    pub hold_probe: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -102,6 +111,8 @@ struct Slot {
     dtmf_out: VecDeque<char>,
     train: Option<(DtmfTrain, u32)>,
     timeout_reported: bool,
+    /// `Quiet` events sent in the current silence.
+    probes_reported: u32,
     /// This tick's decoded inbound frame, at the leg's rate.
     decoded: Option<Vec<i16>>,
     /// Something consumes this leg's PCM (tap, recording, a transcoding peer); kept by
@@ -162,6 +173,7 @@ impl Session {
             dtmf_out: VecDeque::new(),
             train: None,
             timeout_reported: false,
+            probes_reported: 0,
             decoded: None,
             decode: false,
             tap_resampler: None,
@@ -202,6 +214,7 @@ impl Session {
         };
         s.leg.configure(now, media)?;
         s.timeout_reported = false;
+        s.probes_reported = 0;
         s.tap_resampler = None;
         s.xcode = None;
         self.refresh();
@@ -508,7 +521,24 @@ impl Session {
             let s = &mut self.legs[i];
             Self::flush_finished(&mut self.out, s);
             // 3. Silence detection.
-            let limit = s.leg.silent_for(now).and_then(|(silent, two_way)| {
+            let silence = s.leg.silent_for(now);
+            match (silence, s.setup.hold_probe) {
+                (Some((silent, false)), Some(every)) if !every.is_zero() => {
+                    let due =
+                        u32::try_from(silent.as_millis() / every.as_millis()).unwrap_or(u32::MAX);
+                    if due == 0 {
+                        s.probes_reported = 0;
+                    } else if due > s.probes_reported {
+                        s.probes_reported = due;
+                        self.out.push_back(Output::Event(MediaEvent::Quiet {
+                            leg: s.id,
+                            silent_ms: silent.as_millis() as u64,
+                        }));
+                    }
+                }
+                _ => s.probes_reported = 0,
+            }
+            let limit = silence.and_then(|(silent, two_way)| {
                 let limit = if two_way {
                     s.setup.rtp_timeout
                 } else {

@@ -31,6 +31,7 @@ fn leg(s: &mut Session, now: Instant, id: u32, codec: CodecName, pt: u8, port: u
             record: false,
             rtp_timeout: Some(Duration::from_secs(5)),
             hold_timeout: Some(Duration::from_secs(30)),
+            hold_probe: None,
         },
     );
     s.configure(

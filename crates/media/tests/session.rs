@@ -34,6 +34,7 @@ fn setup(ssrc: u32) -> LegSetup {
         record: false,
         rtp_timeout: None,
         hold_timeout: None,
+        hold_probe: None,
     }
 }
 
@@ -672,6 +673,49 @@ fn silence_times_out_but_not_on_hold() {
         "{:?}",
         r.events
     );
+}
+
+#[test]
+fn a_silent_held_peer_is_reported_quiet_each_probe_interval_until_it_speaks() {
+    let mut s = setup(1);
+    s.rtp_timeout = Some(Duration::from_secs(2));
+    s.hold_timeout = Some(Duration::from_secs(300));
+    s.hold_probe = Some(Duration::from_secs(30));
+    let mut r = Run::new();
+    r.s.add_leg(CALLER, s);
+    let mut m = media(CodecName::Pcmu, 7000);
+    m.direction = Direction::SendOnly;
+    r.s.configure(r.now, CALLER, m).unwrap();
+    r.run_ms(29_900);
+    assert!(r.events.is_empty(), "{:?}", r.events);
+    r.run_ms(200);
+    assert!(
+        matches!(r.events[..], [MediaEvent::Quiet { leg: CALLER, silent_ms }] if silent_ms >= 30_000),
+        "{:?}",
+        r.events
+    );
+    r.events.clear();
+    r.run_ms(30_000);
+    assert_eq!(r.events.len(), 1, "a second interval, a second report");
+    r.events.clear();
+    // An RR is a sign of life: the count starts again from it.
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 9];
+    r.s.handle_rtcp(r.now, CALLER, addr(7001), &rr);
+    r.run_ms(29_000);
+    assert!(r.events.is_empty(), "{:?}", r.events);
+    // Within an idle tick (250 ms) of the interval.
+    r.run_ms(1_300);
+    assert!(
+        matches!(r.events[..], [MediaEvent::Quiet { silent_ms, .. }] if silent_ms < 31_000),
+        "{:?}",
+        r.events
+    );
+    r.events.clear();
+    // Two-way, the probe does not apply (the RTP timeout does).
+    m.direction = Direction::SendRecv;
+    r.s.configure(r.now, CALLER, m).unwrap();
+    r.run_ms(1_900);
+    assert!(r.events.is_empty(), "{:?}", r.events);
 }
 
 #[test]

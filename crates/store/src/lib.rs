@@ -1,5 +1,6 @@
 //! What must outlive a call and a restart, on embedded SQLite: the append-only audit trail,
-//! each call's context packet, and the CRM outbox (packets waiting for the CRM's 2xx).
+//! each call's context packet, the CRM outbox (packets waiting for the CRM's 2xx), and the
+//! open legs (the BYE that ends each confirmed dialog, for a restart after a crash).
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so a transaction that returned is on
 //! disk (fsync at each commit): a crash of the process or the machine loses nothing that
@@ -36,6 +37,17 @@ pub struct AuditRow {
     pub at_ms: i64,
     pub event: String,
     pub detail: String,
+}
+
+/// A confirmed dialog of a live call: what ends it if the process dies first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenLeg {
+    pub call_id: String,
+    /// The call's leg (`caller`, `agent`…).
+    pub leg: String,
+    pub at_ms: i64,
+    /// The BYE the dialog would send, as SIP text.
+    pub bye: String,
 }
 
 /// A packet waiting for (or given to) the CRM.
@@ -81,6 +93,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error      TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at_ms, next_at_ms);
+CREATE TABLE IF NOT EXISTS open_legs (
+    call_id TEXT NOT NULL,
+    leg     TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL,
+    bye     TEXT NOT NULL,
+    PRIMARY KEY (call_id, leg)
+);
 ";
 
 impl Store {
@@ -256,6 +275,40 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
 }
 
 impl Store {
+    /// Keep (or replace) the BYE that ends a confirmed leg.
+    pub fn put_open_leg(&self, leg: &OpenLeg) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO open_legs (call_id, leg, at_ms, bye) VALUES (?1, ?2, ?3, ?4)",
+            params![leg.call_id, leg.leg, leg.at_ms, leg.bye],
+        )?;
+        Ok(())
+    }
+
+    /// The leg ended (or was ended after a restart): nothing left to clean up.
+    pub fn close_leg(&self, call_id: &str, leg: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM open_legs WHERE call_id = ?1 AND leg = ?2",
+            params![call_id, leg],
+        )?;
+        Ok(())
+    }
+
+    /// Legs still open, oldest first: at start, those the last process left behind.
+    pub fn open_legs(&self, limit: usize) -> Result<Vec<OpenLeg>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT call_id, leg, at_ms, bye FROM open_legs ORDER BY at_ms LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit as i64], |r| {
+            Ok(OpenLeg {
+                call_id: r.get(0)?,
+                leg: r.get(1)?,
+                at_ms: r.get(2)?,
+                bye: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Delete what is older than `before_ms`: audit rows, context packets, and packets the
     /// CRM acknowledged. Undelivered packets are never pruned. Returns the rows deleted.
     pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
@@ -283,6 +336,32 @@ pub fn backoff(attempts: i64) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn open_legs_are_kept_until_closed_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let s = Store::open(&path).unwrap();
+        let leg = |call: &str, leg: &str, at_ms| OpenLeg {
+            call_id: call.into(),
+            leg: leg.into(),
+            at_ms,
+            bye: format!("BYE sip:{leg}@h SIP/2.0\r\n\r\n"),
+        };
+        s.put_open_leg(&leg("a", "caller", 1)).unwrap();
+        s.put_open_leg(&leg("a", "agent", 2)).unwrap();
+        s.put_open_leg(&leg("b", "caller", 3)).unwrap();
+        s.close_leg("a", "caller").unwrap();
+        // A later confirmation of the same leg replaces its BYE.
+        s.put_open_leg(&leg("b", "caller", 4)).unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.open_legs(10).unwrap(),
+            [leg("a", "agent", 2), leg("b", "caller", 4)]
+        );
+        assert_eq!(s.open_legs(1).unwrap().len(), 1);
+    }
 
     #[test]
     fn calls_left_without_an_end_are_found() {
