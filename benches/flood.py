@@ -2,13 +2,18 @@
 """The flood figures of benches/flood.sh: OPTIONS latency from a bystander before, during and
 after a flood of INVITEs from another address, and warmline's RSS before and after.
 
-  flood.py SIP_PORT PID INVITES RATE [UNACKED]
+  flood.py SIP_PORT PID INVITES RATE [UNACKED [JUNK]]
 
 Then, with UNACKED > 0, a trusted peer (127.0.0.3, in allow_from) sends UNACKED INVITEs whose
 offer warmline must refuse (488) and never ACKs them: each leaves a server transaction
 waiting for its ACK, cleaned up 64 x T1 later, so tens of thousands of transactions end
 together. OPTIONS latency and warmline's CPU time are printed over the 70 s after the flood
 (rsipstack 0.7.14 swept every pending ACK route at each cleanup: quadratic).
+
+Then, with JUNK > 0, JUNK mutated SIP datagrams (bytes flipped, inserted, cut, lines
+repeated or dropped, from INVITEs, OPTIONS, BYEs and responses; seeded) from a trusted peer,
+and warmline's RSS from before the first flood to 75 s after the junk (the target: back
+within 25 %).
 
 Loopback only; the flood is bounded by INVITES and the whole run by the time it takes."""
 import os
@@ -20,6 +25,7 @@ import time
 
 port, pid, invites, rate = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 unacked = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+junk = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 
 
 def rss_kb():
@@ -128,3 +134,65 @@ if unacked:
     print(f"warmline CPU while they end: {cpu_s() - cpu0:.2f} s over 70 s")
     probe(3, "after")
     print(f"RSS after the unACKed INVITEs {rss_kb() / 1024:.1f} MB")
+
+
+def mutated(rng, i, me):
+    """One seeded mutation of a SIP message warmline could be sent."""
+    src = "127.0.0.4"
+    base = [
+        (f"INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{me};branch=z9hG4bK-j{i}\r\n"
+         f"From: <sip:junk@{src}>;tag=j{i}\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: junk-{i}\r\n"
+         f"CSeq: 1 INVITE\r\nContact: <sip:junk@{src}:{me}>\r\nMax-Forwards: 70\r\n"
+         f"Content-Type: application/sdp\r\nContent-Length: {len(G729)}\r\n\r\n{G729}"),
+        (f"OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{me};branch=z9hG4bK-j{i}\r\n"
+         f"From: <sip:junk@{src}>;tag=j{i}\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: junk-{i}\r\n"
+         "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"),
+        (f"BYE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{me};branch=z9hG4bK-j{i}\r\n"
+         f"From: <sip:junk@{src}>;tag=j{i}\r\nTo: <sip:bot@127.0.0.1>;tag=x{i}\r\nCall-ID: junk-{i}\r\n"
+         "CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"),
+        (f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-j{i}\r\n"
+         f"From: <sip:bot@127.0.0.1>;tag=j{i}\r\nTo: <sip:junk@{src}>;tag=y{i}\r\nCall-ID: junk-{i}\r\n"
+         "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"),
+    ]
+    data = bytearray(rng.choice(base).encode())
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(5)
+        if op == 0 and data:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif op == 1:
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        elif op == 2 and len(data) > 1:
+            del data[rng.randrange(len(data)):][: rng.randint(1, 64)]
+        else:
+            lines = bytes(data).split(b"\r\n")
+            j = rng.randrange(len(lines))
+            if op == 3:
+                lines.insert(j, lines[j])
+            else:
+                del lines[j]
+            data = bytearray(b"\r\n".join(lines))
+    return bytes(data[:8000])
+
+
+if junk:
+    import random
+    rng = random.Random(13)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.4", 0))
+    me = s.getsockname()[1]
+    start = time.time()
+    for i in range(junk):
+        try:
+            s.sendto(mutated(rng, i, me), ("127.0.0.1", port))
+        except OSError:
+            pass
+        ahead = start + (i + 1) / rate - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
+    print(f"junk: {junk} mutated datagrams from 127.0.0.4 (trusted) in {time.time() - start:.1f} s")
+    probe(3, "after junk")
+    time.sleep(72)
+    rss3 = rss_kb()
+    print(f"RSS before everything {rss0 / 1024:.1f} MB, 75 s after the junk {rss3 / 1024:.1f} MB "
+          f"({(rss3 - rss0) / max(rss0, 1) * 100:+.0f} %)")

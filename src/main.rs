@@ -70,6 +70,13 @@ enum ModelAction {
 
 const DEFAULT_CONFIG: &str = "warmline.toml";
 
+/// jemalloc rather than glibc's malloc: memory freed after a burst (a flood's transactions,
+/// a busy hour's calls) goes back to the system within moments, where glibc's per-thread
+/// arenas kept it (RSS 16 MB before 50,000 refused INVITEs, 122 MB 75 s after them; with
+/// jemalloc, a background purge thread and a 1 s decay, 21 MB). mimalloc kept 72 MB.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

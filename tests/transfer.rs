@@ -20,23 +20,32 @@ fn agent(scenario: &str, port: u16, mp: u16) -> Child {
 
 /// [`agent`] with its own audio (`pcap` from the test media).
 fn agent_playing(pcap: &str, scenario: &str, port: u16, mp: u16) -> Child {
+    pcmu_sipp(&[(pcap, "agent.pcap")], scenario, mp, &[], port)
+}
+
+/// SIPp running `scenario` for one call on PCMU (`-key codec 0`), RTP at `mp`, from a
+/// directory holding the test media `files` under the names the scenario plays; `tail`
+/// ends the command line (the gateway's address, for a caller).
+fn pcmu_sipp(files: &[(&str, &str)], scenario: &str, mp: u16, tail: &[&str], port: u16) -> Child {
     let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(media().join(pcap), dir.join("agent.pcap")).unwrap();
-    sipp_in(
-        &dir,
-        &[
-            "-sf",
-            scenarios().join(scenario).to_str().unwrap(),
-            "-key",
-            "codec",
-            "0",
-            "-m",
-            "1",
-            "-mp",
-            &mp.to_string(),
-        ],
-        port,
-    )
+    for (from, to) in files {
+        std::fs::copy(media().join(from), dir.join(to)).unwrap();
+    }
+    let sf = scenarios().join(scenario);
+    let mp = mp.to_string();
+    let mut args = vec![
+        "-sf",
+        sf.to_str().unwrap(),
+        "-key",
+        "codec",
+        "0",
+        "-m",
+        "1",
+        "-mp",
+        &mp,
+    ];
+    args.extend_from_slice(tail);
+    sipp_in(&dir, &args, port)
 }
 
 /// The caller: asks for a person, takes the hold and the resume, then plays a tone.
@@ -46,25 +55,22 @@ fn caller_through_transfer(gw: &Gw, mp: u16, stay_ms: u32) -> Child {
 
 /// The caller of [`caller_through_transfer`], saying `pcap` first.
 fn caller_saying(pcap: &str, gw: &Gw, mp: u16, stay_ms: u32) -> Child {
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(media().join(pcap), dir.join("audio.pcap")).unwrap();
-    std::fs::copy(media().join("tone_pcmu.pcap"), dir.join("tone.pcap")).unwrap();
-    sipp_in(
-        &dir,
-        &[
-            "-sf",
-            scenarios().join("uac_transfer.xml").to_str().unwrap(),
-            "-key",
-            "codec",
-            "0",
-            "-m",
-            "1",
-            "-d",
-            &stay_ms.to_string(),
-            "-mp",
-            &mp.to_string(),
-            &gw.sip_addr(),
-        ],
+    pcmu_sipp(
+        &[(pcap, "audio.pcap"), ("tone_pcmu.pcap", "tone.pcap")],
+        "uac_transfer.xml",
+        mp,
+        &["-d", &stay_ms.to_string(), &gw.sip_addr()],
+        free_port(),
+    )
+}
+
+/// A caller asking for a person, then doing what `scenario` says.
+fn caller_asking(gw: &Gw, scenario: &str) -> Child {
+    pcmu_sipp(
+        &[("ask_pcmu.pcap", "audio.pcap")],
+        scenario,
+        media_port(),
+        &[&gw.sip_addr()],
         free_port(),
     )
 }
@@ -448,27 +454,7 @@ fn a_caller_hanging_up_on_hold_abandons_and_the_ringing_agent_is_cancelled() {
     let agent_port = free_port();
     let gw = transfer_gw("", &format!("\"sip:agent@127.0.0.1:{agent_port}\""), 20);
     let ringing = ringing_agent(agent_port);
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(media().join("ask_pcmu.pcap"), dir.join("audio.pcap")).unwrap();
-    let caller = sipp_in(
-        &dir,
-        &[
-            "-sf",
-            scenarios()
-                .join("uac_transfer_abandon.xml")
-                .to_str()
-                .unwrap(),
-            "-key",
-            "codec",
-            "0",
-            "-m",
-            "1",
-            "-mp",
-            &media_port().to_string(),
-            &gw.sip_addr(),
-        ],
-        free_port(),
-    );
+    let caller = caller_asking(&gw, "uac_transfer_abandon.xml");
     wait_ok(caller, "caller hung up on hold");
     wait_ok(ringing, "the agent's ringing call was cancelled");
     let id = the_call_id(&gw);
@@ -1014,27 +1000,7 @@ fn killed_during_a_transfer(phase: Phase) {
         Phase::Ringing => ringing_agent(agent_port),
         Phase::Briefing | Phase::Bridged => agent("uas_agent.xml", agent_port, media_port()),
     };
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(media().join("ask_pcmu.pcap"), dir.join("audio.pcap")).unwrap();
-    let caller = sipp_in(
-        &dir,
-        &[
-            "-sf",
-            scenarios()
-                .join("uac_transfer_orphaned.xml")
-                .to_str()
-                .unwrap(),
-            "-key",
-            "codec",
-            "0",
-            "-m",
-            "1",
-            "-mp",
-            &media_port().to_string(),
-            &gw.sip_addr(),
-        ],
-        free_port(),
-    );
+    let caller = caller_asking(&gw, "uac_transfer_orphaned.xml");
     let log = eventually(
         Duration::from_secs(30),
         || gw.log(),
