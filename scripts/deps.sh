@@ -6,6 +6,8 @@ install_deps() {
   local need=()
   command -v curl >/dev/null || need+=(curl)
   command -v cc >/dev/null || need+=(build-essential)
+  # jemalloc (warmline's allocator) builds with configure and make.
+  command -v make >/dev/null || need+=(make)
   command -v pkg-config >/dev/null || need+=(pkg-config)
   pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
   # TTS (the greeting, the assistant's prompts, the agent's briefing).
