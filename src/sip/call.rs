@@ -817,7 +817,6 @@ impl CallTask {
         }
     }
 
-    /// Release what a leg holds once its controller has ended.
     /// Store the BYE that ends this confirmed leg, so that a restart after a crash can
     /// hang up the phone this process would otherwise leave connected to nobody.
     fn keep_bye(&mut self, leg: Leg) {
@@ -839,6 +838,7 @@ impl CallTask {
         io.kept_bye = Some(key);
     }
 
+    /// Release what a leg holds once its controller has ended.
     fn close(&mut self, leg: Leg) {
         let Some(io) = self.legs.remove(&leg) else {
             return;
