@@ -81,19 +81,24 @@ fn audit(gw: &Gw, call_id: &str) -> serde_json::Value {
     audit_having(gw, call_id, "end")
 }
 
-/// The call's audit trail once it holds `event`; as it stands after 15 s otherwise (the
-/// assertions that follow then say what is missing).
+/// The call's audit trail once it holds `event`.
 fn audit_having(gw: &Gw, call_id: &str, event: &str) -> serde_json::Value {
-    let start = std::time::Instant::now();
-    loop {
-        let (status, body) = http_req(gw.http, "GET", &format!("/api/calls/{call_id}/audit"), "");
-        assert_eq!(status, 200, "{body}");
-        let trail: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if events(&trail).iter().any(|e| e == event) || start.elapsed() > Duration::from_secs(15) {
-            return trail;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    trail_when(gw, call_id, |ev| ev.iter().any(|e| e == event))
+}
+
+/// The trail of `id` once `done` holds for its events; as it stands after 60 s otherwise
+/// (the assertions that follow then say what is missing).
+fn trail_when(gw: &Gw, id: &str, done: impl Fn(&[String]) -> bool) -> serde_json::Value {
+    let path = format!("/api/calls/{id}/audit");
+    eventually(
+        Duration::from_secs(60),
+        || {
+            let (status, body) = http_req(gw.http, "GET", &path, "");
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        },
+        |t| done(&events(t)),
+    )
 }
 
 fn events(audit: &serde_json::Value) -> Vec<String> {
@@ -969,19 +974,6 @@ enum Phase {
     Bridged,
 }
 
-/// The trail of `id` once `done` holds for it, or as it stands after 60 s.
-fn trail_when(gw: &Gw, id: &str, done: impl Fn(&[String]) -> bool) -> serde_json::Value {
-    let path = format!("/api/calls/{id}/audit");
-    eventually(
-        Duration::from_secs(60),
-        || {
-            serde_json::from_str::<serde_json::Value>(&http_req(gw.http, "GET", &path, "").1)
-                .unwrap()
-        },
-        |t| done(&events(t)),
-    )
-}
-
 /// SIGKILL in `phase`, then a restart on the same store: the trail is intact up to the
 /// kill and ends there (`call.gateway_restart`), the context packet is still served, and
 /// the restarted gateway hangs up every dialog the dead one had confirmed (`recovered`): the
@@ -1013,7 +1005,7 @@ fn killed_during_a_transfer(phase: Phase) {
         Phase::Briefing => "agent_answered",
         Phase::Bridged => "bridged",
     };
-    let trail = trail_when(&gw, &id, |ev| ev.iter().any(|e| e == mark));
+    let trail = audit_having(&gw, &id, mark);
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
     let before = events(&trail);

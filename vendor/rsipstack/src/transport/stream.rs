@@ -25,7 +25,7 @@ const CL_SHORT_NAME: &[u8] = b"l";
 /// connections peers open to us. Upstream accepts every connection and keeps it until
 /// its idle timeout, so a client that opens connections and sends nothing, or a byte at
 /// a time, holds descriptors until they run out.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StreamLimits {
     /// Accepted connections open at once, over every listener (0: no bound).
     pub max_connections: usize,
@@ -34,16 +34,6 @@ pub struct StreamLimits {
     /// How long an accepted connection may take to deliver its first complete SIP
     /// message, and any later message once its first byte has come (zero: no deadline).
     pub message_timeout: Duration,
-}
-
-impl Default for StreamLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 0,
-            max_per_ip: 0,
-            message_timeout: Duration::ZERO,
-        }
-    }
 }
 
 /// What the gate has done, for the application's metrics.
@@ -59,11 +49,18 @@ pub struct StreamStats {
     pub accept_errors: u64,
 }
 
+/// Accepted connections open now: in all, and by source.
+#[derive(Debug, Default)]
+struct OpenCounts {
+    total: usize,
+    per_ip: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
 /// Counts accepted stream connections by source, against [`StreamLimits`].
 #[derive(Debug, Default)]
 pub struct StreamGate {
     limits: parking_lot::RwLock<StreamLimits>,
-    per_ip: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    open: parking_lot::Mutex<OpenCounts>,
     refused: std::sync::atomic::AtomicU64,
     cut: std::sync::atomic::AtomicU64,
     accept_errors: std::sync::atomic::AtomicU64,
@@ -81,7 +78,7 @@ impl StreamGate {
     pub fn stats(&self) -> StreamStats {
         use std::sync::atomic::Ordering::Relaxed;
         StreamStats {
-            open: self.per_ip.lock().values().sum(),
+            open: self.open.lock().total,
             refused: self.refused.load(Relaxed),
             cut: self.cut.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
@@ -92,18 +89,18 @@ impl StreamGate {
     /// counted) when a bound is reached.
     pub fn try_enter(self: &std::sync::Arc<Self>, ip: std::net::IpAddr) -> Option<StreamSlot> {
         let limits = self.limits();
-        let mut per_ip = self.per_ip.lock();
-        let total: usize = per_ip.values().sum();
-        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
-        if (limits.max_connections > 0 && total >= limits.max_connections)
+        let mut open = self.open.lock();
+        let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
+        if (limits.max_connections > 0 && open.total >= limits.max_connections)
             || (limits.max_per_ip > 0 && from_ip >= limits.max_per_ip)
         {
-            drop(per_ip);
+            drop(open);
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return None;
         }
-        *per_ip.entry(ip).or_insert(0) += 1;
+        open.total += 1;
+        *open.per_ip.entry(ip).or_insert(0) += 1;
         Some(StreamSlot {
             gate: self.clone(),
             ip,
@@ -126,11 +123,12 @@ pub struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut per_ip = self.gate.per_ip.lock();
-        if let Some(n) = per_ip.get_mut(&self.ip) {
+        let mut open = self.gate.open.lock();
+        open.total -= 1;
+        if let Some(n) = open.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&self.ip);
+                open.per_ip.remove(&self.ip);
             }
         }
     }
