@@ -976,8 +976,8 @@ enum Phase {
 
 /// SIGKILL in `phase`, then a restart on the same store: the trail is intact up to the
 /// kill and ends there (`call.gateway_restart`), the context packet is still served, and
-/// the restarted gateway hangs up every dialog the dead one had confirmed (`recovered`): the
-/// caller on hold, and the agent once answered, each gets its BYE.
+/// the restarted gateway ends every dialog the dead one left open (`recovered`): the caller
+/// on hold and the agent once answered each get a BYE, a ringing agent a CANCEL.
 fn killed_during_a_transfer(phase: Phase) {
     require_sipp();
     let agent_port = free_port();
@@ -988,7 +988,7 @@ fn killed_during_a_transfer(phase: Phase) {
     );
     let targets = format!("\"sip:agent@127.0.0.1:{agent_port}\"");
     let mut gw = transfer_gw(&store, &targets, 30);
-    let mut agent = match phase {
+    let agent = match phase {
         Phase::Ringing => ringing_agent(agent_port),
         Phase::Briefing | Phase::Bridged => agent("uas_agent.xml", agent_port, media_port()),
     };
@@ -1033,13 +1033,13 @@ fn killed_during_a_transfer(phase: Phase) {
     if answered {
         wait_ok(agent, "the agent gets the restarted gateway's BYE");
     } else {
-        // Nothing was confirmed with the ringing phone: it rings out on its own timer.
-        let _ = agent.kill();
-        let _ = agent.wait();
+        wait_ok(
+            agent,
+            "the ringing agent gets the restarted gateway's CANCEL, and its 487 is ACKed",
+        );
     }
-    let recovered = if answered { 2 } else { 1 };
     let trail = trail_when(&again, &id, |ev| {
-        ev.iter().filter(|e| *e == "recovered").count() == recovered
+        ev.iter().filter(|e| *e == "recovered").count() == 2
     });
     let ev = events(&trail);
     // Intact up to the kill: everything stored then is still there, in order, and the
@@ -1073,14 +1073,12 @@ fn killed_during_a_transfer(phase: Phase) {
         "{details:?}\n{}",
         again.log()
     );
-    if answered {
-        assert!(
-            details
-                .iter()
-                .any(|d| d.starts_with("agent-") && d.ends_with("answered 200")),
-            "{details:?}"
-        );
-    }
+    let ended_with = if answered { "BYE" } else { "CANCEL" };
+    assert!(
+        details.iter().any(|d| d.starts_with("agent-")
+            && d.ends_with(&format!("{ended_with} after the restart, answered 200"))),
+        "{details:?}"
+    );
     // The context packet written for the agent is still served.
     let (status, body) = http_req(again.http, "GET", &format!("/api/calls/{id}/context"), "");
     assert_eq!(status, 200, "{body}");
@@ -1094,7 +1092,7 @@ fn killed_during_a_transfer(phase: Phase) {
 }
 
 #[test]
-fn killed_while_the_agent_rings_the_caller_is_hung_up_after_the_restart() {
+fn killed_while_the_agent_rings_the_caller_is_hung_up_and_the_agent_cancelled_after_the_restart() {
     killed_during_a_transfer(Phase::Ringing);
 }
 

@@ -23,7 +23,8 @@ use rsipstack::dialog::dialog::{
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Method, StatusCode, Uri};
+use rsipstack::sip::{Header, Method, Request, StatusCode, Uri};
+use rsipstack::transaction::key::TransactionRole;
 use rsipstack::transaction::transaction::Transaction;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -553,9 +554,10 @@ struct LegIo {
     span: tracing::Span,
     /// Held for the leg's life.
     _slot: LegSlot,
-    /// Where this leg's BYE is kept for a restart after a crash (the call's trail id and
-    /// the leg's name), once it is confirmed.
-    kept_bye: Option<(String, String)>,
+    /// Where what ends this leg is kept for a restart after a crash: the call's trail id,
+    /// the leg's name, and whether it is the BYE of a confirmed leg (else the INVITE of a
+    /// ringing one, to be cancelled).
+    kept: Option<(String, String, bool)>,
 }
 
 struct CallTask {
@@ -657,7 +659,7 @@ impl CallTask {
                 outcome: o.outcome,
                 span: o.span,
                 _slot: o.slot.unwrap_or_else(|| self.gw.claim_placed()),
-                kept_bye: None,
+                kept: None,
             },
         );
     }
@@ -820,22 +822,50 @@ impl CallTask {
     /// Store the BYE that ends this confirmed leg, so that a restart after a crash can
     /// hang up the phone this process would otherwise leave connected to nobody.
     fn keep_bye(&mut self, leg: Leg) {
+        let bye = self
+            .legs
+            .get(&leg)
+            .and_then(|io| io.dialog.as_ref())
+            .and_then(InviteDialog::bye_request);
+        if let Some(bye) = bye {
+            self.keep(leg, bye, true);
+        }
+    }
+
+    /// Store the INVITE of a leg we placed once its phone rings: a restart after a crash
+    /// cancels it (the INVITE as sent, Via branch and all, is what a CANCEL must match),
+    /// where the phone would otherwise ring on for a caller the dead process dropped.
+    fn keep_invite(&mut self, leg: Leg) {
+        let invite = self
+            .legs
+            .get(&leg)
+            .and_then(|io| io.dialog.as_ref())
+            .filter(|d| d.role() == TransactionRole::Client)
+            .map(InviteDialog::initial_request);
+        if let Some(invite) = invite {
+            self.keep(leg, invite, false);
+        }
+    }
+
+    /// Keep `request` as what ends `leg`; a confirmed leg's BYE replaces its INVITE, and
+    /// nothing replaces the BYE.
+    fn keep(&mut self, leg: Leg, request: Request, confirmed: bool) {
         let trail = self.legs.get(&Leg::Caller).map(|io| io.call_id.clone());
         let Some(io) = self.legs.get_mut(&leg) else {
             return;
         };
-        if io.kept_bye.is_some() {
+        if io.kept.as_ref().is_some_and(|k| k.2 || !confirmed) {
             return;
         }
-        let Some(bye) = io.dialog.as_ref().and_then(InviteDialog::bye_request) else {
-            return;
+        let (trail, name) = match io.kept.take() {
+            Some((trail, name, _)) => (trail, name),
+            None => (trail.unwrap_or_else(|| io.call_id.clone()), leg_name(leg)),
         };
-        let key = (trail.unwrap_or_else(|| io.call_id.clone()), leg_name(leg));
         self.gw
             .planes
             .store
-            .open_leg(&key.0, &key.1, bye.to_string());
-        io.kept_bye = Some(key);
+            .open_leg(&trail, &name, request.to_string());
+        io.kept = Some((trail, name, confirmed));
     }
 
     /// Release what a leg holds once its controller has ended.
@@ -843,7 +873,7 @@ impl CallTask {
         let Some(io) = self.legs.remove(&leg) else {
             return;
         };
-        if let Some((trail, name)) = &io.kept_bye {
+        if let Some((trail, name, _)) = &io.kept {
             self.gw.planes.store.close_leg(trail, name);
         }
         self.media.remove_leg(media_leg(leg));
@@ -952,9 +982,12 @@ impl CallTask {
                 self.keep_bye(leg);
                 CallEvent::Ack
             }
-            DialogState::Early(_, resp) => CallEvent::Progress {
-                status: resp.status_code.code(),
-            },
+            DialogState::Early(_, resp) => {
+                self.keep_invite(leg);
+                CallEvent::Progress {
+                    status: resp.status_code.code(),
+                }
+            }
             DialogState::Updated(_, req, handle) => {
                 if matches!(req.method, Method::Invite | Method::Update) {
                     if let Some(io) = self.legs.get_mut(&leg) {

@@ -139,10 +139,12 @@ pub enum Audit {
     End {
         reason: EndReason,
     },
-    /// After a restart, a leg the dead process left confirmed was sent its BYE: the
-    /// status of the answer (`None`: no answer).
+    /// After a restart, a leg the dead process left open was ended: a confirmed one with
+    /// its BYE, a ringing one with a CANCEL (`method`). The status of the answer (`None`:
+    /// no answer).
     Recovered {
         leg: String,
+        method: String,
         status: Option<u16>,
     },
 }
@@ -304,9 +306,13 @@ impl Audit {
                 format!("the caller hung up during the transfer (attempt {attempt}, {phase})")
             }
             Audit::End { reason } => reason.code().to_string(),
-            Audit::Recovered { leg, status } => match status {
-                Some(status) => format!("{leg}: BYE after the restart, answered {status}"),
-                None => format!("{leg}: BYE after the restart, not answered"),
+            Audit::Recovered {
+                leg,
+                method,
+                status,
+            } => match status {
+                Some(status) => format!("{leg}: {method} after the restart, answered {status}"),
+                None => format!("{leg}: {method} after the restart, not answered"),
             },
         }
     }

@@ -270,45 +270,7 @@ impl Transaction {
             }
         }
 
-        let lookup_result = if self.connection.is_none() {
-            let target_uri = self.resolve_target_uri().await?;
-
-            Some(
-                self.endpoint_inner
-                    .transport_layer
-                    .lookup(&target_uri, Some(&self.key))
-                    .await,
-            )
-        } else {
-            None
-        };
-
-        // Apply successful lookup result before before_send
-        // so inspectors see the resolved destination address
-        if let Some(Ok((connection, resolved_addr))) = &lookup_result {
-            self.connection.replace(connection.clone());
-            self.destination.replace(resolved_addr.clone());
-        }
-        // Failed lookups stay non-fatal (DNS failure → Calling + retry;
-        // see test_before_send).
-
-        // RFC 5626 flow affinity: when the request is bound to an existing
-        // reliable connection (e.g. a WebSocket/WSS flow reused for in-dialog
-        // requests), no transport lookup happens and `destination` would stay
-        // None. Inspectors (sipflow src/dst recording) and senders need the
-        // real peer address, so derive it from the flow itself instead of
-        // falling back to the unresolvable Request-URI (RFC 7118 `.invalid`
-        // contacts) or a wildcard listener default.
-        if self.destination.is_none() {
-            if let Some(connection) = self.connection.as_ref() {
-                if connection.is_reliable() {
-                    if let Some(remote_addr) = connection.get_remote_addr() {
-                        debug!(key = %self.key, destination = %remote_addr, "destination from affinity connection");
-                        self.destination.replace(remote_addr.clone());
-                    }
-                }
-            }
-        }
+        self.find_route().await?;
 
         let content_length_header =
             Header::ContentLength(ContentLength::from(self.original.body().len() as u32));
@@ -371,6 +333,69 @@ impl Transaction {
     ///
     /// Priority: self.destination (pre-set by dialog) >
     /// Request::destination() (first Route or request URI) + locator fallback.
+    /// Where the request goes: the connection and address `send` uses (split out of
+    /// `send` by warmline patch 5, so that `adopt` finds the same route).
+    async fn find_route(&mut self) -> Result<()> {
+        let lookup_result = if self.connection.is_none() {
+            let target_uri = self.resolve_target_uri().await?;
+
+            Some(
+                self.endpoint_inner
+                    .transport_layer
+                    .lookup(&target_uri, Some(&self.key))
+                    .await,
+            )
+        } else {
+            None
+        };
+
+        // Apply successful lookup result before before_send
+        // so inspectors see the resolved destination address
+        if let Some(Ok((connection, resolved_addr))) = &lookup_result {
+            self.connection.replace(connection.clone());
+            self.destination.replace(resolved_addr.clone());
+        }
+        // Failed lookups stay non-fatal (DNS failure → Calling + retry;
+        // see test_before_send).
+
+        // RFC 5626 flow affinity: when the request is bound to an existing
+        // reliable connection (e.g. a WebSocket/WSS flow reused for in-dialog
+        // requests), no transport lookup happens and `destination` would stay
+        // None. Inspectors (sipflow src/dst recording) and senders need the
+        // real peer address, so derive it from the flow itself instead of
+        // falling back to the unresolvable Request-URI (RFC 7118 `.invalid`
+        // contacts) or a wildcard listener default.
+        if self.destination.is_none() {
+            if let Some(connection) = self.connection.as_ref() {
+                if connection.is_reliable() {
+                    if let Some(remote_addr) = connection.get_remote_addr() {
+                        debug!(key = %self.key, destination = %remote_addr, "destination from affinity connection");
+                        self.destination.replace(remote_addr.clone());
+                    }
+                }
+            }
+        }
+
+        Ok(())
+    }
+
+    /// warmline patch 5 (PATCHES.md): take over a client INVITE that an earlier process
+    /// sent, as a restart after a crash does, to end it. The request must be the one sent,
+    /// Via branch and all, so that the peer's answers match this transaction. Nothing is
+    /// sent: the route is found as `send` finds it and the transaction enters Proceeding,
+    /// where the final response a CANCEL draws is taken and ACKed (a 2xx as a 2xx is).
+    pub async fn adopt(&mut self) -> Result<()> {
+        if self.transaction_type != TransactionType::ClientInvite {
+            return Err(Error::TransactionError(
+                "adopt is only valid for client invite transactions".to_string(),
+                self.key.clone(),
+            ));
+        }
+        self.find_route().await?;
+        self.transition(TransactionState::Proceeding)?;
+        Ok(())
+    }
+
     async fn resolve_target_uri(&self) -> Result<SipAddr> {
         let mut resolved = match &self.destination {
             Some(addr) => addr.clone(),
