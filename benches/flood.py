@@ -2,7 +2,7 @@
 """The flood figures of benches/flood.sh: OPTIONS latency from a bystander before, during and
 after a flood of INVITEs from another address, and warmline's RSS before and after.
 
-  flood.py SIP_PORT PID INVITES RATE [UNACKED [JUNK]]
+  flood.py SIP_PORT PID INVITES RATE [UNACKED [JUNK [HTTP_PORT]]]
 
 Then, with UNACKED > 0, a trusted peer (127.0.0.3, in allow_from) sends UNACKED INVITEs whose
 offer warmline must refuse (488) and never ACKs them: each leaves a server transaction
@@ -26,6 +26,7 @@ import time
 port, pid, invites, rate = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 unacked = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 junk = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+http_port = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 
 
 def rss_kb():
@@ -34,6 +35,24 @@ def rss_kb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def heap():
+    """jemalloc's allocated and resident bytes, from /metrics, in MB (None without HTTP)."""
+    if not http_port:
+        return None
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
+    got = {}
+    for line in text.splitlines():
+        for name in ("warmline_process_heap_allocated_bytes", "warmline_process_heap_resident_bytes"):
+            if line.startswith(name + " "):
+                got[name] = float(line.split()[1]) / 2**20
+    return got.get("warmline_process_heap_allocated_bytes"), got.get("warmline_process_heap_resident_bytes")
+
+
+def heap_text(h):
+    return "" if h is None else f" (heap: {h[0]:.1f} MB allocated, {h[1]:.1f} MB resident)"
 
 
 def cpu_s():
@@ -106,6 +125,7 @@ def flood(source="127.0.0.2", count=None, body=""):
 
 
 rss0 = rss_kb()
+heap0 = heap()
 probe(3, "before")
 result = {}
 t = threading.Thread(target=lambda: result.update(took=flood()))
@@ -194,5 +214,5 @@ if junk:
     probe(3, "after junk")
     time.sleep(72)
     rss3 = rss_kb()
-    print(f"RSS before everything {rss0 / 1024:.1f} MB, 75 s after the junk {rss3 / 1024:.1f} MB "
-          f"({(rss3 - rss0) / max(rss0, 1) * 100:+.0f} %)")
+    print(f"RSS before everything {rss0 / 1024:.1f} MB{heap_text(heap0)}, 75 s after the junk "
+          f"{rss3 / 1024:.1f} MB ({(rss3 - rss0) / max(rss0, 1) * 100:+.0f} %){heap_text(heap())}")

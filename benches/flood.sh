@@ -21,7 +21,7 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
 # Only 127.0.0.3 in allow_from: the flood's source (127.0.0.2) is a stranger, as an
 # attacker would be; the unACKed INVITEs and the junk come from trusted peers, whose rate is
 # not limited.
-{ wl_config 5970 100 46000 46999 "" info '"127.0.0.3/32", "127.0.0.4/32"'; cat <<TOML; } >"$work/wl.toml"
+{ wl_config 5970 100 46000 46999 "127.0.0.1:5971" info '"127.0.0.3/32", "127.0.0.4/32"'; cat <<TOML; } >"$work/wl.toml"
 [speech]
 recognizer = "off"
 [store]
@@ -31,4 +31,4 @@ TOML
 wl=$!
 for _ in $(seq 100); do grep -q "warmline ready" "$work/wl.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "warmline ready" "$work/wl.log" || { cat "$work/wl.log"; exit 1; }
-python3 "$root/benches/flood.py" 5970 "$wl" "$invites" "$rate" "$unacked" "$junk"
+python3 "$root/benches/flood.py" 5970 "$wl" "$invites" "$rate" "$unacked" "$junk" 5971

@@ -156,6 +156,7 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     gw.planes.metrics.calls_active.set(gw.active_calls() as i64);
     gw.planes.metrics.observe_tcp(gw.tcp_stats());
+    gw.planes.metrics.observe_heap();
     if let Ok(depth) = gw.planes.store.read(|s| s.pending()).await {
         gw.planes.metrics.crm_outbox_depth.set(depth);
     }

@@ -64,6 +64,10 @@ pub struct Metrics {
     /// New INVITEs refused by the UDP guard without a transaction (full, draining, or a
     /// source not allowed).
     pub sip_invites_shed: IntCounter,
+    /// OPTIONS outside a dialog answered statelessly by the UDP guard (keepalives, probes).
+    pub sip_options_stateless: IntCounter,
+    /// BYEs for no live call, answered 481 statelessly by the UDP guard.
+    pub sip_stray_byes: IntCounter,
     /// Requests dropped because their source went over its rate (and is banned a while).
     pub sip_rate_limited: IntCounter,
     /// SIP over TCP: connections peers hold open, those closed at accept (a bound
@@ -73,6 +77,12 @@ pub struct Metrics {
     pub sip_tcp_refused: IntCounter,
     pub sip_tcp_cut: IntCounter,
     pub sip_tcp_accept_errors: IntCounter,
+    /// The heap as jemalloc sees it (`observe_heap`): bytes the program holds, and bytes
+    /// of the allocator's pages still resident. Resident well above allocated after a
+    /// burst is memory freed but not yet given back; allocated above its baseline is state
+    /// something still holds.
+    pub heap_allocated: IntGauge,
+    pub heap_resident: IntGauge,
     pub tts_prompts: IntCounter,
     pub tts_errors: IntCounter,
     pub brain_requests: IntCounter,
@@ -132,6 +142,14 @@ impl Metrics {
         )?;
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
         let m = Self {
+            heap_allocated: IntGauge::new(
+                "process_heap_allocated_bytes",
+                "Heap bytes allocated by warmline and not yet freed (jemalloc stats.allocated)",
+            )?,
+            heap_resident: IntGauge::new(
+                "process_heap_resident_bytes",
+                "Bytes of the allocator's pages resident in memory (jemalloc stats.resident)",
+            )?,
             sip_tcp_open: IntGauge::new(
                 "sip_tcp_connections",
                 "SIP TCP connections peers hold open to warmline",
@@ -181,6 +199,14 @@ impl Metrics {
             sip_invites_shed: counter(
                 "sip_invites_shed_total",
                 "New INVITEs refused statelessly at the UDP socket (full, draining, or not allowed)",
+            )?,
+            sip_options_stateless: counter(
+                "sip_options_stateless_total",
+                "OPTIONS outside a dialog answered statelessly at the UDP socket",
+            )?,
+            sip_stray_byes: counter(
+                "sip_stray_byes_total",
+                "BYEs naming no live call, answered 481 statelessly at the UDP socket",
             )?,
             tts_prompts: counter("tts_prompts_total", "Prompts rendered and queued to play")?,
             tts_errors: counter("tts_errors_total", "Prompts the TTS failed to render")?,
@@ -295,6 +321,8 @@ impl Metrics {
         r.register(Box::new(briefings))?;
         r.register(Box::new(sip_tcp_closed))?;
         r.register(Box::new(m.sip_tcp_open.clone()))?;
+        r.register(Box::new(m.heap_allocated.clone()))?;
+        r.register(Box::new(m.heap_resident.clone()))?;
         for c in [
             &m.rtp_send_errors,
             &m.rtp_timeouts,
@@ -310,6 +338,8 @@ impl Metrics {
             &m.tts_errors,
             &m.brain_requests,
             &m.sip_invites_shed,
+            &m.sip_options_stateless,
+            &m.sip_stray_byes,
             &m.sip_rate_limited,
             &m.sip_tcp_accept_errors,
         ] {
@@ -332,6 +362,28 @@ impl Metrics {
         }
     }
 
+    /// Reads jemalloc's statistics afresh (they are cached until the epoch moves). Zero
+    /// where jemalloc is not the process allocator (the library's tests).
+    pub fn observe_heap(&self) {
+        if tikv_jemalloc_ctl::epoch::advance().is_err() {
+            return;
+        }
+        for (g, read) in [
+            (
+                &self.heap_allocated,
+                tikv_jemalloc_ctl::stats::allocated::read(),
+            ),
+            (
+                &self.heap_resident,
+                tikv_jemalloc_ctl::stats::resident::read(),
+            ),
+        ] {
+            if let Ok(bytes) = read {
+                g.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     /// The planes' figures as `/v1/stats` shows them, read from the series `/metrics`
     /// exposes (one count, two views). `speech` is false when no pipeline runs.
     pub fn stats(&self, speech: bool) -> serde_json::Value {
@@ -342,6 +394,8 @@ impl Metrics {
             "malformed_answered": self.sip_malformed_answered.get(),
             "malformed_dropped": self.sip_malformed_dropped.get(),
             "invites_shed": self.sip_invites_shed.get(),
+            "options_stateless": self.sip_options_stateless.get(),
+            "stray_byes": self.sip_stray_byes.get(),
             "rate_limited": self.sip_rate_limited.get(),
             "media": {
                 "rtp_in": self.rtp_in.get(),

@@ -635,6 +635,59 @@ fn an_invite_flood_at_a_full_gateway_is_shed_without_state() {
     assert!(admitted.starts_with("SIP/2.0 200"), "{admitted}");
 }
 
+/// OPTIONS outside a dialog (trunk keepalives, dispatcher probes, or a flood of them) are
+/// answered at the socket without a transaction, with what the stack would have said: 200
+/// and our capabilities, or 503 with Retry-After once draining. In-dialog OPTIONS still
+/// reach their dialog (481 here: there is none); a BYE naming no live call gets its 481
+/// from the socket.
+#[test]
+fn options_outside_a_dialog_and_stray_byes_are_answered_without_state() {
+    let gw = Gw::start("", "");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap().port();
+    let options = |i: u32, to_tag: &str| {
+        format!(
+            "OPTIONS sip:warmline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-ka{i}\r\n\
+             From: <sip:ka@127.0.0.1>;tag=ka\r\nTo: <sip:warmline@127.0.0.1>{to_tag}\r\n\
+             Call-ID: ka-{i}@127.0.0.1\r\nCSeq: {i} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let mut buf = [0u8; 4096];
+    for i in 1..=200 {
+        sock.send_to(options(i, "").as_bytes(), ("127.0.0.1", gw.sip))
+            .unwrap();
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let r = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+        assert!(r.contains(&format!("CSeq: {i} OPTIONS\r\n")), "{r}");
+        assert!(
+            r.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS"),
+            "{r}"
+        );
+    }
+    sock.send_to(options(201, ";tag=gone").as_bytes(), ("127.0.0.1", gw.sip))
+        .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(r.starts_with("SIP/2.0 481"), "{r}");
+    // A BYE for no live call: 481 from the socket, no transaction kept for it.
+    let bye = options(202, ";tag=gone")
+        .replacen("OPTIONS sip", "BYE sip", 1)
+        .replace("CSeq: 202 OPTIONS", "CSeq: 202 BYE");
+    sock.send_to(bye.as_bytes(), ("127.0.0.1", gw.sip)).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        r.starts_with("SIP/2.0 481") && r.contains("CSeq: 202 BYE"),
+        "{r}"
+    );
+    let stats = http_req(gw.http, "GET", "/v1/stats", "").1;
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v["options_stateless"], 200, "{stats}");
+    assert_eq!(v["stray_byes"], 1, "{stats}");
+}
+
 /// A request sent as a UA over UDP sends it (RFC 3261 Timer A: again after 0.5 s, 1 s, 2 s,
 /// ...), and its first final response; empty if none came within 16 s.
 fn retransmitted_request(to: u16, text: &str) -> String {

@@ -30,6 +30,8 @@ pub struct AssistantPlane {
     /// The prompts', the brain's and the briefing writer's counters live here.
     pub metrics: Arc<Metrics>,
     tts: Arc<dyn Tts>,
+    /// Renders that may run at once (one per core): the rest wait their turn.
+    render_slots: Arc<tokio::sync::Semaphore>,
     voice: String,
     brain: Option<(BrainSettings, reqwest::Client)>,
     briefing: Option<(crate::config::BriefingSettings, reqwest::Client)>,
@@ -95,6 +97,9 @@ impl AssistantPlane {
             routes: Arc::new(routes),
             metrics,
             tts,
+            render_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
             voice: cfg.speech.tts_voice.clone(),
             brain,
             briefing,

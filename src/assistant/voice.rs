@@ -14,13 +14,28 @@ use warmline_speech::tts::TtsError;
 impl AssistantPlane {
     /// Start rendering `text` on a blocking thread: for a [`Voice::say_rendered`] later (the
     /// agent's briefing, rendered while their phone rings), or a voice's next prompt.
+    ///
+    /// A prompt already rendered (the greeting, said on every call) is handed over at once;
+    /// others wait for one of a few render slots, so that a burst of calls queues its
+    /// renders instead of starting a blocking thread each (threads that each kept an
+    /// allocator cache and left memory fragmented after them).
     pub fn prepare(&self, text: String) -> Rendering {
         let tts = self.tts.clone();
         let voice = self.voice.clone();
-        Rendering {
-            text: text.clone(),
-            clip: tokio::task::spawn_blocking(move || tts.synth(&text, &voice)),
-        }
+        let slots = self.render_slots.clone();
+        let clip = match tts.rendered(&text, &voice) {
+            Some(clip) => tokio::spawn(std::future::ready(Ok(clip))),
+            None => {
+                let text = text.clone();
+                tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    tokio::task::spawn_blocking(move || tts.synth(&text, &voice))
+                        .await
+                        .unwrap_or_else(|e| Err(TtsError::Stopped(e.to_string())))
+                })
+            }
+        };
+        Rendering { text, clip }
     }
 
     /// Start a call's voice: prompts are rendered and played in the order asked.

@@ -87,7 +87,8 @@ pub struct Gateway {
     /// Shared with the UDP guards, which refuse new INVITEs statelessly while it is set.
     draining: Arc<AtomicBool>,
     ports: PortPool,
-    calls: Mutex<HashMap<String, CallHandle>>,
+    /// Every live leg by its Call-ID; the UDP guard reads it to answer stray BYEs.
+    calls: Arc<Mutex<HashMap<String, CallHandle>>>,
     /// Legs counted against `max_calls`, each from its admission (or placing) to its end.
     /// Taken at admission, not when the call registers: a burst of INVITEs all checked
     /// before any registered once let max_calls + 1 in.
@@ -149,6 +150,7 @@ impl Gateway {
         );
         let legs = Arc::new(AtomicUsize::new(0));
         let draining = Arc::new(AtomicBool::new(false));
+        let calls: Arc<Mutex<HashMap<String, CallHandle>>> = Arc::default();
         let limit = Arc::new(udp_guard::RateLimit {
             pike: Mutex::new(warmline_signaling::Pike::new(
                 warmline_signaling::PikeSettings {
@@ -191,6 +193,8 @@ impl Gateway {
                             admission: admission.clone(),
                             legs: legs.clone(),
                             draining: draining.clone(),
+                            retry_after_s: cfg.sip.retry_after_s,
+                            calls: calls.clone(),
                         },
                         limit.clone(),
                     );
@@ -241,7 +245,7 @@ impl Gateway {
             ports: PortPool::new(media_ip, cfg.media.rtp_port_range),
             dialog_layer,
             draining,
-            calls: Mutex::new(HashMap::new()),
+            calls,
             legs,
             contact,
             advertised,
@@ -442,12 +446,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn capability_headers() -> Vec<Header> {
-    vec![
-        Header::Other("Allow".into(), ALLOW.into()),
-        Header::Other("Accept".into(), "application/sdp".into()),
-        Header::Other("Supported".into(), "replaces, timer".into()),
+/// What an OPTIONS is told we do (the stack's answer and the UDP guard's stateless one).
+fn capabilities() -> [(&'static str, String); 3] {
+    [
+        ("Allow", ALLOW.into()),
+        ("Accept", "application/sdp".into()),
+        ("Supported", "replaces, timer".into()),
     ]
+}
+
+fn capability_headers() -> Vec<Header> {
+    capabilities()
+        .into_iter()
+        .map(|(name, value)| Header::Other(name.into(), value))
+        .collect()
 }
 
 fn host_port(ip: IpAddr, port: u16) -> String {

@@ -8,7 +8,10 @@ use rsipstack::platform::net::UdpSocket as PlatformUdpSocket;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use warmline_signaling::{Triage, Verdict, refuse_new_invite, triage, triage_truncated};
+use warmline_signaling::{
+    Triage, Verdict, answer_options, answer_unknown_bye, refuse_new_invite, triage,
+    triage_truncated,
+};
 
 /// What the guard needs to refuse a new INVITE before the stack sees it: while the gateway
 /// is full or draining (or the source is not allowed), a flood of INVITEs is answered
@@ -19,6 +22,10 @@ pub struct Shedding {
     pub admission: warmline_signaling::Admission,
     pub legs: Arc<std::sync::atomic::AtomicUsize>,
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// `Retry-After` on a draining gateway's 503s.
+    pub retry_after_s: u32,
+    /// The gateway's live legs by Call-ID: a BYE for none of them is answered here.
+    pub calls: Arc<std::sync::Mutex<std::collections::HashMap<String, super::CallHandle>>>,
 }
 
 /// Per-source request limits (see [`warmline_signaling::pike`]), with the networks that are
@@ -102,6 +109,30 @@ impl GuardedUdp {
         }
         refuse_new_invite(datagram, status, reason, &headers)
     }
+
+    /// 481 for a BYE that names no live call: nothing the stack could match it to.
+    fn stray_bye(&self, datagram: &[u8]) -> Option<Vec<u8>> {
+        if !datagram.starts_with(b"BYE ") {
+            return None;
+        }
+        let calls = super::lock(&self.shedding.calls);
+        answer_unknown_bye(datagram, |id| calls.contains_key(id))
+    }
+
+    /// The stateless answer to an OPTIONS outside a dialog, if this is one: what the stack
+    /// would say (200 with our capabilities, or 503 while draining, so a dispatcher takes
+    /// us out of rotation), without a transaction kept 32 s for each probe.
+    fn options(&self, datagram: &[u8]) -> Option<Vec<u8>> {
+        if !datagram.starts_with(b"OPTIONS ") {
+            return None;
+        }
+        if self.shedding.draining.load(Ordering::Relaxed) {
+            let retry = [("Retry-After", self.shedding.retry_after_s.to_string())];
+            answer_options(datagram, 503, "Service Unavailable", &retry)
+        } else {
+            answer_options(datagram, 200, "OK", &super::capabilities())
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -129,6 +160,18 @@ impl PlatformUdpSocket for GuardedUdp {
                         self.metrics.sip_invites_shed.inc();
                         self.metrics.sip_message("out", &refusal);
                         let _ = self.socket.send_to(&refusal, src).await;
+                        continue;
+                    }
+                    if let Some(answer) = self.stray_bye(&buf[..len]) {
+                        self.metrics.sip_stray_byes.inc();
+                        self.metrics.sip_message("out", &answer);
+                        let _ = self.socket.send_to(&answer, src).await;
+                        continue;
+                    }
+                    if let Some(answer) = self.options(&buf[..len]) {
+                        self.metrics.sip_options_stateless.inc();
+                        self.metrics.sip_message("out", &answer);
+                        let _ = self.socket.send_to(&answer, src).await;
                         continue;
                     }
                     return Ok((len, src));

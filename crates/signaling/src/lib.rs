@@ -26,4 +26,6 @@ pub use sdp::{
     Codec, CodecName, Direction, LocalMedia, Negotiated, NegotiationError, SdpSession,
     TelephoneEvent,
 };
-pub use triage::{Triage, refuse_new_invite, triage, triage_truncated};
+pub use triage::{
+    Triage, answer_options, answer_unknown_bye, refuse_new_invite, triage, triage_truncated,
+};

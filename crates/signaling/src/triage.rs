@@ -270,6 +270,44 @@ pub fn refuse_new_invite(
     Some(respond(status, reason, &seen, headers))
 }
 
+/// An OPTIONS outside a dialog (no To tag) in `datagram`, answered with `status` and
+/// `headers` without a transaction. A trunk's keepalive, a dispatcher's probe, or a flood
+/// of them: each would otherwise keep a server transaction for 64 x T1 (RFC 3261 §17.2.2,
+/// Timer J) for an answer that says the same thing every time. `None` when the datagram
+/// is not such an OPTIONS.
+pub fn answer_options(
+    datagram: &[u8],
+    status: u16,
+    reason: &str,
+    headers: &[(&str, String)],
+) -> Option<Vec<u8>> {
+    if !datagram.starts_with(b"OPTIONS ") {
+        return None;
+    }
+    let seen = answerable(datagram)?;
+    if seen
+        .to
+        .is_some_and(|to| to.to_ascii_lowercase().contains("tag="))
+    {
+        return None;
+    }
+    Some(respond(status, reason, &seen, headers))
+}
+
+/// A BYE in `datagram` for a Call-ID that `known` does not know, answered 481 without a
+/// transaction (RFC 3261 §15.1.2): stray or forged BYEs, a flood of which would each keep
+/// a server transaction for 64 x T1. `None` when the datagram is not such a BYE.
+pub fn answer_unknown_bye(datagram: &[u8], known: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    if !datagram.starts_with(b"BYE ") {
+        return None;
+    }
+    let seen = answerable(datagram)?;
+    if known(seen.call_id?) {
+        return None;
+    }
+    Some(respond(481, "Call/Transaction Does Not Exist", &seen, &[]))
+}
+
 /// The headers a response to the request in `datagram` is built from, or `None` for a
 /// response, an ACK (never answered), or a request without a Via.
 fn answerable(datagram: &[u8]) -> Option<Seen<'_>> {
@@ -345,9 +383,11 @@ fn build_response(status: u16, why: &str, seen: &Seen<'_>) -> Vec<u8> {
     if let Some(cseq) = seen.cseq {
         r.push_str(&format!("CSeq: {cseq}\r\n"));
     }
-    r.push_str(&format!(
-        "Warning: 399 warmline \"{reason}\"\r\nContent-Length: 0\r\n\r\n"
-    ));
+    // A refusal says why; a success has nothing to warn of.
+    if status >= 300 {
+        r.push_str(&format!("Warning: 399 warmline \"{reason}\"\r\n"));
+    }
+    r.push_str("Content-Length: 0\r\n\r\n");
     r.into_bytes()
 }
 
@@ -436,6 +476,44 @@ mod tests {
         assert!(refuse_new_invite(in_dialog.as_bytes(), 503, "x", &[]).is_none());
         let bye = GOOD.replacen("INVITE", "BYE", 1);
         assert!(refuse_new_invite(bye.as_bytes(), 503, "x", &[]).is_none());
+    }
+
+    #[test]
+    fn an_options_outside_a_dialog_is_answered_statelessly_and_nothing_else_is() {
+        let options = GOOD
+            .replacen("INVITE sip", "OPTIONS sip", 1)
+            .replace("CSeq: 1 INVITE", "CSeq: 7 OPTIONS");
+        let r = answer_options(options.as_bytes(), 200, "OK", &[("Allow", "INVITE".into())]);
+        let r = String::from_utf8(r.unwrap()).unwrap();
+        assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+        assert!(r.contains("CSeq: 7 OPTIONS\r\n"), "{r}");
+        assert!(r.contains("To: <sip:bot@127.0.0.1>;tag="), "{r}");
+        assert!(r.ends_with("Allow: INVITE\r\n\r\n"), "{r}");
+        assert!(!r.contains("Warning"), "{r}");
+        let busy = answer_options(options.as_bytes(), 503, "Service Unavailable", &[]).unwrap();
+        assert!(String::from_utf8(busy).unwrap().contains("Warning: 399"));
+        let in_dialog = options.replace("To: <sip:bot@127.0.0.1>", "To: <sip:bot@127.0.0.1>;tag=9");
+        assert!(answer_options(in_dialog.as_bytes(), 200, "OK", &[]).is_none());
+        assert!(answer_options(GOOD.as_bytes(), 200, "OK", &[]).is_none());
+    }
+
+    #[test]
+    fn a_bye_for_an_unknown_call_is_answered_481_statelessly() {
+        let bye = GOOD
+            .replacen("INVITE sip", "BYE sip", 1)
+            .replace("CSeq: 1 INVITE", "CSeq: 2 BYE")
+            .replace("To: <sip:bot@127.0.0.1>", "To: <sip:bot@127.0.0.1>;tag=x");
+        let r = answer_unknown_bye(bye.as_bytes(), |id| id == "other@127.0.0.1").unwrap();
+        let r = String::from_utf8(r).unwrap();
+        assert!(r.starts_with("SIP/2.0 481 "), "{r}");
+        assert!(
+            r.contains("CSeq: 2 BYE\r\n") && r.contains(";tag=x\r\n"),
+            "{r}"
+        );
+        assert!(answer_unknown_bye(bye.as_bytes(), |id| id == "abc@127.0.0.1").is_none());
+        assert!(answer_unknown_bye(GOOD.as_bytes(), |_| false).is_none());
+        let no_call_id = bye.replace("Call-ID: abc@127.0.0.1\r\n", "");
+        assert!(answer_unknown_bye(no_call_id.as_bytes(), |_| false).is_none());
     }
 
     #[test]

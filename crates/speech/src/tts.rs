@@ -21,6 +21,9 @@ pub enum TtsError {
     Failed { binary: String, stderr: String },
     #[error("synthesised audio unusable: {0}")]
     Audio(#[from] warmline_media::wav::WavError),
+    /// The thread rendering it was lost (a panic, or the runtime shutting down).
+    #[error("rendering stopped: {0}")]
+    Stopped(String),
 }
 
 /// espeak-ng's `--stdout` WAV as a clip. espeak-ng streams its WAV with unknown lengths in
@@ -39,6 +42,12 @@ pub trait Tts: Send + Sync {
     /// Speech for `text` in `voice`, mono at the engine's rate (the player resamples it to
     /// each leg's rate).
     fn synth(&self, text: &str, voice: &str) -> Result<Clip, TtsError>;
+
+    /// The clip for `text`, if it is already rendered: asked before `synth`, so that a
+    /// prompt said on every call costs no thread.
+    fn rendered(&self, _text: &str, _voice: &str) -> Option<Clip> {
+        None
+    }
 }
 
 /// Rendered clips by voice and text, least recently used out first, bounded in bytes: a
@@ -158,8 +167,12 @@ impl Default for EspeakTts {
 }
 
 impl Tts for EspeakTts {
+    fn rendered(&self, text: &str, voice: &str) -> Option<Clip> {
+        self.cache.lock().ok().and_then(|mut c| c.get(voice, text))
+    }
+
     fn synth(&self, text: &str, voice: &str) -> Result<Clip, TtsError> {
-        if let Some(c) = self.cache.lock().ok().and_then(|mut c| c.get(voice, text)) {
+        if let Some(c) = self.rendered(text, voice) {
             return Ok(c);
         }
         let binary = self.binary.display().to_string();
