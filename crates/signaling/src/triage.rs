@@ -256,18 +256,8 @@ pub fn refuse_new_invite(
     reason: &str,
     headers: &[(&str, String)],
 ) -> Option<Vec<u8>> {
-    if !datagram.starts_with(b"INVITE ") {
-        return None;
-    }
-    let seen = answerable(datagram)?;
     // An in-dialog re-INVITE carries the To tag: it belongs to a call we have.
-    if seen
-        .to
-        .is_some_and(|to| to.to_ascii_lowercase().contains("tag="))
-    {
-        return None;
-    }
-    Some(respond(status, reason, &seen, headers))
+    answer_outside_dialog(datagram, b"INVITE ", status, reason, headers)
 }
 
 /// An OPTIONS outside a dialog (no To tag) in `datagram`, answered with `status` and
@@ -281,7 +271,19 @@ pub fn answer_options(
     reason: &str,
     headers: &[(&str, String)],
 ) -> Option<Vec<u8>> {
-    if !datagram.starts_with(b"OPTIONS ") {
+    answer_outside_dialog(datagram, b"OPTIONS ", status, reason, headers)
+}
+
+/// The response to a `method` request (its start line's first word and a space) that
+/// carries no To tag, or `None` for anything else.
+fn answer_outside_dialog(
+    datagram: &[u8],
+    method: &[u8],
+    status: u16,
+    reason: &str,
+    headers: &[(&str, String)],
+) -> Option<Vec<u8>> {
+    if !datagram.starts_with(method) {
         return None;
     }
     let seen = answerable(datagram)?;
