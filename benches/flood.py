@@ -63,10 +63,13 @@ def cpu_s():
 
 
 def options(sock, n):
+    """An in-dialog OPTIONS (To tag) for a dialog that does not exist: it goes through the
+    stack's transaction layer to its 481, where an OPTIONS outside a dialog would be
+    answered at the socket and say nothing of a stalled SIP core."""
     me = sock.getsockname()[1]
     return (
         f"OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-o{n}\r\n"
-        f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: probe-{n}\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:bot@127.0.0.1>;tag=gone\r\nCall-ID: probe-{n}\r\n"
         "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
 
