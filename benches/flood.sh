@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A flood of INVITEs at a gateway with max_calls = 100, from one address that is not in
-# allow_from: prints a bystander's OPTIONS latency (in-dialog, so the stack answers: 481) before, during, just after and 5 s after
-# the flood, and warmline's RSS before and after (issue 13's figures). Then UNACKED INVITEs
+# allow_from: prints a bystander's OPTIONS latency (in-dialog, so that the stack answers it:
+# 481) before, during, just after and 5 s after the flood, and warmline's RSS before and
+# after (issue 13's figures). Then UNACKED INVITEs
 # from a trusted peer that warmline refuses (488) and the peer never ACKs: the OPTIONS
 # latency while their transactions end together (the timer sweep of issue 13).
 # Last, JUNK mutated SIP datagrams from a trusted peer, and the RSS 75 s after them.
