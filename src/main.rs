@@ -250,7 +250,12 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let whisper_model = resolve_whisper_model(&cfg).await;
     let speech = speech::SpeechPlane::start(&cfg, whisper_model.as_deref(), metrics.clone())
         .context("starting the speech pipeline")?;
-    let tts = Arc::new(warmline_speech::EspeakTts::new());
+    // Prompts are rendered for the preferred codec's rate (G.711's 8 kHz by default), so
+    // that most legs play them without resampling; others convert as they play.
+    let leg_rates = cfg.media.leg_rates();
+    let tts = Arc::new(
+        warmline_speech::EspeakTts::new().prepared_at(&leg_rates[..leg_rates.len().min(1)]),
+    );
     let prompts = media::Prompts::load(&cfg, tts.as_ref()).context("loading prompts")?;
     let assistant = Arc::new(
         assistant::AssistantPlane::new(&cfg, tts, metrics.clone())

@@ -79,13 +79,17 @@ impl Prompts {
             }
             None => None,
         };
-        Ok(Self {
-            greeting,
-            hold: match &cfg.media.hold_music {
-                Some(p) => load_clip(p)?,
-                None => comfort_tone(),
-            },
-        })
+        let hold = match &cfg.media.hold_music {
+            Some(p) => load_clip(p)?,
+            None => comfort_tone(),
+        };
+        for rate in cfg.media.leg_rates() {
+            hold.prepare(rate);
+            if let Some(g) = &greeting {
+                g.prepare(rate);
+            }
+        }
+        Ok(Self { greeting, hold })
     }
 }
 

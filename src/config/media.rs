@@ -62,6 +62,19 @@ impl Default for MediaConfig {
 }
 
 impl MediaConfig {
+    /// The PCM rates legs will play at, one per configured codec's rate, in preference
+    /// order: audio every caller hears is converted to these once, at start-up.
+    pub fn leg_rates(&self) -> Vec<u32> {
+        let mut rates = Vec::new();
+        for &c in &self.codecs {
+            let r = warmline_media::codec::pcm_rate(c);
+            if !rates.contains(&r) {
+                rates.push(r);
+            }
+        }
+        rates
+    }
+
     /// Checks what serde cannot, and resolves the files against the config's directory.
     pub(super) fn validate(&mut self, cx: &Ctx) -> Result<(), ConfigError> {
         if self.codecs.is_empty() {

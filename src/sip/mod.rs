@@ -333,39 +333,41 @@ impl Gateway {
             .and_then(|h| h.tag().ok().flatten())
             .is_some();
         let method = tx.original.method;
+        // Every transaction gets a task of this future's size, and an async fn's future is
+        // as large as its largest branch: the INVITE's set-up and the stack's futures are
+        // boxed, so that a BYE or an OPTIONS costs a task of 2.8 KB, not 69 KB.
         let result = match (method, in_dialog) {
             (Method::Invite, false) => {
-                self.on_invite(tx).await;
+                Box::pin(self.on_invite(tx)).await;
                 Ok(())
             }
             // A draining gateway says so to OPTIONS probes too, so a dispatcher in front
             // (Kamailio) takes it out of rotation while its calls finish.
             (Method::Options, false) if self.is_draining() => {
-                tx.reply_with(
+                Box::pin(tx.reply_with(
                     StatusCode::ServiceUnavailable,
                     vec![Header::Other(
                         "Retry-After".into(),
                         self.cfg.sip.retry_after_s.to_string(),
                     )],
                     None,
-                )
+                ))
                 .await
             }
             (Method::Options, false) => {
-                tx.reply_with(StatusCode::OK, capability_headers(), None)
-                    .await
+                Box::pin(tx.reply_with(StatusCode::OK, capability_headers(), None)).await
             }
             (Method::Ack, _) => Ok(()),
             (_, true) | (Method::Bye, false) => match self.dialog_layer.match_dialog(&tx) {
-                Some(mut dialog) => dialog.handle(&mut tx).await,
-                None => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+                Some(mut dialog) => Box::pin(dialog.handle(&mut tx)).await,
+                None => Box::pin(tx.reply(StatusCode::CallTransactionDoesNotExist)).await,
             },
             _ => {
-                tx.reply_with(
+                Box::pin(tx.reply_with(
                     StatusCode::MethodNotAllowed,
                     vec![Header::Other("Allow".into(), ALLOW.into())],
                     None,
-                )
+                ))
                 .await
             }
         };
@@ -414,7 +416,7 @@ impl Gateway {
                 "Warning".into(),
                 format!("399 warmline \"{reason}\""),
             ));
-            if let Err(e) = tx.reply_with(StatusCode::from(status), headers, None).await {
+            if let Err(e) = Box::pin(tx.reply_with(StatusCode::from(status), headers, None)).await {
                 tracing::debug!(error = %e, "could not send refusal");
             }
             return;

@@ -4,21 +4,66 @@
 
 use crate::resample::Resampler;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Mono 16-bit PCM at `rate`, shared between calls (prompts are loaded once).
+///
+/// Clones share the clip's conversions to other rates ([`Clip::prepare`]): audio every
+/// caller hears (the greeting, hold audio, a cached prompt) is resampled once per leg rate
+/// for the whole process, not once per call on the media path.
 #[derive(Debug, Clone)]
 pub struct Clip {
     pub rate: u32,
     pub pcm: Arc<[i16]>,
+    converted: Arc<Mutex<Conversions>>,
 }
+
+/// A clip's samples at other rates, by rate (a gateway plays at two or three).
+type Conversions = Vec<(u32, Arc<[i16]>)>;
 
 impl Clip {
     pub fn new(rate: u32, pcm: Vec<i16>) -> Self {
         Self {
             rate,
             pcm: pcm.into(),
+            converted: Arc::default(),
         }
+    }
+
+    /// The clip at `rate`, converted now unless it already was. Blocking work (a few ms for
+    /// a long prompt): call it where that is harmless (start-up, a TTS render thread), so
+    /// that the media path finds it ready.
+    pub fn prepare(&self, rate: u32) -> Arc<[i16]> {
+        if let Some(pcm) = self.prepared(rate) {
+            return pcm;
+        }
+        let pcm: Arc<[i16]> = Resampler::convert(self.rate, rate, &self.pcm).into();
+        let mut converted = self.converted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, done)) = converted.iter().find(|(r, _)| *r == rate) {
+            return done.clone();
+        }
+        converted.push((rate, pcm.clone()));
+        pcm
+    }
+
+    /// The clip at `rate` if it is there already: itself, or a conversion made by
+    /// [`Clip::prepare`].
+    pub fn prepared(&self, rate: u32) -> Option<Arc<[i16]>> {
+        if rate == self.rate {
+            return Some(self.pcm.clone());
+        }
+        let converted = self.converted.lock().unwrap_or_else(|e| e.into_inner());
+        converted
+            .iter()
+            .find(|(r, _)| *r == rate)
+            .map(|(_, pcm)| pcm.clone())
+    }
+
+    /// Bytes held: the clip and its conversions.
+    pub fn bytes(&self) -> usize {
+        let converted = self.converted.lock().unwrap_or_else(|e| e.into_inner());
+        (self.pcm.len() + converted.iter().map(|(_, p)| p.len()).sum::<usize>())
+            * std::mem::size_of::<i16>()
     }
 
     pub fn duration_ms(&self) -> u64 {
@@ -37,8 +82,74 @@ pub struct Finished {
 struct Playing {
     id: u64,
     clip: Clip,
-    pos: usize,
-    resampler: Option<Resampler>,
+    /// Where the next sample comes from, chosen when the clip (re)starts.
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    /// Not started: the rate is known only at the first frame.
+    Start,
+    /// A conversion made ahead ([`Clip::prepare`]), or the clip itself, at `rate`: copied.
+    Ready {
+        rate: u32,
+        pcm: Arc<[i16]>,
+        pos: usize,
+    },
+    /// Converted as it plays (a one-off clip at a rate nobody prepared); `pos` counts the
+    /// clip's own samples.
+    Streaming { resampler: Resampler, pos: usize },
+}
+
+impl Playing {
+    fn new(id: u64, clip: Clip) -> Self {
+        Self {
+            id,
+            clip,
+            source: Source::Start,
+        }
+    }
+
+    /// Append up to a frame's worth of audio at `rate` to `out`; false at the clip's end.
+    fn feed(&mut self, rate: u32, out: &mut Vec<i16>) -> bool {
+        if let Source::Ready { rate: r, pos, .. } = self.source
+            && r != rate
+        {
+            // The leg changed codec mid-clip: carry on from the same moment, converting.
+            let at = (pos as u64 * u64::from(self.clip.rate) / u64::from(r.max(1))) as usize;
+            self.source = Source::Streaming {
+                resampler: Resampler::new(self.clip.rate, rate),
+                pos: at,
+            };
+        }
+        if let Source::Start = self.source {
+            self.source = match self.clip.prepared(rate) {
+                Some(pcm) => Source::Ready { rate, pcm, pos: 0 },
+                None => Source::Streaming {
+                    resampler: Resampler::new(self.clip.rate, rate),
+                    pos: 0,
+                },
+            };
+        }
+        match &mut self.source {
+            Source::Start => false,
+            Source::Ready { pcm, pos, .. } => {
+                let end = (*pos + (rate as usize / 50).max(1)).min(pcm.len());
+                out.extend_from_slice(&pcm[*pos..end]);
+                let more = end > *pos;
+                *pos = end;
+                more
+            }
+            Source::Streaming { resampler, pos } => {
+                let step = (self.clip.rate as usize / 50).max(1);
+                let end = (*pos + step).min(self.clip.pcm.len());
+                resampler.process(&self.clip.pcm[*pos..end], out);
+                let more = end > *pos;
+                *pos = end;
+                more
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,12 +169,7 @@ impl Player {
 
     /// Loop `clip` whenever nothing is queued; `None` stops the loop.
     pub fn set_loop(&mut self, clip: Option<Clip>) {
-        self.looping = clip.map(|clip| Playing {
-            id: 0,
-            clip,
-            pos: 0,
-            resampler: None,
-        });
+        self.looping = clip.map(|clip| Playing::new(0, clip));
         if self.current.is_none() {
             self.pending.clear();
         }
@@ -106,52 +212,36 @@ impl Player {
             return None;
         }
         while self.pending.len() < n {
-            if self.current.is_none() {
-                if let Some((id, clip)) = self.queue.pop_front() {
-                    self.current = Some(Playing {
-                        id,
-                        clip,
-                        pos: 0,
-                        resampler: None,
-                    });
-                }
+            if self.current.is_none()
+                && let Some((id, clip)) = self.queue.pop_front()
+            {
+                self.current = Some(Playing::new(id, clip));
             }
             let from_queue = self.current.is_some();
             let Some(p) = self.current.as_mut().or(self.looping.as_mut()) else {
                 break;
             };
-            if p.pos >= p.clip.pcm.len() {
-                if from_queue {
-                    let id = p.id;
-                    self.current = None;
-                    self.finished.push(Finished {
-                        id,
-                        interrupted: false,
-                    });
-                    // A clip ends on a frame boundary so the next starts cleanly.
-                    if !self.pending.is_empty() {
-                        break;
-                    }
-                    continue;
-                }
-                p.pos = 0;
-                if p.clip.pcm.is_empty() {
+            if p.feed(rate, &mut self.pending) {
+                continue;
+            }
+            if from_queue {
+                let id = p.id;
+                self.current = None;
+                self.finished.push(Finished {
+                    id,
+                    interrupted: false,
+                });
+                // A clip ends on a frame boundary so the next starts cleanly.
+                if !self.pending.is_empty() {
                     break;
                 }
+                continue;
             }
-            // Feed at most a frame's worth of source per step.
-            let step = (p.clip.rate as usize / 50).max(1);
-            let end = (p.pos + step).min(p.clip.pcm.len());
-            let chunk = &p.clip.pcm[p.pos..end];
-            p.pos = end;
-            if p.clip.rate == rate {
-                self.pending.extend_from_slice(chunk);
-            } else {
-                let r = p
-                    .resampler
-                    .get_or_insert_with(|| Resampler::new(p.clip.rate, rate));
-                r.process(chunk, &mut self.pending);
+            // The loop starts over; an empty one would spin.
+            if p.clip.pcm.is_empty() {
+                break;
             }
+            p.source = Source::Start;
         }
         if self.pending.is_empty() {
             return None;
@@ -223,5 +313,45 @@ mod tests {
             n += 1;
         }
         assert!((49..=51).contains(&n), "{n} frames");
+    }
+
+    #[test]
+    fn a_prepared_clip_is_converted_once_and_played_as_prepared() {
+        let tone: Vec<i16> = (0..16000)
+            .map(|i| ((i as f64 * 0.2).sin() * 8000.0) as i16)
+            .collect();
+        let clip = Clip::new(16000, tone);
+        let shared = clip.clone();
+        let at8k = clip.prepare(8000);
+        // Every clone sees the one conversion; asking again converts nothing.
+        assert!(Arc::ptr_eq(&at8k, &shared.prepared(8000).unwrap()));
+        assert!(Arc::ptr_eq(&at8k, &shared.prepare(8000)));
+        assert!(shared.prepared(48000).is_none());
+        assert_eq!(clip.bytes(), (16000 + 8000) * 2);
+
+        let mut p = Player::default();
+        p.enqueue(1, shared);
+        let mut played = Vec::new();
+        while let Some(f) = p.next_frame(8000, 160) {
+            played.extend(f);
+        }
+        assert_eq!(played, at8k.to_vec());
+    }
+
+    #[test]
+    fn a_codec_change_mid_clip_carries_on_from_the_same_moment() {
+        let clip = Clip::new(8000, vec![500; 8000]);
+        let mut p = Player::default();
+        p.enqueue(1, clip);
+        for _ in 0..25 {
+            assert!(p.next_frame(8000, 160).is_some());
+        }
+        // Half the clip played at 8 kHz; the rest comes at 48 kHz, converted as it plays.
+        let mut frames = 0;
+        while let Some(f) = p.next_frame(48000, 960) {
+            assert_eq!(f.len(), 960);
+            frames += 1;
+        }
+        assert!((24..=26).contains(&frames), "{frames} frames");
     }
 }

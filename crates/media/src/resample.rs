@@ -4,6 +4,13 @@
 //! Written here rather than taken from a crate because the media path needs exactly this
 //! shape: fixed 20 ms chunks, integer ratios, no allocation per frame, state carried across
 //! frames so there are no clicks at frame edges.
+//!
+//! Filters are designed once per rate pair for the whole process and shared: designing one
+//! takes thousands of `sin`/`cos` calls (22.05 → 8 kHz: 160 phases of 46 taps, 29 KB), which
+//! every call used to pay when it started playing a prompt.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One direction of rate conversion, with its filter history.
 #[derive(Debug, Clone)]
@@ -13,8 +20,8 @@ pub struct Resampler {
     l: u64,
     m: u64,
     taps: usize,
-    /// `l` phases × `taps` coefficients.
-    coeffs: Vec<f32>,
+    /// `l` phases × `taps` coefficients, shared by every resampler of this rate pair.
+    coeffs: Arc<[f32]>,
     /// Input samples from absolute index `start` on.
     buf: Vec<f32>,
     start: u64,
@@ -26,44 +33,73 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// The polyphase filter for `l`/`m`, designed on first use and kept: the rates a gateway
+/// meets are few (8, 16, 48 kHz and a prompt file's own).
+fn filter(l: u64, m: u64) -> Arc<[f32]> {
+    type Filters = Mutex<HashMap<(u64, u64), Arc<[f32]>>>;
+    static FILTERS: OnceLock<Filters> = OnceLock::new();
+    let filters = FILTERS.get_or_init(Mutex::default);
+    if let Some(f) = filters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(l, m))
+    {
+        return f.clone();
+    }
+    let designed = design(l, m);
+    filters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry((l, m))
+        .or_insert(designed)
+        .clone()
+}
+
+fn design(l: u64, m: u64) -> Arc<[f32]> {
+    // Down-sampling needs a filter that spans `m` input samples per output zero crossing.
+    let ratio = (m as f64 / l as f64).max(1.0);
+    let taps = ((16.0 * ratio).ceil() as usize).next_multiple_of(2).max(8);
+    let fc = 0.5 * 0.92 / ratio; // cycles per input sample
+    let mut coeffs = Vec::with_capacity(l as usize * taps);
+    let half = taps as f64 / 2.0;
+    for phase in 0..l {
+        let frac = phase as f64 / l as f64;
+        let row_start = coeffs.len();
+        let mut sum = 0.0;
+        for j in 0..taps {
+            let x = frac + half - 1.0 - j as f64;
+            let sinc = if x.abs() < 1e-9 {
+                1.0
+            } else {
+                let a = std::f64::consts::PI * 2.0 * fc * x;
+                a.sin() / a
+            };
+            // Blackman window over [-half, half].
+            let w = 0.42
+                + 0.5 * (std::f64::consts::PI * x / half).cos()
+                + 0.08 * (2.0 * std::f64::consts::PI * x / half).cos();
+            let h = 2.0 * fc * sinc * w.max(0.0);
+            sum += h;
+            coeffs.push(h as f32);
+        }
+        // Unity DC gain in every phase.
+        if sum.abs() > 1e-12 {
+            for c in &mut coeffs[row_start..] {
+                *c = (f64::from(*c) / sum) as f32;
+            }
+        }
+    }
+    coeffs.into()
+}
+
 impl Resampler {
     pub fn new(from: u32, to: u32) -> Self {
         let g = gcd(u64::from(from), u64::from(to)).max(1);
-        let l = u64::from(to) / g;
-        let m = u64::from(from) / g;
-        // Down-sampling needs a filter that spans `m` input samples per output zero crossing.
-        let ratio = (m as f64 / l as f64).max(1.0);
-        let taps = ((16.0 * ratio).ceil() as usize).next_multiple_of(2).max(8);
-        let fc = 0.5 * 0.92 / ratio; // cycles per input sample
-        let mut coeffs = Vec::with_capacity(l as usize * taps);
-        let half = taps as f64 / 2.0;
-        for phase in 0..l {
-            let frac = phase as f64 / l as f64;
-            let row_start = coeffs.len();
-            let mut sum = 0.0;
-            for j in 0..taps {
-                let x = frac + half - 1.0 - j as f64;
-                let sinc = if x.abs() < 1e-9 {
-                    1.0
-                } else {
-                    let a = std::f64::consts::PI * 2.0 * fc * x;
-                    a.sin() / a
-                };
-                // Blackman window over [-half, half].
-                let w = 0.42
-                    + 0.5 * (std::f64::consts::PI * x / half).cos()
-                    + 0.08 * (2.0 * std::f64::consts::PI * x / half).cos();
-                let h = 2.0 * fc * sinc * w.max(0.0);
-                sum += h;
-                coeffs.push(h as f32);
-            }
-            // Unity DC gain in every phase.
-            if sum.abs() > 1e-12 {
-                for c in &mut coeffs[row_start..] {
-                    *c = (f64::from(*c) / sum) as f32;
-                }
-            }
-        }
+        // A zero rate is refused where rates are read (WAV headers, SDP); kept finite here.
+        let l = (u64::from(to) / g).max(1);
+        let m = (u64::from(from) / g).max(1);
+        let coeffs = filter(l, m);
+        let taps = coeffs.len() / l as usize;
         Self {
             from,
             to,

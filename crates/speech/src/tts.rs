@@ -73,7 +73,7 @@ impl ClipCache {
     }
 
     fn size(clip: &Clip) -> usize {
-        clip.pcm.len() * std::mem::size_of::<i16>()
+        clip.bytes()
     }
 
     pub fn get(&mut self, voice: &str, text: &str) -> Option<Clip> {
@@ -139,6 +139,9 @@ pub struct EspeakTts {
     /// Words per minute.
     speed: u32,
     cache: Mutex<ClipCache>,
+    /// Leg rates each render is converted to on the render thread, so that the media path
+    /// plays it without a resampler.
+    rates: Vec<u32>,
 }
 
 impl EspeakTts {
@@ -147,7 +150,14 @@ impl EspeakTts {
             binary: PathBuf::from("espeak-ng"),
             speed: 165,
             cache: Mutex::new(ClipCache::new(CACHE_BUDGET)),
+            rates: Vec::new(),
         }
+    }
+
+    /// Convert every render to these leg rates as it is made ([`Clip::prepare`]).
+    pub fn prepared_at(mut self, rates: &[u32]) -> Self {
+        self.rates = rates.to_vec();
+        self
     }
 
     pub fn cached(&self) -> usize {
@@ -199,6 +209,9 @@ impl Tts for EspeakTts {
             });
         }
         let clip = clip_from_espeak(out.stdout)?;
+        for &rate in &self.rates {
+            clip.prepare(rate);
+        }
         if let Ok(mut c) = self.cache.lock() {
             c.insert(voice, text, clip.clone());
         }
