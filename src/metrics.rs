@@ -68,6 +68,9 @@ pub struct Metrics {
     pub sip_options_stateless: IntCounter,
     /// BYEs for no live call, answered 481 statelessly by the UDP guard.
     pub sip_stray_byes: IntCounter,
+    /// Other requests the UDP guard answered statelessly: in-dialog requests naming no
+    /// live call (481) and methods not taken outside a dialog (405).
+    pub sip_stray_requests: IntCounter,
     /// Requests dropped because their source went over its rate (and is banned a while).
     pub sip_rate_limited: IntCounter,
     /// SIP over TCP: connections peers hold open, those closed at accept (a bound
@@ -208,6 +211,11 @@ impl Metrics {
                 "sip_stray_byes_total",
                 "BYEs naming no live call, answered 481 statelessly at the UDP socket",
             )?,
+            sip_stray_requests: counter(
+                "sip_stray_requests_total",
+                "In-dialog requests naming no live call (481) and methods not taken outside \
+                 a dialog (405), answered statelessly at the UDP socket",
+            )?,
             tts_prompts: counter("tts_prompts_total", "Prompts rendered and queued to play")?,
             tts_errors: counter("tts_errors_total", "Prompts the TTS failed to render")?,
             brain_requests: counter("brain_requests_total", "Turns sent to the external brain")?,
@@ -340,6 +348,7 @@ impl Metrics {
             &m.sip_invites_shed,
             &m.sip_options_stateless,
             &m.sip_stray_byes,
+            &m.sip_stray_requests,
             &m.sip_rate_limited,
             &m.sip_tcp_accept_errors,
         ] {
@@ -396,6 +405,7 @@ impl Metrics {
             "invites_shed": self.sip_invites_shed.get(),
             "options_stateless": self.sip_options_stateless.get(),
             "stray_byes": self.sip_stray_byes.get(),
+            "stray_requests": self.sip_stray_requests.get(),
             "rate_limited": self.sip_rate_limited.get(),
             "media": {
                 "rtp_in": self.rtp_in.get(),

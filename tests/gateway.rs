@@ -682,10 +682,35 @@ fn options_outside_a_dialog_and_stray_byes_are_answered_without_state() {
         r.starts_with("SIP/2.0 481") && r.contains("CSeq: 202 BYE"),
         "{r}"
     );
+    // Any other in-dialog request for no live call: 481; a method not taken outside a
+    // dialog: 405 with Allow. Both from the socket.
+    let info = options(203, ";tag=gone")
+        .replacen("OPTIONS sip", "INFO sip", 1)
+        .replace("CSeq: 203 OPTIONS", "CSeq: 203 INFO");
+    sock.send_to(info.as_bytes(), ("127.0.0.1", gw.sip))
+        .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        r.starts_with("SIP/2.0 481") && r.contains("CSeq: 203 INFO"),
+        "{r}"
+    );
+    let register = options(204, "")
+        .replacen("OPTIONS sip", "REGISTER sip", 1)
+        .replace("CSeq: 204 OPTIONS", "CSeq: 204 REGISTER");
+    sock.send_to(register.as_bytes(), ("127.0.0.1", gw.sip))
+        .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        r.starts_with("SIP/2.0 405") && r.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS"),
+        "{r}"
+    );
     let stats = http_req(gw.http, "GET", "/v1/stats", "").1;
     let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(v["options_stateless"], 200, "{stats}");
     assert_eq!(v["stray_byes"], 1, "{stats}");
+    assert_eq!(v["stray_requests"], 2, "{stats}");
 }
 
 /// A request sent as a UA over UDP sends it (RFC 3261 Timer A: again after 0.5 s, 1 s, 2 s,

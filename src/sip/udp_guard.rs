@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use warmline_signaling::{
-    Triage, Verdict, answer_options, answer_unknown_bye, refuse_new_invite, triage,
-    triage_truncated,
+    Triage, Verdict, answer_options, answer_stray_request, answer_unknown_bye, refuse_new_invite,
+    triage, triage_truncated,
 };
 
 /// What the guard needs to refuse a new INVITE before the stack sees it: while the gateway
@@ -119,6 +119,16 @@ impl GuardedUdp {
         answer_unknown_bye(datagram, |id| calls.contains_key(id))
     }
 
+    /// 481 for an in-dialog request naming no live call, 405 for a method we do not take
+    /// outside a dialog: what the stack would answer, without a transaction kept 32 s each.
+    fn stray_request(&self, datagram: &[u8]) -> Option<Vec<u8>> {
+        if datagram.starts_with(b"SIP/") {
+            return None;
+        }
+        let calls = super::lock(&self.shedding.calls);
+        answer_stray_request(datagram, |id| calls.contains_key(id), super::ALLOW)
+    }
+
     /// The stateless answer to an OPTIONS outside a dialog, if this is one: what the stack
     /// would say (200 with our capabilities, or 503 while draining, so a dispatcher takes
     /// us out of rotation), without a transaction kept 32 s for each probe.
@@ -170,6 +180,12 @@ impl PlatformUdpSocket for GuardedUdp {
                     }
                     if let Some(answer) = self.options(&buf[..len]) {
                         self.metrics.sip_options_stateless.inc();
+                        self.metrics.sip_message("out", &answer);
+                        let _ = self.socket.send_to(&answer, src).await;
+                        continue;
+                    }
+                    if let Some(answer) = self.stray_request(&buf[..len]) {
+                        self.metrics.sip_stray_requests.inc();
                         self.metrics.sip_message("out", &answer);
                         let _ = self.socket.send_to(&answer, src).await;
                         continue;

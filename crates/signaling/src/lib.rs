@@ -27,5 +27,6 @@ pub use sdp::{
     TelephoneEvent,
 };
 pub use triage::{
-    Triage, answer_options, answer_unknown_bye, refuse_new_invite, triage, triage_truncated,
+    Triage, answer_options, answer_stray_request, answer_unknown_bye, refuse_new_invite, triage,
+    triage_truncated,
 };

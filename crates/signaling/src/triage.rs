@@ -310,6 +310,55 @@ pub fn answer_unknown_bye(datagram: &[u8], known: impl Fn(&str) -> bool) -> Opti
     Some(respond(481, "Call/Transaction Does Not Exist", &seen, &[]))
 }
 
+/// The first word of a request's start line.
+fn method_of(datagram: &[u8]) -> &[u8] {
+    let end = datagram
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(datagram.len());
+    &datagram[..end]
+}
+
+/// A request that is stray: answered without a transaction, as the stack would answer it
+/// after keeping one for 64 x T1 (RFC 3261 §17.2.2, Timer J), or `None`.
+///
+/// - An in-dialog request (a To tag) other than ACK, CANCEL and BYE (see
+///   [`answer_unknown_bye`]) whose Call-ID `known` does not know: 481 (§12.2.2).
+/// - A request outside a dialog whose method is not INVITE, OPTIONS, BYE, ACK or CANCEL
+///   (the only ones a gateway takes outside a dialog): 405 with `allow` (§8.2.1).
+///
+/// INVITE, OPTIONS, BYE and CANCEL are left to their own rules: a CANCEL's INVITE may be
+/// setting up a call not registered yet.
+pub fn answer_stray_request(
+    datagram: &[u8],
+    known: impl Fn(&str) -> bool,
+    allow: &str,
+) -> Option<Vec<u8>> {
+    let method = method_of(datagram);
+    if matches!(method, b"ACK" | b"CANCEL" | b"BYE" | b"OPTIONS" | b"") {
+        return None;
+    }
+    let seen = answerable(datagram)?;
+    let in_dialog = seen
+        .to
+        .is_some_and(|to| to.to_ascii_lowercase().contains("tag="));
+    if in_dialog {
+        if known(seen.call_id?) {
+            return None;
+        }
+        return Some(respond(481, "Call/Transaction Does Not Exist", &seen, &[]));
+    }
+    if method == b"INVITE" {
+        return None;
+    }
+    Some(respond(
+        405,
+        "Method Not Allowed",
+        &seen,
+        &[("Allow", allow.to_string())],
+    ))
+}
+
 /// The headers a response to the request in `datagram` is built from, or `None` for a
 /// response, an ACK (never answered), or a request without a Via.
 fn answerable(datagram: &[u8]) -> Option<Seen<'_>> {
@@ -516,6 +565,51 @@ mod tests {
         assert!(answer_unknown_bye(GOOD.as_bytes(), |_| false).is_none());
         let no_call_id = bye.replace("Call-ID: abc@127.0.0.1\r\n", "");
         assert!(answer_unknown_bye(no_call_id.as_bytes(), |_| false).is_none());
+    }
+
+    #[test]
+    fn stray_requests_are_answered_statelessly_and_dialogs_ours_are_not() {
+        let allow = "INVITE, ACK, BYE";
+        let in_dialog = |method: &str| {
+            GOOD.replacen("INVITE sip", &format!("{method} sip"), 1)
+                .replace("CSeq: 1 INVITE", &format!("CSeq: 2 {method}"))
+                .replace("To: <sip:bot@127.0.0.1>", "To: <sip:bot@127.0.0.1>;tag=x")
+        };
+        // In a dialog nobody has: 481, re-INVITEs included.
+        for method in ["INFO", "UPDATE", "NOTIFY", "INVITE", "REFER"] {
+            let r = answer_stray_request(in_dialog(method).as_bytes(), |_| false, allow)
+                .unwrap_or_else(|| panic!("{method}"));
+            let r = String::from_utf8(r).unwrap();
+            assert!(r.starts_with("SIP/2.0 481 "), "{method}: {r}");
+            assert!(r.contains(&format!("CSeq: 2 {method}\r\n")), "{r}");
+            // A live call's in-dialog requests go to the stack.
+            assert!(
+                answer_stray_request(
+                    in_dialog(method).as_bytes(),
+                    |id| id == "abc@127.0.0.1",
+                    allow
+                )
+                .is_none()
+            );
+        }
+        // Outside a dialog, a method we do not take: 405 with Allow.
+        let register = GOOD
+            .replacen("INVITE sip", "REGISTER sip", 1)
+            .replace("CSeq: 1 INVITE", "CSeq: 1 REGISTER");
+        let r = answer_stray_request(register.as_bytes(), |_| false, allow).unwrap();
+        let r = String::from_utf8(r).unwrap();
+        assert!(r.starts_with("SIP/2.0 405 "), "{r}");
+        assert!(r.contains("Allow: INVITE, ACK, BYE\r\n"), "{r}");
+        // Left to their own rules: a new INVITE, OPTIONS, BYE, CANCEL, ACK, responses.
+        assert!(answer_stray_request(GOOD.as_bytes(), |_| false, allow).is_none());
+        for method in ["OPTIONS", "BYE", "CANCEL", "ACK"] {
+            assert!(
+                answer_stray_request(in_dialog(method).as_bytes(), |_| false, allow).is_none(),
+                "{method}"
+            );
+        }
+        let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\r\n";
+        assert!(answer_stray_request(response.as_bytes(), |_| false, allow).is_none());
     }
 
     #[test]

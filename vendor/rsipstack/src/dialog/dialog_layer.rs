@@ -355,7 +355,7 @@ impl DialogLayer {
             credential,
             local_contact,
             {
-                let (tx, _) = crate::platform::mpsc::unbounded_channel();
+                let (tx, _) = crate::platform::boxed::unbounded_channel();
                 tx
             },
         )?;
@@ -403,7 +403,7 @@ impl DialogLayer {
             credential,
             local_contact,
             {
-                let (tx, _) = crate::platform::mpsc::unbounded_channel();
+                let (tx, _) = crate::platform::boxed::unbounded_channel();
                 tx
             },
         )?;
@@ -518,7 +518,7 @@ impl DialogLayer {
     }
 
     pub fn new_dialog_state_channel(&self) -> (DialogStateSender, DialogStateReceiver) {
-        crate::platform::mpsc::unbounded_channel()
+        crate::platform::boxed::unbounded_channel()
     }
 
     pub fn build_local_contact(

@@ -35,6 +35,11 @@ use core::time::Duration;
 pub mod mpsc;
 #[cfg(feature = "platform-tokio")]
 pub use tokio::sync::mpsc;
+// warmline patch 6: the TU and dialog-state channels box their messages.
+#[cfg(feature = "platform-tokio")]
+pub mod boxed;
+#[cfg(all(feature = "platform-embassy", not(feature = "platform-tokio")))]
+pub use mpsc as boxed;
 pub mod atomic64;
 pub mod net;
 #[cfg(not(feature = "std"))]
