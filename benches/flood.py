@@ -29,12 +29,17 @@ junk = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 http_port = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 
 
-def rss_kb():
+def rss_kb(field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_parts():
+    """RSS as anonymous memory (heap, stacks) and file pages (the executable's code first run)."""
+    return rss_kb("RssAnon"), rss_kb("RssFile")
 
 
 def heap():
@@ -128,6 +133,7 @@ def flood(source="127.0.0.2", count=None, body=""):
 
 
 rss0 = rss_kb()
+parts0 = rss_parts()
 heap0 = heap()
 probe(3, "before")
 result = {}
@@ -217,5 +223,8 @@ if junk:
     probe(3, "after junk")
     time.sleep(72)
     rss3 = rss_kb()
+    parts3 = rss_parts()
     print(f"RSS before everything {rss0 / 1024:.1f} MB{heap_text(heap0)}, 75 s after the junk "
           f"{rss3 / 1024:.1f} MB ({(rss3 - rss0) / max(rss0, 1) * 100:+.0f} %){heap_text(heap())}")
+    print(f"  of which anonymous {parts0[0] / 1024:.1f} -> {parts3[0] / 1024:.1f} MB, file pages "
+          f"(code run for the first time) {parts0[1] / 1024:.1f} -> {parts3[1] / 1024:.1f} MB")
