@@ -1006,6 +1006,36 @@ fn killed_during_a_transfer(phase: Phase) {
         Phase::Bridged => "bridged",
     };
     let trail = audit_having(&gw, &id, mark);
+    // The kill must come after what the restart needs is stored: the caller's BYE and
+    // the agent's INVITE (ringing) or BYE (answered). The audit event and the leg's row
+    // are separate writes, so a kill just after the event could beat the row (a CPU hog
+    // widens that gap), and the restart would have nothing to cancel.
+    let wanted = if phase == Phase::Ringing {
+        "INVITE "
+    } else {
+        "BYE "
+    };
+    let reader = warmline_store::Store::open_reader(&db.path().join("warmline.db")).unwrap();
+    let legs = eventually(
+        Duration::from_secs(10),
+        || reader.open_legs(16).unwrap_or_default(),
+        |legs| {
+            legs.iter()
+                .any(|l| l.leg == "caller" && l.bye.starts_with("BYE "))
+                && legs
+                    .iter()
+                    .any(|l| l.leg.starts_with("agent-") && l.bye.starts_with(wanted))
+        },
+    );
+    assert!(
+        legs.iter()
+            .any(|l| l.leg.starts_with("agent-") && l.bye.starts_with(wanted)),
+        "{phase:?}: {:?}",
+        legs.iter()
+            .map(|l| (&l.leg, &l.bye[..20.min(l.bye.len())]))
+            .collect::<Vec<_>>()
+    );
+    drop(reader);
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
     let before = events(&trail);
