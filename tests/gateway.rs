@@ -653,12 +653,23 @@ fn options_outside_a_dialog_and_stray_byes_are_answered_without_state() {
              Call-ID: ka-{i}@127.0.0.1\r\nCSeq: {i} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
     };
-    let mut buf = [0u8; 4096];
-    for i in 1..=200 {
-        sock.send_to(options(i, "").as_bytes(), ("127.0.0.1", gw.sip))
+    // The answer to `text`; a request with `method` in place of OPTIONS.
+    let ask = |text: &str| {
+        let mut buf = [0u8; 4096];
+        sock.send_to(text.as_bytes(), ("127.0.0.1", gw.sip))
             .unwrap();
         let (n, _) = sock.recv_from(&mut buf).unwrap();
-        let r = String::from_utf8_lossy(&buf[..n]).to_string();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let with_method = |text: String, i: u32, method: &str| {
+        text.replacen("OPTIONS sip", &format!("{method} sip"), 1)
+            .replace(
+                &format!("CSeq: {i} OPTIONS"),
+                &format!("CSeq: {i} {method}"),
+            )
+    };
+    for i in 1..=200 {
+        let r = ask(&options(i, ""));
         assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
         assert!(r.contains(&format!("CSeq: {i} OPTIONS\r\n")), "{r}");
         assert!(
@@ -666,42 +677,22 @@ fn options_outside_a_dialog_and_stray_byes_are_answered_without_state() {
             "{r}"
         );
     }
-    sock.send_to(options(201, ";tag=gone").as_bytes(), ("127.0.0.1", gw.sip))
-        .unwrap();
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    let r = ask(&options(201, ";tag=gone"));
     assert!(r.starts_with("SIP/2.0 481"), "{r}");
     // A BYE for no live call: 481 from the socket, no transaction kept for it.
-    let bye = options(202, ";tag=gone")
-        .replacen("OPTIONS sip", "BYE sip", 1)
-        .replace("CSeq: 202 OPTIONS", "CSeq: 202 BYE");
-    sock.send_to(bye.as_bytes(), ("127.0.0.1", gw.sip)).unwrap();
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    let r = ask(&with_method(options(202, ";tag=gone"), 202, "BYE"));
     assert!(
         r.starts_with("SIP/2.0 481") && r.contains("CSeq: 202 BYE"),
         "{r}"
     );
     // Any other in-dialog request for no live call: 481; a method not taken outside a
     // dialog: 405 with Allow. Both from the socket.
-    let info = options(203, ";tag=gone")
-        .replacen("OPTIONS sip", "INFO sip", 1)
-        .replace("CSeq: 203 OPTIONS", "CSeq: 203 INFO");
-    sock.send_to(info.as_bytes(), ("127.0.0.1", gw.sip))
-        .unwrap();
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    let r = ask(&with_method(options(203, ";tag=gone"), 203, "INFO"));
     assert!(
         r.starts_with("SIP/2.0 481") && r.contains("CSeq: 203 INFO"),
         "{r}"
     );
-    let register = options(204, "")
-        .replacen("OPTIONS sip", "REGISTER sip", 1)
-        .replace("CSeq: 204 OPTIONS", "CSeq: 204 REGISTER");
-    sock.send_to(register.as_bytes(), ("127.0.0.1", gw.sip))
-        .unwrap();
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    let r = ask(&with_method(options(204, ""), 204, "REGISTER"));
     assert!(
         r.starts_with("SIP/2.0 405") && r.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS"),
         "{r}"
