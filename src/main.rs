@@ -1,6 +1,7 @@
 //! `warmline`: the binary. CLI, config loading, logging, and the drivers that carry the
 //! sans-IO cores' decisions out onto sockets, timers and tasks.
 
+mod alloc;
 mod assistant;
 mod config;
 mod crm;
@@ -207,6 +208,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(alloc::flush_thread_cache)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(Arc::new(cfg)))
@@ -345,6 +347,8 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         max_calls = cfg.sip.max_calls,
         "warmline ready"
     );
+    // This thread built the config, the prompts and the planes, and from here only waits.
+    alloc::flush_now();
 
     shutdown_signal().await;
     drain(&gw, cfg.shutdown.drain).await;

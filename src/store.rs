@@ -79,7 +79,26 @@ impl StoreHandle {
         std::thread::Builder::new()
             .name("wl-store".into())
             .spawn(move || {
-                for w in rx {
+                loop {
+                    let w = match rx.try_recv() {
+                        Ok(w) => w,
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {
+                            match rx.recv_timeout(crate::alloc::IDLE) {
+                                Ok(w) => w,
+                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                                    // Idle: what a burst of writes left in this thread's
+                                    // cache goes back before it sleeps.
+                                    crate::alloc::flush_now();
+                                    match rx.recv() {
+                                        Ok(w) => w,
+                                        Err(_) => break,
+                                    }
+                                }
+                                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                            }
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                    };
                     let result = match w {
                         Write::Audit {
                             call_id,
