@@ -40,6 +40,8 @@ sed 's|From: sipp <sip:sipp@|From: "Caller [call_number]" <sip:+1555000[call_num
 path = "$work/warmline.db"
 [speech]
 greeting_text = "Hello, this is an automated assistant."
+# Transfers are measured, not hearing: every caller is listened to.
+capacity = 1000
 [[routes]]
 name = "default"
 ring_timeout_s = 10

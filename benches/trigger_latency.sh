@@ -32,6 +32,9 @@ listen = ""
 level = "info"
 [speech]
 $model
+# Latency past the speech capacity is what this shows: nothing is refused
+# (benches/speech_capacity.sh finds the capacity).
+capacity = 500
 # No agents: the trigger is measured, no transfer follows (SIPp's caller takes no re-INVITE).
 [[routes]]
 name = "default"

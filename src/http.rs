@@ -145,16 +145,37 @@ async fn health() -> Response {
 }
 
 /// Readiness: new calls are welcome (not while draining).
+/// 503 while draining, and while the recognizer listens to all the callers it can hear in
+/// time and new ones would be refused (a load balancer then sends calls elsewhere). The
+/// body says the speech headroom: `speech: L of C callers heard`.
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     if gw.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    let Some(speech) = &gw.planes.speech else {
+        return "ready\n".into_response();
+    };
+    let (listening, capacity) = (speech.listening(), speech.capacity());
+    let line = format!("speech: {listening} of {capacity} callers heard\n");
+    if listening >= capacity && gw.cfg.speech.over_capacity == crate::config::OverCapacity::Refuse {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("speech capacity reached\n{line}"),
+        )
+            .into_response()
     } else {
-        "ready\n".into_response()
+        format!("ready\n{line}").into_response()
     }
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     gw.planes.metrics.calls_active.set(gw.active_calls() as i64);
+    if let Some(speech) = &gw.planes.speech {
+        gw.planes
+            .metrics
+            .speech_listening
+            .set(speech.listening() as i64);
+    }
     gw.planes.metrics.observe_tcp(gw.tcp_stats());
     gw.planes.metrics.observe_heap();
     if let Ok(depth) = gw.planes.store.read(|s| s.pending()).await {

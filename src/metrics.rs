@@ -86,6 +86,12 @@ pub struct Metrics {
     /// something still holds.
     pub heap_allocated: IntGauge,
     pub heap_resident: IntGauge,
+    /// Callers the recognizer can hear at once, those it listens to (set at scrape time),
+    /// and calls that arrived beyond it: refused (503) or handed straight to the agents.
+    pub speech_capacity: IntGauge,
+    pub speech_listening: IntGauge,
+    pub speech_over_refused: IntCounter,
+    pub speech_over_agents: IntCounter,
     pub tts_prompts: IntCounter,
     pub tts_errors: IntCounter,
     pub brain_requests: IntCounter,
@@ -142,6 +148,11 @@ impl Metrics {
             "sip_tcp_closed_total",
             "SIP TCP connections closed by warmline: refused (a connection bound reached) or cut (no whole message within tcp_message_timeout_s)",
             &["reason"],
+        )?;
+        let speech_over = counter_vec(
+            "speech_over_capacity_total",
+            "Calls that arrived with the recognizer at capacity: refused (503) or answered straight to the agents",
+            &["action"],
         )?;
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
         let m = Self {
@@ -230,6 +241,16 @@ impl Metrics {
             briefings_written: briefings.with_label_values(&["written"]),
             briefings_failed: briefings.with_label_values(&["failed"]),
             calls_active: IntGauge::new("calls_active", "Calls in progress")?,
+            speech_capacity: IntGauge::new(
+                "speech_capacity_callers",
+                "Callers the recognizer can hear at once within 1 s ([speech] capacity, or measured at start-up)",
+            )?,
+            speech_listening: IntGauge::new(
+                "speech_listening_callers",
+                "Callers the recognizer listens to now",
+            )?,
+            speech_over_refused: speech_over.with_label_values(&["refused"]),
+            speech_over_agents: speech_over.with_label_values(&["agents"]),
             calls_total: counter_vec(
                 "calls_total",
                 "Calls that ended, by role and end code",
@@ -331,6 +352,9 @@ impl Metrics {
         r.register(Box::new(m.sip_tcp_open.clone()))?;
         r.register(Box::new(m.heap_allocated.clone()))?;
         r.register(Box::new(m.heap_resident.clone()))?;
+        r.register(Box::new(m.speech_capacity.clone()))?;
+        r.register(Box::new(m.speech_listening.clone()))?;
+        r.register(Box::new(speech_over))?;
         for c in [
             &m.rtp_send_errors,
             &m.rtp_timeouts,

@@ -8,7 +8,7 @@
 //! waits on, and a full recognition queue drops the utterance (and counts it).
 
 use crate::config::{Config, RecognizerChoice};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -54,6 +54,40 @@ pub struct SpeechPlane {
     /// Jobs queued or being recognised: speculation uses idle workers only, so it never
     /// takes a queue slot a caller's finished turn needs.
     busy: AtomicU64,
+    /// Callers it may listen to at once (`[speech] capacity`, or what the start-up self-test
+    /// measured), and those it listens to now: one per live pipeline.
+    /// Set once, after the self-test (the workers already hold the plane then).
+    capacity: AtomicUsize,
+    listening: Arc<AtomicUsize>,
+}
+
+/// A caller's place under the speech capacity, held by its pipeline; given back when the
+/// pipeline ends (the caller's leg ended).
+#[derive(Debug)]
+pub struct ListenSlot(Arc<AtomicUsize>);
+
+impl Drop for ListenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How far below the rest of warmline the recognizer's threads run (Linux nice values are
+/// per thread).
+const SPEECH_NICE: i32 = 10;
+
+/// The end of a caller's turn to its trigger, as the product promises it: the capacity is
+/// the number of callers whose turns, ending together, are all decoded within this. The
+/// closing silence is not in it: a request is usually heard from a guess made in the pause,
+/// before the endpoint closes.
+const HEARD_WITHIN_MS: u64 = 1_000;
+
+/// Callers `workers` can hear in time when one of them takes `decode_ms` (all decoding at
+/// once) for a 2 s turn: turns that end together queue, and the last one's wait is its
+/// share of the queue.
+fn capacity_for(workers: usize, decode_ms: u64) -> usize {
+    let per_worker = HEARD_WITHIN_MS / decode_ms.max(1);
+    (workers * per_worker as usize).max(1)
 }
 
 impl std::fmt::Debug for SpeechPlane {
@@ -136,10 +170,13 @@ impl SpeechPlane {
             baseline: s.baseline_utterances,
             workers: s.threads,
             busy: AtomicU64::new(0),
+            capacity: AtomicUsize::new(s.capacity.max(1)),
+            listening: Arc::new(AtomicUsize::new(0)),
         });
         // Each worker warms up before the plane is returned, so a gateway that says it is
         // ready can hear at full speed.
-        let (warmed_tx, warmed_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let measure = s.capacity == 0;
+        let (warmed_tx, warmed_rx) = std::sync::mpsc::channel::<Result<Option<u64>, String>>();
         for i in 0..s.threads {
             let recognizer = recognizer.clone();
             let warmed = warmed_tx.clone();
@@ -149,6 +186,13 @@ impl SpeechPlane {
             std::thread::Builder::new()
                 .name(format!("wl-stt-{i}"))
                 .spawn(move || {
+                    // Below SIP and RTP (nice 0): under full speech load call set-up and
+                    // the media relay still get a core the moment they need one, and the
+                    // recognizer takes what is left; the capacity bounds how much that
+                    // must be. ggml's decoding threads are made here and inherit it.
+                    if let Err(e) = rustix::process::nice(SPEECH_NICE) {
+                        tracing::debug!(error = %e, "speech worker priority unchanged");
+                    }
                     // Built on the thread that uses it: a decoder (pocketsphinx's is not
                     // thread-safe) never moves between threads.
                     let mut worker = match recognizer.worker() {
@@ -161,15 +205,23 @@ impl SpeechPlane {
                     // whisper allocates its compute buffers on a state's first decode:
                     // pay that here, not on the first caller.
                     let warm = Instant::now();
+                    let clip = warmline_speech::recognizer::known_clip_pcm16();
                     if name == "whisper" {
-                        let _ = worker.recognize(&warmline_speech::recognizer::known_clip_pcm16());
+                        let _ = worker.recognize(&clip);
                     }
                     tracing::debug!(
                         worker = i,
                         ms = warm.elapsed().as_millis() as u64,
                         "recognizer warmed up"
                     );
-                    let _ = warmed.send(Ok(()));
+                    // The self-test: the known clip (a 2 s request) decoded warm, by every
+                    // worker at once, as a burst of callers ending their turns would be.
+                    let timed = measure.then(|| {
+                        let t = Instant::now();
+                        let _ = worker.recognize(&clip);
+                        t.elapsed().as_millis() as u64
+                    });
+                    let _ = warmed.send(Ok(timed));
                     drop(warmed);
                     loop {
                         let job = match rx.lock() {
@@ -231,9 +283,10 @@ impl SpeechPlane {
         drop(warmed_tx);
         let warm = Instant::now();
         // Every worker sends once, or drops its sender if its thread dies first.
+        let mut slowest = None;
         for _ in 0..s.threads {
             match warmed_rx.recv() {
-                Ok(Ok(())) => {}
+                Ok(Ok(ms)) => slowest = slowest.max(ms),
                 Ok(Err(e)) => anyhow::bail!("a speech recognizer worker could not start: {e}"),
                 Err(_) => break,
             }
@@ -242,16 +295,51 @@ impl SpeechPlane {
             ms = warm.elapsed().as_millis() as u64,
             "speech recognizers warmed up"
         );
+        if let Some(ms) = slowest {
+            plane
+                .capacity
+                .store(capacity_for(s.threads, ms), Ordering::Release);
+        }
+        tracing::info!(
+            capacity = plane.capacity(),
+            self_test_ms = slowest,
+            workers = s.threads,
+            over_capacity = ?s.over_capacity,
+            "speech capacity: callers heard at once{}",
+            if slowest.is_some() { " (measured)" } else { " ([speech] capacity)" }
+        );
+        plane.metrics.speech_capacity.set(plane.capacity() as i64);
         Ok(Some(plane))
     }
 
-    /// Start a call's pipeline; returns the tap sender for the media plane.
+    /// A place for one more caller to be listened to, or `None` at capacity.
+    pub fn claim(&self) -> Option<ListenSlot> {
+        self.listening
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity()).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ListenSlot(self.listening.clone()))
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Acquire)
+    }
+
+    /// Callers listened to now.
+    pub fn listening(&self) -> usize {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// Start a call's pipeline, which holds `slot` while it runs; returns the tap sender
+    /// for the media plane.
     pub fn spawn_pipeline(
         self: &Arc<Self>,
         events: mpsc::UnboundedSender<PipelineEvent>,
+        slot: ListenSlot,
     ) -> mpsc::Sender<Vec<i16>> {
         let (tx, rx) = mpsc::channel(TAP_QUEUE);
-        tokio::spawn(pipeline(self.clone(), rx, events).in_current_span());
+        tokio::spawn(pipeline(self.clone(), rx, events, slot).in_current_span());
         tx
     }
 }
@@ -296,6 +384,7 @@ async fn pipeline(
     plane: Arc<SpeechPlane>,
     mut frames: mpsc::Receiver<Vec<i16>>,
     events: mpsc::UnboundedSender<PipelineEvent>,
+    _slot: ListenSlot,
 ) {
     let mut listener = Listener::new(plane.endpoint, plane.baseline, |text| {
         warmline_policy::intent::person_request(text).is_some()
@@ -423,5 +512,20 @@ impl SpeechPlane {
             );
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capacity_is_the_turns_ending_together_that_are_decoded_within_a_second() {
+        // tiny.en on this machine kind decodes the 2 s request in about 300 ms.
+        assert_eq!(capacity_for(1, 300), 3);
+        assert_eq!(capacity_for(2, 300), 6);
+        // Slower than the promise: still one caller (refusing everyone helps nobody).
+        assert_eq!(capacity_for(1, 1_500), 1);
+        assert_eq!(capacity_for(1, 0), 1_000);
     }
 }

@@ -436,3 +436,90 @@ fn a_stranger_can_neither_take_over_the_media_nor_press_keys_for_the_caller() {
     );
     wait_ok(sipp, "the caller's call goes on to its end");
 }
+
+fn readyz(gw: &Gw) -> (u16, String) {
+    http_req(gw.http, "GET", "/readyz", "")
+}
+
+/// The recognizer listens to as many callers at once as `[speech] capacity` says: one
+/// more is refused with 503 and Retry-After (a PBX or Kamailio then tries another
+/// instance), `/readyz` says so while it lasts, and the place comes back when the caller
+/// hangs up.
+#[test]
+fn a_caller_beyond_the_speech_capacity_is_refused_and_readyz_says_so() {
+    require_sipp();
+    let gw = Gw::start("retry_after_s = 7", "[speech]\ncapacity = 1\n");
+    assert_eq!(
+        readyz(&gw),
+        (200, "ready\nspeech: 0 of 1 callers heard\n".to_string())
+    );
+    let first = caller(&gw, "tone_pcmu.pcap", "0", 8000, media_port());
+    let busy = eventually(Duration::from_secs(20), || readyz(&gw), |(s, _)| *s == 503);
+    assert_eq!(
+        busy,
+        (
+            503,
+            "speech capacity reached\nspeech: 1 of 1 callers heard\n".to_string()
+        )
+    );
+    assert_eq!(metric(&gw, "warmline_speech_listening_callers"), Some(1.0));
+    let resp = udp_request(
+        gw.sip,
+        &invite(
+            "beyond-capacity",
+            "m=audio 40000 RTP/AVP 0",
+            "a=rtpmap:0 PCMU/8000\r\n",
+        ),
+    );
+    assert!(resp.starts_with("SIP/2.0 503"), "{resp}");
+    assert!(resp.contains("Retry-After: 7\r\n"), "{resp}");
+    assert!(resp.contains("speech capacity reached"), "{resp}");
+    assert_eq!(
+        metric(
+            &gw,
+            "warmline_speech_over_capacity_total{action=\"refused\"}"
+        ),
+        Some(1.0)
+    );
+    wait_ok(first, "the caller holding the only place");
+    let free = eventually(Duration::from_secs(20), || readyz(&gw), |(s, _)| *s == 200);
+    assert_eq!(free.1, "ready\nspeech: 0 of 1 callers heard\n");
+    // The next caller is heard again.
+    wait_ok(
+        caller(&gw, "tone_pcmu.pcap", "0", 500, media_port()),
+        "a caller after the place came back",
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "warmline_speech_over_capacity_total{action=\"refused\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+/// Without `[speech] capacity`, warmline measures what it can hear at start-up (every
+/// worker decoding a 2 s request at once) and says so.
+#[test]
+fn the_speech_capacity_is_measured_at_start_up_when_not_configured() {
+    let gw = Gw::start("", "[speech]\ncapacity = 0\n");
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("speech capacity: callers heard at once"))
+        .unwrap_or_else(|| panic!("no speech capacity line in:\n{log}"));
+    assert!(
+        line.contains("(measured)") && line.contains("self_test_ms="),
+        "{line}"
+    );
+    let capacity = metric(&gw, "warmline_speech_capacity_callers").unwrap_or(0.0);
+    assert!(capacity >= 1.0, "{capacity}");
+    assert!(line.contains(&format!("capacity={capacity}")), "{line}");
+    assert_eq!(
+        readyz(&gw),
+        (
+            200,
+            format!("ready\nspeech: 0 of {capacity} callers heard\n")
+        )
+    );
+}

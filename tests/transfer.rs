@@ -453,6 +453,69 @@ fn when_no_agent_answers_the_caller_comes_off_hold_to_an_apology_and_a_callback(
     );
 }
 
+/// `[speech] over_capacity = "agents"`: a caller who arrives while the recognizer hears all
+/// it can is answered without the assistant and taken straight to an agent, the reason
+/// saying why.
+#[test]
+fn a_caller_beyond_the_speech_capacity_goes_straight_to_an_agent_when_so_configured() {
+    require_sipp();
+    let agent_port = free_port();
+    let gw = transfer_gw_with(
+        "capacity = 1\nover_capacity = \"agents\"",
+        "",
+        &format!("\"sip:agent@127.0.0.1:{agent_port}\""),
+        10,
+    );
+    // The first caller (a tone: nothing to escalate) holds the only place.
+    let first = caller(&gw, "tone_pcmu.pcap", "0", 20_000, media_port());
+    eventually(
+        Duration::from_secs(20),
+        || metric(&gw, "warmline_speech_listening_callers"),
+        |v| *v == Some(1.0),
+    );
+    let agent = agent("uas_agent.xml", agent_port, media_port());
+    wait_udp_listening(agent_port, "the agent");
+    let second = caller_saying("tone_pcmu.pcap", &gw, media_port(), 1000);
+    wait_ok(second, "second caller: answered, held, resumed, hung up");
+    wait_ok(agent, "agent: screen-pop headers present, answered");
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the call goes straight to the agents"))
+        .unwrap_or_else(|| panic!("no over-capacity line in:\n{log}"));
+    let start = line.find("call_id=").unwrap() + "call_id=".len();
+    let id = line[start..].split('}').next().unwrap().to_string();
+    let trail = audit(&gw, &id);
+    let ev = events(&trail);
+    assert_in_order(
+        &ev,
+        &[
+            "call_start",
+            "trigger",
+            "transfer_started",
+            "agent_attempt",
+            "agent_answered",
+            "bridged",
+            "end",
+        ],
+    );
+    // Nobody listened: no turn was heard, and the assistant never spoke.
+    assert!(
+        !ev.iter().any(|e| e == "turn" || e == "disclosure"),
+        "{ev:?}"
+    );
+    let trigger = event(&trail, "trigger", 0)["detail"].as_str().unwrap_or("");
+    assert!(trigger.contains("rule capacity (capacity)"), "{trail}");
+    assert_eq!(
+        metric(
+            &gw,
+            "warmline_speech_over_capacity_total{action=\"agents\"}"
+        ),
+        Some(1.0)
+    );
+    wait_ok(first, "the first caller, heard throughout");
+}
+
 #[test]
 fn a_caller_hanging_up_on_hold_abandons_and_the_ringing_agent_is_cancelled() {
     require_sipp();

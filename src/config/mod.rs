@@ -29,7 +29,7 @@ pub use outbound::OutboundConfig;
 pub use route::RouteMode;
 pub use shutdown::ShutdownConfig;
 pub use sip::{Listen, SipConfig, SipTransport};
-pub use speech::{RecognizerChoice, SpeechConfig};
+pub use speech::{OverCapacity, RecognizerChoice, SpeechConfig};
 pub use store::StoreConfig;
 
 use serde::{Deserialize, Deserializer};

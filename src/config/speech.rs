@@ -16,6 +16,19 @@ pub enum RecognizerChoice {
     Off,
 }
 
+/// What happens to a call that arrives when the recognizer already listens to as many
+/// callers as it can hear in time (`[speech] capacity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverCapacity {
+    /// 503 with Retry-After, so the PBX or Kamailio tries another instance.
+    #[default]
+    Refuse,
+    /// Answered without the assistant and handed straight to the agents (a warm transfer
+    /// whose reason says why).
+    Agents,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpeechConfig {
@@ -38,6 +51,10 @@ pub struct SpeechConfig {
     pub tts_voice: String,
     /// Spoken (TTS, rendered once at start-up) when `[media] greeting` is not set.
     pub greeting_text: String,
+    /// Callers the recognizer may listen to at once; 0 in the file: measured at start-up
+    /// (`speech::SpeechPlane::start`'s self-test).
+    pub capacity: usize,
+    pub over_capacity: OverCapacity,
 }
 
 impl Default for SpeechConfig {
@@ -56,6 +73,8 @@ impl Default for SpeechConfig {
             greeting_text: "Hello, you are speaking with an automated assistant. \
                             You can ask for a person at any time. How can I help?"
                 .into(),
+            capacity: 0,
+            over_capacity: OverCapacity::Refuse,
         }
     }
 }

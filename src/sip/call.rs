@@ -12,9 +12,10 @@
 
 use super::{CallHandle, CallInfo, Gateway, LegSlot, Originate, OriginateError, lock};
 use crate::assistant::{Rendering, Voice};
-use crate::config::RouteMode;
+use crate::config::{OverCapacity, RouteMode};
 use crate::media::{CALLER_LEG, FAR_LEG, MediaHandle, NewLeg, report_into};
 use crate::rtp_ports::RtpReservation;
+use crate::speech::ListenSlot;
 use crate::speech::PipelineEvent;
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{
@@ -102,6 +103,7 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         wall_clock: Some((Instant::now(), jiff::Timestamp::now())),
         call_id: String::new(),
         public_url: gw.cfg.http.public_url.clone(),
+        unheard: false,
     }
 }
 
@@ -208,6 +210,47 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
         .unwrap_or_default();
     let span = tracing::info_span!("call", call_id = %call_id);
     async move {
+        // A place under the speech capacity for a caller the assistant will listen to.
+        // None left: refused before anything is reserved, or answered unheard.
+        let mut unheard = false;
+        let listen = match (&gw.planes.speech, &gw.cfg.route) {
+            (Some(speech), RouteMode::Assistant) => match speech.claim() {
+                Some(slot) => Some(slot),
+                None if gw.cfg.speech.over_capacity == OverCapacity::Agents => {
+                    gw.planes.metrics.speech_over_agents.inc();
+                    tracing::info!(
+                        capacity = speech.capacity(),
+                        "speech recognizer at capacity: the call goes straight to the agents"
+                    );
+                    unheard = true;
+                    None
+                }
+                None => {
+                    gw.planes.metrics.speech_over_refused.inc();
+                    tracing::info!(
+                        capacity = speech.capacity(),
+                        "INVITE refused: speech recognizer at capacity"
+                    );
+                    let _ = Box::pin(tx.reply_with(
+                        StatusCode::ServiceUnavailable,
+                        vec![
+                            Header::Other(
+                                "Retry-After".into(),
+                                gw.cfg.sip.retry_after_s.to_string(),
+                            ),
+                            Header::Other(
+                                "Warning".into(),
+                                "399 warmline \"speech capacity reached\"".into(),
+                            ),
+                        ],
+                        None,
+                    ))
+                    .await;
+                    return;
+                }
+            },
+            _ => None,
+        };
         let rtp = match gw.ports().reserve() {
             Ok(r) => r,
             Err(e) => {
@@ -226,6 +269,13 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
         };
         let mut cfg = call_config(&gw, &rtp);
         cfg.call_id = call_id.clone();
+        if unheard {
+            // Nothing listens, so nothing should ask them to talk: no assistant or brain
+            // (the controller drops the greeting and hands the call over once it is up).
+            cfg.unheard = true;
+            cfg.assistant = None;
+            cfg.brain = false;
+        }
         cfg.caller_id = tx
             .original
             .from_header()
@@ -254,7 +304,6 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
             RouteMode::Bridge { target } => Some(target.clone()),
             RouteMode::Assistant => None,
         };
-        let listened = bridge_to.is_none();
         let from = tx
             .original
             .from_header()
@@ -352,7 +401,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
                 from,
                 to,
                 rtp,
-                tap: listened,
+                tap: listen,
                 outcome: None,
                 span: tracing::Span::current(),
                 invite: None,
@@ -510,7 +559,7 @@ pub(super) fn start_outbound(
                 from: "warmline".into(),
                 to: callee.to_string(),
                 rtp,
-                tap: false,
+                tap: None,
                 outcome: Some(outcome_tx),
                 span: span.clone(),
                 invite: Some(placed.invite),
@@ -531,8 +580,9 @@ struct LegOpen {
     from: String,
     to: String,
     rtp: RtpReservation,
-    /// Feed the leg's audio to the speech pipeline.
-    tap: bool,
+    /// Feed the leg's audio to the speech pipeline, which holds this place under the
+    /// speech capacity.
+    tap: Option<ListenSlot>,
     /// Where an API originate hears its outcome.
     outcome: Option<oneshot::Sender<OriginateOutcome>>,
     span: tracing::Span,
@@ -630,9 +680,9 @@ impl CallTask {
         );
         // The caller's words go to the speech pipeline when this leg is listened to.
         let tap = match (&self.gw.planes.speech, o.tap) {
-            (Some(speech), true) => {
+            (Some(speech), Some(slot)) => {
                 let _g = o.span.enter();
-                Some(speech.spawn_pipeline(self.speech_tx.clone()))
+                Some(speech.spawn_pipeline(self.speech_tx.clone(), slot))
             }
             _ => None,
         };
@@ -699,7 +749,7 @@ impl CallTask {
                         from: "warmline".into(),
                         to: uri.to_string(),
                         rtp,
-                        tap: false,
+                        tap: None,
                         outcome: None,
                         span,
                         invite: Some(placed.invite),

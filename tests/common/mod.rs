@@ -87,9 +87,16 @@ impl Gw {
         // These gateways hear with the pocketsphinx fallback, as they were written for,
         // and never provision a whisper model at start-up; a test that wants whisper
         // names its model (`whisper_model`).
-        let no_fetch = "[speech]\nfetch_model = \"none\"\n";
+        // They listen to as many callers as they admit, unless the test is about the
+        // speech capacity: measured at start-up, it would depend on how busy the machine is.
+        let capacity = if extra.contains("capacity =") {
+            ""
+        } else {
+            "capacity = 75\n"
+        };
+        let no_fetch = format!("[speech]\nfetch_model = \"none\"\n{capacity}");
         let extra = if extra.contains("[speech]\n") {
-            extra.replacen("[speech]\n", no_fetch, 1)
+            extra.replacen("[speech]\n", &no_fetch, 1)
         } else {
             format!("{extra}\n{no_fetch}")
         };
@@ -188,6 +195,13 @@ impl Drop for Gw {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test says what the gateway did: its log goes with the temporary dir.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(150)..].join("\n");
+            eprintln!("---- the gateway's log (last 150 lines) ----\n{tail}");
+        }
     }
 }
 

@@ -146,6 +146,9 @@ pub struct CallConfig {
     pub call_id: String,
     /// The gateway's public HTTP base, for the links a context packet carries.
     pub public_url: String,
+    /// Inbound: nobody can listen to this caller (the recognizer is at capacity), so once
+    /// answered the call goes straight to the agents, its reason saying why.
+    pub unheard: bool,
 }
 
 impl CallConfig {
@@ -172,6 +175,7 @@ impl CallConfig {
             wall_clock: None,
             call_id: String::new(),
             public_url: String::new(),
+            unheard: false,
         }
     }
 }
@@ -619,6 +623,7 @@ pub struct Controller {
     context: Option<ContextPacket>,
     call_id: String,
     public_url: String,
+    unheard: bool,
     actions: VecDeque<CallAction>,
 }
 
@@ -660,7 +665,9 @@ impl Controller {
             outcome_sent: false,
             answer_after: cfg.answer_after,
             answer_on_command: cfg.answer_on_command,
-            greeting: cfg.greeting,
+            // An unheard caller talks to a person, not to the assistant: no disclosure
+            // that invites them to talk to it.
+            greeting: cfg.greeting && !cfg.unheard,
             greeting_barge_in: cfg.greeting_barge_in,
             next_play_id: 1,
             digits: String::new(),
@@ -698,6 +705,7 @@ impl Controller {
             context: None,
             call_id: cfg.call_id,
             public_url: cfg.public_url,
+            unheard: cfg.unheard,
             actions: VecDeque::new(),
         }
     }
@@ -1319,7 +1327,25 @@ impl Controller {
             return;
         };
         self.answered_at = Some(now);
-        if self.policy.is_some() {
+        if self.unheard {
+            // Before the state moves on: the transfer is deferred to the moment the call
+            // is up, as a priority caller's is.
+            let route = self
+                .policy
+                .as_ref()
+                .and_then(|p| p.rules().first())
+                .map_or_else(|| "default".to_string(), |r| r.route.clone());
+            let trigger = Trigger {
+                rule: "capacity".into(),
+                kind: TriggerKind::Capacity,
+                evidence: vec!["speech recognizer at capacity".into()],
+                confidence: 1.0,
+                at_ms: 0,
+                disposition: "transfer.capacity".into(),
+                route,
+            };
+            self.escalate(now, trigger);
+        } else if self.policy.is_some() {
             self.policy_tick = Some(now + POLICY_TICK);
             let (from, asserted) = (self.caller_id.clone(), self.asserted_id.clone());
             self.observe(

@@ -450,3 +450,48 @@ fn a_vip_caller_without_a_greeting_is_transferred_at_the_answer() {
     assert!(ev.contains(&"transfer_started".to_string()), "{ev:?}");
     assert!(dialed(&acts).is_some(), "{acts:?}");
 }
+
+/// A caller nobody can listen to (the recognizer at capacity) goes to the agents as soon
+/// as the call is up: no greeting, no assistant, and a reason that says why.
+#[test]
+fn an_unheard_caller_is_handed_to_the_agents_as_soon_as_the_call_is_up() {
+    let mut c = cfg(route(&["sip:agent@127.0.0.1:5070"]));
+    c.unheard = true;
+    c.greeting = true;
+    c.assistant = None;
+    let mut h = Harness::with(c);
+    let mut acts = h.send(CallEvent::Invite {
+        sdp: Some(offer("sendrecv", 1)),
+    });
+    acts.extend(h.send(CallEvent::Ack));
+    acts.extend(accept_reinvite(&mut h, "recvonly"));
+    assert!(
+        !acts.iter().any(|a| matches!(a, CallAction::Play { .. })),
+        "{acts:?}"
+    );
+    let trigger = acts
+        .iter()
+        .find_map(|a| match a {
+            CallAction::Escalate { trigger, .. } => Some(trigger.clone()),
+            _ => None,
+        })
+        .expect("an escalation");
+    assert_eq!(trigger.kind, "capacity");
+    assert_eq!(trigger.route, "default");
+    let a = audits(&acts);
+    assert!(a.contains(&"transfer_started".to_string()), "{a:?}");
+    let (_, target) = dialed(&acts).expect("the agent is dialed");
+    assert_eq!(target, "sip:agent@127.0.0.1:5070");
+    let packet = posted_packet(&acts);
+    assert!(
+        packet.trigger.reason.contains("straight to a person"),
+        "{}",
+        packet.trigger.reason
+    );
+    let (attempt, _) = dialed(&acts).expect("the agent is dialed");
+    let (_, briefing, _) = whisper(&h.send(CallEvent::AgentOutcome {
+        attempt,
+        outcome: OriginateOutcome::Answered,
+    }));
+    assert!(briefing.contains("ask how you can help"), "{briefing}");
+}

@@ -80,6 +80,9 @@ pub fn trigger_reason(t: &Trigger) -> String {
             Some(r) if !r.trim().is_empty() => format!("the assistant handed over: {}", r.trim()),
             _ => "the assistant handed over".into(),
         },
+        TriggerKind::Capacity => {
+            "every speech recognizer was busy, so the call came straight to a person".into()
+        }
     }
 }
 
@@ -174,10 +177,13 @@ pub fn brief(f: &CallFacts<'_>, t: &Trigger, template: &str, next_step: &str) ->
     let wants = what_they_want(f);
     let fields = fields_phrase(f.fields);
     let reason = trigger_reason(t);
-    let next = if next_step.trim().is_empty() {
-        "pick up where the assistant left off".to_string()
-    } else {
+    let next = if !next_step.trim().is_empty() {
         next_step.trim().trim_end_matches('.').to_string()
+    } else if t.kind == TriggerKind::Capacity {
+        // Nobody has spoken with them: there is nothing to pick up.
+        "greet them and ask how you can help".to_string()
+    } else {
+        "pick up where the assistant left off".to_string()
     };
     let mut vars = BTreeMap::new();
     vars.insert("name", who.clone());

@@ -151,6 +151,9 @@ pub enum TriggerKind {
     Topic,
     /// The external brain asked for a transfer.
     Assistant,
+    /// The recognizer was at capacity when the call came: it went straight to the agents
+    /// (`[speech] over_capacity = "agents"`), unheard.
+    Capacity,
 }
 
 impl TriggerKind {
@@ -166,6 +169,7 @@ impl TriggerKind {
             TriggerKind::Caller => "caller",
             TriggerKind::Topic => "topic",
             TriggerKind::Assistant => "assistant",
+            TriggerKind::Capacity => "capacity",
         }
     }
 
@@ -198,7 +202,7 @@ impl std::str::FromStr for TriggerKind {
     }
 }
 
-const ALL_TRIGGER_KINDS: [TriggerKind; 10] = [
+const ALL_TRIGGER_KINDS: [TriggerKind; 11] = [
     TriggerKind::ExplicitRequest,
     TriggerKind::Keyword,
     TriggerKind::Prosody,
@@ -209,6 +213,7 @@ const ALL_TRIGGER_KINDS: [TriggerKind; 10] = [
     TriggerKind::Caller,
     TriggerKind::Topic,
     TriggerKind::Assistant,
+    TriggerKind::Capacity,
 ];
 
 impl PartialEq<&str> for TriggerKind {

@@ -541,6 +541,7 @@ fn lead_in(kind: TriggerKind) -> &'static str {
         TriggerKind::Topic => "This needs a specialist, so ",
         TriggerKind::Elapsed => "To speed things up, ",
         TriggerKind::Caller => "As a priority caller, ",
+        TriggerKind::Capacity => "To get you help quickly, ",
         TriggerKind::Keyword | TriggerKind::Assistant => "",
     }
 }
