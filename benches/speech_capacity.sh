@@ -7,7 +7,8 @@
 # For N = 1, 2, 3…: N SIPp callers at a time (ROUNDS × N calls, a new one as each ends)
 # play espeak-ng speech asking for a person, as PCMU; warmline's "escalation trigger" log
 # lines carry since_speech_end_ms (closing silence, queue wait and decoding included).
-# Stops at the first N whose p95 passes 1.0 s.
+# Stops at the first N whose p95 passes 1.0 s. Meanwhile a probe caller (probe_call.py)
+# measures call set-up p95 and the jitter of the RTP warmline sends, idle and at each N.
 #   benches/speech_capacity.sh [MODEL...]   (default: the installed tiny.en-q8_0 and tiny.en)
 # Env: WORKERS="1 2" (recognizer workers; the cores are shared out between them),
 #      MAX_N=8, ROUNDS=3.
@@ -29,7 +30,7 @@ models=("$@")
 if [ ${#models[@]} -eq 0 ]; then
   while read -r name path; do
     case "$name" in tiny.en|tiny.en-q8_0) [ -f "$path" ] && models+=("$path") ;; esac
-  done < <("$bin" model list 2>/dev/null | tail -n +2)
+  done < <("$bin" model list 2>&1 | tail -n +2)
 fi
 [ ${#models[@]} -gt 0 ] || { echo "no whisper model installed (warmline model fetch tiny.en)"; exit 2; }
 "$root/sipp-scenarios/make_media.sh" "$work/media" >/dev/null
@@ -69,13 +70,19 @@ for model in "${models[@]}"; do
     # The knee, with nothing refused while it is found.
     gateway "$model" "$w" 10000
     echo "$(basename "$model"), $w worker(s): self-test decodes the 2 s request in ${test_ms} ms -> capacity ${cap}"
+    # What speech load must not hurt (item 4), idle first: a probe caller's set-up time and
+    # the jitter of the RTP warmline sends it.
+    python3 "$root/benches/probe_call.py" 5995 8 "$work/idle.json" | sed 's/^/  idle /'
     knee=0
     for n in $(seq 1 "$max_n"); do
       before=$(grep -c "escalation trigger" "$work/wl.log" || true)
       calls=$((n * rounds))
+      python3 "$root/benches/probe_call.py" 5995 $((rounds * 4)) "$work/load.json" >/dev/null &
+      probe=$!
       (cd "$work/caller" && timeout $((calls * 6 + 60)) sipp 127.0.0.1:5995 -sf "$root/sipp-scenarios/uac_media.xml" \
          -key codec 0 -i 127.0.0.1 -p 5996 -mp 7200 -m "$calls" -l "$n" -r "$n" -d 3000 -nostdin \
          -timeout $((calls * 6 + 30))s >/dev/null 2>&1) || true
+      wait "$probe" || true
       # The last trigger may be logged a moment after SIPp's BYE.
       for _ in $(seq 20); do
         [ $(( $(grep -c "escalation trigger" "$work/wl.log" || true) - before )) -ge "$calls" ] && break; sleep 0.1
@@ -86,8 +93,16 @@ for model in "${models[@]}"; do
         if (NR == 0) { print 0, "-", "-"; exit }
         a = int(NR * 0.5 + 0.999); if (a < 1) a = 1; b = int(NR * 0.95 + 0.999); if (b > NR) b = NR
         print NR, v[a], v[b] }' "$work/lat.txt")
-      printf '  %2d talking at once: %2d/%2d triggered, end of speech -> trigger p50 %5s ms, p95 %5s ms\n' \
+      printf '  %2d talking at once: %2d/%2d triggered, end of speech -> trigger p50 %5s ms, p95 %5s ms' \
         "$n" "$got" "$calls" "$p50" "$p95"
+      python3 - "$work/idle.json" "$work/load.json" <<'PY'
+import json, sys
+idle, load = (json.load(open(f)) for f in sys.argv[1:3])
+def ratio(k):
+    a, b = idle.get(k), load.get(k)
+    return "-" if not a or b is None else f"{b:.2f} ms ({b / a:.1f}x idle)"
+print(f"; probe set-up p95 {ratio('setup_p95_ms')}, RTP jitter p95 {ratio('jitter_p95_ms')}")
+PY
       if [ "$got" -lt "$calls" ] || [ "$p95" = "-" ] || [ "$p95" -gt 1000 ]; then break; fi
       knee=$n
     done
