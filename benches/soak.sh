@@ -27,7 +27,7 @@ mkdir -p "$work/caller"
 cp "$work/media/speech_long_ulaw.wav" "$work/caller/audio.wav"
 sed 's|<exec play_pcap_audio="audio.pcap"/>|<exec rtp_stream="audio.wav,-1,0"/>|' \
   "$root/sipp-scenarios/uac_media.xml" >"$work/uac_stream.xml"
-{ wl_config 5975 5000 46000 49999 127.0.0.1:5978 warn; cat <<TOML; } >"$work/wl.toml"
+{ wl_config 5975 5000 20000 39999 127.0.0.1:5978 warn; cat <<TOML; } >"$work/wl.toml"
 [route]
 mode = "bridge"
 target = "sip:echo@127.0.0.1:5977"
@@ -37,6 +37,7 @@ TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:5978/healthz >/dev/null && break; sleep 0.1; done
+curl -sf http://127.0.0.1:5978/healthz >/dev/null || { cat "$work/wl.log"; exit 1; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 active() { curl -sf http://127.0.0.1:5978/v1/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['active_calls'])"; }
 

@@ -362,6 +362,10 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
 async fn resolve_whisper_model(cfg: &Config) -> Option<PathBuf> {
     use config::RecognizerChoice;
     let s = &cfg.speech;
+    // A bridge listens to nobody (the speech plane does not start): nothing to provision.
+    if matches!(cfg.route, config::RouteMode::Bridge { .. }) {
+        return None;
+    }
     if let Some(p) = &s.whisper_model {
         return Some(p.clone());
     }

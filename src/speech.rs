@@ -107,6 +107,12 @@ impl SpeechPlane {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let s = &cfg.speech;
+        if matches!(cfg.route, crate::config::RouteMode::Bridge { .. }) {
+            // Every call goes straight to the target: a recognizer would listen to nobody,
+            // and whisper's model and buffers are some 90 MB.
+            tracing::info!("speech pipeline off: [route] mode = \"bridge\" listens to nobody");
+            return Ok(None);
+        }
         let recognizer: Arc<dyn Recognizer> = match (s.recognizer, whisper_model) {
             (RecognizerChoice::Off, _) => {
                 tracing::info!("speech pipeline off ([speech] recognizer = \"off\")");
