@@ -152,11 +152,16 @@ fn tone_share(pcm: &[i16], freq: f64) -> f64 {
 
 /// The caller's Call-ID, from the log's call span.
 fn the_call_id(gw: &Gw) -> String {
+    call_id_logged_with(gw, "inbound call")
+}
+
+/// The Call-ID of the call span of the first log line containing `what`.
+fn call_id_logged_with(gw: &Gw, what: &str) -> String {
     let log = gw.log();
     let line = log
         .lines()
-        .find(|l| l.contains("inbound call"))
-        .expect("an inbound call in the log");
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no `{what}` in the log:\n{log}"));
     let start = line.find("call_id=").unwrap() + "call_id=".len();
     line[start..].split('}').next().unwrap().to_string()
 }
@@ -478,13 +483,7 @@ fn a_caller_beyond_the_speech_capacity_goes_straight_to_an_agent_when_so_configu
     let second = caller_saying("tone_pcmu.pcap", &gw, media_port(), 1000);
     wait_ok(second, "second caller: answered, held, resumed, hung up");
     wait_ok(agent, "agent: screen-pop headers present, answered");
-    let log = gw.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("the call goes straight to the agents"))
-        .unwrap_or_else(|| panic!("no over-capacity line in:\n{log}"));
-    let start = line.find("call_id=").unwrap() + "call_id=".len();
-    let id = line[start..].split('}').next().unwrap().to_string();
+    let id = call_id_logged_with(&gw, "the call goes straight to the agents");
     let trail = audit(&gw, &id);
     let ev = events(&trail);
     assert_in_order(
