@@ -480,7 +480,29 @@ fn a_caller_beyond_the_speech_capacity_goes_straight_to_an_agent_when_so_configu
     );
     let agent = agent("uas_agent.xml", agent_port, media_port());
     wait_udp_listening(agent_port, "the agent");
-    let second = caller_saying("tone_pcmu.pcap", &gw, media_port(), 1000);
+    // Nothing is said: this caller's hold re-INVITE comes the moment the ACK is in, and
+    // SIPp takes a message that arrives while it runs a step other than a `recv` (the
+    // play) as unexpected. Its scenario is the transfer caller's without that play.
+    let scenario = std::fs::read_to_string(scenarios().join("uac_transfer.xml"))
+        .unwrap()
+        .replacen(
+            "<nop>\n    <action>\n      <exec play_pcap_audio=\"audio.pcap\"/>\n    </action>\n  </nop>",
+            "",
+            1,
+        );
+    assert!(
+        !scenario.contains("play_pcap_audio=\"audio.pcap\""),
+        "the play step was not removed"
+    );
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(dir.join("uac_transfer_silent.xml"), scenario).unwrap();
+    let second = pcmu_sipp(
+        &[("tone_pcmu.pcap", "tone.pcap")],
+        dir.join("uac_transfer_silent.xml").to_str().unwrap(),
+        media_port(),
+        &["-d", "1000", &gw.sip_addr()],
+        free_port(),
+    );
     wait_ok(second, "second caller: answered, held, resumed, hung up");
     wait_ok(agent, "agent: screen-pop headers present, answered");
     let id = call_id_logged_with(&gw, "the call goes straight to the agents");
