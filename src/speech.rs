@@ -72,10 +72,6 @@ impl Drop for ListenSlot {
     }
 }
 
-/// How far below the rest of warmline the recognizer's threads run (Linux nice values are
-/// per thread).
-const SPEECH_NICE: i32 = 10;
-
 /// The end of a caller's turn to its trigger, as the product promises it: the capacity is
 /// the number of callers whose turns, ending together, are all decoded within this. The
 /// closing silence is not in it: a request is usually heard from a guess made in the pause,
@@ -192,13 +188,6 @@ impl SpeechPlane {
             std::thread::Builder::new()
                 .name(format!("wl-stt-{i}"))
                 .spawn(move || {
-                    // Below SIP and RTP (nice 0): under full speech load call set-up and
-                    // the media relay still get a core the moment they need one, and the
-                    // recognizer takes what is left; the capacity bounds how much that
-                    // must be. ggml's decoding threads are made here and inherit it.
-                    if let Err(e) = rustix::process::nice(SPEECH_NICE) {
-                        tracing::debug!(error = %e, "speech worker priority unchanged");
-                    }
                     // Built on the thread that uses it: a decoder (pocketsphinx's is not
                     // thread-safe) never moves between threads.
                     let mut worker = match recognizer.worker() {
