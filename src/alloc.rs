@@ -4,8 +4,8 @@
 //! Objects a thread's cache holds keep their slabs' pages resident, and a thread that
 //! goes idle after a burst never allocates enough to trigger the cache's own collection:
 //! 150,000 junk datagrams left 1.9 MB in the caches and the slabs they pinned resident for
-//! good (RSS 75 s after them +34 % with the caches kept, +22 % given back;
-//! `benches/flood.sh`). Thread caches stay on: without them call setup at 3,000 CPS took
+//! good (RSS 75 s after them +34 % with the caches kept, +18 % given back;
+//! `benches/flood.sh 10 5000 0 150000`). Thread caches stay on: without them call setup at 3,000 CPS took
 //! twice the CPU.
 
 use std::cell::Cell;

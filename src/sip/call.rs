@@ -198,6 +198,14 @@ fn forward_states(inbox: &Inbox, leg: Leg, mut states: DialogStateReceiver) {
     });
 }
 
+/// A 503's headers: when to try again, and why (RFC 3261 §20.33, §20.43).
+fn unavailable(gw: &Gateway, why: &str) -> Vec<Header> {
+    vec![
+        Header::Other("Retry-After".into(), gw.cfg.sip.retry_after_s.to_string()),
+        Header::Other("Warning".into(), format!("399 warmline \"{why}\"")),
+    ]
+}
+
 /// Take an admitted INVITE: decide with the controller, answer or refuse, then start the
 /// call's own task. Setting up returns when the call is running, so that what only the
 /// set-up needs (the transaction's task, this future) is not kept for the call's lifetime:
@@ -233,16 +241,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
                     );
                     let _ = Box::pin(tx.reply_with(
                         StatusCode::ServiceUnavailable,
-                        vec![
-                            Header::Other(
-                                "Retry-After".into(),
-                                gw.cfg.sip.retry_after_s.to_string(),
-                            ),
-                            Header::Other(
-                                "Warning".into(),
-                                "399 warmline \"speech capacity reached\"".into(),
-                            ),
-                        ],
+                        unavailable(&gw, "speech capacity reached"),
                         None,
                     ))
                     .await;
@@ -257,10 +256,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
                 tracing::warn!(error = %e, "INVITE refused: no RTP port");
                 let _ = Box::pin(tx.reply_with(
                     StatusCode::ServiceUnavailable,
-                    vec![Header::Other(
-                        "Retry-After".into(),
-                        gw.cfg.sip.retry_after_s.to_string(),
-                    )],
+                    unavailable(&gw, "no RTP port"),
                     None,
                 ))
                 .await;

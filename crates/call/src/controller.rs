@@ -1033,12 +1033,7 @@ impl Controller {
                     reason,
                     confidence,
                 } => {
-                    let route = route.unwrap_or_else(|| {
-                        self.policy
-                            .as_ref()
-                            .and_then(|p| p.rules().first())
-                            .map_or_else(|| "default".to_string(), |r| r.route.clone())
-                    });
+                    let route = route.unwrap_or_else(|| self.first_route());
                     let trigger = Trigger {
                         rule: "assistant".into(),
                         kind: TriggerKind::Assistant,
@@ -1322,6 +1317,14 @@ impl Controller {
         }
     }
 
+    /// Where a transfer no rule chose goes: the route of the highest-priority rule.
+    fn first_route(&self) -> String {
+        self.policy
+            .as_ref()
+            .and_then(|p| p.rules().first())
+            .map_or_else(|| "default".to_string(), |r| r.route.clone())
+    }
+
     fn send_answer(&mut self, now: Instant) {
         let Some((sdp, negotiated)) = self.pending_answer.take() else {
             return;
@@ -1330,11 +1333,7 @@ impl Controller {
         if self.unheard {
             // Before the state moves on: the transfer is deferred to the moment the call
             // is up, as a priority caller's is.
-            let route = self
-                .policy
-                .as_ref()
-                .and_then(|p| p.rules().first())
-                .map_or_else(|| "default".to_string(), |r| r.route.clone());
+            let route = self.first_route();
             let trigger = Trigger {
                 rule: "capacity".into(),
                 kind: TriggerKind::Capacity,
