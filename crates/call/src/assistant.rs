@@ -8,6 +8,7 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,12 +125,12 @@ enum Stage {
     Done,
 }
 
-/// One call's dialogue state. Cloning a configured one is cheap (compiled patterns are
-/// shared), so the driver builds it once and clones it per call.
+/// One call's dialogue state. Cloning a configured one is cheap (the config and compiled
+/// patterns are shared, not copied), so the driver builds it once and clones it per call.
 #[derive(Debug, Clone)]
 pub struct Assistant {
-    cfg: AssistantConfig,
-    patterns: Vec<Regex>,
+    cfg: Arc<AssistantConfig>,
+    patterns: Arc<[Regex]>,
     stage: Stage,
     fields: BTreeMap<String, String>,
     failures: u32,
@@ -182,7 +183,7 @@ impl Assistant {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            cfg,
+            cfg: Arc::new(cfg),
             patterns,
             stage: Stage::Reason,
             fields: BTreeMap::new(),
@@ -250,6 +251,11 @@ impl Assistant {
 
     pub fn config(&self) -> &AssistantConfig {
         &self.cfg
+    }
+
+    /// The lines and fields, shared with every other call's assistant.
+    pub fn shared_config(&self) -> Arc<AssistantConfig> {
+        self.cfg.clone()
     }
 
     /// One caller turn. An empty `text` is speech the recognizer could not make out: a

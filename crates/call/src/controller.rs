@@ -602,14 +602,16 @@ pub struct Controller {
     llm_briefing: bool,
     /// A transfer decided before the call was up (a `caller` rule fires at the answer):
     /// carried out once the greeting with its disclosure has played, or at once without one.
-    deferred_transfer: Option<(Trigger, Briefing)>,
+    deferred_transfer: Option<Box<(Trigger, Briefing)>>,
     greeting_id: Option<u64>,
     /// An in-dialog OPTIONS is out (see `CallEvent::MediaQuiet`).
     probing: bool,
     routes: Arc<Vec<RoutePlan>>,
     /// The dialogue's lines, also for the transfer's prompts when there is no assistant.
-    texts: AssistantConfig,
-    transfer: Option<Transfer>,
+    texts: Arc<AssistantConfig>,
+    /// Boxed, like `context` and `deferred_transfer`: most calls never transfer, and every
+    /// call's task holds its controller inline for the call's whole life.
+    transfer: Option<Box<Transfer>>,
     next_attempt: u32,
     wall_clock: Option<(Instant, jiff::Timestamp)>,
     answered_at: Option<Instant>,
@@ -620,11 +622,19 @@ pub struct Controller {
     /// The last escalation acted on: its decision and briefing.
     escalation: Option<(Decision, Briefing)>,
     /// The context packet of the transfer, once posted.
-    context: Option<ContextPacket>,
+    context: Option<Box<ContextPacket>>,
     call_id: String,
     public_url: String,
     unheard: bool,
     actions: VecDeque<CallAction>,
+}
+
+/// The default lines, for calls without an assistant: one copy for the process, not one per
+/// call (a bridged call's controller speaks them only if it transfers).
+fn default_texts() -> Arc<AssistantConfig> {
+    static TEXTS: std::sync::LazyLock<Arc<AssistantConfig>> =
+        std::sync::LazyLock::new(|| Arc::new(AssistantConfig::default()));
+    TEXTS.clone()
 }
 
 impl Controller {
@@ -653,8 +663,7 @@ impl Controller {
         let texts = cfg
             .assistant
             .as_ref()
-            .map(|a| a.config().clone())
-            .unwrap_or_default();
+            .map_or_else(default_texts, Assistant::shared_config);
         Self {
             role,
             state,
@@ -867,7 +876,7 @@ impl Controller {
                     self.audit(Audit::TransferDeferred {
                         rule: trigger.rule.clone(),
                     });
-                    self.deferred_transfer = Some((trigger, briefing));
+                    self.deferred_transfer = Some(Box::new((trigger, briefing)));
                 }
             }
             Decision::Callback { weekday, at } => {
@@ -924,15 +933,16 @@ impl Controller {
             .cloned()
             .unwrap_or_else(|| RoutePlan::unstaffed(&trigger.route));
         let packet = self.context_packet(trigger, &briefing);
-        self.context = Some(packet.clone());
+        self.context = Some(Box::new(packet.clone()));
         let start = transfer::Start {
-            texts: transfer::Texts::from(&self.texts),
+            texts: transfer::Texts::from(&*self.texts),
             caller_id: self.caller_id.clone(),
             llm_briefing: self.llm_briefing,
             last_attempt: self.next_attempt,
         };
         let mut asks = Vec::new();
-        self.transfer = Transfer::start(now, route, trigger, briefing, packet, start, &mut asks);
+        self.transfer =
+            Transfer::start(now, route, trigger, briefing, packet, start, &mut asks).map(Box::new);
         self.carry_out(now, asks);
     }
 
@@ -1079,7 +1089,7 @@ impl Controller {
             decision: self.escalation.as_ref().map(|(d, _)| d.clone()),
             briefing: self.escalation.as_ref().map(|(_, b)| b.clone()),
             said: self.conversation.said().cloned().collect(),
-            context: self.context.clone(),
+            context: self.context.as_deref().cloned(),
         }
     }
 
@@ -1221,7 +1231,7 @@ impl Controller {
                 if self.greeting_id == Some(id) {
                     self.greeting_id = None;
                     self.audit(Audit::Disclosure { interrupted });
-                    if let Some((trigger, briefing)) = self.deferred_transfer.take() {
+                    if let Some((trigger, briefing)) = self.deferred_transfer.take().map(|d| *d) {
                         self.start_transfer(now, &trigger, briefing);
                     } else if !interrupted {
                         // A caller who talked over the greeting is answered, not asked.
@@ -1370,7 +1380,7 @@ impl Controller {
                 prompt: Prompt::Greeting,
                 id,
             });
-        } else if let Some((trigger, briefing)) = self.deferred_transfer.take() {
+        } else if let Some((trigger, briefing)) = self.deferred_transfer.take().map(|d| *d) {
             self.start_transfer(now, &trigger, briefing);
         } else {
             self.start_assistant(now);
