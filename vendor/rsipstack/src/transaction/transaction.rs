@@ -822,23 +822,29 @@ impl Transaction {
     /// dedicated cancellation channel that the transaction itself
     /// observes via `TransactionEvent::Terminate`.
     pub async fn receive(&mut self) -> Option<SipMessage> {
+        // warmline patch 7 (PATCHES.md): each handler boxed. Awaited inline, they made
+        // this future about 3.8 KB, held by every task that waits on a transaction (an
+        // answered INVITE's drain task for Timer M's 32 s, for one) while it only waits
+        // on the channel; boxed, each costs one allocation per event handled.
         while let Some(event) = self.tu_receiver.recv().await {
             match event {
                 TransactionEvent::Received(msg, connection) => {
                     if let Some(msg) = match msg {
-                        SipMessage::Request(req) => self.on_received_request(req, connection).await,
+                        SipMessage::Request(req) => {
+                            Box::pin(self.on_received_request(req, connection)).await
+                        }
                         SipMessage::Response(resp) => {
-                            self.on_received_response(resp, connection).await
+                            Box::pin(self.on_received_response(resp, connection)).await
                         }
                     } {
                         return Some(msg);
                     }
                 }
                 TransactionEvent::Timer(t) => {
-                    self.on_timer(t).await.ok();
+                    Box::pin(self.on_timer(t)).await.ok();
                 }
                 TransactionEvent::Respond(response) => {
-                    self.respond(response).await.ok();
+                    Box::pin(self.respond(response)).await.ok();
                 }
                 TransactionEvent::Terminate(key) => {
                     debug!(%key, "received terminate event");
