@@ -7,13 +7,13 @@
 
 use crate::config::{Config, RecognizerChoice};
 use crate::rtp_ports::RtpReservation;
+use rsipstack::platform::boxed;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -196,7 +196,8 @@ impl MediaPlane {
 /// last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct MediaHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    /// Boxed messages, like a call's inbox: a few commands a call, not a 32-slot block.
+    tx: boxed::UnboundedSender<Command>,
 }
 
 impl std::fmt::Debug for Command {
@@ -207,7 +208,7 @@ impl std::fmt::Debug for Command {
 
 impl MediaHandle {
     pub fn spawn(plane: Arc<MediaPlane>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = boxed::unbounded_channel();
         tokio::spawn(run(plane, rx).in_current_span());
         Self { tx }
     }
@@ -270,14 +271,20 @@ fn socket(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s)
 }
 
-async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Command>) {
+thread_local! {
+    /// The datagram being handled, one per worker thread rather than one per call (2 KB of
+    /// every call's media task otherwise): a packet is read and handled within one poll,
+    /// so on one thread, with no await between.
+    static DATAGRAM: std::cell::RefCell<[u8; 2048]> = const { std::cell::RefCell::new([0; 2048]) };
+}
+
+async fn run(plane: Arc<MediaPlane>, mut commands: boxed::UnboundedReceiver<Command>) {
     let now = Instant::now();
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let mut session = Session::new(now, unix);
     let mut legs: Vec<LegIo> = Vec::new();
-    let mut buf = vec![0u8; 2048];
     let mut next_report = now + Duration::from_secs(1);
     // One timer for the task's life, moved only when the session's deadline moves: a new
     // Sleep per packet would cost a timer-wheel insert and remove for every datagram.
@@ -296,24 +303,26 @@ async fn run(plane: Arc<MediaPlane>, mut commands: mpsc::UnboundedReceiver<Comma
                 Some(cmd) => apply(&plane, &mut session, &mut legs, cmd),
                 None => break,
             },
-            first = recv_any(&legs, &mut buf) => {
+            () = readable(&legs) => {
                 let now = Instant::now();
-                let mut got = 0u64;
-                // Then whatever else is already queued, before sleeping again.
-                let mut next = Some(first);
-                for k in 0..BURST {
-                    let Some((i, rtcp, from, n)) = next else { break };
-                    let id = legs[i].id;
-                    if rtcp {
-                        session.handle_rtcp(now, id, from, &buf[..n]);
-                    } else {
-                        got += 1;
-                        session.handle_rtp(now, id, from, &buf[..n]);
+                let got = DATAGRAM.with_borrow_mut(|buf| {
+                    let mut got = 0u64;
+                    // What is queued, up to a burst, before sleeping again.
+                    for _ in 0..BURST {
+                        let Some((i, rtcp, from, n)) = try_recv_any(&legs, buf) else {
+                            break;
+                        };
+                        let id = legs[i].id;
+                        if rtcp {
+                            session.handle_rtcp(now, id, from, &buf[..n]);
+                        } else {
+                            got += 1;
+                            session.handle_rtp(now, id, from, &buf[..n]);
+                        }
+                        flush(&plane, &mut session, &mut legs);
                     }
-                    flush(&plane, &mut session, &mut legs);
-                    // Never read one the loop will not handle.
-                    next = if k + 1 < BURST { try_recv_any(&legs, &mut buf) } else { None };
-                }
+                    got
+                });
                 plane.metrics.rtp_in.inc_by(got);
             },
             () = &mut sleep => {
@@ -509,17 +518,16 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
 }
 
 /// Wait for a datagram on any leg's RTP or RTCP socket.
-async fn recv_any(legs: &[LegIo], buf: &mut [u8]) -> (usize, bool, SocketAddr, usize) {
+/// Ready when a leg's RTP or RTCP socket may have a datagram. Readiness only: the read is
+/// `try_recv_any`'s, into the thread's [`DATAGRAM`] (a stale readiness is cleared there by
+/// the `WouldBlock` it meets).
+async fn readable(legs: &[LegIo]) {
     std::future::poll_fn(|cx| {
-        for (i, l) in legs.iter().enumerate() {
-            for (rtcp, sock) in [(false, &l.rtp), (true, &l.rtcp)] {
-                let mut rb = ReadBuf::new(buf);
-                match sock.poll_recv_from(cx, &mut rb) {
-                    Poll::Ready(Ok(from)) => {
-                        return Poll::Ready((i, rtcp, from, rb.filled().len()));
-                    }
-                    // ICMP errors surface here on some systems; they are not fatal to the leg.
-                    Poll::Ready(Err(_)) | Poll::Pending => {}
+        for l in legs {
+            for sock in [&l.rtp, &l.rtcp] {
+                // An error (ICMP, on some systems) is the read's to meet and skip.
+                if sock.poll_recv_ready(cx).is_ready() {
+                    return Poll::Ready(());
                 }
             }
         }

@@ -7,7 +7,6 @@ use crate::config::BrainKind;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 use warmline_call::CallEvent;
 use warmline_call::brain::{BrainReply, BrainRequest};
@@ -31,7 +30,7 @@ impl AssistantPlane {
     pub fn write_briefing(
         self: &Arc<Self>,
         packet: &warmline_call::context::ContextPacket,
-        reply_to: mpsc::UnboundedSender<CallEvent>,
+        reply_to: crate::sip::call::LegEvents,
     ) {
         let Some((settings, client)) = self.briefing.clone() else {
             return;
@@ -73,11 +72,7 @@ impl AssistantPlane {
     }
 
     /// POST one turn to the brain; the answer (or `None`) comes back as an event.
-    pub fn ask(
-        self: &Arc<Self>,
-        request: BrainRequest,
-        reply_to: mpsc::UnboundedSender<CallEvent>,
-    ) {
+    pub fn ask(self: &Arc<Self>, request: BrainRequest, reply_to: crate::sip::call::LegEvents) {
         let Some((settings, client)) = self.brain.clone() else {
             let _ = reply_to.send(CallEvent::BrainReply {
                 seq: request.seq,

@@ -43,7 +43,7 @@ impl AssistantPlane {
         self: &Arc<Self>,
         media: MediaHandle,
         leg: LegId,
-        events: mpsc::UnboundedSender<CallEvent>,
+        events: crate::sip::call::LegEvents,
     ) -> Voice {
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Speech, u64)>();
         let generation = Arc::new(AtomicU64::new(0));

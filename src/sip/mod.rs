@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use udp_guard::{GuardedUdp, Shedding};
 use warmline_call::{CallEvent, CallSnapshot, OriginateOutcome};
@@ -51,7 +51,7 @@ pub struct CallInfo {
 /// How the rest of the gateway talks to a live call.
 #[derive(Debug, Clone)]
 pub struct CallHandle {
-    pub commands: mpsc::UnboundedSender<CallEvent>,
+    pub commands: crate::sip::call::LegEvents,
     pub info: Arc<Mutex<CallInfo>>,
 }
 
