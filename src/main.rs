@@ -10,6 +10,7 @@ mod media;
 mod metrics;
 mod model;
 mod rtp_ports;
+mod sched;
 mod sip;
 mod speech;
 mod store;
@@ -208,6 +209,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(sched::short_slice)
         .on_thread_park(alloc::flush_thread_cache)
         .build()
         .context("starting the async runtime")?;
