@@ -10,7 +10,6 @@ mod media;
 mod metrics;
 mod model;
 mod rtp_ports;
-mod sched;
 mod sip;
 mod speech;
 mod store;
@@ -209,7 +208,6 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(sched::short_slice)
         .on_thread_park(alloc::flush_thread_cache)
         .build()
         .context("starting the async runtime")?;
