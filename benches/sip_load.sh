@@ -4,7 +4,9 @@
 # call-setup p50/p95 (INVITE sent -> 200 received, SIPp resolution 1 ms), warmline CPU, kernel UDP drops. Then the
 # same against SIPp's own `uas` (the generator's ceiling) and the ratio warmline / ceiling.
 #   benches/sip_load.sh [RATES...]      (default: 500 1000 2000 2500 3000 4000 5000 6000 7000)
-# Env: STEP_S (seconds per step, default 5). Loopback only; every step bounded by -m and timeout.
+# Env: STEP_S (seconds per step, default 5), LOG_LEVEL (warmline's [log] level, default
+# "info": issue 14 states its target with the log an operator runs, not a quieted one).
+# Loopback only; every step bounded by -m and timeout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/steal.sh
@@ -17,7 +19,7 @@ work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EX
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 2; }
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin warmline
 steal_start
-{ wl_config 5960 10000 20000 39999 "" warn; cat <<TOML; } >"$work/wl.toml"
+{ wl_config 5960 10000 20000 39999 "" "${LOG_LEVEL:-info}"; cat <<TOML; } >"$work/wl.toml"
 [speech]
 # Call set-up is measured: these calls never talk, and thousands a second are far past what
 # the recognizer could hear, which would refuse them (benches/speech_capacity.sh).
