@@ -5,7 +5,9 @@
 # share of the mean. A leak shows as a slope; a flat RSS is what a gateway up for months
 # needs.
 #   benches/soak.sh [MINUTES] [CALLS]     (default 60 minutes, 600 calls: half of 1,200)
-# Env: HOLD_S (call length, default 60), WARMUP_MIN (samples left out of the slope, default 5).
+# Env: HOLD_S (call length, default 60), WARMUP_MIN (samples left out of the slope, default 5),
+#      RTP_LO/RTP_HI (warmline's RTP ports, default 20000-39999; move them to run the soak
+#      beside the test suite, whose gateways take slots from 20000 up).
 # SIPp caller (rtp_stream speech) -> warmline ([route] mode = "bridge") -> SIPp -rtp_echo,
 # as benches/media_load.sh. Loopback only; bounded by MINUTES (SIPp's -m and timeouts).
 set -euo pipefail
@@ -27,7 +29,7 @@ mkdir -p "$work/caller"
 cp "$work/media/speech_long_ulaw.wav" "$work/caller/audio.wav"
 sed 's|<exec play_pcap_audio="audio.pcap"/>|<exec rtp_stream="audio.wav,-1,0"/>|' \
   "$root/sipp-scenarios/uac_media.xml" >"$work/uac_stream.xml"
-{ wl_config 5975 5000 20000 39999 127.0.0.1:5978 warn; cat <<TOML; } >"$work/wl.toml"
+{ wl_config 5975 5000 "${RTP_LO:-20000}" "${RTP_HI:-39999}" 127.0.0.1:5978 warn; cat <<TOML; } >"$work/wl.toml"
 [route]
 mode = "bridge"
 target = "sip:echo@127.0.0.1:5977"
