@@ -109,14 +109,19 @@ def request(method, call_id, cseq, to_tag="", body=""):
     return (head + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
 
 
+def arrivals(sock, size, deadline):
+    """(datagram, kernel arrival time) for each datagram on sock until deadline (monotonic)."""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            yield recv_stamped(sock, size)
+        except socket.timeout:
+            return
+
+
 def final(call_id, deadline):
     """The first final response for call_id: (status, To tag, arrival)."""
-    while time.monotonic() < deadline:
-        sip.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            raw, arrival = recv_stamped(sip, 65535)
-        except socket.timeout:
-            break
+    for raw, arrival in arrivals(sip, 65535, deadline):
         data = raw.decode(errors="replace")
         if f"Call-ID: {call_id}" not in data or not data.startswith("SIP/2.0 "):
             continue
@@ -155,15 +160,9 @@ def call(listen):
     sip.sendto(request("ACK", call_id, 1, tag), ("127.0.0.1", port))
     jitter = None
     if listen:
-        packets, stop = [], time.monotonic() + LISTEN_S
-        while time.monotonic() < stop:
-            rtp.settimeout(max(stop - time.monotonic(), 0.01))
-            try:
-                data, at = recv_stamped(rtp, 2048)
-            except socket.timeout:
-                break
-            if len(data) >= 12:
-                packets.append((at, struct.unpack("!I", data[4:8])[0]))
+        packets = [(at, struct.unpack("!I", data[4:8])[0])
+                   for data, at in arrivals(rtp, 2048, time.monotonic() + LISTEN_S)
+                   if len(data) >= 12]
         if len(packets) > 10:
             jitter = jitter_of(packets)
     sip.sendto(request("BYE", call_id, 2, tag), ("127.0.0.1", port))
