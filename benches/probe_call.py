@@ -8,7 +8,7 @@ greeting), as RFC 3550 interarrival jitter.
 
 Each round: a call that listens (INVITE with a PCMU offer naming the probe's own RTP socket,
 ACK, 1.5 s of the greeting received, BYE), then QUICK calls that only set up and hang up, so
-that a level's set-up p95 rests on some thirty calls, not the six a round of listening
+that a level's set-up p95 rests on some fifty calls, not the six a round of listening
 allows. Prints set-up p50/p95 and jitter p50/p95 (and writes them to OUT_JSON).
 
 Times are the kernel's (SO_TIMESTAMPING, software): when the INVITE left the probe's socket
@@ -27,7 +27,7 @@ import uuid
 port, seconds = int(sys.argv[1]), float(sys.argv[2])
 out = sys.argv[3] if len(sys.argv) > 3 else None
 LISTEN_S = 1.5
-QUICK = 4
+QUICK = 9
 # linux/net_tstamp.h and asm-generic/socket.h (Python names neither before 3.12).
 SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
 TX_SOFTWARE, RX_SOFTWARE, SOFTWARE, OPT_TSONLY = 1 << 1, 1 << 3, 1 << 4, 1 << 11
