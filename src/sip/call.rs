@@ -197,13 +197,6 @@ impl LegEvents {
     }
 }
 
-fn leg_events(inbox: &Inbox, leg: Leg) -> LegEvents {
-    LegEvents {
-        inbox: inbox.clone(),
-        leg,
-    }
-}
-
 fn forward_states(inbox: &Inbox, leg: Leg, mut states: DialogStateReceiver) {
     let inbox = inbox.clone();
     tokio::spawn(async move {
@@ -668,7 +661,10 @@ impl CallTask {
         let Some((role, snapshot)) = self.call.leg(leg).map(|c| (c.role(), c.snapshot())) else {
             return;
         };
-        let events = leg_events(&self.inbox_tx, leg);
+        let events = LegEvents {
+            inbox: self.inbox_tx.clone(),
+            leg,
+        };
         forward_states(&self.inbox_tx, leg, o.states);
         if let Some(invite) = o.invite {
             report_invite_result(invite, events.clone());
@@ -853,9 +849,8 @@ impl CallTask {
     /// The call's task. Not an `async fn`: one of those keeps its by-value `self` twice in
     /// its future (rust-lang/rust#62958), and this future is a call's largest allocation
     /// for its whole life.
-    fn run(self) -> impl Future<Output = ()> + Send {
-        let mut task = self;
-        async move { task.run_loop().await }
+    fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move { self.run_loop().await }
     }
 
     async fn run_loop(&mut self) {
