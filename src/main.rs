@@ -353,6 +353,7 @@ async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     shutdown_signal().await;
     drain(&gw, cfg.shutdown.drain).await;
     cancel.cancel();
+    gw.planes.store.flush().await;
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so a transaction that returned is on
 //! disk (fsync at each commit): a crash of the process or the machine loses nothing that
-//! was acknowledged. Times are Unix milliseconds, given by the caller (the store never
+//! was acknowledged. The writer commits many writes at once ([`Store::batch`]): one fsync
+//! per batch, not per row. Times are Unix milliseconds, given by the caller (the store never
 //! reads a clock).
 //!
 //! One writer connection per process (the driver's store thread) and any number of reader
@@ -116,6 +117,23 @@ impl Store {
         Ok(Self { conn })
     }
 
+    /// Run `f` as one transaction: what it wrote is committed (one fsync) when this returns
+    /// `Ok`. A statement that fails inside `f` undoes only itself, so `f` reports its own
+    /// writes' errors and the batch goes on; if the commit fails, nothing of `f` is kept.
+    pub fn batch<T>(&self, f: impl FnOnce(&Self) -> T) -> Result<T, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let out = f(self);
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            // An I/O error may already have rolled the transaction back; either way it
+            // must not stay open for the next batch.
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
+        }
+        Ok(out)
+    }
+
     /// A reader beside the writer (the schema must exist: open the writer first).
     pub fn open_reader(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
@@ -133,10 +151,11 @@ impl Store {
         event: &str,
         detail: &str,
     ) -> Result<i64, StoreError> {
-        self.conn.execute(
-            "INSERT INTO audit (call_id, at_ms, event, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![call_id, at_ms, event, detail],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit (call_id, at_ms, event, detail) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![call_id, at_ms, event, detail])?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -170,11 +189,12 @@ impl Store {
     }
 
     pub fn put_context(&self, call_id: &str, at_ms: i64, body: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO context (call_id, at_ms, body) VALUES (?1, ?2, ?3)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO context (call_id, at_ms, body) VALUES (?1, ?2, ?3)
              ON CONFLICT (call_id) DO UPDATE SET at_ms = excluded.at_ms, body = excluded.body",
-            params![call_id, at_ms, body],
-        )?;
+            )?
+            .execute(params![call_id, at_ms, body])?;
         Ok(())
     }
 
@@ -197,10 +217,11 @@ impl Store {
         body: &str,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        self.conn.execute(
-            "INSERT INTO outbox (call_id, url, body, next_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![call_id, url, body, now_ms],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO outbox (call_id, url, body, next_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![call_id, url, body, now_ms])?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -242,21 +263,23 @@ impl Store {
     }
 
     pub fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE outbox SET delivered_at_ms = ?2, attempts = attempts + 1, last_error = NULL
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET delivered_at_ms = ?2, attempts = attempts + 1, last_error = NULL
              WHERE id = ?1",
-            params![id, now_ms],
-        )?;
+            )?
+            .execute(params![id, now_ms])?;
         Ok(())
     }
 
     /// A failed attempt: try again at `next_at_ms`.
     pub fn failed(&self, id: i64, next_at_ms: i64, error: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3
              WHERE id = ?1",
-            params![id, next_at_ms, error],
-        )?;
+            )?
+            .execute(params![id, next_at_ms, error])?;
         Ok(())
     }
 }
@@ -277,19 +300,17 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
 impl Store {
     /// Keep (or replace) the BYE that ends a confirmed leg.
     pub fn put_open_leg(&self, leg: &OpenLeg) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO open_legs (call_id, leg, at_ms, bye) VALUES (?1, ?2, ?3, ?4)",
-            params![leg.call_id, leg.leg, leg.at_ms, leg.bye],
-        )?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO open_legs (call_id, leg, at_ms, bye) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![leg.call_id, leg.leg, leg.at_ms, leg.bye])?;
         Ok(())
     }
 
     /// The leg ended (or was ended after a restart): nothing left to clean up.
     pub fn close_leg(&self, call_id: &str, leg: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM open_legs WHERE call_id = ?1 AND leg = ?2",
-            params![call_id, leg],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM open_legs WHERE call_id = ?1 AND leg = ?2")?
+            .execute(params![call_id, leg])?;
         Ok(())
     }
 
@@ -318,10 +339,12 @@ impl Store {
         n += self
             .conn
             .execute("DELETE FROM context WHERE at_ms < ?1", [before_ms])?;
-        n += self.conn.execute(
-            "DELETE FROM outbox WHERE delivered_at_ms IS NOT NULL AND delivered_at_ms < ?1",
-            [before_ms],
-        )?;
+        n += self
+            .conn
+            .prepare_cached(
+                "DELETE FROM outbox WHERE delivered_at_ms IS NOT NULL AND delivered_at_ms < ?1",
+            )?
+            .execute([before_ms])?;
         Ok(n)
     }
 }
@@ -361,6 +384,38 @@ mod tests {
             [leg("a", "agent", 2), leg("b", "caller", 4)]
         );
         assert_eq!(s.open_legs(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_batch_commits_together_and_a_failed_statement_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let s = Store::open(&path).unwrap();
+        let reader = Store::open_reader(&path).unwrap();
+        let errors = s
+            .batch(|s| {
+                s.append_audit("a", 1, "call_start", "").unwrap();
+                // Not visible to a reader before the commit.
+                assert!(reader.audit("a").unwrap().is_empty());
+                let bad = s
+                    .conn
+                    .execute("INSERT INTO nowhere VALUES (1)", [])
+                    .is_err();
+                s.append_audit("a", 2, "end", "").unwrap();
+                bad
+            })
+            .unwrap();
+        assert!(errors, "the bad statement failed");
+        let events: Vec<_> = reader
+            .audit("a")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+        assert_eq!(events, ["call_start", "end"]);
+        // The connection is back in autocommit: a write outside a batch is kept at once.
+        s.append_audit("b", 3, "call_start", "").unwrap();
+        assert_eq!(reader.audit("b").unwrap().len(), 1);
     }
 
     #[test]
