@@ -416,7 +416,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
             });
         }
         Command::Configure(id, media) => {
-            tracing::info!(leg = id, codec = %media.codec, remote = ?media.remote, direction = media.direction.as_attr(), "media configured");
+            tracing::debug!(leg = id, codec = %media.codec, remote = ?media.remote, direction = media.direction.as_attr(), "media configured");
             if let Err(e) = session.configure(now, id, media) {
                 tracing::error!(leg = id, error = %e, "codec could not be set up");
             }

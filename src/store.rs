@@ -239,7 +239,10 @@ impl StoreHandle {
     /// one place the trail is written.
     pub fn record(&self, call_id: &str, event: &Audit) {
         let detail = event.detail();
-        tracing::info!(event = event.code(), %detail, "audit");
+        // The one log line per audited step: a call's start (who called whom) and end
+        // (why) are these lines, not lines of their own. Debug-formatted: a detail holds
+        // the caller's bytes (over TCP nothing has screened them for control characters).
+        tracing::info!(event = event.code(), detail = ?detail, "audit");
         if let Audit::Trigger {
             kind,
             route,

@@ -152,7 +152,7 @@ fn tone_share(pcm: &[i16], freq: f64) -> f64 {
 
 /// The caller's Call-ID, from the log's call span.
 fn the_call_id(gw: &Gw) -> String {
-    call_id_logged_with(gw, "inbound call")
+    call_id_logged_with(gw, "event=\"call_start\"")
 }
 
 /// The Call-ID of the call span of the first log line containing `what`.
@@ -1080,9 +1080,9 @@ fn killed_during_a_transfer(phase: Phase) {
     let log = eventually(
         Duration::from_secs(30),
         || gw.log(),
-        |l| l.contains("inbound call"),
+        |l| l.contains("event=\"call_start\""),
     );
-    assert!(log.contains("inbound call"), "{log}");
+    assert!(log.contains("event=\"call_start\""), "{log}");
     let id = the_call_id(&gw);
     let mark = match phase {
         Phase::Ringing => "agent_attempt",

@@ -395,9 +395,6 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
             }
             .in_current_span(),
         );
-        // Debug-formatted: a header value is the caller's bytes (over TCP nothing has
-        // screened them for control characters).
-        tracing::info!(from = ?from, "inbound call");
         let mut task = CallTask::new(gw, call);
         task.open(
             Leg::Caller,
@@ -1383,7 +1380,6 @@ impl CallTask {
                 }
             }
             CallAction::Ended { reason } => {
-                tracing::info!(reason = reason.code(), "call ended");
                 let role = match self.call.leg(leg).map(|c| c.role()) {
                     Some(Role::Outbound) => "outbound",
                     _ => "inbound",
