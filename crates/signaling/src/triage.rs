@@ -78,7 +78,7 @@ pub fn triage(datagram: &[u8]) -> Triage {
         }
         // Control characters are not SIP (RFC 3261 §25.1: TEXT-UTF8 and quoted strings
         // exclude CTLs): refused here, they never reach the stack or a log line.
-        if line.chars().any(|c| c.is_control() && c != '\t') {
+        if has_control(line) {
             header_error.get_or_insert_with(|| "Control character in a header".into());
             continue;
         }
@@ -231,6 +231,19 @@ fn contact_ok(value: &str) -> bool {
         None => hostport.split_once(':').map(|(_, p)| p),
     };
     !hostport.is_empty() && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// A control character other than tab (Unicode's Cc: C0, DEL and C1) in `line`. Scanned as
+/// bytes, not decoded chars: every line of every datagram passes here. C1 characters are
+/// U+0080..=U+009F, which UTF-8 writes as 0xC2 followed by 0x80..=0x9F; any other 0xC2 pair
+/// or multi-byte sequence is printable.
+fn has_control(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        (c < 0x20 && c != b'\t')
+            || c == 0x7f
+            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
 }
 
 /// A datagram that filled the receive buffer, so was probably cut: a request is answered
@@ -466,6 +479,22 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte scan agrees with `char::is_control` on every character that matters: all
+    /// of the first 0x800 code points (one and two bytes of UTF-8) and a sample beyond.
+    #[test]
+    fn the_byte_scan_finds_exactly_the_control_characters() {
+        let beyond = ['\u{2028}', '\u{feff}', '\u{fffd}', '\u{1f600}'];
+        for c in (0u32..0x800).filter_map(char::from_u32).chain(beyond) {
+            let line = format!("X-H: a{c}b");
+            assert_eq!(
+                has_control(&line),
+                c.is_control() && c != '\t',
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
 
     const GOOD: &str = "INVITE sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bot@127.0.0.1>\r\nCall-ID: abc@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5070>\r\nMax-Forwards: 70\r\nContent-Length: 4\r\n\r\nv=0\n";
 
