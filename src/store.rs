@@ -209,6 +209,16 @@ impl StoreHandle {
                             }
                         }
                         Err(e) => {
+                            // A batch that could not begin left its writes here; those are
+                            // lost with the rest, and their waiters told.
+                            for w in batch.drain(..) {
+                                if let Write::Delivered { done, .. }
+                                | Write::Failed { done, .. }
+                                | Write::Flush(done) = w
+                                {
+                                    after.done.push(done);
+                                }
+                            }
                             m.store_write_errors.inc_by(n as u64);
                             tracing::error!(error = %e, writes = n, "store commit failed");
                         }
