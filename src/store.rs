@@ -30,19 +30,18 @@ enum Write {
     Delivered {
         id: i64,
         at_ms: i64,
-        done: tokio::sync::oneshot::Sender<()>,
     },
     Failed {
         id: i64,
         next_at_ms: i64,
         error: String,
-        done: tokio::sync::oneshot::Sender<()>,
     },
     Prune {
         before_ms: i64,
     },
     OpenLeg(warmline_store::OpenLeg),
-    /// Nothing to write: told once everything queued before it is committed.
+    /// Nothing to write: told once everything queued before it is committed (the one way
+    /// to wait for a write).
     Flush(tokio::sync::oneshot::Sender<()>),
     CloseLeg {
         call_id: String,
@@ -142,19 +141,12 @@ fn apply(s: &Store, w: Write, after: &mut Committed) -> Result<(), StoreError> {
         } => s.enqueue(&call_id, &url, &body, at_ms).map(|_| {
             after.enqueued = true;
         }),
-        Write::Delivered { id, at_ms, done } => {
-            after.done.push(done);
-            s.delivered(id, at_ms)
-        }
+        Write::Delivered { id, at_ms } => s.delivered(id, at_ms),
         Write::Failed {
             id,
             next_at_ms,
             error,
-            done,
-        } => {
-            after.done.push(done);
-            s.failed(id, next_at_ms, &error)
-        }
+        } => s.failed(id, next_at_ms, &error),
         Write::OpenLeg(leg) => s.put_open_leg(&leg),
         Write::Flush(done) => {
             after.done.push(done);
@@ -212,10 +204,7 @@ impl StoreHandle {
                             // A batch that could not begin left its writes here; those are
                             // lost with the rest, and their waiters told.
                             for w in batch.drain(..) {
-                                if let Write::Delivered { done, .. }
-                                | Write::Failed { done, .. }
-                                | Write::Flush(done) = w
-                                {
+                                if let Write::Flush(done) = w {
                                     after.done.push(done);
                                 }
                             }
@@ -223,8 +212,8 @@ impl StoreHandle {
                             tracing::error!(error = %e, writes = n, "store commit failed");
                         }
                     }
-                    // Told after the commit, whatever its outcome: a waiter must not look
-                    // at the outbox before its write is on disk, and must not wait forever.
+                    // Flushes are told after the commit, whatever its outcome: a waiter must
+                    // not look at the outbox before its write is on disk, nor wait forever.
                     for done in after.done.drain(..) {
                         let _ = done.send(());
                     }
@@ -311,32 +300,29 @@ impl StoreHandle {
     /// Mark a packet delivered; returns once it is committed, so the sender's next look
     /// at the outbox cannot see it again (and post it twice).
     pub async fn delivered(&self, id: i64) {
-        let (done, wait) = tokio::sync::oneshot::channel();
         self.write(Write::Delivered {
             id,
             at_ms: now_ms(),
-            done,
         });
-        let _ = wait.await;
-    }
-
-    /// Returns once every write asked for before it is committed: at shutdown, so the
-    /// last calls' `end` rows are not left in the queue when the process exits.
-    pub async fn flush(&self) {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.write(Write::Flush(done));
-        let _ = wait.await;
+        self.flush().await;
     }
 
     /// A failed attempt, committed before returning (see [`StoreHandle::delivered`]).
     pub async fn failed(&self, id: i64, next_at_ms: i64, error: String) {
-        let (done, wait) = tokio::sync::oneshot::channel();
         self.write(Write::Failed {
             id,
             next_at_ms,
             error,
-            done,
         });
+        self.flush().await;
+    }
+
+    /// Returns once every write asked for before it is committed: the CRM sender's, and
+    /// at shutdown, so the last calls' `end` rows are not left in the queue when the
+    /// process exits.
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.write(Write::Flush(done));
         let _ = wait.await;
     }
 

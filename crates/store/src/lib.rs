@@ -339,12 +339,10 @@ impl Store {
         n += self
             .conn
             .execute("DELETE FROM context WHERE at_ms < ?1", [before_ms])?;
-        n += self
-            .conn
-            .prepare_cached(
-                "DELETE FROM outbox WHERE delivered_at_ms IS NOT NULL AND delivered_at_ms < ?1",
-            )?
-            .execute([before_ms])?;
+        n += self.conn.execute(
+            "DELETE FROM outbox WHERE delivered_at_ms IS NOT NULL AND delivered_at_ms < ?1",
+            [before_ms],
+        )?;
         Ok(n)
     }
 }
