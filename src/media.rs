@@ -266,8 +266,9 @@ struct LegIo {
     report: ReportSink,
 }
 
+/// The reservation's sockets are non-blocking already (`rtp_ports`): registering them
+/// with the reactor is all that is left.
 fn socket(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
-    s.set_nonblocking(true)?;
     UdpSocket::from_std(s)
 }
 

@@ -31,19 +31,36 @@ pub struct PortPool {
     cursor: AtomicU32,
 }
 
-/// A bound RTP/RTCP socket pair owned by one call leg.
+/// A bound RTP/RTCP socket pair owned by one call leg. Both sockets are non-blocking, as
+/// the media plane's reactor needs them.
 #[derive(Debug)]
 pub struct RtpReservation {
     pub rtp: UdpSocket,
     /// Held so the pair stays ours; the media plane (RTCP) takes it over.
     #[allow(dead_code)]
     pub rtcp: UdpSocket,
+    port: u16,
 }
 
 impl RtpReservation {
+    /// The RTP port (RTCP is the next): known from the bind, not asked of the kernel.
     pub fn port(&self) -> u16 {
-        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.port
     }
+}
+
+/// A non-blocking UDP socket bound to `addr`: created non-blocking and close-on-exec in the
+/// one `socket` call (socket2), where `UdpSocket::bind` and then `set_nonblocking` take an
+/// `ioctl` more. Every call makes two and they are on the set-up path.
+fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 impl PortPool {
@@ -68,13 +85,13 @@ impl PortPool {
             let n = self.cursor.fetch_add(1, Ordering::Relaxed) % pairs;
             // n < pairs <= (hi - lo) / 2, so the port stays inside the range
             let port = self.lo + (n as u16) * 2;
-            let Ok(rtp) = UdpSocket::bind(SocketAddr::new(self.ip, port)) else {
+            let Ok(rtp) = bind(SocketAddr::new(self.ip, port)) else {
                 continue;
             };
-            let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(self.ip, port + 1)) else {
+            let Ok(rtcp) = bind(SocketAddr::new(self.ip, port + 1)) else {
                 continue;
             };
-            return Ok(RtpReservation { rtp, rtcp });
+            return Ok(RtpReservation { rtp, rtcp, port });
         }
         Err(PortError::Exhausted {
             ip: self.ip,
@@ -96,7 +113,14 @@ mod tests {
         assert_eq!(a.port() % 2, 0);
         assert!((41002..=41010).contains(&a.port()));
         assert_ne!(a.port(), b.port());
+        assert_eq!(a.rtp.local_addr().unwrap().port(), a.port());
         assert_eq!(a.rtcp.local_addr().unwrap().port(), a.port() + 1);
+        // Non-blocking from the start: a read with nothing queued returns at once.
+        let mut buf = [0u8; 16];
+        for s in [&a.rtp, &a.rtcp] {
+            let e = s.recv_from(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        }
     }
 
     #[test]

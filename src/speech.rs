@@ -381,6 +381,13 @@ async fn pipeline(
     events: mpsc::UnboundedSender<PipelineEvent>,
     _slot: ListenSlot,
 ) {
+    // The listener (VAD state, prosody baseline) and the metric children are built on the
+    // first frame, not at set-up: a call that ends before its audio starts (or is bridged
+    // before it is heard) never needs them, and set-up is on the SIP path.
+    let Some(first) = frames.recv().await else {
+        return;
+    };
+    let mut first = Some(first);
     let mut listener = Listener::new(plane.endpoint, plane.baseline, |text| {
         warmline_policy::intent::person_request(text).is_some()
     });
@@ -394,7 +401,7 @@ async fn pipeline(
     let mut counted = 0;
     loop {
         tokio::select! {
-            f = frames.recv() => {
+            f = async { match first.take() { Some(f) => Some(f), None => frames.recv().await } } => {
                 let Some(frame) = f else { break };
                 let t = Instant::now();
                 listener.analyse(&frame);

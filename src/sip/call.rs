@@ -89,7 +89,7 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         greeting: !bridge && gw.planes.media.prompts.greeting.is_some(),
         greeting_barge_in: gw.cfg.media.greeting_barge_in,
         // The policy listens to callers the assistant answers.
-        rules: (!bridge).then(|| gw.cfg.rules.clone()),
+        rules: (!bridge).then(|| gw.rules.clone()),
         caller_id: String::new(),
         asserted_id: None,
         caller_name: None,

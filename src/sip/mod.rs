@@ -95,6 +95,8 @@ pub struct Gateway {
     legs: Arc<AtomicUsize>,
     contact: Uri,
     advertised: IpAddr,
+    /// `[[rules]]` in the order the policy tries them, made once for every call.
+    rules: warmline_policy::RuleSet,
     pub planes: Planes,
 }
 
@@ -249,6 +251,7 @@ impl Gateway {
             legs,
             contact,
             advertised,
+            rules: cfg.rules.clone().into(),
             planes,
             cfg,
         });

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use transfer::{Ask, Transfer};
 use warmline_policy::briefing::{Briefing, CallFacts, brief};
 use warmline_policy::hours::Hours;
-use warmline_policy::{Decision, Observation, Policy, Rule, Trigger, TriggerKind, decide};
+use warmline_policy::{Decision, Observation, Policy, RuleSet, Trigger, TriggerKind, decide};
 use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError};
 use warmline_speech::TranscriptTurn;
 
@@ -123,7 +123,7 @@ pub struct CallConfig {
     pub greeting_barge_in: bool,
     /// Escalation rules to run over this call (empty = the defaults); `None` runs no policy
     /// (outbound legs, the no-AI bridge).
-    pub rules: Option<Vec<Rule>>,
+    pub rules: Option<RuleSet>,
     /// The caller's number or SIP user (From), and P-Asserted-Identity when present.
     pub caller_id: String,
     pub asserted_id: Option<String>,

@@ -27,7 +27,7 @@ fn assistant_config() -> CallConfig {
     let mut cfg = config(0, 1);
     cfg.routes = Arc::new(vec![staffed()]);
     cfg.greeting = true;
-    cfg.rules = Some(Vec::new()); // the defaults
+    cfg.rules = Some(Vec::new().into()); // the defaults
     cfg.assistant = Some(Assistant::new(AssistantConfig::default()).unwrap());
     cfg.caller_name = Some("Ada Lovelace".into());
     cfg

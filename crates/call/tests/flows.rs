@@ -676,7 +676,7 @@ fn transcript_turns_are_kept_for_the_policy() {
 #[test]
 fn policy_runs_over_turns_digits_and_time() {
     let mut cfg = config(0, 1);
-    cfg.rules = Some(Vec::new()); // the defaults
+    cfg.rules = Some(Vec::new().into()); // the defaults
     let mut h = Harness::with(cfg);
     h.send(CallEvent::Invite {
         sdp: Some(offer("sendrecv", 1)),
@@ -706,10 +706,11 @@ fn policy_runs_over_turns_digits_and_time() {
 fn elapsed_rule_fires_on_the_virtual_clock() {
     let mut cfg = config(0, 1);
     cfg.rules = Some(
-        serde_json::from_value(serde_json::json!([
+        serde_json::from_value::<Vec<warmline_policy::Rule>>(serde_json::json!([
             {"name": "slow", "kind": "elapsed", "after_s": 30, "disposition": "transfer.elapsed"}
         ]))
-        .unwrap(),
+        .unwrap()
+        .into(),
     );
     let mut h = Harness::with(cfg);
     h.send(CallEvent::Invite {

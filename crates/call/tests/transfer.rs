@@ -392,13 +392,14 @@ fn a_model_written_briefing_replaces_the_template_until_the_agent_hears_it() {
 fn a_vip_caller_is_transferred_after_the_disclosure() {
     let mut c = cfg(route(&["sip:a1@127.0.0.1"]));
     c.rules = Some(
-        serde_json::from_value(serde_json::json!([
+        serde_json::from_value::<Vec<warmline_policy::Rule>>(serde_json::json!([
             {"name": "asked_for_person", "kind": "explicit_request", "priority": 100,
              "disposition": "transfer.requested"},
             {"name": "vip", "kind": "caller", "numbers": ["+1555123*"], "priority": 80,
              "disposition": "transfer.vip"}
         ]))
-        .unwrap(),
+        .unwrap()
+        .into(),
     );
     c.greeting = true;
     let mut h = Harness::with(c);
@@ -436,11 +437,12 @@ fn a_vip_caller_is_transferred_after_the_disclosure() {
 fn a_vip_caller_without_a_greeting_is_transferred_at_the_answer() {
     let mut c = cfg(route(&["sip:a1@127.0.0.1"]));
     c.rules = Some(
-        serde_json::from_value(serde_json::json!([
+        serde_json::from_value::<Vec<warmline_policy::Rule>>(serde_json::json!([
             {"name": "vip", "kind": "caller", "numbers": ["+15551230000"], "priority": 80,
              "disposition": "transfer.vip"}
         ]))
-        .unwrap(),
+        .unwrap()
+        .into(),
     );
     let mut h = Harness::with(c);
     let acts = h.send(CallEvent::Invite {

@@ -355,10 +355,35 @@ pub struct Trigger {
     pub route: String,
 }
 
+/// A call's escalation rules in the order they are tried: highest priority first, config
+/// order breaking ties; an empty list is [`default_rules`]. Built once (from the config) and
+/// shared by every call, since ordering and the defaults' phrases are the same each time.
+#[derive(Debug, Clone)]
+pub struct RuleSet(std::sync::Arc<[Rule]>);
+
+impl From<Vec<Rule>> for RuleSet {
+    fn from(rules: Vec<Rule>) -> Self {
+        let mut rules = if rules.is_empty() {
+            default_rules()
+        } else {
+            rules
+        };
+        rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        Self(rules.into())
+    }
+}
+
+impl std::ops::Deref for RuleSet {
+    type Target = [Rule];
+    fn deref(&self) -> &[Rule] {
+        &self.0
+    }
+}
+
 /// One call's policy state.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    rules: Vec<Rule>,
+    rules: RuleSet,
     fired: HashSet<String>,
     aroused_run: usize,
     /// The arousal of the last turns, newest last (the run's, for `Prosody`).
@@ -376,16 +401,9 @@ pub const SUSTAIN_SLACK: f32 = 0.1;
 
 impl Policy {
     /// `rules` empty → [`default_rules`].
-    pub fn new(rules: Vec<Rule>) -> Self {
-        let mut rules = if rules.is_empty() {
-            default_rules()
-        } else {
-            rules
-        };
-        // Highest priority first; config order breaks ties.
-        rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+    pub fn new(rules: impl Into<RuleSet>) -> Self {
         Self {
-            rules,
+            rules: rules.into(),
             fired: HashSet::new(),
             aroused_run: 0,
             recent_arousal: Vec::new(),
@@ -423,7 +441,7 @@ impl Policy {
         let mut best: Option<Trigger> = None;
         let mut keep_low_conf = false;
         let mut keep_aroused = false;
-        for rule in &self.rules {
+        for rule in self.rules.iter() {
             let (hit, keep) = self.check(rule, at_ms, obs);
             match &rule.kind {
                 RuleKind::LowConfidence { .. } => keep_low_conf |= keep,

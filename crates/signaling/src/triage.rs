@@ -387,7 +387,7 @@ fn answerable(datagram: &[u8]) -> Option<Seen<'_>> {
     }
     let mut seen = Seen::default();
     for line in lines {
-        if line.chars().any(char::is_control) {
+        if has_control(line) {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {

@@ -78,7 +78,7 @@ pub fn route(targets: &[&str]) -> RoutePlan {
 /// A caller the assistant answers (Ada Lovelace, default rules) with `route` to transfer to.
 pub fn transfer_config(route: RoutePlan) -> CallConfig {
     let mut cfg = config(0, 1);
-    cfg.rules = Some(Vec::new());
+    cfg.rules = Some(Vec::new().into());
     cfg.assistant = Some(Assistant::new(AssistantConfig::default()).unwrap());
     cfg.caller_name = Some("Ada Lovelace".into());
     cfg.routes = Arc::new(vec![route]);
