@@ -71,6 +71,9 @@ pub struct Metrics {
     /// Other requests the UDP guard answered statelessly: in-dialog requests naming no
     /// live call (481) and methods not taken outside a dialog (405).
     pub sip_stray_requests: IntCounter,
+    /// INVITEs and refreshes refused for their session timer: an interval under our
+    /// `min_se_s` (422) or an unreadable `Session-Expires`/`Min-SE` (400).
+    pub session_timer_refused: IntCounter,
     /// Requests dropped because their source went over its rate (and is banned a while).
     pub sip_rate_limited: IntCounter,
     /// SIP over TCP: connections peers hold open, those closed at accept (a bound
@@ -227,6 +230,11 @@ impl Metrics {
                 "In-dialog requests naming no live call (481) and methods not taken outside \
                  a dialog (405), answered statelessly at the UDP socket",
             )?,
+            session_timer_refused: counter(
+                "sip_session_timer_refused_total",
+                "INVITEs and session refreshes refused for their session timer: 422 (under \
+                 min_se_s) or 400 (an unreadable Session-Expires or Min-SE)",
+            )?,
             tts_prompts: counter("tts_prompts_total", "Prompts rendered and queued to play")?,
             tts_errors: counter("tts_errors_total", "Prompts the TTS failed to render")?,
             brain_requests: counter("brain_requests_total", "Turns sent to the external brain")?,
@@ -373,6 +381,7 @@ impl Metrics {
             &m.sip_options_stateless,
             &m.sip_stray_byes,
             &m.sip_stray_requests,
+            &m.session_timer_refused,
             &m.sip_rate_limited,
             &m.sip_tcp_accept_errors,
         ] {
@@ -430,6 +439,7 @@ impl Metrics {
             "options_stateless": self.sip_options_stateless.get(),
             "stray_byes": self.sip_stray_byes.get(),
             "stray_requests": self.sip_stray_requests.get(),
+            "session_timer_refused": self.session_timer_refused.get(),
             "rate_limited": self.sip_rate_limited.get(),
             "media": {
                 "rtp_in": self.rtp_in.get(),

@@ -959,3 +959,55 @@ fn tcp_accepts_back_off_when_descriptors_run_out() {
     let answer = tcp_options(gw.sip, &mut again, 1);
     assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
 }
+
+/// RFC 4028 against SIPp: a caller that refreshes (re-INVITE, then a body-less UPDATE) keeps
+/// its call past the interval; one that asks warmline to refresh gets two re-INVITE refreshes;
+/// one that stops refreshing gets warmline's BYE before expiry; an interval under our minimum
+/// gets 422 with Min-SE and the retry is taken. One gateway, the four callers at once.
+#[test]
+fn session_timers_are_refreshed_answered_and_enforced() {
+    require_sipp();
+    // A small minimum, so the intervals (and the test) are seconds long; RFC 4028's floor
+    // of 90 s is the default.
+    let gw = Gw::start("min_se_s = 3", "");
+    let callers: Vec<_> = [
+        "uac_session_refresh",
+        "uac_session_refreshed_by_warmline",
+        "uac_session_expiry",
+        "uac_session_too_small",
+    ]
+    .into_iter()
+    .map(|s| (s, call_scenario(&gw, s, &["-m", "1"])))
+    .collect();
+    for (name, child) in callers {
+        wait_ok(child, name);
+    }
+    // What the callers saw is in the gateway's counters too; they may trail the last BYE.
+    let expired = eventually(
+        Duration::from_secs(10),
+        || {
+            metric(
+                &gw,
+                r#"warmline_calls_total{outcome="call.session_expired",role="inbound"}"#,
+            )
+        },
+        |v| *v == Some(1.0),
+    );
+    assert_eq!(expired, Some(1.0), "{}", gw.log());
+    assert_eq!(
+        metric(&gw, "warmline_sip_session_timer_refused_total"),
+        Some(1.0),
+        "the one 422"
+    );
+    let by_peer = eventually(
+        Duration::from_secs(10),
+        || {
+            metric(
+                &gw,
+                r#"warmline_calls_total{outcome="call.peer_bye",role="inbound"}"#,
+            )
+        },
+        |v| *v == Some(3.0),
+    );
+    assert_eq!(by_peer, Some(3.0), "{}", gw.log());
+}

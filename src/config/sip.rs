@@ -88,6 +88,10 @@ pub struct SipConfig {
     /// A TCP connection that carries nothing for this long is closed.
     #[serde(rename = "tcp_idle_timeout_s", deserialize_with = "secs")]
     pub tcp_idle_timeout: Duration,
+    /// The least session interval we run (RFC 4028 Min-SE, seconds): an INVITE or refresh
+    /// asking for a shorter `Session-Expires` is answered 422 with it. RFC 4028 has peers
+    /// ask for at least 90; a lower value only accepts shorter intervals (tests use it).
+    pub min_se_s: u32,
 }
 
 impl Default for SipConfig {
@@ -126,6 +130,7 @@ impl Default for SipConfig {
             // Kamailio closes an idle connection after 120 s (tcp_connection_lifetime);
             // a peer that wants it open sends CRLF keepalives (RFC 5626).
             tcp_idle_timeout: Duration::from_secs(300),
+            min_se_s: warmline_signaling::session_timer::RFC_MIN_SE,
         }
     }
 }
@@ -152,6 +157,9 @@ impl SipConfig {
         }
         if self.tcp_message_timeout.is_zero() {
             return Err(cx.err("sip.tcp_message_timeout_s", "must be at least 1".into()));
+        }
+        if self.min_se_s == 0 {
+            return Err(cx.err("sip.min_se_s", "must be at least 1".into()));
         }
         Ok(())
     }

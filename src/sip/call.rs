@@ -39,6 +39,7 @@ use warmline_call::{
 };
 use warmline_media::{LegId, LegMedia, MediaEvent};
 use warmline_policy::Decision;
+use warmline_signaling::session_timer;
 use warmline_signaling::{CodecName, LocalMedia};
 
 /// Legs of agents' calls join the caller's media session as `AGENT_LEG_BASE + attempt`, so
@@ -73,6 +74,18 @@ fn body_text(body: &[u8]) -> Option<String> {
     (!body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned())
 }
 
+/// A message's headers as `(name, value)` pairs, for the sans-IO readers.
+fn header_pairs(headers: &rsipstack::sip::Headers) -> impl Iterator<Item = (&str, &str)> {
+    headers.iter().map(|h| (h.name(), h.value()))
+}
+
+/// `(name, value)` pairs as headers.
+fn other_headers(pairs: Vec<(&'static str, String)>) -> impl Iterator<Item = Header> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| Header::Other(name.into(), value))
+}
+
 fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
     let bridge = matches!(gw.cfg.route, RouteMode::Bridge { .. });
     CallConfig {
@@ -105,6 +118,8 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
         call_id: String::new(),
         public_url: gw.cfg.http.public_url.clone(),
         unheard: false,
+        session_timer: None,
+        min_se: gw.cfg.sip.min_se_s,
     }
 }
 
@@ -229,6 +244,43 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
         .unwrap_or_default();
     let span = tracing::info_span!("call", call_id = %call_id);
     async move {
+        // Session timers first (RFC 4028 §9): an interval we will not run is refused
+        // before anything is reserved, and the peer asks again with our Min-SE.
+        let session_timer = match session_timer::parse(header_pairs(&tx.original.headers)) {
+            Err(e) => {
+                gw.planes.metrics.session_timer_refused.inc();
+                tracing::info!(error = %e, "INVITE refused: malformed session-timer header");
+                let _ = Box::pin(tx.reply_with(
+                    StatusCode::BadRequest,
+                    vec![Header::Other(
+                        "Warning".into(),
+                        format!("399 warmline \"{e}\""),
+                    )],
+                    None,
+                ))
+                .await;
+                return;
+            }
+            Ok(asked) => match session_timer::answer(&asked, gw.cfg.sip.min_se_s) {
+                session_timer::Answer::TooSmall { min_se } => {
+                    gw.planes.metrics.session_timer_refused.inc();
+                    tracing::info!(
+                        asked = asked.expires,
+                        min_se,
+                        "INVITE refused: session interval too small (422)"
+                    );
+                    let _ = Box::pin(tx.reply_with(
+                        StatusCode::from(422),
+                        vec![Header::MinSE(min_se.to_string().into())],
+                        None,
+                    ))
+                    .await;
+                    return;
+                }
+                session_timer::Answer::None => None,
+                session_timer::Answer::Run(a) => Some(a),
+            },
+        };
         // A place under the speech capacity for a caller the assistant will listen to.
         // None left: refused before anything is reserved, or answered unheard.
         let mut unheard = false;
@@ -276,6 +328,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
         };
         let mut cfg = call_config(&gw, &rtp);
         cfg.call_id = call_id.clone();
+        cfg.session_timer = session_timer;
         if unheard {
             // Nothing listens, so nothing should ask them to talk: no assistant or brain
             // (the controller drops the greeting and hands the call over once it is up).
@@ -887,6 +940,18 @@ impl CallTask {
 
     /// Store the BYE that ends this confirmed leg, so that a restart after a crash can
     /// hang up the phone this process would otherwise leave connected to nobody.
+    /// The session-timer headers a leg's next message carries: our re-INVITE
+    /// (`request`), or our 2xx to its INVITE or refresh.
+    fn session_headers(&self, leg: Leg, request: bool) -> Vec<(&'static str, String)> {
+        self.call.leg(leg).map_or_else(Vec::new, |c| {
+            if request {
+                c.session_request_headers()
+            } else {
+                c.session_response_headers()
+            }
+        })
+    }
+
     fn keep_bye(&mut self, leg: Leg) {
         let bye = self
             .legs
@@ -1056,11 +1121,26 @@ impl CallTask {
             }
             DialogState::Updated(_, req, handle) => {
                 if matches!(req.method, Method::Invite | Method::Update) {
+                    let timer = match session_timer::parse(header_pairs(&req.headers)) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            self.gw.planes.metrics.session_timer_refused.inc();
+                            tracing::info!(error = %e, "re-offer refused: malformed session-timer header");
+                            respond_later(handle, StatusCode::BadRequest);
+                            return;
+                        }
+                    };
                     if let Some(io) = self.legs.get_mut(&leg) {
                         io.reoffer = Some(handle);
                     }
-                    CallEvent::ReOffer {
-                        sdp: body_text(&req.body),
+                    let sdp = body_text(&req.body);
+                    // An UPDATE without a body refreshes the session and offers nothing, so
+                    // its 2xx must carry no SDP (RFC 3311 §5.2); an offerless re-INVITE asks
+                    // us for an offer instead.
+                    if req.method == Method::Update && sdp.is_none() {
+                        CallEvent::Refresh { timer }
+                    } else {
+                        CallEvent::ReOffer { timer, sdp }
                     }
                 } else {
                     respond_later(handle, StatusCode::OK);
@@ -1138,7 +1218,9 @@ impl CallTask {
                 }
             }
             CallAction::Answer { sdp } => {
-                if let Err(e) = dialog.accept(Some(sdp_header()), Some(sdp.into_bytes())) {
+                let mut headers = sdp_header();
+                headers.extend(other_headers(self.session_headers(leg, false)));
+                if let Err(e) = dialog.accept(Some(headers), Some(sdp.into_bytes())) {
                     tracing::warn!(error = %e, "200 OK not sent");
                 }
             }
@@ -1167,6 +1249,14 @@ impl CallTask {
                     // RFC 3261 §14.2 leaves Retry-After optional; it helps peers that use it.
                     headers.push(Header::Other("Retry-After".into(), "1".into()));
                 }
+                if status == 422 {
+                    let min_se = self.call.leg(leg).map_or(0, |c| c.min_se());
+                    headers.push(Header::MinSE(min_se.to_string().into()));
+                    self.gw.planes.metrics.session_timer_refused.inc();
+                }
+                if (200..300).contains(&status) {
+                    headers.extend(other_headers(self.session_headers(leg, false)));
+                }
                 tracing::info!(status, "answered re-offer");
                 // Boxed: awaited inline, the transaction's future would widen every call's
                 // task by its size for the call's whole life, re-offer or not.
@@ -1180,29 +1270,35 @@ impl CallTask {
             CallAction::SendReInvite { sdp } => {
                 let ops = events;
                 tracing::info!("sending re-INVITE");
+                let mut headers = sdp_header();
+                headers.extend(other_headers(self.session_headers(leg, true)));
                 tokio::spawn(
                     async move {
-                        let event = match dialog
-                            .reinvite(Some(sdp_header()), Some(sdp.into_bytes()))
-                            .await
-                        {
-                            Ok(Some(resp)) => CallEvent::ReInviteResponse {
-                                status: resp.status_code.code(),
-                                sdp: body_text(&resp.body),
-                            },
-                            // Not confirmed any more: the call is ending anyway.
-                            Ok(None) => CallEvent::ReInviteResponse {
-                                status: 481,
-                                sdp: None,
-                            },
-                            Err(e) => {
-                                tracing::warn!(error = %e, "re-INVITE failed");
-                                CallEvent::ReInviteResponse {
-                                    status: 408,
+                        let event =
+                            match dialog.reinvite(Some(headers), Some(sdp.into_bytes())).await {
+                                Ok(Some(resp)) => CallEvent::ReInviteResponse {
+                                    // A 2xx whose Session-Expires cannot be read is taken as
+                                    // saying none: the timer stops rather than the call.
+                                    timer: session_timer::parse(header_pairs(&resp.headers))
+                                        .unwrap_or_default(),
+                                    status: resp.status_code.code(),
+                                    sdp: body_text(&resp.body),
+                                },
+                                // Not confirmed any more: the call is ending anyway.
+                                Ok(None) => CallEvent::ReInviteResponse {
+                                    timer: Default::default(),
+                                    status: 481,
                                     sdp: None,
+                                },
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "re-INVITE failed");
+                                    CallEvent::ReInviteResponse {
+                                        timer: Default::default(),
+                                        status: 408,
+                                        sdp: None,
+                                    }
                                 }
-                            }
-                        };
+                            };
                         let _ = ops.send(event);
                     }
                     .in_current_span(),

@@ -21,6 +21,7 @@ use transfer::{Ask, Transfer};
 use warmline_policy::briefing::{Briefing, CallFacts, brief};
 use warmline_policy::hours::Hours;
 use warmline_policy::{Decision, Observation, Policy, RuleSet, Trigger, TriggerKind, decide};
+use warmline_signaling::session_timer::{self, Agreed, Asked, Due, SessionTimer};
 use warmline_signaling::{Direction, LocalMedia, Negotiated, NegotiationError};
 use warmline_speech::TranscriptTurn;
 
@@ -149,6 +150,11 @@ pub struct CallConfig {
     /// Inbound: nobody can listen to this caller (the recognizer is at capacity), so once
     /// answered the call goes straight to the agents, its reason saying why.
     pub unheard: bool,
+    /// The session timer the initial INVITE agreed (RFC 4028), started by our 2xx; the
+    /// driver has already answered a too-small interval with 422.
+    pub session_timer: Option<Agreed>,
+    /// Our least session interval: a refresh asking for less is answered 422.
+    pub min_se: u32,
 }
 
 impl CallConfig {
@@ -176,6 +182,8 @@ impl CallConfig {
             call_id: String::new(),
             public_url: String::new(),
             unheard: false,
+            session_timer: None,
+            min_se: session_timer::RFC_MIN_SE,
         }
     }
 }
@@ -200,11 +208,22 @@ pub enum CallEvent {
     /// The ACK for our 2xx arrived (or the dialog came back to confirmed).
     Ack,
     /// The peer sent a re-INVITE or UPDATE; must be answered with `AnswerReOffer`.
+    /// `timer`: what its session-timer headers say (a refresh, RFC 4028).
     ReOffer {
+        #[serde(default, skip_serializing_if = "Asked::is_empty")]
+        timer: Asked,
         sdp: Option<String>,
     },
-    /// Final response to our re-INVITE.
+    /// The peer refreshed the session without an offer (an UPDATE with no body): answered
+    /// with `AnswerReOffer` and no SDP (RFC 3311, RFC 4028).
+    Refresh {
+        #[serde(default, skip_serializing_if = "Asked::is_empty")]
+        timer: Asked,
+    },
+    /// Final response to our re-INVITE, and what its session-timer headers say.
     ReInviteResponse {
+        #[serde(default, skip_serializing_if = "Asked::is_empty")]
+        timer: Asked,
         status: u16,
         sdp: Option<String>,
     },
@@ -502,6 +521,9 @@ pub enum EndReason {
     /// Found live in the audit trail when the gateway started: the process that had it
     /// stopped without ending it (a crash, a kill).
     GatewayRestart,
+    /// The session timer ran out (RFC 4028): the peer's refresh never came, or ours was
+    /// never answered.
+    SessionExpired,
 }
 
 impl EndReason {
@@ -517,6 +539,7 @@ impl EndReason {
             EndReason::RtpTimeout => "call.rtp_timeout",
             EndReason::PeerGone => "call.peer_gone",
             EndReason::GatewayRestart => "call.gateway_restart",
+            EndReason::SessionExpired => "call.session_expired",
         }
     }
 }
@@ -616,6 +639,11 @@ pub struct Controller {
     wall_clock: Option<(Instant, jiff::Timestamp)>,
     answered_at: Option<Instant>,
     policy_tick: Option<Instant>,
+    /// What the INVITE agreed about session timers, until our 2xx starts the timer.
+    session_agreed: Option<Agreed>,
+    /// The running session timer (RFC 4028), from our 2xx on.
+    session: Option<SessionTimer>,
+    min_se: u32,
     triggers: Vec<Trigger>,
     /// When the last caller turn's text arrived, and how long after the end of its speech.
     last_turn: Option<(Instant, u64)>,
@@ -708,6 +736,9 @@ impl Controller {
             wall_clock: cfg.wall_clock,
             answered_at: None,
             policy_tick: None,
+            session_agreed: cfg.session_timer,
+            session: None,
+            min_se: cfg.min_se,
             triggers: Vec::new(),
             last_turn: None,
             escalation: None,
@@ -1108,6 +1139,7 @@ impl Controller {
             self.ring_deadline,
             self.dialog.poll_timeout(),
             self.policy_tick,
+            self.session.as_ref().map(SessionTimer::poll_timeout),
         ]
         .into_iter()
         .chain(self.transfer.iter().flat_map(|t| t.timers()))
@@ -1136,7 +1168,58 @@ impl Controller {
         let confirmed = self.state == State::Confirmed;
         self.dialog
             .handle_timeout(now, confirmed, &mut self.actions);
+        self.session_timeout(now);
         self.transfer_step(now, |t, out| t.handle_timeout(now, out));
+    }
+
+    /// The session timer: refresh when it is ours to, end the call when the session died.
+    fn session_timeout(&mut self, now: Instant) {
+        let Some(due) = self.session.as_ref().and_then(|t| t.due(now)) else {
+            return;
+        };
+        match due {
+            Due::Expired => {
+                if matches!(self.state, State::WaitAck | State::Confirmed) {
+                    self.actions.push_back(CallAction::SendBye);
+                }
+                self.end(EndReason::SessionExpired);
+            }
+            Due::Refresh => {
+                let confirmed = self.state == State::Confirmed;
+                let sent = self.dialog.refresh(confirmed, &mut self.actions);
+                if let Some(t) = self.session.as_mut() {
+                    if sent {
+                        t.refresh_sent();
+                    } else {
+                        // Not confirmed yet (no ACK): ask again later, before expiry.
+                        t.refresh_failed(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The session-timer headers of our 2xx to the INVITE or to a refresh: what the session
+    /// now runs with (RFC 4028 §9). Empty without a timer.
+    pub fn session_response_headers(&self) -> Vec<(&'static str, String)> {
+        self.session
+            .as_ref()
+            .map(|t| t.agreed().response_headers())
+            .unwrap_or_default()
+    }
+
+    /// The session-timer headers of a re-INVITE we send (a refresh, or a hold that also
+    /// refreshes). Empty without a timer.
+    pub fn session_request_headers(&self) -> Vec<(&'static str, String)> {
+        self.session
+            .as_ref()
+            .map(|t| t.agreed().request_headers(self.min_se))
+            .unwrap_or_default()
+    }
+
+    /// Our least session interval, for the `Min-SE` of a 422.
+    pub fn min_se(&self) -> u32 {
+        self.min_se
     }
 
     /// Feed one event.
@@ -1152,9 +1235,10 @@ impl Controller {
                     self.maybe_reinvite();
                 }
             }
-            CallEvent::ReOffer { sdp } => self.on_reoffer(sdp),
-            CallEvent::ReInviteResponse { status, sdp } => {
-                self.on_reinvite_response(now, status, sdp)
+            CallEvent::ReOffer { timer, sdp } => self.on_reoffer(now, &timer, sdp),
+            CallEvent::Refresh { timer } => self.on_refresh(now, &timer),
+            CallEvent::ReInviteResponse { timer, status, sdp } => {
+                self.on_reinvite_response(now, &timer, status, sdp)
             }
             CallEvent::PeerBye => self.end(EndReason::PeerBye),
             CallEvent::PeerCancel => self.end(EndReason::PeerCancel),
@@ -1366,6 +1450,11 @@ impl Controller {
             );
         }
         self.dialog.answered(negotiated.clone());
+        // RFC 4028: the session interval runs from the 2xx.
+        self.session = self
+            .session_agreed
+            .take()
+            .map(|a| SessionTimer::new(now, a));
         self.actions.push_back(CallAction::Answer { sdp });
         self.actions.push_back(CallAction::MediaChanged(negotiated));
         self.state = State::WaitAck;
@@ -1387,7 +1476,7 @@ impl Controller {
         }
     }
 
-    fn on_reoffer(&mut self, sdp: Option<String>) {
+    fn on_refresh(&mut self, now: Instant, timer: &Asked) {
         if !matches!(self.state, State::Confirmed | State::WaitAck) {
             self.actions.push_back(CallAction::AnswerReOffer {
                 status: 500,
@@ -1396,7 +1485,60 @@ impl Controller {
             });
             return;
         }
+        let status = match session_timer::answer(timer, self.min_se) {
+            session_timer::Answer::TooSmall { .. } => 422,
+            session_timer::Answer::None => {
+                self.session = None;
+                200
+            }
+            session_timer::Answer::Run(a) => {
+                self.session = Some(SessionTimer::new(now, a));
+                200
+            }
+        };
+        self.actions.push_back(CallAction::AnswerReOffer {
+            status,
+            sdp: None,
+            warning: None,
+        });
+    }
+
+    fn on_reoffer(&mut self, now: Instant, timer: &Asked, sdp: Option<String>) {
+        if !matches!(self.state, State::Confirmed | State::WaitAck) {
+            self.actions.push_back(CallAction::AnswerReOffer {
+                status: 500,
+                sdp: None,
+                warning: None,
+            });
+            return;
+        }
+        // A refresh asking for less than our minimum is refused before its offer is read
+        // (RFC 4028 §9); the session goes on, and the peer retries with our Min-SE.
+        let agreed = match session_timer::answer(timer, self.min_se) {
+            session_timer::Answer::TooSmall { .. } => {
+                self.actions.push_back(CallAction::AnswerReOffer {
+                    status: 422,
+                    sdp: None,
+                    warning: None,
+                });
+                return;
+            }
+            session_timer::Answer::None => None,
+            session_timer::Answer::Run(a) => Some(a),
+        };
+        let before = self.actions.len();
         self.dialog.on_reoffer(sdp, &mut self.actions);
+        let accepted = self.actions.iter().skip(before).any(|a| {
+            matches!(a, CallAction::AnswerReOffer { status, .. } if (200..300).contains(status))
+        });
+        if accepted {
+            // A 2xx'd re-INVITE or UPDATE is a refresh, whoever sent it; without
+            // Session-Expires it turns the timer off (§9).
+            self.session = match self.session.take() {
+                Some(t) => t.refreshed(now, agreed),
+                None => agreed.map(|a| SessionTimer::new(now, a)),
+            };
+        }
     }
 
     fn set_want(&mut self, want: Direction) {
@@ -1410,7 +1552,24 @@ impl Controller {
         self.dialog.maybe_reinvite(confirmed, &mut self.actions);
     }
 
-    fn on_reinvite_response(&mut self, now: Instant, status: u16, sdp: Option<String>) {
+    fn on_reinvite_response(
+        &mut self,
+        now: Instant,
+        timer: &Asked,
+        status: u16,
+        sdp: Option<String>,
+    ) {
+        match (self.session.take(), status) {
+            // Our re-INVITE's 2xx renews the session with what it says (RFC 4028 §7.2).
+            (Some(t), 200..=299) => {
+                self.session = t.refreshed(now, session_timer::agreed_by_response(timer));
+            }
+            (Some(mut t), _) => {
+                t.refresh_failed(now);
+                self.session = Some(t);
+            }
+            (None, _) => {}
+        }
         let confirmed = self.state == State::Confirmed;
         if let Some(reason) =
             self.dialog
@@ -1492,6 +1651,7 @@ impl Controller {
         self.ring_deadline = None;
         self.dialog.clear_timers();
         self.policy_tick = None;
+        self.session = None;
         self.actions.push_back(CallAction::Ended { reason });
     }
 }

@@ -122,6 +122,7 @@ fn delayed_offer_is_answered_with_a_single_codec_offer() {
 fn peer_hold_and_resume_per_rfc_6337() {
     let mut h = Harness::answered_call();
     let acts = h.send(CallEvent::ReOffer {
+        timer: Default::default(),
         sdp: Some(offer("sendonly", 2)),
     });
     assert!(sdp_of(&acts[0]).contains("a=recvonly\r\n"));
@@ -131,11 +132,13 @@ fn peer_hold_and_resume_per_rfc_6337() {
     assert!(h.ctl.snapshot().remote_hold);
 
     let acts = h.send(CallEvent::ReOffer {
+        timer: Default::default(),
         sdp: Some(offer("inactive", 3)),
     });
     assert!(sdp_of(&acts[0]).contains("a=inactive\r\n"));
 
     let acts = h.send(CallEvent::ReOffer {
+        timer: Default::default(),
         sdp: Some(offer("sendrecv", 4)),
     });
     assert!(sdp_of(&acts[0]).contains("a=sendrecv\r\n"));
@@ -145,7 +148,10 @@ fn peer_hold_and_resume_per_rfc_6337() {
 #[test]
 fn offerless_reinvite_gets_our_current_offer() {
     let mut h = Harness::answered_call();
-    let acts = h.send(CallEvent::ReOffer { sdp: None });
+    let acts = h.send(CallEvent::ReOffer {
+        timer: Default::default(),
+        sdp: None,
+    });
     let sdp = sdp_of(&acts[0]);
     assert!(
         sdp.contains("a=sendrecv\r\n") && sdp.contains("o=warmline 7 7 "),
@@ -160,6 +166,7 @@ fn local_hold_and_resume_send_reinvites() {
     assert!(sdp_of(&acts[0]).contains("a=sendonly\r\n"), "{acts:?}");
     assert!(h.ctl.snapshot().reinvite_pending);
     let acts = h.send(CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 200,
         sdp: Some(answer_sdp("recvonly")),
     });
@@ -171,6 +178,7 @@ fn local_hold_and_resume_send_reinvites() {
     let acts = h.signal(CallEvent::Resume);
     assert!(sdp_of(&acts[0]).contains("a=sendrecv\r\n"));
     let acts = h.send(CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 200,
         sdp: Some(answer_sdp("sendrecv")),
     });
@@ -195,6 +203,7 @@ fn glare_peer_reinvite_while_ours_is_pending_gets_491() {
     let mut h = Harness::answered_call();
     h.signal(CallEvent::Hold);
     let acts = h.send(CallEvent::ReOffer {
+        timer: Default::default(),
         sdp: Some(offer("sendonly", 2)),
     });
     assert_eq!(
@@ -223,6 +232,7 @@ fn glare_our_reinvite_gets_491_and_retries_within_rfc_window() {
         let start = h.now;
         assert!(
             h.send(CallEvent::ReInviteResponse {
+                timer: Default::default(),
                 status: 491,
                 sdp: None
             })
@@ -245,6 +255,7 @@ fn glare_owner_waits_between_2_1_and_4_seconds() {
     h.signal(CallEvent::Hold);
     let start = h.now;
     h.send(CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 491,
         sdp: None,
     });
@@ -260,6 +271,7 @@ fn glare_retry_is_skipped_when_wish_reverted_meanwhile() {
     let mut h = Harness::answered_call();
     h.signal(CallEvent::Hold);
     h.send(CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 491,
         sdp: None,
     });
@@ -276,6 +288,7 @@ fn refused_hold_is_not_retried_forever() {
     h.signal(CallEvent::Hold);
     assert!(
         h.send(CallEvent::ReInviteResponse {
+            timer: Default::default(),
             status: 488,
             sdp: None
         })
@@ -296,6 +309,7 @@ fn reinvite_481_ends_the_dialog() {
     let mut h = Harness::answered_call();
     h.signal(CallEvent::Hold);
     let acts = h.send(CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 481,
         sdp: None,
     });
@@ -457,6 +471,7 @@ fn outbound_hangup_before_answer_cancels() {
 #[test]
 fn events_and_actions_serialize_for_the_audit_trail() {
     let ev = serde_json::to_string(&CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 491,
         sdp: None,
     })
@@ -599,6 +614,7 @@ fn local_hold_starts_and_stops_hold_audio() {
     assert_eq!(acts[0], CallAction::HoldAudio { on: true });
     assert!(matches!(acts[1], CallAction::SendReInvite { .. }));
     h.send(CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 200,
         sdp: Some(answer_sdp("recvonly")),
     });

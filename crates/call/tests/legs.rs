@@ -147,6 +147,7 @@ impl Pair {
             self.send(
                 Leg::Caller,
                 CallEvent::ReInviteResponse {
+                    timer: Default::default(),
                     status: 200,
                     sdp: Some(answer_sdp("recvonly")),
                 },
@@ -422,6 +423,7 @@ fn glare_on_the_hold_reinvite_is_retried_and_the_hunt_goes_on() {
     let acts = p.send(
         Leg::Caller,
         CallEvent::ReInviteResponse {
+            timer: Default::default(),
             status: 491,
             sdp: None,
         },

@@ -62,6 +62,7 @@ fn ask_for_person(h: &mut Harness) -> (u32, String, Vec<CallAction>) {
 /// The peer accepts our hold or resume re-INVITE.
 fn accept_reinvite(h: &mut Harness, direction: &str) -> Vec<CallAction> {
     h.send(CallEvent::ReInviteResponse {
+        timer: Default::default(),
         status: 200,
         sdp: Some(answer_sdp(direction)),
     })

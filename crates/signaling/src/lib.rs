@@ -10,6 +10,8 @@
 //!   refusal of new INVITEs at a full gateway.
 //!
 //! - [`pike`]: per-source request rate limits with a ban (Kamailio's pike, sans-IO).
+//! - [`session_timer`]: RFC 4028 session timers: the headers, our answer (or 422), and
+//!   when a running session is refreshed or given up.
 //!
 //! [`mutate`] is the byte mutator the workspace's parser fuzz tests share.
 
@@ -18,6 +20,7 @@ pub mod admission;
 pub mod mutate;
 pub mod pike;
 pub mod sdp;
+pub mod session_timer;
 pub mod triage;
 
 pub use admission::{Admission, Verdict};

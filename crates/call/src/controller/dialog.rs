@@ -220,6 +220,26 @@ impl Dialog {
         out.push_back(CallAction::SendReInvite { sdp });
     }
 
+    /// Refresh the session (RFC 4028): a re-INVITE offering what is agreed now. A
+    /// re-INVITE already out refreshes it as well, so none is added. `false` when none can
+    /// go now (not confirmed, no media yet, or waiting out a glare, whose retry only
+    /// re-sends a hold or resume): the timer asks again later.
+    pub(super) fn refresh(&mut self, confirmed: bool, out: &mut VecDeque<CallAction>) -> bool {
+        if !confirmed || self.glare_retry_at.is_some() {
+            return false;
+        }
+        if self.reinvite_in_flight.is_some() {
+            return true;
+        }
+        let Some(current) = self.negotiated.clone() else {
+            return false;
+        };
+        let sdp = self.sdp.reoffer(&current, self.settled_want);
+        self.reinvite_in_flight = Some(self.settled_want);
+        out.push_back(CallAction::SendReInvite { sdp });
+        true
+    }
+
     /// The final response to our re-INVITE. `Some(reason)`: the call must end (a BYE is
     /// already queued).
     pub(super) fn on_reinvite_response(
