@@ -963,7 +963,8 @@ fn tcp_accepts_back_off_when_descriptors_run_out() {
 /// RFC 4028 against SIPp: a caller that refreshes (re-INVITE, then a body-less UPDATE) keeps
 /// its call past the interval; one that asks warmline to refresh gets two re-INVITE refreshes;
 /// one that stops refreshing gets warmline's BYE before expiry; an interval under our minimum
-/// gets 422 with Min-SE and the retry is taken. One gateway, the four callers at once.
+/// gets 422 with Min-SE and the retry is taken; and a call warmline places asks for a timer
+/// and refreshes it when the agent's 2xx says so. One gateway, all five at once.
 #[test]
 fn session_timers_are_refreshed_answered_and_enforced() {
     require_sipp();
@@ -979,9 +980,33 @@ fn session_timers_are_refreshed_answered_and_enforced() {
     .into_iter()
     .map(|s| (s, call_scenario(&gw, s, &["-m", "1"])))
     .collect();
+    // The same on a call warmline places: it asks for a timer, the agent's 200 makes
+    // warmline the refresher, and two refreshes must come before the agent hangs up.
+    let agent_port = free_port();
+    let agent = sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_session_timer.xml").to_str().unwrap(),
+            "-m",
+            "1",
+        ],
+        agent_port,
+    );
+    wait_udp_listening(agent_port, "the SIPp agent");
+    let (status, placed) = http_req(
+        gw.http,
+        "POST",
+        "/v1/calls",
+        &format!(r#"{{"to":"sip:agent@127.0.0.1:{agent_port}","ring_timeout_s":5}}"#),
+    );
+    assert!(
+        status == 200 && placed.contains(r#""outcome":"answered""#),
+        "{status} {placed}"
+    );
     for (name, child) in callers {
         wait_ok(child, name);
     }
+    wait_ok(agent, "the agent refreshed by warmline");
     // What the callers saw is in the gateway's counters too; they may trail the last BYE.
     let expired = eventually(
         Duration::from_secs(10),
@@ -1010,4 +1035,15 @@ fn session_timers_are_refreshed_answered_and_enforced() {
         |v| *v == Some(3.0),
     );
     assert_eq!(by_peer, Some(3.0), "{}", gw.log());
+    let agent_bye = eventually(
+        Duration::from_secs(10),
+        || {
+            metric(
+                &gw,
+                r#"warmline_calls_total{outcome="call.peer_bye",role="outbound"}"#,
+            )
+        },
+        |v| *v == Some(1.0),
+    );
+    assert_eq!(agent_bye, Some(1.0), "{}", gw.log());
 }

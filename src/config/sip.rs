@@ -92,6 +92,9 @@ pub struct SipConfig {
     /// asking for a shorter `Session-Expires` is answered 422 with it. RFC 4028 has peers
     /// ask for at least 90; a lower value only accepts shorter intervals (tests use it).
     pub min_se_s: u32,
+    /// The session interval we ask for on the calls we place (agents, API calls), seconds;
+    /// 0 asks for none.
+    pub session_expires_s: u32,
 }
 
 impl Default for SipConfig {
@@ -131,6 +134,8 @@ impl Default for SipConfig {
             // a peer that wants it open sends CRLF keepalives (RFC 5626).
             tcp_idle_timeout: Duration::from_secs(300),
             min_se_s: warmline_signaling::session_timer::RFC_MIN_SE,
+            // RFC 4028's recommended interval.
+            session_expires_s: 1800,
         }
     }
 }
@@ -160,6 +165,15 @@ impl SipConfig {
         }
         if self.min_se_s == 0 {
             return Err(cx.err("sip.min_se_s", "must be at least 1".into()));
+        }
+        if self.session_expires_s != 0 && self.session_expires_s < self.min_se_s {
+            return Err(cx.err(
+                "sip.session_expires_s",
+                format!(
+                    "{} is under min_se_s ({}): the interval we ask for must be one we accept",
+                    self.session_expires_s, self.min_se_s
+                ),
+            ));
         }
         Ok(())
     }

@@ -518,11 +518,21 @@ fn place(
         .as_str(),
     )
     .map_err(|e| OriginateError::Stack(e.to_string()))?;
-    let headers: Vec<Header> = req
+    let mut headers: Vec<Header> = req
         .headers
         .iter()
         .map(|(k, v)| Header::Other(k.clone(), v.clone()))
         .collect();
+    // Ask for a session timer (RFC 4028 §7.1), leaving the refresher to the callee: an
+    // agent's phone that supports timers says in its 2xx who refreshes; one that does not
+    // answers without Session-Expires and the call runs without one.
+    if gw.cfg.sip.session_expires_s > 0 {
+        headers.extend([
+            Header::Supported("timer".into()),
+            Header::SessionExpires(gw.cfg.sip.session_expires_s.to_string().into()),
+            Header::MinSE(gw.cfg.sip.min_se_s.to_string().into()),
+        ]);
+    }
     let opt = InviteOption {
         caller,
         caller_display_name: req.from_display.clone(),
@@ -556,6 +566,9 @@ fn report_invite_result(invite: tokio::task::JoinHandle<InviteResult>, to: LegEv
                 let status = resp.status_code.code();
                 if (200..300).contains(&status) {
                     CallEvent::Answered {
+                        // Unreadable: taken as none, so the call goes on without a timer.
+                        timer: session_timer::parse(header_pairs(&resp.headers))
+                            .unwrap_or_default(),
                         sdp: body_text(&resp.body),
                     }
                 } else {

@@ -238,8 +238,10 @@ pub enum CallEvent {
     Progress {
         status: u16,
     },
-    /// Outbound: 2xx to our INVITE.
+    /// Outbound: 2xx to our INVITE, and what its session-timer headers say.
     Answered {
+        #[serde(default, skip_serializing_if = "Asked::is_empty")]
+        timer: Asked,
         sdp: Option<String>,
     },
     /// Outbound: a final non-2xx to our INVITE.
@@ -1251,7 +1253,7 @@ impl Controller {
                 self.end(EndReason::DialogFailed);
             }
             CallEvent::Progress { .. } => {}
-            CallEvent::Answered { sdp } => self.on_answered(sdp),
+            CallEvent::Answered { timer, sdp } => self.on_answered(now, &timer, sdp),
             CallEvent::Failed { status } => {
                 if matches!(self.state, State::Calling | State::Cancelling) {
                     self.outcome(OriginateOutcome::from_status(status));
@@ -1579,7 +1581,7 @@ impl Controller {
         }
     }
 
-    fn on_answered(&mut self, sdp: Option<String>) {
+    fn on_answered(&mut self, now: Instant, timer: &Asked, sdp: Option<String>) {
         match self.state {
             State::Calling => {}
             // A 2xx that crossed our CANCEL: the call exists, so end it properly.
@@ -1594,6 +1596,9 @@ impl Controller {
         match self.dialog.accept_answer(sdp.as_deref()) {
             Ok(n) => {
                 self.state = State::Confirmed;
+                // The 2xx says whether a session timer runs and who refreshes (§7.2).
+                self.session =
+                    session_timer::agreed_by_response(timer).map(|a| SessionTimer::new(now, a));
                 self.actions.push_back(CallAction::MediaChanged(n));
                 self.outcome(OriginateOutcome::Answered);
                 self.maybe_reinvite();

@@ -250,6 +250,7 @@ fn glare_owner_waits_between_2_1_and_4_seconds() {
     let mut h = Harness::outbound(77);
     h.drain();
     h.send(CallEvent::Answered {
+        timer: Default::default(),
         sdp: Some(answer_sdp("sendrecv")),
     });
     h.signal(CallEvent::Hold);
@@ -347,6 +348,7 @@ fn outbound_answered() {
     assert!(sdp_of(&acts[0]).contains("m=audio 20000 RTP/AVP 0 8 111 101 102\r\n"));
     h.send(CallEvent::Progress { status: 180 });
     let acts = h.send(CallEvent::Answered {
+        timer: Default::default(),
         sdp: Some(answer_sdp("sendrecv")),
     });
     assert!(matches!(acts[0], CallAction::MediaChanged(_)));
@@ -386,6 +388,7 @@ fn outbound_answer_racing_cancel_is_hung_up() {
     h.drain();
     h.advance(Duration::from_secs(20));
     let acts = h.send(CallEvent::Answered {
+        timer: Default::default(),
         sdp: Some(answer_sdp("sendrecv")),
     });
     assert_eq!(
@@ -445,6 +448,7 @@ fn outbound_answer_without_usable_sdp_is_hung_up() {
     h.drain();
     let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 18\r\n";
     let acts = h.send(CallEvent::Answered {
+        timer: Default::default(),
         sdp: Some(g729.into()),
     });
     assert_eq!(acts[0], CallAction::SendBye);

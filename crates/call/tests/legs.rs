@@ -162,6 +162,7 @@ impl Pair {
         self.send(
             leg,
             CallEvent::Answered {
+                timer: Default::default(),
                 sdp: Some(answer_sdp("sendrecv")),
             },
         )
@@ -535,6 +536,7 @@ fn a_b2bua_answers_the_caller_when_the_far_end_answers_and_bridges_them() {
     let acts = p.send(
         Leg::Far,
         CallEvent::Answered {
+            timer: Default::default(),
             sdp: Some(answer_sdp("sendrecv")),
         },
     );

@@ -224,3 +224,39 @@ fn a_bodyless_update_refreshes_and_is_answered_without_sdp() {
     ));
     assert!(ended_by_the_timer(&h.advance(Duration::from_millis(1))));
 }
+
+#[test]
+fn on_a_call_we_placed_the_2xx_says_who_refreshes() {
+    let answered = |refresher| {
+        let mut h = Harness::outbound(1);
+        h.drain();
+        h.send(CallEvent::Answered {
+            timer: Asked {
+                expires: Some(90),
+                refresher: Some(refresher),
+                min_se: None,
+                supports_timer: true,
+            },
+            sdp: Some(answer_sdp("sendrecv")),
+        });
+        h
+    };
+    // refresher=uac names us, the INVITE's sender: we re-INVITE at half time.
+    let mut h = answered(Refresher::Uac);
+    assert_eq!(reinvites(&h.advance(Duration::from_millis(44_999))), 0);
+    assert_eq!(reinvites(&h.advance(Duration::from_millis(1))), 1);
+    // refresher=uas: the callee refreshes, and we end the call when it stops.
+    let mut h = answered(Refresher::Uas);
+    let acts = h.advance(Duration::from_millis(59_999));
+    assert_eq!(reinvites(&acts), 0);
+    assert!(!ended_by_the_timer(&acts));
+    assert!(ended_by_the_timer(&h.advance(Duration::from_millis(1))));
+    // A 2xx without Session-Expires: no timer.
+    let mut h = Harness::outbound(1);
+    h.drain();
+    h.send(CallEvent::Answered {
+        timer: Asked::default(),
+        sdp: Some(answer_sdp("sendrecv")),
+    });
+    assert_eq!(h.ctl.poll_timeout(), None);
+}
