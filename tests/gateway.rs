@@ -845,6 +845,16 @@ fn tcp_connections_are_bounded_and_a_silent_or_trickling_one_is_cut() {
     let mut talker = TcpStream::connect(("127.0.0.1", gw.sip)).unwrap();
     let answer = tcp_options(gw.sip, &mut talker, 1);
     assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    // Messages over TCP are counted as those over UDP are (rsipstack patch 8).
+    let counted = |series: &str| metric(&gw, &format!("warmline_sip_messages_total{{{series}}}"));
+    assert_eq!(
+        counted(r#"direction="in",kind="request",name="OPTIONS""#),
+        Some(1.0)
+    );
+    assert_eq!(
+        counted(r#"direction="out",kind="response",name="200""#),
+        Some(1.0)
+    );
     let mut silent: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(("127.0.0.1", gw.sip)).unwrap())
         .collect();
@@ -1046,4 +1056,58 @@ fn session_timers_are_refreshed_answered_and_enforced() {
         |v| *v == Some(1.0),
     );
     assert_eq!(agent_bye, Some(1.0), "{}", gw.log());
+}
+
+/// RFC 3262 and RFC 3261 §8.2.2.3 against SIPp: a caller that requires 100rel gets no
+/// unreliable 180 from a gateway that rings first; one that requires an unknown extension
+/// gets 420 naming it; and an agent that rings reliably gets warmline's PRACK before it
+/// answers.
+#[test]
+fn reliable_provisionals_and_required_extensions() {
+    require_sipp();
+    let gw = Gw::start("answer_after_ms = 300", "");
+    let callers: Vec<_> = ["uac_require_100rel", "uac_require_unknown"]
+        .into_iter()
+        .map(|s| (s, call_scenario(&gw, s, &["-m", "1"])))
+        .collect();
+    let agent_port = free_port();
+    let agent = sipp(
+        &[
+            "-sf",
+            scenarios().join("uas_100rel.xml").to_str().unwrap(),
+            "-m",
+            "1",
+        ],
+        agent_port,
+    );
+    wait_udp_listening(agent_port, "the SIPp agent");
+    let (status, placed) = http_req(
+        gw.http,
+        "POST",
+        "/v1/calls",
+        &format!(r#"{{"to":"sip:agent@127.0.0.1:{agent_port}","ring_timeout_s":5}}"#),
+    );
+    assert!(
+        status == 200 && placed.contains(r#""outcome":"answered""#),
+        "{status} {placed}"
+    );
+    for (name, child) in callers {
+        wait_ok(child, name);
+    }
+    wait_ok(agent, "the agent that rings reliably");
+    // The OPTIONS answer says what we support, and nothing we do not.
+    let options = udp_request(
+        gw.sip,
+        &format!(
+            "OPTIONS sip:warmline@127.0.0.1:{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{{me}};branch=z9hG4bK-ext\r\n\
+             From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:warmline@127.0.0.1>\r\nCall-ID: ext-{1}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            gw.sip,
+            std::process::id()
+        ),
+    );
+    assert!(
+        options.contains("Supported: timer, 100rel\r\n"),
+        "{options}"
+    );
 }

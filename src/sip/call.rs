@@ -39,8 +39,8 @@ use warmline_call::{
 };
 use warmline_media::{LegId, LegMedia, MediaEvent};
 use warmline_policy::Decision;
-use warmline_signaling::session_timer;
 use warmline_signaling::{CodecName, LocalMedia};
+use warmline_signaling::{extensions, session_timer};
 
 /// Legs of agents' calls join the caller's media session as `AGENT_LEG_BASE + attempt`, so
 /// an old attempt's leg never collides with the next one's.
@@ -244,7 +244,22 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
         .unwrap_or_default();
     let span = tracing::info_span!("call", call_id = %call_id);
     async move {
-        // Session timers first (RFC 4028 §9): an interval we will not run is refused
+        // An extension the caller requires and we do not have (RFC 3261 §8.2.2.3).
+        let unsupported = extensions::unsupported(header_pairs(&tx.original.headers));
+        if !unsupported.is_empty() {
+            tracing::info!(
+                ?unsupported,
+                "INVITE refused: it requires an extension we lack (420)"
+            );
+            let _ = Box::pin(tx.reply_with(
+                StatusCode::BadExtension,
+                vec![Header::Unsupported(unsupported.join(", ").into())],
+                None,
+            ))
+            .await;
+            return;
+        }
+        // Session timers next (RFC 4028 §9): an interval we will not run is refused
         // before anything is reserved, and the peer asks again with our Min-SE.
         let session_timer = match session_timer::parse(header_pairs(&tx.original.headers)) {
             Err(e) => {
@@ -542,6 +557,8 @@ fn place(
         offer: Some(offer.into_bytes()),
         credential,
         headers: (!headers.is_empty()).then_some(headers),
+        // RFC 3262: a callee that sends its 18x reliably gets them PRACKed.
+        support_prack: true,
         ..Default::default()
     };
     let (state_tx, states) = gw.dialog_layer().new_dialog_state_channel();
@@ -1226,7 +1243,11 @@ impl CallTask {
         };
         match action {
             CallAction::Ring => {
-                if let Err(e) = dialog.ringing(None, None) {
+                // A caller that requires 100rel must get every 18x reliably (RFC 3262 §3):
+                // it gets none, which the RFC allows; its own ringback plays until our 200.
+                if extensions::requires(header_pairs(&dialog.initial_request().headers), "100rel") {
+                    tracing::debug!("180 not sent: the caller requires reliable provisionals");
+                } else if let Err(e) = dialog.ringing(None, None) {
                     tracing::debug!(error = %e, "180 not sent");
                 }
             }

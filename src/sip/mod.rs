@@ -163,6 +163,16 @@ impl Gateway {
             )),
             exempt: cfg.sip.allow_from.clone(),
         });
+        // SIP over TCP is counted where the stack reads and writes its streams (rsipstack
+        // patch 8), into the series the UDP guard counts datagrams in.
+        let counter = planes.metrics.clone();
+        if rsipstack::transport::stream::set_message_observer(Box::new(move |dir, bytes| {
+            counter.sip_message(dir, bytes)
+        }))
+        .is_err()
+        {
+            tracing::debug!("stream message observer already set in this process");
+        }
         let mut attempt = 0;
         let (listen, bound) = loop {
             attempt += 1;
@@ -456,7 +466,10 @@ fn capabilities() -> [(&'static str, String); 3] {
     [
         ("Allow", ALLOW.into()),
         ("Accept", "application/sdp".into()),
-        ("Supported", "replaces, timer".into()),
+        (
+            "Supported",
+            warmline_signaling::extensions::SUPPORTED.join(", "),
+        ),
     ]
 }
 

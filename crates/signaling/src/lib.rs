@@ -10,12 +10,14 @@
 //!   refusal of new INVITEs at a full gateway.
 //!
 //! - [`pike`]: per-source request rate limits with a ban (Kamailio's pike, sans-IO).
+//! - [`extensions`]: the option tags we support, and the `Require` tags we must refuse (420).
 //! - [`session_timer`]: RFC 4028 session timers: the headers, our answer (or 422), and
 //!   when a running session is refreshed or given up.
 //!
 //! [`mutate`] is the byte mutator the workspace's parser fuzz tests share.
 
 pub mod admission;
+pub mod extensions;
 #[doc(hidden)]
 pub mod mutate;
 pub mod pike;

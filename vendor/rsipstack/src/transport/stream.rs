@@ -17,6 +17,30 @@ use tokio::{
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::{debug, info, warn};
 
+/// warmline patch 8: what an application counts of the SIP messages stream transports
+/// (TCP, TLS, WebSocket) carry, as UDP applications count datagrams at their socket: called
+/// with `"in"` and the start of each whole message received (its start line at least), and
+/// with `"out"` and each message sent, before it is written. Keepalives are not messages.
+pub type MessageObserver = dyn Fn(&'static str, &[u8]) + Send + Sync;
+
+static MESSAGE_OBSERVER: std::sync::OnceLock<Box<MessageObserver>> = std::sync::OnceLock::new();
+
+/// Set the process's stream message observer, once (a second call is refused and returns
+/// the observer back). Process-wide, as an endpoint's transports are.
+pub fn set_message_observer(f: Box<MessageObserver>) -> std::result::Result<(), Box<MessageObserver>> {
+    MESSAGE_OBSERVER.set(f)
+}
+
+fn observe(direction: &'static str, bytes: &[u8]) {
+    if let Some(f) = MESSAGE_OBSERVER.get() {
+        f(direction, bytes);
+    }
+}
+
+/// Enough of a message's start for its start line (a request line is method, URI, version;
+/// a URI past this is cut, which leaves the method for counting).
+const OBSERVED_HEAD: usize = 256;
+
 pub(super) const MAX_SIP_MESSAGE_SIZE: usize = 65535;
 const CL_FULL_NAME: &[u8] = b"content-length";
 const CL_SHORT_NAME: &[u8] = b"l";
@@ -390,10 +414,18 @@ where
                 StreamRead::Data(Ok(n)) => {
                     buffer.extend_from_slice(&read_buf[0..n]);
 
-                    while let Some(msg) = codec.decode(&mut buffer)? {
+                    loop {
+                        // The message's start, kept before the decoder consumes it.
+                        let mut head = [0u8; OBSERVED_HEAD];
+                        let head_len = buffer.len().min(OBSERVED_HEAD);
+                        head[..head_len].copy_from_slice(&buffer[..head_len]);
+                        let Some(msg) = codec.decode(&mut buffer)? else {
+                            break;
+                        };
                         match msg {
                             SipCodecType::Message(sip_msg) => {
                                 seen_message = true;
+                                observe("in", &head[..head_len]);
                                 info!(src = %remote_addr, raw_message = ?sip_msg.to_string(), "received message");
                                 let remote_socket_addr = remote_addr.get_socketaddr()?;
                                 let sip_msg = SipConnection::update_msg_received(
@@ -487,7 +519,9 @@ pub async fn send_to_stream<W>(write_half: &Mutex<W>, msg: SipMessage) -> Result
 where
     W: AsyncWrite + Unpin + Send,
 {
-    send_raw_to_stream(write_half, &msg.to_bytes()).await
+    let bytes = msg.to_bytes();
+    observe("out", &bytes);
+    send_raw_to_stream(write_half, &bytes).await
 }
 
 pub async fn send_raw_to_stream<W>(write_half: &Mutex<W>, data: &[u8]) -> Result<()>
