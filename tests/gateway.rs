@@ -1058,14 +1058,14 @@ fn session_timers_are_refreshed_answered_and_enforced() {
     assert_eq!(agent_bye, Some(1.0), "{}", gw.log());
 }
 
-/// RFC 3262 and RFC 3261 §8.2.2.3 against SIPp: a caller that requires 100rel gets no
-/// unreliable 180 from a gateway that rings first; one that requires an unknown extension
-/// gets 420 naming it; and an agent that rings reliably gets warmline's PRACK before it
-/// answers.
+/// RFC 3262 and RFC 3261 §8.2.2.3 against SIPp: a caller that requires 100rel gets its 180
+/// reliably (RSeq, retransmitted until its PRACK, which gets 200) from a gateway that rings
+/// first; one that requires an unknown extension gets 420 naming it; and an agent that
+/// rings reliably gets warmline's PRACK before it answers.
 #[test]
 fn reliable_provisionals_and_required_extensions() {
     require_sipp();
-    let gw = Gw::start("answer_after_ms = 300", "");
+    let gw = Gw::start("answer_after_ms = 2000", "");
     let callers: Vec<_> = ["uac_require_100rel", "uac_require_unknown"]
         .into_iter()
         .map(|s| (s, call_scenario(&gw, s, &["-m", "1"])))
@@ -1110,4 +1110,84 @@ fn reliable_provisionals_and_required_extensions() {
         options.contains("Supported: timer, 100rel\r\n"),
         "{options}"
     );
+    // Over a raw socket, what SIPp hides: the reliable 180 is retransmitted with the same
+    // RSeq until its PRACK; a PRACK naming another RSeq gets 481 and stops nothing.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = s.local_addr().unwrap().port();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let call_id = format!("rel-{}", std::process::id());
+    let inv = invite(
+        &call_id,
+        "m=audio 9000 RTP/AVP 0",
+        "a=rtpmap:0 PCMU/8000\r\n",
+    )
+    .replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: 100rel\r\nRequire: 100rel\r\n",
+        1,
+    )
+    .replace("{me}", &me.to_string());
+    s.send_to(inv.as_bytes(), ("127.0.0.1", gw.sip)).unwrap();
+    let recv = |s: &UdpSocket| {
+        let mut b = [0u8; 4096];
+        let (n, _) = s.recv_from(&mut b).expect("a response");
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    };
+    let header = |msg: &str, name: &str| {
+        msg.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let mut ringing = Vec::new();
+    let mut first_at = None;
+    while ringing.len() < 2 {
+        let m = recv(&s);
+        if m.starts_with("SIP/2.0 180") {
+            first_at.get_or_insert_with(Instant::now);
+            ringing.push(m);
+        }
+    }
+    assert!(
+        first_at.unwrap().elapsed() >= Duration::from_millis(400),
+        "the 180 came twice at once: a retransmission waits T1"
+    );
+    let rseq = header(&ringing[0], "RSeq:").expect("RSeq on the reliable 180");
+    assert_eq!(
+        header(&ringing[1], "RSeq:"),
+        Some(rseq.clone()),
+        "same RSeq"
+    );
+    assert_eq!(header(&ringing[0], "Require:").as_deref(), Some("100rel"));
+    let to = header(&ringing[0], "To:").unwrap();
+    let prack = |rack: &str, cseq: u32| {
+        format!(
+            "PRACK sip:warmline@127.0.0.1:{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-prack-{cseq}\r\n\
+             From: <sip:t@127.0.0.1>;tag=t1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} PRACK\r\n\
+             RAck: {rack} 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            gw.sip
+        )
+    };
+    // The final answer to a PRACK, skipping the 180s that cross it.
+    let answer_to = |req: String| {
+        s.send_to(req.as_bytes(), ("127.0.0.1", gw.sip)).unwrap();
+        loop {
+            let m = recv(&s);
+            if m.contains(" PRACK\r\n") {
+                return m;
+            }
+        }
+    };
+    let wrong = rseq.parse::<u64>().unwrap() + 7;
+    let refused = answer_to(prack(&wrong.to_string(), 2));
+    assert!(refused.starts_with("SIP/2.0 481"), "{refused}");
+    let taken = answer_to(prack(&rseq, 3));
+    assert!(taken.starts_with("SIP/2.0 200"), "{taken}");
+    // PRACKed: no 180 after this, only the 200 to the INVITE at answer_after_ms.
+    loop {
+        let m = recv(&s);
+        assert!(!m.starts_with("SIP/2.0 180"), "a 180 after its PRACK: {m}");
+        if m.starts_with("SIP/2.0 200") && m.contains(" INVITE\r\n") {
+            break;
+        }
+    }
 }

@@ -1243,11 +1243,17 @@ impl CallTask {
         };
         match action {
             CallAction::Ring => {
-                // A caller that requires 100rel must get every 18x reliably (RFC 3262 §3):
-                // it gets none, which the RFC allows; its own ringback plays until our 200.
-                if extensions::requires(header_pairs(&dialog.initial_request().headers), "100rel") {
-                    tracing::debug!("180 not sent: the caller requires reliable provisionals");
-                } else if let Err(e) = dialog.ringing(None, None) {
+                // A caller that requires 100rel gets its 180 reliably (RFC 3262 §3: RSeq,
+                // retransmitted until PRACKed; rsipstack patch 9).
+                let sent = if extensions::requires(
+                    header_pairs(&dialog.initial_request().headers),
+                    "100rel",
+                ) {
+                    dialog.ringing_reliable(None, None)
+                } else {
+                    dialog.ringing(None, None)
+                };
+                if let Err(e) = sent {
                     tracing::debug!(error = %e, "180 not sent");
                 }
             }

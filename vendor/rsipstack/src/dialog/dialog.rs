@@ -263,6 +263,104 @@ impl Dialog {
     }
 }
 
+/// warmline patch 9: the reliable provisional response (RFC 3262) a server INVITE dialog
+/// sent last, until its PRACK comes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LocalReliableState {
+    pub(super) rseq: u32,
+    pub(super) pracked: bool,
+}
+
+/// warmline patch 9: send a server INVITE dialog's 180 (183 with a body) reliably (RFC 3262
+/// §3): with `Require: 100rel` and an `RSeq` (random below 2^31 to start, one more each
+/// time), retransmitted at T1, doubling, until its PRACK comes, a final response is sent, or
+/// 64 x T1 passes. For a caller whose INVITE requires 100rel; a caller that only supports it
+/// may be sent `ringing`. The final response need not wait for the PRACK: a reliable 18x
+/// without a session description does not hold back a 2xx (§3).
+pub(super) fn ring_reliably(
+    inner: &DialogInnerRef,
+    headers: Option<Vec<Header>>,
+    body: Option<Vec<u8>>,
+) -> Result<()> {
+    if !inner.can_cancel() {
+        return Ok(());
+    }
+    let rseq = {
+        let mut local = inner.local_reliable.lock();
+        let rseq = match *local {
+            Some(prev) => prev.rseq.wrapping_add(1),
+            None => (rand::random::<u32>() % (1 << 31)).max(1),
+        };
+        *local = Some(LocalReliableState {
+            rseq,
+            pracked: false,
+        });
+        rseq
+    };
+    let mut headers = headers.unwrap_or_default();
+    headers.push(Header::Require("100rel".into()));
+    headers.push(Header::Other("RSeq".into(), rseq.to_string()));
+    let initial = inner.initial_request.lock().clone();
+    let status = if body.is_some() {
+        StatusCode::SessionProgress
+    } else {
+        StatusCode::Ringing
+    };
+    let resp = inner.make_response(&initial, status, Some(headers), body);
+    let id = inner.id.lock().clone();
+    debug!(%id, rseq, "sending reliable provisional response");
+    inner
+        .tu_sender
+        .send(crate::transaction::transaction::TransactionEvent::Respond(resp.clone()))?;
+    inner.transition(DialogState::Early(id, resp.clone()));
+    let inner = inner.clone();
+    let t1 = inner.endpoint_inner.option.t1;
+    tokio::spawn(async move {
+        let mut wait = t1;
+        let mut waited = std::time::Duration::ZERO;
+        while waited < t1 * 64 {
+            tokio::time::sleep(wait).await;
+            waited += wait;
+            let outstanding = inner
+                .local_reliable
+                .lock()
+                .is_some_and(|l| l.rseq == rseq && !l.pracked);
+            if !outstanding || !inner.can_cancel() {
+                return;
+            }
+            if inner
+                .tu_sender
+                .send(crate::transaction::transaction::TransactionEvent::Respond(resp.clone()))
+                .is_err()
+            {
+                return;
+            }
+            wait *= 2;
+        }
+        warn!(rseq, "reliable provisional response never PRACKed");
+    });
+    Ok(())
+}
+
+/// warmline patch 9: whether a PRACK acknowledges the reliable 18x this dialog sent (its
+/// RAck names that RSeq), marking it so, which stops the retransmission. A PRACK naming
+/// another RSeq acknowledges nothing (RFC 3262 §3: answered 481). With no reliable 18x of
+/// ours (a dialog that never used `ring_reliably`), any PRACK is taken, as before the patch.
+pub(super) fn prack_acknowledges(inner: &DialogInner, prack: &Request) -> bool {
+    let rseq = prack
+        .header_value("RAck")
+        .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
+    let mut local = inner.local_reliable.lock();
+    match local.as_mut() {
+        None => true,
+        Some(l) if Some(l.rseq) == rseq => {
+            l.pracked = true;
+            true
+        }
+        Some(_) => false,
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct RemoteReliableState {
     last_rseq: u32,
@@ -330,6 +428,8 @@ pub struct DialogInner {
     pub(super) initial_request: Mutex<Request>,
     pub(super) supports_100rel: bool,
     pub(super) remote_reliable: Mutex<Option<RemoteReliableState>>,
+    /// warmline patch 9: our last reliable 18x, and whether it was PRACKed.
+    pub(super) local_reliable: Mutex<Option<LocalReliableState>>,
     /// The last ACK received for an INVITE or re-INVITE this dialog answered
     /// (UAS role). Carries the answer when the 2xx carried the offer.
     pub(super) remote_ack: Mutex<Option<Request>>,
@@ -503,6 +603,7 @@ impl DialogInner {
             remote_contact: Mutex::new(None),
             supports_100rel,
             remote_reliable: Mutex::new(None),
+            local_reliable: Mutex::new(None),
             remote_ack: Mutex::new(None),
             server_connection: Mutex::new(None),
             dialback_target: Mutex::new(None),
@@ -1592,6 +1693,7 @@ impl DialogInner {
             session_id: Mutex::new(snapshot.session_id),
             supports_100rel: snapshot.supports_100rel,
             remote_reliable: Mutex::new(None),
+            local_reliable: Mutex::new(None),
             remote_ack: Mutex::new(None),
             server_connection: Mutex::new(None),
             dialback_target: Mutex::new(None),

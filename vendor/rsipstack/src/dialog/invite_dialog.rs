@@ -122,6 +122,19 @@ impl InviteDialog {
         Ok(())
     }
 
+    /// warmline patch 9: `ringing`, sent reliably (RFC 3262); see
+    /// [`super::dialog::ring_reliably`]. No-op for UAC dialogs.
+    pub fn ringing_reliable(
+        &self,
+        headers: Option<Vec<Header>>,
+        body: Option<Vec<u8>>,
+    ) -> Result<()> {
+        if self.role() != TransactionRole::Server {
+            return Ok(());
+        }
+        super::dialog::ring_reliably(&self.inner, headers, body)
+    }
+
     /// Accept the incoming INVITE with a `200 OK`.
     /// No-op for UAC dialogs.
     pub fn accept(&self, headers: Option<Vec<Header>>, body: Option<Vec<u8>>) -> Result<()> {
@@ -952,6 +965,12 @@ impl InviteDialog {
         if !rack_ok {
             warn!(id = %self.id(), "received PRACK without RAck header");
             tx.reply(StatusCode::BadRequest).await?;
+            return Ok(());
+        }
+
+        // warmline patch 9: see `super::dialog::prack_acknowledges`.
+        if !super::dialog::prack_acknowledges(&self.inner, &tx.original) {
+            tx.reply(StatusCode::CallTransactionDoesNotExist).await?;
             return Ok(());
         }
 

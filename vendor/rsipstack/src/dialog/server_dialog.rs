@@ -151,6 +151,16 @@ impl ServerInviteDialog {
         self.inner.transition(DialogState::Early(self.id(), resp));
         Ok(())
     }
+    /// warmline patch 9: `ringing`, sent reliably (RFC 3262); see
+    /// [`super::dialog::ring_reliably`].
+    pub fn ringing_reliable(
+        &self,
+        headers: Option<Vec<Header>>,
+        body: Option<Vec<u8>>,
+    ) -> Result<()> {
+        super::dialog::ring_reliably(&self.inner, headers, body)
+    }
+
     /// Accept the incoming INVITE request
     ///
     /// Sends a 200 OK response to accept the incoming INVITE request.
@@ -784,6 +794,13 @@ impl ServerInviteDialog {
         if !rack_ok {
             warn!(id = %self.id(), "received PRACK without RAck header");
             tx.reply(crate::sip::StatusCode::BadRequest).await?;
+            return Ok(());
+        }
+
+        // warmline patch 9: see `super::dialog::prack_acknowledges`.
+        if !super::dialog::prack_acknowledges(&self.inner, &tx.original) {
+            tx.reply(crate::sip::StatusCode::CallTransactionDoesNotExist)
+                .await?;
             return Ok(());
         }
 
