@@ -992,27 +992,7 @@ fn session_timers_are_refreshed_answered_and_enforced() {
     .collect();
     // The same on a call warmline places: it asks for a timer, the agent's 200 makes
     // warmline the refresher, and two refreshes must come before the agent hangs up.
-    let agent_port = free_port();
-    let agent = sipp(
-        &[
-            "-sf",
-            scenarios().join("uas_session_timer.xml").to_str().unwrap(),
-            "-m",
-            "1",
-        ],
-        agent_port,
-    );
-    wait_udp_listening(agent_port, "the SIPp agent");
-    let (status, placed) = http_req(
-        gw.http,
-        "POST",
-        "/v1/calls",
-        &format!(r#"{{"to":"sip:agent@127.0.0.1:{agent_port}","ring_timeout_s":5}}"#),
-    );
-    assert!(
-        status == 200 && placed.contains(r#""outcome":"answered""#),
-        "{status} {placed}"
-    );
+    let agent = call_sipp_agent(&gw, "uas_session_timer");
     for (name, child) in callers {
         wait_ok(child, name);
     }
@@ -1070,27 +1050,7 @@ fn reliable_provisionals_and_required_extensions() {
         .into_iter()
         .map(|s| (s, call_scenario(&gw, s, &["-m", "1"])))
         .collect();
-    let agent_port = free_port();
-    let agent = sipp(
-        &[
-            "-sf",
-            scenarios().join("uas_100rel.xml").to_str().unwrap(),
-            "-m",
-            "1",
-        ],
-        agent_port,
-    );
-    wait_udp_listening(agent_port, "the SIPp agent");
-    let (status, placed) = http_req(
-        gw.http,
-        "POST",
-        "/v1/calls",
-        &format!(r#"{{"to":"sip:agent@127.0.0.1:{agent_port}","ring_timeout_s":5}}"#),
-    );
-    assert!(
-        status == 200 && placed.contains(r#""outcome":"answered""#),
-        "{status} {placed}"
-    );
+    let agent = call_sipp_agent(&gw, "uas_100rel");
     for (name, child) in callers {
         wait_ok(child, name);
     }

@@ -287,6 +287,27 @@ pub fn call_scenario(gw: &Gw, scenario: &str, args: &[&str]) -> std::process::Ch
     sipp(&all, free_port())
 }
 
+/// A SIPp agent running `scenario` (from `sipp-scenarios/`) that `gw` calls through
+/// `POST /v1/calls`; the call must be answered. The agent, for [`wait_ok`].
+#[allow(dead_code)]
+pub fn call_sipp_agent(gw: &Gw, scenario: &str) -> std::process::Child {
+    let port = free_port();
+    let path = scenarios().join(format!("{scenario}.xml"));
+    let agent = sipp(&["-sf", path.to_str().unwrap(), "-m", "1"], port);
+    wait_udp_listening(port, scenario);
+    let (status, placed) = http_req(
+        gw.http,
+        "POST",
+        "/v1/calls",
+        &format!(r#"{{"to":"sip:agent@127.0.0.1:{port}","ring_timeout_s":5}}"#),
+    );
+    assert!(
+        status == 200 && placed.contains(r#""outcome":"answered""#),
+        "{scenario}: {status} {placed}"
+    );
+    agent
+}
+
 /// Where each SIPp run writes its errors, by process id, for [`wait_ok`] to show.
 static SIPP_ERRORS: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
 

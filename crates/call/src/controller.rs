@@ -1478,24 +1478,17 @@ impl Controller {
         }
     }
 
-    fn on_refresh(&mut self, now: Instant, timer: &Asked) {
-        if !matches!(self.state, State::Confirmed | State::WaitAck) {
-            self.actions.push_back(CallAction::AnswerReOffer {
-                status: 500,
-                sdp: None,
-                warning: None,
-            });
-            return;
-        }
-        let status = match session_timer::answer(timer, self.min_se) {
-            session_timer::Answer::TooSmall { .. } => 422,
-            session_timer::Answer::None => {
-                self.session = None;
-                200
-            }
-            session_timer::Answer::Run(a) => {
-                self.session = Some(SessionTimer::new(now, a));
-                200
+    /// The session-timer side of the peer's re-INVITE or UPDATE: `None` when it was answered
+    /// here (500 outside a confirmed dialog; 422 under our minimum, before its offer is read,
+    /// RFC 4028 §9, and the session goes on), else what it agreed (`Some(None)`: no timer).
+    fn refresh_asked(&mut self, timer: &Asked) -> Option<Option<Agreed>> {
+        let status = if !matches!(self.state, State::Confirmed | State::WaitAck) {
+            500
+        } else {
+            match session_timer::answer(timer, self.min_se) {
+                session_timer::Answer::TooSmall { .. } => 422,
+                session_timer::Answer::None => return Some(None),
+                session_timer::Answer::Run(a) => return Some(Some(a)),
             }
         };
         self.actions.push_back(CallAction::AnswerReOffer {
@@ -1503,30 +1496,26 @@ impl Controller {
             sdp: None,
             warning: None,
         });
+        None
+    }
+
+    /// A refresh without an offer (UPDATE with no body): answered 200 without SDP.
+    fn on_refresh(&mut self, now: Instant, timer: &Asked) {
+        let Some(agreed) = self.refresh_asked(timer) else {
+            return;
+        };
+        // A 2xx'd refresh renews the session; without Session-Expires it has none (§9).
+        self.session = agreed.map(|a| SessionTimer::new(now, a));
+        self.actions.push_back(CallAction::AnswerReOffer {
+            status: 200,
+            sdp: None,
+            warning: None,
+        });
     }
 
     fn on_reoffer(&mut self, now: Instant, timer: &Asked, sdp: Option<String>) {
-        if !matches!(self.state, State::Confirmed | State::WaitAck) {
-            self.actions.push_back(CallAction::AnswerReOffer {
-                status: 500,
-                sdp: None,
-                warning: None,
-            });
+        let Some(agreed) = self.refresh_asked(timer) else {
             return;
-        }
-        // A refresh asking for less than our minimum is refused before its offer is read
-        // (RFC 4028 §9); the session goes on, and the peer retries with our Min-SE.
-        let agreed = match session_timer::answer(timer, self.min_se) {
-            session_timer::Answer::TooSmall { .. } => {
-                self.actions.push_back(CallAction::AnswerReOffer {
-                    status: 422,
-                    sdp: None,
-                    warning: None,
-                });
-                return;
-            }
-            session_timer::Answer::None => None,
-            session_timer::Answer::Run(a) => Some(a),
         };
         let before = self.actions.len();
         self.dialog.on_reoffer(sdp, &mut self.actions);
@@ -1534,12 +1523,8 @@ impl Controller {
             matches!(a, CallAction::AnswerReOffer { status, .. } if (200..300).contains(status))
         });
         if accepted {
-            // A 2xx'd re-INVITE or UPDATE is a refresh, whoever sent it; without
-            // Session-Expires it turns the timer off (§9).
-            self.session = match self.session.take() {
-                Some(t) => t.refreshed(now, agreed),
-                None => agreed.map(|a| SessionTimer::new(now, a)),
-            };
+            // A 2xx'd re-INVITE or UPDATE is a refresh, whoever sent it (§9).
+            self.session = agreed.map(|a| SessionTimer::new(now, a));
         }
     }
 
