@@ -212,12 +212,18 @@ impl Dialog {
         {
             return;
         }
-        let Some(current) = self.negotiated.clone() else {
-            return;
+        self.send_reinvite(self.want, out);
+    }
+
+    /// A re-INVITE offering the agreed session with `want`; false without one agreed yet.
+    fn send_reinvite(&mut self, want: Direction, out: &mut VecDeque<CallAction>) -> bool {
+        let Some(current) = self.negotiated.as_ref() else {
+            return false;
         };
-        let sdp = self.sdp.reoffer(&current, self.want);
-        self.reinvite_in_flight = Some(self.want);
+        let sdp = self.sdp.reoffer(current, want);
+        self.reinvite_in_flight = Some(want);
         out.push_back(CallAction::SendReInvite { sdp });
+        true
     }
 
     /// Refresh the session (RFC 4028): a re-INVITE offering what is agreed now. A
@@ -231,13 +237,7 @@ impl Dialog {
         if self.reinvite_in_flight.is_some() {
             return true;
         }
-        let Some(current) = self.negotiated.clone() else {
-            return false;
-        };
-        let sdp = self.sdp.reoffer(&current, self.settled_want);
-        self.reinvite_in_flight = Some(self.settled_want);
-        out.push_back(CallAction::SendReInvite { sdp });
-        true
+        self.send_reinvite(self.settled_want, out)
     }
 
     /// The final response to our re-INVITE. `Some(reason)`: the call must end (a BYE is
