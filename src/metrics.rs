@@ -83,6 +83,10 @@ pub struct Metrics {
     pub sip_tcp_refused: IntCounter,
     pub sip_tcp_cut: IntCounter,
     pub sip_tcp_accept_errors: IntCounter,
+    /// TLS handshakes that failed or stalled past `tcp_message_timeout_s` (untrusted or
+    /// expired certificates, a client without one under `client_ca`, plain text on a TLS
+    /// port); the connection is closed, other calls go on.
+    pub sip_tls_handshake_failures: IntCounter,
     /// The heap as jemalloc sees it (`observe_heap`): bytes the program holds, and bytes
     /// of the allocator's pages still resident. Resident well above allocated after a
     /// burst is memory freed but not yet given back; allocated above its baseline is state
@@ -176,6 +180,10 @@ impl Metrics {
             sip_tcp_accept_errors: counter(
                 "sip_tcp_accept_errors_total",
                 "Failed accepts on SIP TCP listeners (descriptors exhausted and the like)",
+            )?,
+            sip_tls_handshake_failures: counter(
+                "sip_tls_handshake_failures_total",
+                "TLS handshakes on SIP TLS listeners that failed or did not finish in time",
             )?,
             rtp_in: rtp_packets.with_label_values(&["in"]),
             rtp_out: rtp_packets.with_label_values(&["out"]),
@@ -384,6 +392,7 @@ impl Metrics {
             &m.session_timer_refused,
             &m.sip_rate_limited,
             &m.sip_tcp_accept_errors,
+            &m.sip_tls_handshake_failures,
         ] {
             r.register(Box::new(c.clone()))?;
         }
@@ -399,6 +408,7 @@ impl Metrics {
             (&self.sip_tcp_refused, s.refused),
             (&self.sip_tcp_cut, s.cut),
             (&self.sip_tcp_accept_errors, s.accept_errors),
+            (&self.sip_tls_handshake_failures, s.handshake_failures),
         ] {
             c.inc_by(now.saturating_sub(c.get()));
         }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::baresip::{Baresip, tone_share};
 use common::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -133,21 +134,6 @@ fn assert_in_order(got: &[String], want: &[&str]) {
         want.iter().all(|w| it.any(|g| g == w)),
         "want {want:?} in order, got {got:?}"
     );
-}
-
-/// Energy of `freq` Hz in 8 kHz audio, relative to the total (Goertzel).
-fn tone_share(pcm: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for x in pcm {
-        let s = f64::from(*x) + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let total: f64 =
-        pcm.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() * pcm.len() as f64 / 2.0;
-    power / total.max(1.0)
 }
 
 /// The caller's Call-ID, from the log's call span.
@@ -593,93 +579,6 @@ fn a_crm_that_is_down_gets_the_packet_after_it_comes_back_even_across_a_restart(
     assert!(ev.contains(&"packet_acknowledged".to_string()), "{ev:?}");
 }
 
-/// baresip as the agent's softphone: auto-answer, a 600 Hz tone as its voice, and what it
-/// hears (decoded) written by the sndfile module.
-struct Baresip {
-    child: Child,
-    rec: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Baresip {
-    fn start(port: u16) -> Baresip {
-        require("baresip");
-        let dir = tempfile::tempdir().unwrap();
-        let rec = dir.path().join("rec");
-        std::fs::create_dir(&rec).unwrap();
-        let voice = media().join("agent_tone.wav");
-        std::fs::write(
-            dir.path().join("config"),
-            format!(
-                "poll_method epoll\nsip_listen 127.0.0.1:{port}\n\
-                 audio_player aubridge,nil\naudio_source aufile,{}\naudio_alert aubridge,nil\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
-                 module aubridge.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\n\
-                 snd_path {}\n",
-                voice.display(),
-                rec.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!("<sip:agent@127.0.0.1:{port}>;regint=0;answermode=auto;audio_codecs=PCMU\n"),
-        )
-        .unwrap();
-        let child = std::process::Command::new("baresip")
-            .arg("-f")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_udp_listening(port, "baresip");
-        Baresip {
-            child,
-            rec,
-            _dir: dir,
-        }
-    }
-
-    /// What the agent heard, decoded (8 kHz mono), once the call is over. baresip writes
-    /// the WAV's sizes when it closes the file, after it has handled the BYE, which can be
-    /// after warmline has stored the call's end: wait (with a deadline) for a recording that
-    /// reads whole, not for a fixed time.
-    fn heard(&self) -> Vec<i16> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        let mut last = String::from("no recording yet");
-        loop {
-            let file = std::fs::read_dir(&self.rec)
-                .unwrap()
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.to_string_lossy().ends_with("-dec.wav"));
-            if let Some(file) = file {
-                match std::fs::File::open(&file)
-                    .map_err(|e| e.to_string())
-                    .and_then(|f| warmline_media::wav::read_clip(f).map_err(|e| e.to_string()))
-                {
-                    Ok(clip) if !clip.pcm.is_empty() => return clip.pcm.to_vec(),
-                    Ok(_) => last = "an empty recording".into(),
-                    Err(e) => last = e,
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "baresip's sndfile recording of what it heard is not complete after 15 s: {last}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Words of the briefing that pocketsphinx's keyword spotter finds in `pcm` (8 kHz).
 fn spotted_briefing_words(pcm: &[i16]) -> Vec<String> {
     use warmline_speech::sphinx::{DEBIAN_MODEL_DIR, Sphinx, SphinxSetup};
@@ -723,7 +622,7 @@ fn spotted_briefing_words(pcm: &[i16]) -> Vec<String> {
 fn baresip_as_the_agent_hears_the_briefing_then_the_caller() {
     require_sipp();
     let agent_port = free_port();
-    let baresip = Baresip::start(agent_port);
+    let baresip = Baresip::agent(agent_port, None);
     let gw = transfer_gw_with(
         "tts_voice = \"en-us+klatt2\"",
         "",

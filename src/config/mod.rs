@@ -242,7 +242,7 @@ impl Config {
     fn from_raw(raw: Raw, path: &Path, text: &str) -> Result<Self, ConfigError> {
         let cx = Ctx { path, text };
         let Raw {
-            sip,
+            mut sip,
             mut media,
             mut http,
             log,
@@ -411,11 +411,25 @@ fn locate_entry(text: &str, array: &str, index: usize, key: &str) -> usize {
 
 /// The line of `table.key` in `text`, or of `[table]`, or 0 if neither appears.
 ///
-/// Our config is flat (one level of tables), so a line scan is exact and keeps the
-/// deserialised types free of span wrappers.
+/// Our config's tables are named in full (`[sip]`, `[sip.tls]`), so a line scan is exact
+/// and keeps the deserialised types free of span wrappers. The table is the longest prefix
+/// of `dotted` that the text has a header for.
 fn locate(text: &str, dotted: &str) -> usize {
-    let (table, key) = match dotted.split_once('.') {
-        Some((t, k)) => (t, k.split(['.', '[']).next().unwrap_or(k)),
+    let has_header = |t: &str| {
+        text.lines()
+            .any(|l| l.trim().strip_prefix('[').and_then(|r| r.strip_suffix(']')) == Some(t))
+    };
+    let split = dotted
+        .match_indices('.')
+        .map(|(i, _)| i)
+        .rev()
+        .find(|&i| has_header(&dotted[..i]))
+        .or_else(|| dotted.find('.'));
+    let (table, key) = match split {
+        Some(i) => {
+            let k = &dotted[i + 1..];
+            (&dotted[..i], k.split(['.', '[']).next().unwrap_or(k))
+        }
         None => ("", dotted),
     };
     let mut current = "";
@@ -478,6 +492,69 @@ level = "debug"
         assert_eq!(c.advertised_ip(), "203.0.113.9".parse::<IpAddr>().unwrap());
         assert_eq!(c.sip.allow_from.len(), 2);
         assert_eq!(c.sip.listen[1].transport, SipTransport::Tcp);
+    }
+
+    /// PEM files for `[sip.tls]`: a certificate and its key, another key, and a CA.
+    fn tls_files(dir: &Path) -> [std::path::PathBuf; 4] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = ["cert.pem", "key.pem", "other.key", "ca.pem"].map(|f| dir.join(f));
+        std::fs::write(&files[0], cert.pem()).unwrap();
+        std::fs::write(&files[1], key.serialize_pem()).unwrap();
+        std::fs::write(
+            &files[2],
+            rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        std::fs::write(&files[3], cert.pem()).unwrap();
+        files
+    }
+
+    #[test]
+    fn tls_listener_loads_its_certificate_and_bad_files_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let [cert, key, other, ca] = tls_files(dir.path());
+        let listen = "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"tls:127.0.0.1:5061\"]\n";
+        let c = parse(&format!(
+            "{listen}[sip.tls]\ncertificate = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        ))
+        .unwrap();
+        assert_eq!(c.sip.listen[1].transport, SipTransport::Tls);
+        let pem = &c.sip.tls.loaded;
+        assert!(pem.certificate.is_some() && pem.key.is_some() && pem.client_ca.is_some());
+
+        let e = parse(listen).unwrap_err();
+        assert_eq!(e.key, "sip.tls.certificate", "{e}");
+        let e = parse(&format!(
+            "{listen}[sip.tls]\ncertificate = \"{}\"\n\nkey = \"{}\"\n",
+            cert.display(),
+            other.display()
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "sip.tls.key"), "{e}");
+        assert!(e.message.contains("does not go with"), "{e}");
+        let e = parse(&format!(
+            "{listen}[sip.tls]\ncertificate = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            key.display()
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "sip.tls.ca"), "{e}");
+        let e = parse(&format!(
+            "{listen}[sip.tls]\ncertificate = \"{}/missing.pem\"\nkey = \"{}\"\n",
+            dir.path().display(),
+            key.display()
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "sip.tls.certificate"), "{e}");
+        assert!(e.message.contains("cannot read"), "{e}");
     }
 
     #[test]

@@ -5,12 +5,15 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SipTransport {
     Udp,
     Tcp,
+    /// SIP over TLS (RFC 3261 §26), with the certificate in `[sip.tls]`.
+    Tls,
 }
 
 impl fmt::Display for SipTransport {
@@ -18,6 +21,7 @@ impl fmt::Display for SipTransport {
         f.write_str(match self {
             SipTransport::Udp => "udp",
             SipTransport::Tcp => "tcp",
+            SipTransport::Tls => "tls",
         })
     }
 }
@@ -39,7 +43,8 @@ impl std::str::FromStr for Listen {
         let transport = match transport.to_ascii_lowercase().as_str() {
             "udp" => SipTransport::Udp,
             "tcp" => SipTransport::Tcp,
-            other => return Err(format!("transport `{other}` is not udp or tcp")),
+            "tls" => SipTransport::Tls,
+            other => return Err(format!("transport `{other}` is not udp, tcp or tls")),
         };
         let addr = addr
             .parse::<SocketAddr>()
@@ -95,6 +100,110 @@ pub struct SipConfig {
     /// The session interval we ask for on the calls we place (agents, API calls), seconds;
     /// 0 asks for none.
     pub session_expires_s: u32,
+    /// `[sip.tls]`: the certificate of `tls:` listeners and what TLS connections trust.
+    pub tls: TlsSettings,
+}
+
+/// `[sip.tls]`. Paths are relative to the config file; each is read and checked when the
+/// config is loaded, so a bad one is a config error naming its key, never a failure at the
+/// first handshake.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain (end-entity first) that `tls:` listeners present, and that
+    /// TLS connections warmline opens present when the peer asks for one.
+    pub certificate: Option<PathBuf>,
+    /// Its PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates a connecting peer's certificate must chain to. Set, every TLS
+    /// peer must present a certificate (mutual TLS); unset, none is asked for.
+    pub client_ca: Option<PathBuf>,
+    /// PEM CA certificates the servers warmline connects to (agents, trunks with
+    /// `sips:` or `;transport=tls`) must chain to. Default: the system's bundle.
+    pub ca: Option<PathBuf>,
+    /// What was read from the files above, once `validate` has run.
+    #[serde(skip)]
+    pub loaded: TlsPem,
+}
+
+/// The PEM text of `[sip.tls]`'s files.
+#[derive(Debug, Clone, Default)]
+pub struct TlsPem {
+    pub certificate: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
+    pub client_ca: Option<Vec<u8>>,
+    pub ca: Option<Vec<u8>>,
+}
+
+/// Where Debian (and most Linux systems) keep the CA bundle, `[sip.tls] ca`'s default.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl TlsSettings {
+    fn validate(&mut self, cx: &Ctx, tls_listeners: bool) -> Result<(), ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |key: &str, path: &mut PathBuf| -> Result<Vec<u8>, ConfigError> {
+            *path = cx.resolve(path);
+            std::fs::read(&*path)
+                .map_err(|e| cx.err(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let certs = |key: &str, pem: &[u8]| -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| cx.err(key, format!("not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(cx.err(key, "holds no PEM certificate".into()));
+            }
+            Ok(certs)
+        };
+        match (&mut self.certificate, &mut self.key) {
+            (Some(cert_path), Some(key_path)) => {
+                let cert_pem = read("sip.tls.certificate", cert_path)?;
+                let key_pem = read("sip.tls.key", key_path)?;
+                let chain = certs("sip.tls.certificate", &cert_pem)?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                    .map_err(|e| cx.err("sip.tls.key", format!("no PEM private key: {e}")))?;
+                rustls::sign::CertifiedKey::from_der(
+                    chain,
+                    key,
+                    &rustls::crypto::ring::default_provider(),
+                )
+                .map_err(|e| {
+                    cx.err(
+                        "sip.tls.key",
+                        format!("does not go with sip.tls.certificate: {e}"),
+                    )
+                })?;
+                self.loaded.certificate = Some(cert_pem);
+                self.loaded.key = Some(key_pem);
+            }
+            (None, None) if !tls_listeners => {}
+            (None, _) => {
+                return Err(cx.err(
+                    "sip.tls.certificate",
+                    "a tls: listener (or sip.tls.key) needs a certificate".into(),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(cx.err("sip.tls.key", "sip.tls.certificate needs its key".into()));
+            }
+        }
+        if let Some(path) = &mut self.client_ca {
+            let pem = read("sip.tls.client_ca", path)?;
+            certs("sip.tls.client_ca", &pem)?;
+            self.loaded.client_ca = Some(pem);
+        }
+        match &mut self.ca {
+            Some(path) => {
+                let pem = read("sip.tls.ca", path)?;
+                certs("sip.tls.ca", &pem)?;
+                self.loaded.ca = Some(pem);
+            }
+            // Without a bundle, TLS to agents trusts nothing and fails saying so.
+            None => self.loaded.ca = std::fs::read(SYSTEM_CA_BUNDLE).ok(),
+        }
+        Ok(())
+    }
 }
 
 impl Default for SipConfig {
@@ -136,12 +245,13 @@ impl Default for SipConfig {
             min_se_s: warmline_signaling::session_timer::RFC_MIN_SE,
             // RFC 4028's recommended interval.
             session_expires_s: 1800,
+            tls: TlsSettings::default(),
         }
     }
 }
 
 impl SipConfig {
-    pub(super) fn validate(&self, cx: &Ctx) -> Result<(), ConfigError> {
+    pub(super) fn validate(&mut self, cx: &Ctx) -> Result<(), ConfigError> {
         let Some(first) = self.listen.first() else {
             return Err(cx.err("sip.listen", "at least one listen address is needed".into()));
         };
@@ -175,7 +285,8 @@ impl SipConfig {
                 ),
             ));
         }
-        Ok(())
+        let tls_listeners = self.listen.iter().any(|l| l.transport == SipTransport::Tls);
+        self.tls.validate(cx, tls_listeners)
     }
 }
 

@@ -25,7 +25,8 @@ use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::platform::boxed;
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Method, Request, StatusCode, Uri};
+use rsipstack::sip::uri::ParamsExt;
+use rsipstack::sip::{Header, Method, Param, Request, Scheme, StatusCode, Transport, Uri};
 use rsipstack::transaction::key::TransactionRole;
 use rsipstack::transaction::transaction::Transaction;
 use std::collections::HashMap;
@@ -434,7 +435,10 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
             &tx,
             state_tx,
             None,
-            Some(gw.contact().clone()),
+            Some(gw.contact_for(
+                tx.connection.as_ref().and_then(|c| c.get_addr().r#type),
+                tx.original.uri.scheme == Some(Scheme::Sips),
+            )),
         ) {
             Ok(d) => d,
             Err(e) => {
@@ -503,6 +507,14 @@ fn place(
     req: &Originate,
     offer: String,
 ) -> Result<Placed, OriginateError> {
+    // A `sips:` URI is reached over TLS (RFC 3261 §26.2.2); the stack picks the transport
+    // from the URI's `transport` parameter alone, so a `sips:` URI without one says it.
+    let sips = callee.scheme == Some(Scheme::Sips);
+    let mut callee = callee.clone();
+    if sips && callee.transport().is_none() {
+        callee.params.push(Param::Transport(Transport::Tls));
+    }
+    let transport = callee.transport().cloned().unwrap_or(Transport::Udp);
     let username = req
         .auth_username
         .clone()
@@ -551,8 +563,8 @@ fn place(
     let opt = InviteOption {
         caller,
         caller_display_name: req.from_display.clone(),
-        callee: callee.clone(),
-        contact: gw.contact().clone(),
+        callee,
+        contact: gw.contact_for(Some(transport), sips),
         content_type: Some("application/sdp".into()),
         offer: Some(offer.into_bytes()),
         credential,

@@ -13,9 +13,11 @@ use crate::rtp_ports::PortPool;
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Method, StatusCode, Uri};
+use rsipstack::sip::{Header, Method, StatusCode, Transport, Uri};
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnection};
+use rsipstack::transport::{
+    TcpListenerConnection, TlsConfig, TlsListenerConnection, TransportLayer, udp::UdpConnection,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -94,6 +96,8 @@ pub struct Gateway {
     /// before any registered once let max_calls + 1 in.
     legs: Arc<AtomicUsize>,
     contact: Uri,
+    /// The Contact for dialogs over TLS (the first `tls:` listener's port), when there is one.
+    tls_contact: Option<Uri>,
     advertised: IpAddr,
     /// `[[rules]]` in the order the policy tries them, made once for every call.
     rules: warmline_policy::RuleSet,
@@ -173,6 +177,16 @@ impl Gateway {
         {
             tracing::debug!("stream message observer already set in this process");
         }
+        let pem = &cfg.sip.tls.loaded;
+        let tls = TlsConfig {
+            cert: pem.certificate.clone(),
+            key: pem.key.clone(),
+            client_cert: pem.certificate.clone(),
+            client_key: pem.key.clone(),
+            ca_certs: pem.ca.clone(),
+            client_ca: pem.client_ca.clone(),
+            sni_hostname: None,
+        };
         let mut attempt = 0;
         let (listen, bound) = loop {
             attempt += 1;
@@ -225,8 +239,17 @@ impl Gateway {
                         .map_err(|e| anyhow::anyhow!("serving SIP tcp:{}: {e}", l.addr))?;
                     transport_layer.add_transport(conn.into());
                 }
+                Bound::Tls(listener) => {
+                    let conn =
+                        TlsListenerConnection::from_listener(listener, external, tls.clone())
+                            .map_err(|e| anyhow::anyhow!("serving SIP tls:{}: {e}", l.addr))?;
+                    transport_layer.add_transport(conn.into());
+                }
             }
         }
+        // TLS that warmline opens (agents and trunks at `sips:` or `;transport=tls`
+        // URIs) trusts `[sip.tls] ca` and shows our certificate when asked for one.
+        transport_layer.set_tls_config(tls);
         transport_layer.set_stream_limits(rsipstack::transport::stream::StreamLimits {
             max_connections: cfg.sip.tcp_max_connections,
             max_per_ip: cfg.sip.tcp_max_per_ip,
@@ -251,6 +274,22 @@ impl Gateway {
         let contact =
             Uri::try_from(format!("sip:warmline@{}", host_port(advertised, port)).as_str())
                 .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
+        let tls_contact = cfg
+            .sip
+            .listen
+            .iter()
+            .find(|l| l.transport == SipTransport::Tls)
+            .map(|l| {
+                Uri::try_from(
+                    format!(
+                        "sip:warmline@{};transport=tls",
+                        host_port(advertised, l.addr.port())
+                    )
+                    .as_str(),
+                )
+                .map_err(|e| anyhow::anyhow!("TLS contact URI: {e}"))
+            })
+            .transpose()?;
         let media_ip = cfg.sip.listen[0].addr.ip();
         let gw = Arc::new(Gateway {
             admission,
@@ -260,6 +299,7 @@ impl Gateway {
             calls,
             legs,
             contact,
+            tls_contact,
             advertised,
             rules: cfg.rules.clone().into(),
             planes,
@@ -501,6 +541,8 @@ enum Bound {
     Udp(tokio::net::UdpSocket),
     /// Handed to rsipstack as it is (patch 3 in vendor/rsipstack/PATCHES.md).
     Tcp(std::net::TcpListener),
+    /// The same for TLS (patch 10).
+    Tls(std::net::TcpListener),
 }
 
 struct BindError {
@@ -517,10 +559,18 @@ fn bind_listeners(listen: &[Listen]) -> Result<(Vec<Listen>, Vec<Bound>), BindEr
     for l in listen {
         let mut addr = l.addr;
         let mut chose_port = false;
+        // TLS is TCP underneath, so it cannot share TCP's port: a `tls:` listener on port
+        // 0 gets a port of its own, and UDP and TCP never take the one it got.
+        let shares = |t: SipTransport| t != SipTransport::Tls;
         let chosen_before = listen
             .iter()
             .zip(&resolved)
-            .find(|(orig, _)| orig.addr.port() == 0 && orig.addr.ip() == addr.ip())
+            .find(|(orig, _)| {
+                orig.addr.port() == 0
+                    && orig.addr.ip() == addr.ip()
+                    && shares(orig.transport)
+                    && shares(l.transport)
+            })
             .map(|(_, got)| got.addr.port());
         if addr.port() == 0
             && let Some(p) = chosen_before
@@ -536,10 +586,11 @@ fn bind_listeners(listen: &[Listen]) -> Result<(Vec<Listen>, Vec<Bound>), BindEr
         let socket = match l.transport {
             SipTransport::Udp => Bound::Udp(bind_udp(addr).map_err(fail)?),
             SipTransport::Tcp => Bound::Tcp(std::net::TcpListener::bind(addr).map_err(fail)?),
+            SipTransport::Tls => Bound::Tls(std::net::TcpListener::bind(addr).map_err(fail)?),
         };
         addr = match &socket {
             Bound::Udp(s) => s.local_addr(),
-            Bound::Tcp(s) => s.local_addr(),
+            Bound::Tcp(s) | Bound::Tls(s) => s.local_addr(),
         }
         .map_err(fail)?;
         resolved.push(Listen {
@@ -564,8 +615,22 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 }
 
 impl Gateway {
-    pub(crate) fn contact(&self) -> &Uri {
-        &self.contact
+    /// Our Contact for a dialog whose requests travel over `transport` (RFC 3261 §8.1.1.8:
+    /// where the peer sends its in-dialog requests). Over TLS it names the TLS listener,
+    /// and is a `sips:` URI when the dialog's request was one (§12.1.1 requires it);
+    /// otherwise the first listener's address, which UDP and TCP share.
+    pub(crate) fn contact_for(&self, transport: Option<Transport>, sips: bool) -> Uri {
+        match (transport, &self.tls_contact) {
+            (Some(Transport::Tls), Some(tls)) if sips => {
+                let mut uri = tls.clone();
+                uri.scheme = Some(rsipstack::sip::Scheme::Sips);
+                uri.params
+                    .retain(|p| !matches!(p, rsipstack::sip::Param::Transport(_)));
+                uri
+            }
+            (Some(Transport::Tls), Some(tls)) => tls.clone(),
+            _ => self.contact.clone(),
+        }
     }
 
     pub(crate) fn advertised(&self) -> IpAddr {

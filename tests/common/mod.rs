@@ -3,6 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod baresip;
+pub mod pki;
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -47,6 +50,8 @@ pub fn require_sipp() {
 pub struct Gw {
     pub child: Child,
     pub sip: u16,
+    /// The `tls:` listener's port, when the config has one.
+    pub tls: Option<u16>,
     pub http: u16,
     pub rtp: (u16, u16),
     pub _dir: tempfile::TempDir,
@@ -140,6 +145,7 @@ impl Gw {
         let mut gw = Gw {
             child,
             sip: 0,
+            tls: None,
             http: 0,
             rtp,
             _dir: dir,
@@ -160,6 +166,8 @@ impl Gw {
             ) {
                 gw.sip = sip;
                 gw.http = http;
+                // Every listener is logged before the HTTP API is.
+                gw.tls = port_of("SIP listening transport=tls");
                 break;
             }
             assert!(

@@ -339,12 +339,35 @@ impl Transaction {
         let lookup_result = if self.connection.is_none() {
             let target_uri = self.resolve_target_uri().await?;
 
-            Some(
-                self.endpoint_inner
-                    .transport_layer
-                    .lookup(&target_uri, Some(&self.key))
-                    .await,
-            )
+            let result = self
+                .endpoint_inner
+                .transport_layer
+                .lookup(&target_uri, Some(&self.key))
+                .await;
+            // warmline patch 11: a stream target (TCP, TLS, WS) that could not be
+            // connected (refused, unreachable, a TLS handshake that failed on an expired
+            // or untrusted certificate) fails the request now, with the reason. Left
+            // non-fatal, nothing retransmits on a reliable transport, and the caller
+            // waited for Timer B (32 s) with no word of why. DNS failures stay non-fatal.
+            if let Err(e) = &result {
+                let stream = matches!(
+                    target_uri.r#type,
+                    Some(
+                        crate::sip::Transport::Tcp
+                            | crate::sip::Transport::Tls
+                            | crate::sip::Transport::Ws
+                            | crate::sip::Transport::Wss
+                    )
+                );
+                if stream && !matches!(e, Error::DnsResolutionError(_)) {
+                    warn!(key = %self.key, target = %target_uri, error = %e, "could not connect");
+                    return Err(Error::TransportLayerError(
+                        format!("could not connect: {e}"),
+                        target_uri,
+                    ));
+                }
+            }
+            Some(result)
         } else {
             None
         };

@@ -71,6 +71,9 @@ pub struct StreamStats {
     pub cut: u64,
     /// Failed `accept` calls (descriptors exhausted and the like).
     pub accept_errors: u64,
+    /// warmline patch 10: TLS handshakes that failed or did not finish within
+    /// `message_timeout` (bad or untrusted certificates, plain text on a TLS port).
+    pub handshake_failures: u64,
 }
 
 /// Accepted connections open now: in all, and by source.
@@ -88,6 +91,7 @@ pub struct StreamGate {
     refused: std::sync::atomic::AtomicU64,
     cut: std::sync::atomic::AtomicU64,
     accept_errors: std::sync::atomic::AtomicU64,
+    handshake_failures: std::sync::atomic::AtomicU64,
 }
 
 impl StreamGate {
@@ -106,6 +110,7 @@ impl StreamGate {
             refused: self.refused.load(Relaxed),
             cut: self.cut.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
+            handshake_failures: self.handshake_failures.load(Relaxed),
         }
     }
 
@@ -129,6 +134,12 @@ impl StreamGate {
             gate: self.clone(),
             ip,
         })
+    }
+
+    pub(crate) fn count_handshake_failure(&self) -> u64 {
+        self.handshake_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
     pub(crate) fn count_accept_error(&self) -> u64 {

@@ -96,56 +96,12 @@ impl TcpListenerConnection {
         };
         let listener_local_addr = self.get_addr().clone();
         crate::platform::spawn(async move {
-            // warmline patch 2: a failing accept (descriptors exhausted) backs off, from
-            // 5 ms doubling to 1 s, and is logged at most once a second with a count;
-            // upstream retried at once and logged every failure, which spun a core and
-            // wrote gigabytes of log while the condition lasted.
-            let mut backoff = ACCEPT_BACKOFF_MIN;
-            let mut last_log: Option<tokio::time::Instant> = None;
-            let mut refused_logged = 0u64;
+            let mut pacer = AcceptPacer::new("TCP");
             loop {
-                let (stream, remote_addr) =
-                    match accept_or_cancelled(&listener, &transport_layer_inner.cancel_token).await
-                    {
-                        Some(Ok((stream, remote_addr))) => {
-                            backoff = ACCEPT_BACKOFF_MIN;
-                            (stream, remote_addr)
-                        }
-                        Some(Err(e)) => {
-                            let errors = transport_layer_inner.streams.count_accept_error();
-                            let now = tokio::time::Instant::now();
-                            if last_log.is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_EVERY) {
-                                warn!(error = %e, errors, local = %listener_local_addr, "failed to accept a TCP connection; backing off");
-                                last_log = Some(now);
-                            }
-                            let sleep = tokio::time::sleep(backoff);
-                            let cancel = transport_layer_inner.cancel_token.cancelled();
-                            tokio::select! {
-                                _ = sleep => {}
-                                _ = cancel => break,
-                            }
-                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                            continue;
-                        }
-                        None => {
-                            debug!(local = %listener_local_addr, "TCP listener cancelled");
-                            break;
-                        }
-                    };
-                if !transport_layer_inner.is_whitelisted(remote_addr.ip()).await {
-                    debug!(remote = %remote_addr, "tcp connection rejected by whitelist");
-                    continue;
-                }
-                let Some(slot) = transport_layer_inner.streams.try_enter(remote_addr.ip()) else {
-                    let refused = transport_layer_inner.streams.stats().refused;
-                    let now = tokio::time::Instant::now();
-                    if last_log.is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_EVERY) {
-                        warn!(remote = %remote_addr, refused, since_last = refused - refused_logged, "TCP connection refused: connection bound reached");
-                        last_log = Some(now);
-                        refused_logged = refused;
-                    }
-                    drop(stream);
-                    continue;
+                let Some((stream, _remote, slot)) =
+                    pacer.next(&listener, &transport_layer_inner, &listener_local_addr).await
+                else {
+                    break;
                 };
                 let local_addr = listener_local_addr.clone();
                 let tcp_connection = match TcpConnection::from_stream(
@@ -183,6 +139,95 @@ pub(crate) async fn accept_or_cancelled(
     match crate::platform::select::select2(&mut cancel_f, &mut accept_f).await {
         crate::platform::select::Either::A(()) => None,
         crate::platform::select::Either::B(accepted) => Some(accepted),
+    }
+}
+
+/// warmline patches 2 and 10: the accept side every stream listener (TCP, TLS) shares.
+///
+/// A failing accept (descriptors exhausted) backs off, from 5 ms doubling to 1 s, and is
+/// logged at most once a second with a count; upstream retried at once and logged every
+/// failure, which spun a core and wrote gigabytes of log while the condition lasted. A
+/// connection over the [`StreamGate`](super::stream::StreamGate)'s bounds is closed at
+/// once and counted, logged at most once a second.
+pub(crate) struct AcceptPacer {
+    what: &'static str,
+    backoff: std::time::Duration,
+    last_log: Option<tokio::time::Instant>,
+    refused_logged: u64,
+}
+
+impl AcceptPacer {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            backoff: ACCEPT_BACKOFF_MIN,
+            last_log: None,
+            refused_logged: 0,
+        }
+    }
+
+    /// Whether a rate-limited log line may be written now (and, if so, marks it written).
+    pub(crate) fn may_log(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let ok = self
+            .last_log
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_EVERY);
+        if ok {
+            self.last_log = Some(now);
+        }
+        ok
+    }
+
+    /// The next accepted connection that passes the whitelist and the gate, with its
+    /// place; `None` once the transport layer is cancelled.
+    pub(crate) async fn next(
+        &mut self,
+        listener: &TcpListener,
+        inner: &TransportLayerInnerRef,
+        local: &SipAddr,
+    ) -> Option<(TcpStream, SocketAddr, crate::transport::stream::StreamSlot)> {
+        loop {
+            let (stream, remote_addr) = match accept_or_cancelled(listener, &inner.cancel_token)
+                .await
+            {
+                Some(Ok(accepted)) => {
+                    self.backoff = ACCEPT_BACKOFF_MIN;
+                    accepted
+                }
+                Some(Err(e)) => {
+                    let errors = inner.streams.count_accept_error();
+                    if self.may_log() {
+                        warn!(error = %e, errors, %local, "failed to accept a {} connection; backing off", self.what);
+                    }
+                    let sleep = tokio::time::sleep(self.backoff);
+                    let cancel = inner.cancel_token.cancelled();
+                    tokio::select! {
+                        _ = sleep => {}
+                        _ = cancel => return None,
+                    }
+                    self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+                None => {
+                    debug!(%local, "{} listener cancelled", self.what);
+                    return None;
+                }
+            };
+            if !inner.is_whitelisted(remote_addr.ip()).await {
+                debug!(remote = %remote_addr, "{} connection rejected by whitelist", self.what);
+                continue;
+            }
+            let Some(slot) = inner.streams.try_enter(remote_addr.ip()) else {
+                let refused = inner.streams.stats().refused;
+                if self.may_log() {
+                    warn!(remote = %remote_addr, refused, since_last = refused - self.refused_logged, "{} connection refused: connection bound reached", self.what);
+                    self.refused_logged = refused;
+                }
+                drop(stream);
+                continue;
+            };
+            return Some((stream, remote_addr, slot));
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::platform::CancellationToken;
 use crate::sip::SipMessage;
-use crate::transport::tcp_listener::accept_or_cancelled;
+use crate::transport::tcp_listener::AcceptPacer;
 use crate::{error::Error, transport::transport_layer::TransportLayerInnerRef, Result};
 use core::future::Future;
 use core::pin::Pin;
@@ -147,25 +147,7 @@ impl ReloadableCertResolver {
                 .map_err(|e| Error::Error(format!("Failed to parse certificate: {}", e)))?
         };
 
-        let key = {
-            let keys: Vec<_> = pki_types::PrivatePkcs8KeyDer::pem_slice_iter(key_data)
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::Error(format!("Failed to parse PKCS8 key: {}", e)))?;
-
-            if !keys.is_empty() {
-                pki_types::PrivateKeyDer::Pkcs8(keys[0].clone_key())
-            } else {
-                let keys: Vec<_> = pki_types::PrivatePkcs1KeyDer::pem_slice_iter(key_data)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| Error::Error(format!("Failed to parse RSA key: {}", e)))?;
-
-                if !keys.is_empty() {
-                    pki_types::PrivateKeyDer::Pkcs1(keys[0].clone_key())
-                } else {
-                    return Err(Error::Error("No valid private key found".to_string()));
-                }
-            }
-        };
+        let key = parse_private_key(key_data)?;
 
         CertifiedKey::from_der(certs, key, provider)
             .map(Arc::new)
@@ -248,30 +230,17 @@ pub struct TlsConfig {
     pub ca_certs: Option<Vec<u8>>,
     // SNI hostname for TLS client connections (overrides the hostname derived from the remote address)
     pub sni_hostname: Option<String>,
+    /// warmline patch 10: CA certificates (PEM) a connecting client's certificate must
+    /// chain to; set, a listener requires and verifies client certificates (mutual TLS).
+    pub client_ca: Option<Vec<u8>>,
 }
 
+/// warmline patch 10: the first private key in `key_data`, PKCS#8, PKCS#1 (RSA) or SEC1
+/// (EC, as `openssl ecparam -genkey` writes); upstream read only the first two, so an EC
+/// key made the usual way was "no valid private key".
 fn parse_private_key(key_data: &[u8]) -> Result<pki_types::PrivateKeyDer<'static>> {
-    // Try PKCS8 format first
-    let keys: Vec<_> = pki_types::PrivatePkcs8KeyDer::pem_slice_iter(key_data)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Error(format!("Failed to parse PKCS8 key: {}", e)))?;
-
-    if !keys.is_empty() {
-        let key_der = keys[0].clone_key();
-        return Ok(pki_types::PrivateKeyDer::Pkcs8(key_der));
-    }
-
-    // Try PKCS1 format
-    let keys: Vec<_> = pki_types::PrivatePkcs1KeyDer::pem_slice_iter(key_data)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Error(format!("Failed to parse RSA key: {}", e)))?;
-
-    if !keys.is_empty() {
-        let key_der = keys[0].clone_key();
-        return Ok(pki_types::PrivateKeyDer::Pkcs1(key_der));
-    }
-
-    Err(Error::Error("No valid private key found".to_string()))
+    pki_types::PrivateKeyDer::from_pem_slice(key_data)
+        .map_err(|e| Error::Error(format!("No valid private key found: {}", e)))
 }
 
 // TLS Listener Connection Structure
@@ -280,6 +249,9 @@ pub struct TlsListenerConnectionInner {
     pub external: Option<SipAddr>,
     pub config: TlsConfig,
     pub cert_resolver: crate::platform::sync::Mutex<Option<Arc<ReloadableCertResolver>>>,
+    /// warmline patch 10: a bound, listening socket to serve instead of binding anew,
+    /// and the acceptor made from `config` when the listener was made.
+    pub held: crate::platform::sync::Mutex<Option<(std::net::TcpListener, TlsAcceptor)>>,
 }
 
 #[derive(Clone)]
@@ -304,6 +276,35 @@ impl TlsListenerConnection {
             }),
             config,
             cert_resolver: crate::platform::sync::Mutex::new(None),
+            held: crate::platform::sync::Mutex::new(None),
+        };
+        Ok(TlsListenerConnection {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// warmline patch 10: serve `listener`, already bound and listening, as it is. The
+    /// certificate, key and client CAs are read here, so a bad one is an error when the
+    /// application sets the listener up, not a log line when the endpoint starts serving.
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        external: Option<SocketAddr>,
+        config: TlsConfig,
+    ) -> Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let (acceptor, resolver) = Self::create_acceptor(&config)?;
+        let inner = TlsListenerConnectionInner {
+            local_addr: SipAddr {
+                r#type: Some(crate::sip::transport::Transport::Tls),
+                addr: local_addr.into(),
+            },
+            external: external.map(|addr| SipAddr {
+                r#type: Some(crate::sip::transport::Transport::Tls),
+                addr: addr.into(),
+            }),
+            config,
+            cert_resolver: crate::platform::sync::Mutex::new(Some(resolver)),
+            held: crate::platform::sync::Mutex::new(Some((listener, acceptor))),
         };
         Ok(TlsListenerConnection {
             inner: Arc::new(inner),
@@ -314,54 +315,73 @@ impl TlsListenerConnection {
         &self,
         transport_layer_inner: TransportLayerInnerRef,
     ) -> Result<()> {
-        let local = self.inner.local_addr.get_socketaddr()?;
-        let domain = if local.is_ipv6() {
-            Domain::IPV6
-        } else {
-            Domain::IPV4
+        let held = self.inner.held.lock().take();
+        let (listener, acceptor) = match held {
+            Some((held, acceptor)) => {
+                held.set_nonblocking(true)?;
+                (TcpListener::from_std(held)?, acceptor)
+            }
+            None => {
+                let local = self.inner.local_addr.get_socketaddr()?;
+                let domain = if local.is_ipv6() {
+                    Domain::IPV6
+                } else {
+                    Domain::IPV4
+                };
+                let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+                if let Err(e) = socket.set_reuse_address(true) {
+                    warn!(error = %e, "failed to set SO_REUSEADDR on TLS listener");
+                }
+                socket.set_nonblocking(true)?;
+                socket.bind(&local.into())?;
+                socket.listen(128)?;
+                let (acceptor, resolver) = Self::create_acceptor(&self.inner.config)?;
+                *self.inner.cert_resolver.lock() = Some(resolver);
+                (TcpListener::from_std(socket.into())?, acceptor)
+            }
         };
-        let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-        if let Err(e) = socket.set_reuse_address(true) {
-            warn!(error = %e, "failed to set SO_REUSEADDR on TLS listener");
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&local.into())?;
-        socket.listen(128)?;
-        let listener = TcpListener::from_std(socket.into())?;
-        let (acceptor, resolver) = Self::create_acceptor(&self.inner.config).await?;
-        *self.inner.cert_resolver.lock() = Some(resolver);
         let listener_local_addr = self.get_addr().clone();
 
         crate::platform::spawn(async move {
+            // warmline patch 10: accepted as TCP is (backoff, whitelist, the stream gate's
+            // bounds); upstream took every connection and waited on its handshake forever.
+            let mut pacer = AcceptPacer::new("TLS");
             loop {
-                let (stream, remote_addr) =
-                    match accept_or_cancelled(&listener, &transport_layer_inner.cancel_token).await
-                    {
-                        Some(Ok((stream, remote_addr))) => (stream, remote_addr),
-                        Some(Err(e)) => {
-                            warn!(error = ?e, "Failed to accept TLS connection");
-                            continue;
-                        }
-                        None => {
-                            debug!(local = %listener_local_addr, "TLS listener cancelled");
-                            break;
-                        }
-                    };
-                if !transport_layer_inner.is_whitelisted(remote_addr.ip()).await {
-                    debug!(remote = %remote_addr, "tls connection rejected by whitelist");
-                    continue;
-                }
+                let Some((stream, remote_addr, slot)) = pacer
+                    .next(&listener, &transport_layer_inner, &listener_local_addr)
+                    .await
+                else {
+                    break;
+                };
 
                 let acceptor_clone = acceptor.clone();
                 let transport_layer_inner_ref = transport_layer_inner.clone();
                 let local_addr = listener_local_addr.clone();
 
                 crate::platform::spawn(async move {
-                    // Perform TLS handshake
-                    let tls_stream = match acceptor_clone.accept(stream).await {
+                    // The handshake is the first message's time: a peer that opens the
+                    // connection and stalls (or speaks plain SIP to a TLS port) is cut at
+                    // the gate's message deadline and counted, never held.
+                    let deadline = transport_layer_inner_ref.streams.limits().message_timeout;
+                    let handshake = acceptor_clone.accept(stream);
+                    let accepted = if deadline.is_zero() {
+                        handshake.await
+                    } else {
+                        match tokio::time::timeout(deadline, handshake).await {
+                            Ok(accepted) => accepted,
+                            Err(_) => Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "handshake did not finish within the message deadline",
+                            )),
+                        }
+                    };
+                    let tls_stream = match accepted {
                         Ok(stream) => stream,
                         Err(e) => {
-                            warn!(error = %e, "TLS handshake failed");
+                            let failures =
+                                transport_layer_inner_ref.streams.count_handshake_failure();
+                            warn!(remote = %remote_addr, error = %e, failures, "TLS handshake failed");
+                            drop(slot);
                             return;
                         }
                     };
@@ -386,6 +406,7 @@ impl TlsListenerConnection {
                             return;
                         }
                     };
+                    tls_connection.hold_slot(slot);
 
                     let sip_connection = SipConnection::Tls(tls_connection.clone());
                     transport_layer_inner_ref.add_connection(sip_connection.clone());
@@ -408,9 +429,7 @@ impl TlsListenerConnection {
         Ok(())
     }
 
-    async fn create_acceptor(
-        config: &TlsConfig,
-    ) -> Result<(TlsAcceptor, Arc<ReloadableCertResolver>)> {
+    fn create_acceptor(config: &TlsConfig) -> Result<(TlsAcceptor, Arc<ReloadableCertResolver>)> {
         let resolver = ReloadableCertResolver::new(
             config
                 .cert
@@ -426,9 +445,33 @@ impl TlsListenerConnection {
         // one resolver: a clone has its own lock and certificate, and a
         // reload of the clone would never reach a handshake.
         let resolver = Arc::new(resolver);
-        let server_config = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
+        let builder = ServerConfig::builder();
+        // warmline patch 10: with client CAs, a client must present a certificate that
+        // chains to one of them (mutual TLS); without, none is asked for.
+        let server_config = match &config.client_ca {
+            Some(pem) => {
+                let mut roots = RootCertStore::empty();
+                for cert in pki_types::CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| {
+                        Error::Error(format!("Failed to parse client CA certificates: {}", e))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        Error::Error(format!("Failed to add client CA certificate: {}", e))
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(Error::Error(
+                        "No certificate found in the client CA file".to_string(),
+                    ));
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                    .build()
+                    .map_err(|e| Error::Error(format!("Client certificate verifier: {}", e)))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        }
+        .with_cert_resolver(resolver.clone());
 
         let acceptor = TlsAcceptor::from(Arc::new(server_config));
         Ok((acceptor, resolver))
@@ -851,6 +894,15 @@ impl TlsConnection {
 
     pub fn cancel_token(&self) -> Option<CancellationToken> {
         self.cancel_token.clone()
+    }
+
+    /// warmline patch 10: an accepted connection's place in the stream gate, held by
+    /// its read loop (which also applies the gate's message deadline), as TCP's is.
+    pub(crate) fn hold_slot(&self, slot: crate::transport::stream::StreamSlot) {
+        match &self.inner {
+            TlsConnectionInner::Client(inner) => *inner.slot.lock() = Some(slot),
+            TlsConnectionInner::Server(inner) => *inner.slot.lock() = Some(slot),
+        }
     }
 }
 
