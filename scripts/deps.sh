@@ -33,6 +33,10 @@ install_deps() {
     command -v chromium >/dev/null || need+=(chromium)
     # Scale-out: Kamailio's dispatcher in front of two instances.
     command -v kamailio >/dev/null || need+=(kamailio)
+    # Kamailio relaying to warmline over TLS (tests/scale_out.rs, benches/tls_load.sh).
+    ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || need+=(kamailio-tls-modules)
+    # Certificates for benches/tls_load.sh (the tests make theirs with rcgen).
+    command -v openssl >/dev/null || need+=(openssl)
   fi
   if [ ${#need[@]} -gt 0 ]; then
     local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

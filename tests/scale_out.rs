@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::pki::TestCa;
 use common::*;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
@@ -20,14 +21,52 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(instances: &[u16]) -> Kamailio {
+        let uris: Vec<String> = instances
+            .iter()
+            .map(|p| format!("sip:127.0.0.1:{p}"))
+            .collect();
+        Self::start_with(&uris, None)
+    }
+
+    /// Dispatching to `uris`; with `tls`, Kamailio also speaks TLS (its own certificate
+    /// signed by that CA, verifying the instances' against it).
+    fn start_with(uris: &[String], tls: Option<&TestCa>) -> Kamailio {
         require("kamailio");
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("dispatcher.list");
-        let lines: String = instances
-            .iter()
-            .map(|p| format!("1 sip:127.0.0.1:{p}\n"))
-            .collect();
+        let lines: String = uris.iter().map(|u| format!("1 {u}\n")).collect();
         std::fs::write(&list, lines).unwrap();
+        let mut tls_args = Vec::new();
+        if let Some(ca) = tls {
+            let leaf = ca.leaf("kamailio");
+            let profile = |verify: &str| {
+                format!(
+                    "method = TLSv1.2+\nverify_certificate = {verify}\nrequire_certificate = {verify}\n\
+                     ca_list = {}\ncertificate = {}\nprivate_key = {}\n",
+                    ca.ca_file().display(),
+                    leaf.cert.display(),
+                    leaf.key.display()
+                )
+            };
+            let cfg = dir.path().join("tls.cfg");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "[client:default]\n{}\n[server:default]\n{}",
+                    profile("yes"),
+                    profile("no")
+                ),
+            )
+            .unwrap();
+            tls_args = vec![
+                "-A".to_string(),
+                "WITH_TLS".to_string(),
+                "-A".to_string(),
+                format!("LISTEN_TLS=tls:127.0.0.1:{}", free_port()),
+                "-A".to_string(),
+                format!("TLS_CONFIG=\"{}\"", cfg.display()),
+            ];
+        }
         let run = dir.path().join("run");
         std::fs::create_dir(&run).unwrap();
         let port = free_port();
@@ -38,7 +77,9 @@ impl Kamailio {
             .arg(format!("LISTEN=udp:127.0.0.1:{port}"))
             .arg("-A")
             .arg(format!("DISPATCHER_LIST=\"{}\"", list.display()))
-            .args(["-A", "PING_INTERVAL=1", "-Y"])
+            .args(["-A", "PING_INTERVAL=1"])
+            .args(&tls_args)
+            .arg("-Y")
             .arg(&run)
             // Its own process group, so Drop can end the workers it forks too.
             .process_group(0)
@@ -183,4 +224,49 @@ fn calls_spread_over_two_instances_and_survive_one_draining() {
     assert_eq!(on_b - before_b, 10);
     // A's call in progress finishes normally.
     wait_ok(long, "the call on the draining instance");
+}
+
+/// Kamailio with its TLS module in front (`deploy/kamailio/kamailio.cfg -A WITH_TLS`):
+/// callers reach it over UDP and it relays to warmline over TLS. warmline asks for
+/// Kamailio's certificate (mutual TLS, `client_ca`), Kamailio verifies warmline's, and the
+/// dialog's ACK and BYE follow the Record-Route over the same TLS connection.
+#[test]
+fn calls_reach_warmline_over_tls_through_kamailio() {
+    require_sipp();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "trunk");
+    let leaf = ca.leaf("warmline");
+    let gw = Gw::start(
+        &format!(
+            "listen = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\", \"tls:127.0.0.1:0\"]\n\
+             [sip.tls]\ncertificate = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nclient_ca = \"{}\"\n",
+            leaf.cert.display(),
+            leaf.key.display(),
+            ca.ca_file().display(),
+            ca.ca_file().display()
+        ),
+        "[speech]\nrecognizer = \"off\"\n",
+    );
+    let tls = gw.tls.unwrap();
+    let k = Kamailio::start_with(&[format!("sip:127.0.0.1:{tls};transport=tls")], Some(&ca));
+    wait_ok(through(&k, 10), "10 calls through kamailio over TLS");
+    let on_gw = eventually(Duration::from_secs(10), || inbound_calls(&gw), |n| *n >= 10);
+    assert_eq!(on_gw, 10);
+    // Kamailio was given only the TLS port, where nothing but the TLS listener is, and
+    // warmline requires a client certificate there: every INVITE came over mutual TLS,
+    // counted by the stream observer.
+    let invites = metric(
+        &gw,
+        "warmline_sip_messages_total{direction=\"in\",kind=\"request\",name=\"INVITE\"}",
+    );
+    assert_eq!(invites, Some(10.0));
+    assert_eq!(
+        metric(&gw, "warmline_sip_tls_handshake_failures_total"),
+        Some(0.0)
+    );
+    let open = metric(&gw, "warmline_sip_tcp_connections").unwrap_or(0.0);
+    assert!(
+        open >= 1.0,
+        "Kamailio's TLS connection is held open: {open}"
+    );
 }
