@@ -147,16 +147,22 @@ async fn health() -> Response {
 /// Readiness: new calls are welcome (not while draining).
 /// 503 while draining, and while the recognizer listens to all the callers it can hear in
 /// time and new ones would be refused (a load balancer then sends calls elsewhere). The
-/// body says the speech headroom: `speech: L of C callers heard`.
+/// body says the speech headroom: `speech: L of C callers heard`, and where each trunk
+/// registration stands.
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    let registrations = registration_lines(&gw);
     if gw.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("draining\n{registrations}"),
+        )
+            .into_response();
     }
     let Some(speech) = &gw.planes.speech else {
-        return "ready\n".into_response();
+        return format!("ready\n{registrations}").into_response();
     };
     let (listening, capacity) = (speech.listening(), speech.capacity());
-    let line = format!("speech: {listening} of {capacity} callers heard\n");
+    let line = format!("speech: {listening} of {capacity} callers heard\n{registrations}");
     if listening >= capacity && gw.cfg.speech.over_capacity == crate::config::OverCapacity::Refuse {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -166,6 +172,30 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     } else {
         format!("ready\n{line}").into_response()
     }
+}
+
+/// One line per `[[registrations]]` entry: `registration sip:aor: registered (granted
+/// 3600 s)`. A trunk we are not registered with does not make the gateway unready (other
+/// trunks and PBXs may still send calls); the line says it, for the operator and the probe.
+fn registration_lines(gw: &Gateway) -> String {
+    gw.registrations()
+        .iter()
+        .map(|r| {
+            let bound = if r.bound || r.state == "registered" {
+                ""
+            } else {
+                ", not bound"
+            };
+            if r.detail.is_empty() {
+                format!("registration {}: {}{bound}\n", r.aor, r.state)
+            } else {
+                format!(
+                    "registration {}: {}{bound} ({})\n",
+                    r.aor, r.state, r.detail
+                )
+            }
+        })
+        .collect()
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
@@ -312,6 +342,7 @@ async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         o.insert("active_calls".into(), json!(gw.active_calls()));
         o.insert("draining".into(), json!(gw.is_draining()));
         o.insert("outbox_pending".into(), json!(outbox_pending));
+        o.insert("registrations".into(), json!(gw.registrations()));
     }
     Json(v)
 }

@@ -415,6 +415,9 @@ async fn shutdown_signal() {
 async fn drain(gw: &sip::Gateway, drain: Duration) {
     gw.begin_drain();
     let start = Instant::now();
+    // Trunks stop delivering calls to a gateway that now refuses them.
+    gw.unregister_all(Duration::from_secs(5).min(drain.max(Duration::from_secs(1))))
+        .await;
     while gw.active_calls() > 0 && start.elapsed() < drain {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

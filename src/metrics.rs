@@ -5,8 +5,8 @@
 //! scrape time.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,11 @@ pub struct Metrics {
     pub brain_round_trip: Histogram,
     pub briefings_written: IntCounter,
     pub briefings_failed: IntCounter,
+    /// 1 while our Contact is bound at the registrar for this AOR, else 0.
+    pub sip_registered: IntGaugeVec,
+    /// REGISTERs by AOR and outcome (registered, unregistered, interval_too_brief, rejected,
+    /// no_response).
+    pub sip_registrations_total: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -337,6 +342,18 @@ impl Metrics {
                 "Packet due to acknowledged by the CRM",
                 &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0],
             )?,
+            sip_registered: IntGaugeVec::new(
+                Opts::new(
+                    "sip_registered",
+                    "1 while warmline's Contact is bound at the registrar for the AOR",
+                ),
+                &["aor"],
+            )?,
+            sip_registrations_total: counter_vec(
+                "sip_registrations_total",
+                "REGISTERs sent to trunks, by AOR and outcome",
+                &["aor", "outcome"],
+            )?,
             crm_failed_attempts_total: IntCounter::new(
                 "crm_failed_attempts_total",
                 "CRM deliveries that failed and will be retried",
@@ -351,6 +368,8 @@ impl Metrics {
         r.register(Box::new(m.time_to_human.clone()))?;
         r.register(Box::new(m.agent_attempts_total.clone()))?;
         r.register(Box::new(m.sip_messages_total.clone()))?;
+        r.register(Box::new(m.sip_registered.clone()))?;
+        r.register(Box::new(m.sip_registrations_total.clone()))?;
         r.register(Box::new(m.stt_latency.clone()))?;
         r.register(Box::new(m.stt_dropped_total.clone()))?;
         r.register(Box::new(m.stt_speculation_stopped_total.clone()))?;

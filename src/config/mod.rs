@@ -13,6 +13,7 @@ mod http;
 mod log;
 mod media;
 mod outbound;
+mod registrations;
 mod route;
 mod routes;
 mod shutdown;
@@ -26,6 +27,7 @@ pub use http::HttpConfig;
 pub use log::LogConfig;
 pub use media::MediaConfig;
 pub use outbound::OutboundConfig;
+pub use registrations::RegistrationConfig;
 pub use route::RouteMode;
 pub use shutdown::ShutdownConfig;
 pub use sip::{Listen, SipConfig, SipTransport};
@@ -80,6 +82,8 @@ pub struct Config {
     pub routes: Vec<RoutePlan>,
     pub crm: CrmConfig,
     pub store: StoreConfig,
+    /// `[[registrations]]`: trunks we register a Contact with.
+    pub registrations: Vec<RegistrationConfig>,
 }
 
 /// The file as written: every table optional, unknown keys refused.
@@ -101,6 +105,7 @@ struct Raw {
     routes: Option<Vec<routes::Entry>>,
     crm: CrmConfig,
     store: StoreConfig,
+    registrations: Vec<registrations::RawRegistration>,
 }
 
 /// Where the text came from, to locate problems and resolve relative paths.
@@ -255,6 +260,7 @@ impl Config {
             routes,
             mut crm,
             mut store,
+            registrations,
         } = raw;
         sip.validate(&cx)?;
         media.validate(&cx)?;
@@ -300,6 +306,7 @@ impl Config {
         log.validate(&cx)?;
         outbound.validate(&cx)?;
         store.validate(&cx);
+        let registrations = registrations::parse(registrations, &cx)?;
         Ok(Config {
             sip,
             media,
@@ -314,6 +321,7 @@ impl Config {
             routes,
             crm,
             store,
+            registrations,
         })
     }
 
@@ -618,6 +626,56 @@ level = "debug"
         ))
         .unwrap();
         assert_eq!(cfg.speech.whisper_model.as_deref(), Some(good.as_path()));
+    }
+
+    #[test]
+    fn registrations_parse_and_bad_entries_name_their_key_and_line() {
+        let c = parse(
+            "[[registrations]]\nregistrar = \"sip:trunk.example.net;transport=tcp\"\n\
+             aor = \"sip:+15551230000@trunk.example.net\"\nauth_username = \"acct-77\"\n\
+             password = \"pw\"\nexpires_s = 600\n",
+        )
+        .unwrap();
+        let r = &c.registrations[0];
+        assert_eq!(r.user(), "+15551230000");
+        assert_eq!(r.auth_username.as_deref(), Some("acct-77"));
+        assert_eq!(
+            (r.expires, r.retry_base.as_secs(), r.retry_max.as_secs()),
+            (600, 30, 1800)
+        );
+        let bad = |body: &str| {
+            parse(&format!(
+                "[[registrations]]\nregistrar = \"sip:a.example\"\naor = \"sip:1@a.example\"\n\
+                 [[registrations]]\n{body}"
+            ))
+            .unwrap_err()
+        };
+        let e = bad("registrar = \"sip:b.example\"\naor = \"sip:b.example\"\n");
+        assert_eq!((e.line, e.key.as_str()), (6, "registrations[1].aor"), "{e}");
+        assert!(e.message.contains("no user part"), "{e}");
+        let e = bad("registrar = \"mailto:x@b\"\naor = \"sip:2@b.example\"\n");
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (5, "registrations[1].registrar"),
+            "{e}"
+        );
+        let e = bad("registrar = \"sip:b\"\naor = \"sip:2@b\"\nexpires_s = 0\n");
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (7, "registrations[1].expires_s"),
+            "{e}"
+        );
+        let e =
+            bad("registrar = \"sip:b\"\naor = \"sip:2@b\"\nretry_base_s = 60\nretry_max_s = 10\n");
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (8, "registrations[1].retry_max_s"),
+            "{e}"
+        );
+        let e = bad("registrar = \"sip:b\"\naor = \"sip:2@b\"\nauth_username = \"u\"\n");
+        assert_eq!(e.key, "registrations[1].password", "{e}");
+        let e = bad("registrar = \"sip:b\"\naor = \"sip:2@b\"\nexpire_s = 5\n");
+        assert!(e.to_string().contains("expire_s"), "{e}");
     }
 
     #[test]

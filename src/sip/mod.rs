@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod recover;
+pub mod register;
 pub mod udp_guard;
 
 use crate::config::{Config, Listen, SipTransport};
@@ -102,6 +103,8 @@ pub struct Gateway {
     /// `[[rules]]` in the order the policy tries them, made once for every call.
     rules: warmline_policy::RuleSet,
     pub planes: Planes,
+    /// `[[registrations]]`, started once the stack serves.
+    registrations: std::sync::OnceLock<register::Registrations>,
 }
 
 /// The shared parts every call uses besides SIP.
@@ -303,6 +306,7 @@ impl Gateway {
             advertised,
             rules: cfg.rules.clone().into(),
             planes,
+            registrations: std::sync::OnceLock::new(),
             cfg,
         });
         tokio::spawn(async move { endpoint.serve().await });
@@ -314,6 +318,8 @@ impl Gateway {
                 tokio::spawn(async move { gw.on_transaction(tx).await });
             }
         });
+        let registrations = register::Registrations::start(&gw, &cancel);
+        let _ = gw.registrations.set(registrations);
         Ok(gw)
     }
 
@@ -349,6 +355,22 @@ impl Gateway {
     /// Refuse new calls from now on (503 + Retry-After).
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Where each `[[registrations]]` entry stands.
+    pub fn registrations(&self) -> Vec<register::RegistrationStatus> {
+        self.registrations
+            .get()
+            .map(register::Registrations::statuses)
+            .unwrap_or_default()
+    }
+
+    /// Remove our bindings at the registrars (draining), waiting for their answers up to
+    /// `limit`.
+    pub async fn unregister_all(&self, limit: std::time::Duration) {
+        if let Some(r) = self.registrations.get() {
+            r.unregister_all(limit).await;
+        }
     }
 
     pub fn call(&self, id: &str) -> Option<CallHandle> {

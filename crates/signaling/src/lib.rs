@@ -13,6 +13,8 @@
 //! - [`extensions`]: the option tags we support, and the `Require` tags we must refuse (420).
 //! - [`session_timer`]: RFC 4028 session timers: the headers, our answer (or 422), and
 //!   when a running session is refreshed or given up.
+//! - [`registration`]: registering to a trunk: when each REGISTER goes out, what its answer
+//!   means, back-off on failure, the un-REGISTER on drain.
 //!
 //! [`mutate`] is the byte mutator the workspace's parser fuzz tests share.
 
@@ -21,6 +23,7 @@ pub mod extensions;
 #[doc(hidden)]
 pub mod mutate;
 pub mod pike;
+pub mod registration;
 pub mod sdp;
 pub mod session_timer;
 pub mod triage;
