@@ -20,7 +20,12 @@ fn local() -> LocalMedia {
     LocalMedia {
         addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         port: 20000,
-        codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
+        codecs: vec![
+            CodecName::Pcmu,
+            CodecName::Pcma,
+            CodecName::G722,
+            CodecName::Opus,
+        ],
     }
 }
 

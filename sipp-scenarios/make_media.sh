@@ -19,6 +19,10 @@ say ask.wav "I want to speak to a human." en-us+klatt2
 # A short answer for the assistant (pocketsphinx's answer grammar).
 say yes.wav "Yes." en-us+klatt2
 sox -D -n -r 8000 -c 1 -b 16 "$out/tone.wav" synth 3 sine 1000 vol 0.5
+# A wideband desk phone's voice: 1 kHz (any phone carries it) and 5.5 kHz (only G.722 does).
+sox -D -n -r 16000 -c 1 -b 16 "$out/wide_lo.wav" synth 8 sine 1000 vol 0.3
+sox -D -n -r 16000 -c 1 -b 16 "$out/wide_hi.wav" synth 8 sine 5500 vol 0.3
+sox -D -m "$out/wide_lo.wav" "$out/wide_hi.wav" "$out/wide_tone.wav"
 # A caller who answers the assistant, then asks for a person.
 sox -D -n -r 8000 -c 1 -b 16 "$out/pause.wav" trim 0 1.2
 sox -D "$out/yes.wav" "$out/pause.wav" "$out/ask.wav" "$out/yes_ask.wav"

@@ -42,7 +42,12 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             rtp_port_range: (20000, 29999),
-            codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
+            codecs: vec![
+                CodecName::Pcmu,
+                CodecName::Pcma,
+                CodecName::G722,
+                CodecName::Opus,
+            ],
             rtp_timeout: Some(Duration::from_secs(30)),
             // Long: a caller waiting on hold for an agent sends no RTP, and many phones no
             // RTCP either; this ends what nobody will ever come back to.

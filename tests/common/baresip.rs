@@ -29,6 +29,7 @@ impl Baresip {
             port,
             tls,
             &media().join("agent_tone.wav"),
+            "",
             &format!("<sip:agent@127.0.0.1:{port}>;regint=0;answermode=auto;audio_codecs=PCMU"),
             &[],
         )
@@ -43,11 +44,31 @@ impl Baresip {
         voice: &Path,
         quit_after: u32,
     ) -> Baresip {
+        Self::caller_on("PCMU", port, tls, uri, voice, quit_after)
+    }
+
+    /// A caller as [`Baresip::caller`], offering only `codec` (`PCMU`, `G722`). On G.722
+    /// its voice is a 16 kHz WAV and what it hears is recorded at 16 kHz (baresip's aufile
+    /// takes only files at the source rate).
+    pub fn caller_on(
+        codec: &str,
+        port: u16,
+        tls: Option<&BaresipTls>,
+        uri: &str,
+        voice: &Path,
+        quit_after: u32,
+    ) -> Baresip {
+        // baresip names its G.722 by the audio rate (G722/16000), not the RTP clock.
+        let (codec, rates) = match codec {
+            "G722" => ("G722/16000", "ausrc_srate 16000\nauplay_srate 16000\n"),
+            other => (other, ""),
+        };
         Self::start(
             port,
             tls,
             voice,
-            &format!("<sip:caller@127.0.0.1:{port}>;regint=0;audio_codecs=PCMU"),
+            rates,
+            &format!("<sip:caller@127.0.0.1:{port}>;regint=0;audio_codecs={codec}"),
             &["-e", &format!("/dial {uri}"), "-t", &quit_after.to_string()],
         )
     }
@@ -56,6 +77,7 @@ impl Baresip {
         port: u16,
         tls: Option<&BaresipTls>,
         voice: &Path,
+        more_config: &str,
         account: &str,
         args: &[&str],
     ) -> Baresip {
@@ -77,9 +99,10 @@ impl Baresip {
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:{port}\n{tls_lines}\
                  audio_player aubridge,nil\naudio_source aufile,{}\naudio_alert aubridge,nil\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\n\
+                 module aufile.so\n\
                  module aubridge.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\n\
-                 snd_path {}\n",
+                 snd_path {}\n{more_config}",
                 voice.display(),
                 rec.display()
             ),
@@ -121,11 +144,18 @@ impl Baresip {
         }
     }
 
-    /// What it heard, decoded (8 kHz mono), once the call is over. baresip writes the
+    /// What it heard, decoded (8 kHz mono on G.711), once the call is over.
+    pub fn heard(&self) -> Vec<i16> {
+        let (pcm, rate) = self.heard_at();
+        assert_eq!(rate, 8000, "baresip's recording is not narrowband");
+        pcm
+    }
+
+    /// What it heard and at what rate (16 kHz on G.722). baresip writes the
     /// WAV's sizes when it closes the file, after it has handled the BYE, which can be
     /// after warmline has stored the call's end: wait (with a deadline) for a recording that
     /// reads whole, not for a fixed time.
-    pub fn heard(&self) -> Vec<i16> {
+    pub fn heard_at(&self) -> (Vec<i16>, u32) {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         let mut last = String::from("no recording yet");
         loop {
@@ -139,7 +169,7 @@ impl Baresip {
                     .map_err(|e| e.to_string())
                     .and_then(|f| warmline_media::wav::read_clip(f).map_err(|e| e.to_string()))
                 {
-                    Ok(clip) if !clip.pcm.is_empty() => return clip.pcm.to_vec(),
+                    Ok(clip) if !clip.pcm.is_empty() => return (clip.pcm.to_vec(), clip.rate),
                     Ok(_) => last = "an empty recording".into(),
                     Err(e) => last = e,
                 }
@@ -162,7 +192,12 @@ impl Drop for Baresip {
 
 /// Energy of `freq` Hz in 8 kHz audio, relative to the total (Goertzel).
 pub fn tone_share(pcm: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+    tone_share_at(pcm, 8000, freq)
+}
+
+/// Energy of `freq` Hz in audio at `rate`, relative to the total (Goertzel).
+pub fn tone_share_at(pcm: &[i16], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
     for x in pcm {
         let s = f64::from(*x) + 2.0 * w.cos() * s1 - s2;

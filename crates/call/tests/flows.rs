@@ -345,7 +345,7 @@ fn outbound_answered() {
     let mut h = Harness::outbound(1);
     assert_eq!(h.ctl.role(), Role::Outbound);
     let acts = h.drain();
-    assert!(sdp_of(&acts[0]).contains("m=audio 20000 RTP/AVP 0 8 111 101 102\r\n"));
+    assert!(sdp_of(&acts[0]).contains("m=audio 20000 RTP/AVP 0 8 9 111 101 102\r\n"));
     h.send(CallEvent::Progress { status: 180 });
     let acts = h.send(CallEvent::Answered {
         timer: Default::default(),

@@ -1,5 +1,5 @@
 //! Per-packet and per-frame costs of the media plane: G.711 per 20 ms frame, Opus decode
-//! per frame, jitter buffer insert + pop, and a relayed packet through a bridged session
+//! per frame, G.722 encode and decode per frame, jitter buffer insert + pop, and a relayed packet through a bridged session
 //! (parse → rewrite → serialise), the hot path of every bridged call.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -60,6 +60,29 @@ fn opus_decode(c: &mut Criterion) {
         b.iter(|| {
             pcm.clear();
             dec.decode(black_box(&payload), &mut pcm);
+        })
+    });
+}
+
+/// A G.722 leg transcoded in the bridge pays one encode and one decode per 20 ms frame.
+fn g722_frames(c: &mut Criterion) {
+    let (Ok(mut enc), Ok(mut dec)) = (Encoder::new(CodecName::G722), Decoder::new(CodecName::G722))
+    else {
+        return;
+    };
+    let pcm = tone(16000, 320);
+    let mut payload = Vec::with_capacity(160);
+    c.bench_function("g722_encode_20ms", |b| {
+        b.iter(|| {
+            payload.clear();
+            let _ = enc.encode(black_box(&pcm), &mut payload);
+        })
+    });
+    let mut out = Vec::with_capacity(320);
+    c.bench_function("g722_decode_20ms", |b| {
+        b.iter(|| {
+            out.clear();
+            dec.decode(black_box(&payload), &mut out);
         })
     });
 }
@@ -135,5 +158,12 @@ fn relay(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, g711_frames, opus_decode, jitter, relay);
+criterion_group!(
+    benches,
+    g711_frames,
+    opus_decode,
+    g722_frames,
+    jitter,
+    relay
+);
 criterion_main!(benches);

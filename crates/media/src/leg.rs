@@ -123,7 +123,10 @@ struct TxState {
 #[derive(Debug)]
 pub struct Leg {
     media: Option<LegMedia>,
+    /// PCM rate of the codec's frames.
     rate: u32,
+    /// RTP timestamp rate: the PCM rate except for G.722 (16 kHz audio, 8 kHz clock).
+    clock: u32,
     latched: Option<SocketAddr>,
     latched_rtcp: Option<SocketAddr>,
     /// A source being tried before it is latched: its address and SSRC, its last sequence
@@ -254,6 +257,7 @@ impl Leg {
         Self {
             media: None,
             rate: 8000,
+            clock: 8000,
             latched: None,
             latched_rtcp: None,
             probation: None,
@@ -287,13 +291,24 @@ impl Leg {
         self.tx.ssrc
     }
 
-    /// RTP clock (= PCM rate) of the negotiated codec.
+    /// PCM rate of the negotiated codec (what its decoder yields and its encoder takes).
     pub fn rate(&self) -> u32 {
         self.rate
     }
 
+    /// RTP timestamp rate of the negotiated codec.
+    pub fn clock(&self) -> u32 {
+        self.clock
+    }
+
+    /// PCM samples in one 20 ms frame.
     pub fn frame_samples(&self) -> usize {
         frame_samples(self.rate)
+    }
+
+    /// RTP timestamp ticks in one 20 ms frame.
+    pub fn frame_ticks(&self) -> u32 {
+        frame_samples(self.clock) as u32
     }
 
     /// Apply a new offer/answer. A codec change rebuilds codecs and the jitter buffer; the
@@ -302,9 +317,11 @@ impl Leg {
         let codec_changed = self.media.as_ref().is_none_or(|m| m.codec != media.codec);
         if codec_changed {
             self.rate = pcm_rate(media.codec);
+            self.clock = media.codec.clock_rate();
             self.decoder = Some(Decoder::new(media.codec)?);
             self.encoder = Some(Encoder::new(media.codec)?);
-            self.jitter = JitterBuffer::new(self.rate, self.jitter_settings);
+            // The jitter buffer orders and spaces packets by their timestamps.
+            self.jitter = JitterBuffer::new(self.clock, self.jitter_settings);
         }
         // A new address in SDP (re-INVITE moved the media) wins until packets say otherwise.
         if self.media.as_ref().and_then(|m| m.remote) != media.remote {
@@ -508,19 +525,19 @@ impl Leg {
         }
         rx.received += 1;
         let epoch = *rx.epoch.get_or_insert(now);
-        let arrival = (now.duration_since(epoch).as_micros() as u64 * u64::from(self.rate)
+        let arrival = (now.duration_since(epoch).as_micros() as u64 * u64::from(self.clock)
             / 1_000_000) as i64;
         let transit = arrival - i64::from(h.timestamp);
         if let Some(prev) = rx.transit {
             let d = (transit - prev).unsigned_abs() as f64;
             // A timestamp jump is not jitter.
-            if d < f64::from(self.rate) {
+            if d < f64::from(self.clock) {
                 rx.jitter += (d - rx.jitter) / 16.0;
             }
         }
         rx.transit = Some(transit);
         self.stats.lost = rx.expected() as i64 - rx.received as i64;
-        self.stats.jitter_ms = rx.jitter * 1000.0 / f64::from(self.rate);
+        self.stats.jitter_ms = rx.jitter * 1000.0 / f64::from(self.clock);
     }
 
     /// RTCP from the peer: remember its address and the last SR for our reports. Only the
@@ -568,18 +585,19 @@ impl Leg {
 
     /// Sequence, timestamp and marker for a frame we generate (prompt, hold audio,
     /// transcode). After a pause the timestamp jumps by the wall-clock gap and the marker
-    /// flags the new talk spurt (RFC 3551 §4.1).
-    pub(crate) fn stamp_generated(&mut self, now: Instant, samples: u32) -> (u16, u32, bool) {
+    /// flags the new talk spurt (RFC 3551 §4.1). `ticks`: the frame's length on the RTP
+    /// clock.
+    pub(crate) fn stamp_generated(&mut self, now: Instant, ticks: u32) -> (u16, u32, bool) {
         let tx = &mut self.tx;
         let (ts, marker) = match tx.last_at {
             Some(last)
                 if tx.relay.is_none() && now.duration_since(last) <= Duration::from_millis(60) =>
             {
-                (tx.last_ts.wrapping_add(samples), false)
+                (tx.last_ts.wrapping_add(ticks), false)
             }
             Some(last) => (
                 tx.last_ts
-                    .wrapping_add(elapsed_samples(last, now, self.rate, samples)),
+                    .wrapping_add(elapsed_samples(last, now, self.clock, ticks)),
                 true,
             ),
             None => (tx.last_ts, true),
@@ -595,14 +613,14 @@ impl Leg {
     /// Map a relayed packet into our SSRC/sequence/timestamp space. The offsets are fixed
     /// when the relayed source starts, so its own gaps and reordering pass through.
     pub(crate) fn stamp_relayed(&mut self, now: Instant, h: &Header) -> (u16, u32, bool) {
-        let frame = (self.rate / 50).max(1);
+        let frame = (self.clock / 50).max(1);
         let tx = &mut self.tx;
         let switched = tx.relay.is_none_or(|(ssrc, _, _)| ssrc != h.ssrc);
         if switched {
             let ts = match tx.last_at {
                 Some(last) => tx
                     .last_ts
-                    .wrapping_add(elapsed_samples(last, now, self.rate, frame)),
+                    .wrapping_add(elapsed_samples(last, now, self.clock, frame)),
                 None => tx.last_ts,
             };
             tx.relay = Some((

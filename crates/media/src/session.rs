@@ -498,12 +498,19 @@ impl Session {
                 });
             }
             if s.setup.tap && !s.held {
-                let r = s
-                    .tap_resampler
-                    .get_or_insert_with(|| Resampler::new(s.leg.rate(), 16000));
-                let mut tap = Vec::with_capacity(320);
-                r.process(&pcm, &mut tap);
-                tap.resize(320, 0);
+                // Wideband (G.722) is decoded at the recognizer's own 16 kHz: it goes in
+                // as it is, its 7 kHz of band intact.
+                let tap = if s.leg.rate() == 16000 {
+                    pcm.clone()
+                } else {
+                    let r = s
+                        .tap_resampler
+                        .get_or_insert_with(|| Resampler::new(s.leg.rate(), 16000));
+                    let mut tap = Vec::with_capacity(320);
+                    r.process(&pcm, &mut tap);
+                    tap.resize(320, 0);
+                    tap
+                };
                 self.out.push_back(Output::Tap {
                     leg: s.id,
                     pcm: tap,
@@ -629,7 +636,8 @@ impl Session {
         if enc.encode(&pcm, &mut payload).is_err() {
             return;
         }
-        let (seq, ts, marker) = s.leg.stamp_generated(now, n as u32);
+        let ticks = s.leg.frame_ticks();
+        let (seq, ts, marker) = s.leg.stamp_generated(now, ticks);
         let data = s.leg.packet(media.payload_type, seq, ts, marker, &payload);
         self.out.push_back(Output::Transmit(Transmit {
             leg: s.id,
@@ -656,9 +664,8 @@ impl Session {
             let Some(train) = DtmfTrain::new(digit, te_rate, 100) else {
                 return false;
             };
-            let (_, ts, _) = s
-                .leg
-                .stamp_generated(now, frame_samples(s.leg.rate()) as u32);
+            let ticks = s.leg.frame_ticks();
+            let (_, ts, _) = s.leg.stamp_generated(now, ticks);
             s.train = Some((train, ts));
             s.leg.stats.dtmf_out += 1;
         }

@@ -45,6 +45,7 @@ fn media(codec: CodecName, port: u16) -> LegMedia {
             CodecName::Pcmu => 0,
             CodecName::Pcma => 8,
             CodecName::Opus => 111,
+            CodecName::G722 => 9,
         },
         dtmf: Some((101, 8000)),
         remote: Some(addr(port)),
@@ -355,6 +356,104 @@ fn opus_leg_bridged_to_g711_leg_transcodes_both_ways() {
         energy.sqrt() > 3000.0,
         "agent hears the tone: rms {}",
         energy.sqrt()
+    );
+}
+
+/// Energy of `hz` in `pcm` at `rate`, relative to the whole (Goertzel).
+fn tone_share(pcm: &[i16], rate: f64, hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / rate;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+        (s2, s1) = (s1, s);
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let total: f64 = pcm.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    power / (total * pcm.len() as f64 / 2.0).max(1.0)
+}
+
+/// A desk phone on G.722 bridged to an agent on G.711: its 16 kHz audio reaches the speech
+/// tap as it is (a 6 kHz tone G.711 could not carry), the agent hears its speech band, and
+/// what goes back is G.722 stamped on the 8 kHz RTP clock (160 ticks, 160 bytes a frame).
+#[test]
+fn g722_leg_taps_wideband_and_transcodes_to_g711() {
+    let mut r = Run::new();
+    let mut caller = setup(1);
+    caller.tap = true;
+    r.leg(CALLER, caller, CodecName::G722, 7000);
+    r.leg(AGENT, setup(2), CodecName::Pcmu, 8000);
+    r.s.bridge(CALLER, AGENT);
+    let mut enc = warmline_media::codec::Encoder::new(CodecName::G722).unwrap();
+    let voice = |hz: f64, rate: f64, n: usize, start: usize| -> Vec<i16> {
+        (0..n)
+            .map(|i| {
+                let t = (start + i) as f64 / rate;
+                (6000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+            })
+            .collect()
+    };
+    for k in 0..50usize {
+        // The caller's 440 Hz and 6 kHz together: speech band and the band above it.
+        let pcm: Vec<i16> = voice(440.0, 16000.0, 320, k * 320)
+            .iter()
+            .zip(voice(6000.0, 16000.0, 320, k * 320))
+            .map(|(a, b)| a / 2 + b / 2)
+            .collect();
+        let mut payload = Vec::new();
+        enc.encode(&pcm, &mut payload).unwrap();
+        assert_eq!(payload.len(), 160);
+        r.rtp(
+            CALLER,
+            addr(7000),
+            &packet(9, k as u16, (k * 160) as u32, 5, k == 0, &payload),
+        );
+        let ulaw: Vec<u8> = voice(600.0, 8000.0, 160, k * 160)
+            .iter()
+            .map(|&s| warmline_media::g711::ulaw_encode(s))
+            .collect();
+        r.rtp(
+            AGENT,
+            addr(8000),
+            &packet(0, k as u16, (k * 160) as u32, 6, k == 0, &ulaw),
+        );
+        r.run_ms(20);
+    }
+    let tap: Vec<i16> = r.taps[10..].iter().flatten().copied().collect();
+    assert!(r.taps.iter().all(|f| f.len() == 320));
+    let wide = tone_share(&tap, 16000.0, 6000.0);
+    assert!(wide > 0.3, "the tap hears the 6 kHz half: share {wide}");
+
+    let to_agent: Vec<i16> = r.rtp_to(AGENT)[10..]
+        .iter()
+        .flat_map(|p| p.1.iter().map(|&c| warmline_media::g711::ulaw_decode(c)))
+        .collect();
+    let speech = tone_share(&to_agent, 8000.0, 440.0);
+    assert!(
+        speech > 0.6,
+        "the agent hears the 440 Hz half: share {speech}"
+    );
+
+    let to_caller = r.rtp_to(CALLER);
+    assert!(
+        to_caller.len() >= 45,
+        "{} packets to the caller",
+        to_caller.len()
+    );
+    assert_continuous(&to_caller, 160);
+    assert!(
+        to_caller
+            .iter()
+            .all(|p| p.0.payload_type == 9 && p.1.len() == 160)
+    );
+    let mut dec = warmline_media::codec::Decoder::new(CodecName::G722).unwrap();
+    let mut heard = Vec::new();
+    for p in &to_caller {
+        dec.decode(&p.1, &mut heard);
+    }
+    let back = tone_share(&heard[3200..], 16000.0, 600.0);
+    assert!(
+        back > 0.6,
+        "the caller hears the agent's 600 Hz: share {back}"
     );
 }
 

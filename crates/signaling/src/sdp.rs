@@ -23,6 +23,10 @@ pub enum CodecName {
     Pcma,
     #[serde(rename = "opus")]
     Opus,
+    /// Wideband (7 kHz audio sampled at 16 kHz), whose RTP clock is 8000 all the same: RFC
+    /// 3551 §4.5.2 kept the rate an early implementation had written.
+    #[serde(rename = "G722")]
+    G722,
 }
 
 impl CodecName {
@@ -32,6 +36,7 @@ impl CodecName {
             CodecName::Pcmu => 0,
             CodecName::Pcma => 8,
             CodecName::Opus => 111,
+            CodecName::G722 => 9,
         }
     }
 
@@ -40,13 +45,15 @@ impl CodecName {
             CodecName::Pcmu => "PCMU",
             CodecName::Pcma => "PCMA",
             CodecName::Opus => "opus",
+            CodecName::G722 => "G722",
         }
     }
 
-    /// RTP clock rate (RFC 7587 fixes Opus at 48 kHz whatever it carries).
+    /// RTP clock rate (RFC 7587 fixes Opus at 48 kHz whatever it carries; G.722 counts
+    /// 8000 a second while carrying 16000 samples).
     pub fn clock_rate(self) -> u32 {
         match self {
-            CodecName::Pcmu | CodecName::Pcma => 8000,
+            CodecName::Pcmu | CodecName::Pcma | CodecName::G722 => 8000,
             CodecName::Opus => 48000,
         }
     }
@@ -347,6 +354,7 @@ impl SdpSession {
                 None => match pt {
                     0 => Some(CodecName::Pcmu),
                     8 => Some(CodecName::Pcma),
+                    9 => Some(CodecName::G722),
                     _ => None,
                 }
                 .filter(|n| self.local.codecs.contains(n)),
@@ -555,7 +563,12 @@ mod tests {
     }
 
     fn all() -> SdpSession {
-        local(&[CodecName::Pcmu, CodecName::Pcma, CodecName::Opus])
+        local(&[
+            CodecName::Pcmu,
+            CodecName::Pcma,
+            CodecName::G722,
+            CodecName::Opus,
+        ])
     }
 
     const PBX_OFFER: &str = "v=0\r\no=pbx 1 1 IN IP4 198.51.100.5\r\ns=-\r\nc=IN IP4 198.51.100.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n";
@@ -604,6 +617,36 @@ mod tests {
             }
         );
         assert_eq!(n.telephone_event, None);
+    }
+
+    /// A desk phone's wideband offer: static 9 with or without its rtpmap, whose clock reads
+    /// 8000 (RFC 3551's quirk) although the audio is 16 kHz; our answer says the same.
+    #[test]
+    fn g722_is_static_nine_at_an_8000_clock() {
+        for m in [
+            "m=audio 6000 RTP/AVP 9 0\r\n",
+            "m=audio 6000 RTP/AVP 9 0\r\na=rtpmap:9 G722/8000\r\n",
+        ] {
+            let offer = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{m}"
+            );
+            let (sdp, n) = all().answer(&offer, Direction::SendRecv).unwrap();
+            assert_eq!(
+                n.codec,
+                Codec {
+                    name: CodecName::G722,
+                    payload_type: 9
+                }
+            );
+            assert!(sdp.contains("m=audio 20000 RTP/AVP 9\r\n"), "{sdp}");
+            assert!(sdp.contains("a=rtpmap:9 G722/8000\r\n"), "{sdp}");
+        }
+        // A gateway configured without it falls back to the next offered codec.
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 9 0\r\n";
+        let (_, n) = local(&[CodecName::Pcmu])
+            .answer(offer, Direction::SendRecv)
+            .unwrap();
+        assert_eq!(n.codec.name, CodecName::Pcmu);
     }
 
     #[test]
@@ -744,7 +787,7 @@ mod tests {
         let mut s = all();
         let offer = s.initial_offer(Direction::SendRecv);
         assert!(
-            offer.contains("m=audio 20000 RTP/AVP 0 8 111 101 102\r\n"),
+            offer.contains("m=audio 20000 RTP/AVP 0 8 9 111 101 102\r\n"),
             "{offer}"
         );
         let answer = "v=0\r\no=uas 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";

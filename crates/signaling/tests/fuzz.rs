@@ -73,7 +73,12 @@ fn sdp_offer_answer_survives_mutated_bodies() {
     let local = LocalMedia {
         addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 20000,
-        codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
+        codecs: vec![
+            CodecName::Pcmu,
+            CodecName::Pcma,
+            CodecName::G722,
+            CodecName::Opus,
+        ],
     };
     let mut rng = Mutator::new(0x5eed_0002);
     let mut answered = 0;

@@ -25,7 +25,12 @@ pub fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
         ..CallConfig::new(LocalMedia {
             addr: "127.0.0.1".parse().unwrap(),
             port: 20000,
-            codecs: vec![CodecName::Pcmu, CodecName::Pcma, CodecName::Opus],
+            codecs: vec![
+                CodecName::Pcmu,
+                CodecName::Pcma,
+                CodecName::G722,
+                CodecName::Opus,
+            ],
         })
     }
 }
