@@ -5,7 +5,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Instant;
 use warmline_call::{CallConfig, CallEvent, Controller};
-use warmline_signaling::{CodecName, Direction, LocalMedia, SdpSession, triage};
+use warmline_signaling::{CodecName, Direction, LocalMedia, SdpSession, SrtpKey, SrtpMode, triage};
 
 const OFFER: &str = "v=0\r\no=sipp 53655765 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
 
@@ -19,6 +19,8 @@ fn invite() -> String {
 fn local() -> LocalMedia {
     LocalMedia {
         addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        srtp: SrtpMode::Optional,
+        srtp_key: SrtpKey([1; 30]),
         port: 20000,
         codecs: vec![
             CodecName::Pcmu,

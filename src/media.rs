@@ -442,6 +442,11 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
             report(session, legs);
             if let Some(stats) = session.stats(id) {
                 plane.metrics.rtp_strangers.inc_by(stats.strangers);
+                plane
+                    .metrics
+                    .srtp_auth_failed
+                    .inc_by(stats.srtp_auth_failed);
+                plane.metrics.srtp_replayed.inc_by(stats.srtp_replayed);
                 let expected = stats.packets_in as i64 + stats.lost.max(0);
                 if expected > 0 {
                     plane
@@ -502,7 +507,8 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                     MediaEvent::PlayoutDone { leg, .. }
                     | MediaEvent::Dtmf { leg, .. }
                     | MediaEvent::RtpTimeout { leg, .. }
-                    | MediaEvent::Quiet { leg, .. } => *leg,
+                    | MediaEvent::Quiet { leg, .. }
+                    | MediaEvent::SrtpRejected { leg, .. } => *leg,
                 };
                 if matches!(ev, MediaEvent::RtpTimeout { .. }) {
                     plane.metrics.rtp_timeouts.inc();

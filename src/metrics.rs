@@ -51,6 +51,8 @@ pub struct Metrics {
     /// RTP and RTCP dropped because they came from an address that may not speak for the
     /// party (counted when a leg ends).
     pub rtp_strangers: IntCounter,
+    pub srtp_auth_failed: IntCounter,
+    pub srtp_replayed: IntCounter,
     pub tap_frames: IntCounter,
     pub tap_dropped: IntCounter,
     pub record_dropped: IntCounter,
@@ -200,6 +202,14 @@ impl Metrics {
             rtp_strangers: counter(
                 "rtp_strangers_dropped_total",
                 "RTP and RTCP from addresses that may not speak for the party, dropped",
+            )?,
+            srtp_auth_failed: counter(
+                "srtp_auth_failed_total",
+                "SRTP and SRTCP packets dropped because their authentication tag did not verify",
+            )?,
+            srtp_replayed: counter(
+                "srtp_replayed_total",
+                "SRTP and SRTCP packets dropped as replays",
             )?,
             tap_frames: counter(
                 "speech_tap_frames_total",
@@ -394,6 +404,8 @@ impl Metrics {
             &m.rtp_send_errors,
             &m.rtp_timeouts,
             &m.rtp_strangers,
+            &m.srtp_auth_failed,
+            &m.srtp_replayed,
             &m.tap_frames,
             &m.tap_dropped,
             &m.record_dropped,
@@ -479,6 +491,8 @@ impl Metrics {
                 "send_errors": self.rtp_send_errors.get(),
                 "rtp_timeouts": self.rtp_timeouts.get(),
                 "strangers_dropped": self.rtp_strangers.get(),
+                "srtp_auth_failed": self.srtp_auth_failed.get(),
+                "srtp_replayed": self.srtp_replayed.get(),
             },
             "speech": speech.then(|| serde_json::json!({
                 "utterances": self.stt_utterances.get(),

@@ -4,7 +4,7 @@ use super::{ConfigError, Ctx, millis, secs_or_never};
 use serde::{Deserialize, Deserializer};
 use std::path::PathBuf;
 use std::time::Duration;
-use warmline_signaling::CodecName;
+use warmline_signaling::{CodecName, SrtpMode};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -12,6 +12,9 @@ pub struct MediaConfig {
     #[serde(deserialize_with = "port_range")]
     pub rtp_port_range: (u16, u16),
     pub codecs: Vec<CodecName>,
+    /// SRTP (RFC 4568 SDES keys): `off`, `optional` (encrypt when the peer offers or
+    /// answers `a=crypto`) or `required`.
+    pub srtp: SrtpMode,
     /// No RTP for this long (while the peer should send) ends the call; `None` = never.
     #[serde(rename = "rtp_timeout_s", deserialize_with = "secs_or_never")]
     pub rtp_timeout: Option<Duration>,
@@ -48,6 +51,7 @@ impl Default for MediaConfig {
                 CodecName::G722,
                 CodecName::Opus,
             ],
+            srtp: SrtpMode::Optional,
             rtp_timeout: Some(Duration::from_secs(30)),
             // Long: a caller waiting on hold for an agent sends no RTP, and many phones no
             // RTCP either; this ends what nobody will ever come back to.

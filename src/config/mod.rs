@@ -578,6 +578,19 @@ level = "debug"
     }
 
     #[test]
+    fn srtp_mode_parses_and_a_wrong_one_names_its_line() {
+        use warmline_signaling::SrtpMode;
+        assert_eq!(parse("").unwrap().media.srtp, SrtpMode::Optional);
+        for (text, mode) in [("off", SrtpMode::Off), ("required", SrtpMode::Required)] {
+            let c = parse(&format!("[media]\nsrtp = \"{text}\"\n")).unwrap();
+            assert_eq!(c.media.srtp, mode);
+        }
+        let e = parse("[media]\ncodecs = [\"PCMU\"]\nsrtp = \"mandatory\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "media.srtp"), "{e}");
+        assert!(e.message.contains("required"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_refused_with_its_line() {
         let e = parse("[sip]\nmax_calls = 3\nmax_call = 4\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");

@@ -40,7 +40,7 @@ use warmline_call::{
 };
 use warmline_media::{LegId, LegMedia, MediaEvent};
 use warmline_policy::Decision;
-use warmline_signaling::{CodecName, LocalMedia};
+use warmline_signaling::{CodecName, LocalMedia, SrtpKey};
 use warmline_signaling::{extensions, session_timer};
 
 /// Legs of agents' calls join the caller's media session as `AGENT_LEG_BASE + attempt`, so
@@ -94,6 +94,9 @@ fn call_config(gw: &Gateway, rtp: &RtpReservation) -> CallConfig {
             addr: gw.advertised(),
             port: rtp.port(),
             codecs: gw.cfg.media.codecs.clone(),
+            srtp: gw.cfg.media.srtp,
+            // A fresh master key and salt per call (RFC 4568 §6.1), from the OS-seeded CSPRNG.
+            srtp_key: SrtpKey(rand::random()),
         },
         session_id: u64::from(rand::random::<u32>()),
         rng_seed: rand::random(),
@@ -1139,6 +1142,20 @@ impl CallTask {
                 }
                 self.call
                     .handle(now, leg, CallEvent::MediaQuiet { silent_ms });
+            }
+            MediaEvent::SrtpRejected {
+                leg,
+                auth_failed,
+                replayed,
+            } => {
+                if let Some(io) = self.legs.get(&leg_of(leg)) {
+                    tracing::warn!(
+                        parent: &io.span,
+                        auth_failed,
+                        replayed,
+                        "SRTP packets dropped: authentication failed (a wrong key, or forged) or replayed"
+                    );
+                }
             }
         }
     }

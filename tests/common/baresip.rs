@@ -25,12 +25,23 @@ pub struct Baresip {
 impl Baresip {
     /// The agent's softphone: auto-answer, a 600 Hz tone as its voice.
     pub fn agent(port: u16, tls: Option<&BaresipTls>) -> Baresip {
+        Self::agent_with(port, tls, None)
+    }
+
+    /// The agent as [`Baresip::agent`], with `mediaenc` (`srtp`: SRTP when the offer
+    /// carries `a=crypto`; `srtp-mand`: `RTP/SAVP` only).
+    pub fn agent_with(port: u16, tls: Option<&BaresipTls>, mediaenc: Option<&str>) -> Baresip {
+        let enc = mediaenc
+            .map(|m| format!(";mediaenc={m}"))
+            .unwrap_or_default();
         Self::start(
             port,
             tls,
             &media().join("agent_tone.wav"),
             "",
-            &format!("<sip:agent@127.0.0.1:{port}>;regint=0;answermode=auto;audio_codecs=PCMU"),
+            &format!(
+                "<sip:agent@127.0.0.1:{port}>;regint=0;answermode=auto;audio_codecs=PCMU{enc}"
+            ),
             &[],
         )
     }
@@ -58,6 +69,32 @@ impl Baresip {
         voice: &Path,
         quit_after: u32,
     ) -> Baresip {
+        Self::caller_full(codec, None, port, tls, uri, voice, quit_after)
+    }
+
+    /// A PCMU caller as [`Baresip::caller`], with `mediaenc` as in [`Baresip::agent_with`].
+    pub fn caller_srtp(
+        mediaenc: &str,
+        port: u16,
+        uri: &str,
+        voice: &Path,
+        quit_after: u32,
+    ) -> Baresip {
+        Self::caller_full("PCMU", Some(mediaenc), port, None, uri, voice, quit_after)
+    }
+
+    fn caller_full(
+        codec: &str,
+        mediaenc: Option<&str>,
+        port: u16,
+        tls: Option<&BaresipTls>,
+        uri: &str,
+        voice: &Path,
+        quit_after: u32,
+    ) -> Baresip {
+        let enc = mediaenc
+            .map(|m| format!(";mediaenc={m}"))
+            .unwrap_or_default();
         // baresip names its G.722 by the audio rate (G722/16000), not the RTP clock.
         let (codec, rates) = match codec {
             "G722" => ("G722/16000", "ausrc_srate 16000\nauplay_srate 16000\n"),
@@ -68,7 +105,7 @@ impl Baresip {
             tls,
             voice,
             rates,
-            &format!("<sip:caller@127.0.0.1:{port}>;regint=0;audio_codecs={codec}"),
+            &format!("<sip:caller@127.0.0.1:{port}>;regint=0;audio_codecs={codec}{enc}"),
             &["-e", &format!("/dial {uri}"), "-t", &quit_after.to_string()],
         )
     }
@@ -99,7 +136,7 @@ impl Baresip {
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:{port}\n{tls_lines}\
                  audio_player aubridge,nil\naudio_source aufile,{}\naudio_alert aubridge,nil\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule srtp.so\n\
                  module aufile.so\n\
                  module aubridge.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\n\
                  snd_path {}\n{more_config}",

@@ -16,7 +16,7 @@ use warmline_call::{
 };
 use warmline_policy::Decision;
 use warmline_policy::hours::Hours;
-use warmline_signaling::{CodecName, LocalMedia};
+use warmline_signaling::{CodecName, LocalMedia, SrtpKey, SrtpMode};
 
 struct Pair {
     now: Instant,
@@ -33,6 +33,8 @@ fn leg_config(port: u16) -> CallConfig {
         ring_timeout: Duration::from_secs(15),
         ..CallConfig::new(LocalMedia {
             addr: "127.0.0.1".parse().unwrap(),
+            srtp: SrtpMode::Optional,
+            srtp_key: SrtpKey([1; 30]),
             port,
             codecs: vec![CodecName::Pcmu, CodecName::Pcma],
         })

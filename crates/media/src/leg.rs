@@ -12,7 +12,9 @@ use rtp::header::Header;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use warmline_signaling::{CodecName, Direction, Negotiated};
+use warmline_signaling::{CodecName, Direction, Negotiated, SrtpParams, SrtpSuite};
+use webrtc_srtp::context::Context as SrtpContext;
+use webrtc_srtp::protection_profile::ProtectionProfile;
 use webrtc_util::marshal::{Marshal, MarshalSize};
 
 /// What the leg was told by the last offer/answer.
@@ -25,6 +27,8 @@ pub struct LegMedia {
     /// From SDP; replaced by the source of the peer's packets once they arrive.
     pub remote: Option<SocketAddr>,
     pub direction: Direction,
+    /// SRTP keys and suite when the stream is encrypted (RFC 4568 SDES).
+    pub srtp: Option<SrtpParams>,
 }
 
 impl From<&Negotiated> for LegMedia {
@@ -35,6 +39,7 @@ impl From<&Negotiated> for LegMedia {
             dtmf: n.telephone_event.map(|t| (t.payload_type, t.clock_rate)),
             remote: n.remote,
             direction: n.direction,
+            srtp: n.srtp,
         }
     }
 }
@@ -63,6 +68,13 @@ pub struct LegStats {
     pub relatched: u64,
     pub jitter_buffer: JitterStats,
     pub latched: Option<SocketAddr>,
+    /// The SRTP suite, when the leg is encrypted.
+    pub srtp: Option<SrtpSuite>,
+    /// SRTP and SRTCP packets dropped: the authentication tag did not verify (a wrong key, a
+    /// forged or damaged packet) or the packet was too short to carry one.
+    pub srtp_auth_failed: u64,
+    /// SRTP and SRTCP packets dropped as replays (RFC 3711 §3.3.2).
+    pub srtp_replayed: u64,
 }
 
 /// What one inbound datagram turned out to be.
@@ -144,7 +156,85 @@ pub struct Leg {
     proven: bool,
     /// When the peer's last RTCP came (a held peer's sign of life).
     last_rtcp: Option<Instant>,
+    srtp: Option<Srtp>,
     pub(crate) stats: LegStats,
+}
+
+/// An encrypted leg's two SRTP contexts (RFC 3711): the peer's key opens what it sends
+/// (with replay windows), ours seals what we send. webrtc-rs `srtp` does the cryptography;
+/// the headers it needs come from [`parse_rtp`], never from its own parser (see there).
+struct Srtp {
+    params: SrtpParams,
+    rx: SrtpContext,
+    tx: SrtpContext,
+}
+
+impl std::fmt::Debug for Srtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Srtp({})", self.params.suite)
+    }
+}
+
+/// RFC 3711 §3.3.2's minimum replay window, and SRTCP's like it.
+const REPLAY_WINDOW: usize = 64;
+/// SRTCP's trailer: the E flag and index (4 bytes), then an 80-bit tag whatever the
+/// SRTP suite (RFC 4568 §6.2).
+const SRTCP_TRAILER: usize = 4 + 10;
+
+impl Srtp {
+    fn new(params: SrtpParams) -> Result<Srtp, LegError> {
+        let profile = match params.suite {
+            SrtpSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
+            SrtpSuite::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
+        };
+        let context = |key: &warmline_signaling::SrtpKey, replay: bool| {
+            SrtpContext::new(
+                key.master_key(),
+                key.master_salt(),
+                profile,
+                replay.then(|| webrtc_srtp::option::srtp_replay_protection(REPLAY_WINDOW)),
+                replay.then(|| webrtc_srtp::option::srtcp_replay_protection(REPLAY_WINDOW)),
+            )
+            .map_err(|e| LegError::Srtp(e.to_string()))
+        };
+        Ok(Srtp {
+            rx: context(&params.remote, true)?,
+            tx: context(&params.local, false)?,
+            params,
+        })
+    }
+}
+
+/// What SRTP made of one inbound datagram.
+pub(crate) enum Opened {
+    /// The leg is not encrypted: use the datagram as it came.
+    Plain,
+    /// Authenticated and decrypted.
+    Decrypted(Bytes),
+    /// Dropped and counted (authentication, replay, too short).
+    Dropped,
+}
+
+/// The header webrtc-rs `srtp` needs for a datagram: from [`parse_rtp`], with any header
+/// extension stood in for by one opaque block of the same size, so that `marshal_size()`
+/// (where the cipher starts) is the real header length.
+fn srtp_header(data: &[u8]) -> Option<Header> {
+    let (mut h, payload) = parse_rtp(data)?;
+    let fixed = 12 + 4 * h.csrc.len();
+    let len = data.len() - payload.len();
+    h.extension_profile = 0;
+    h.extensions_padding = 0;
+    h.extensions.clear();
+    if len > fixed {
+        h.extension = true;
+        h.extensions.push(rtp::header::Extension {
+            id: 0,
+            payload: Bytes::from(vec![0u8; len - fixed - 4]),
+        });
+    } else {
+        h.extension = false;
+    }
+    Some(h)
 }
 
 /// An RTP packet's header (RFC 3550 §5.1: fixed part, CSRCs, and a header extension,
@@ -250,6 +340,8 @@ pub const TAKEOVER: u8 = 50;
 pub enum LegError {
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
+    #[error("SRTP context: {0}")]
+    Srtp(String),
 }
 
 impl Leg {
@@ -279,6 +371,7 @@ impl Leg {
             next_rtcp: None,
             proven: !opts.await_peer,
             last_rtcp: None,
+            srtp: None,
             stats: LegStats::default(),
         }
     }
@@ -322,6 +415,12 @@ impl Leg {
             self.encoder = Some(Encoder::new(media.codec)?);
             // The jitter buffer orders and spaces packets by their timestamps.
             self.jitter = JitterBuffer::new(self.clock, self.jitter_settings);
+        }
+        // New keys (or none) make new contexts; the same keys in a re-INVITE keep them, and
+        // with them the rollover counters and replay windows.
+        if self.srtp.as_ref().map(|s| s.params) != media.srtp {
+            self.srtp = media.srtp.map(Srtp::new).transpose()?;
+            self.stats.srtp = media.srtp.map(|p| p.suite);
         }
         // A new address in SDP (re-INVITE moved the media) wins until packets say otherwise.
         if self.media.as_ref().and_then(|m| m.remote) != media.remote {
@@ -563,6 +662,65 @@ impl Leg {
         }
     }
 
+    /// Authenticate and decrypt an SRTP datagram before anything reads it.
+    pub(crate) fn open_rtp(&mut self, data: &[u8]) -> Opened {
+        let Some(srtp) = self.srtp.as_mut() else {
+            return Opened::Plain;
+        };
+        let Some(header) = srtp_header(data) else {
+            self.stats.rejected += 1;
+            return Opened::Dropped;
+        };
+        match srtp.rx.decrypt_rtp_with_header(data, &header) {
+            Ok(plain) => Opened::Decrypted(plain),
+            Err(e) => {
+                self.count_srtp_error(&e);
+                Opened::Dropped
+            }
+        }
+    }
+
+    /// Authenticate and decrypt an SRTCP datagram.
+    pub(crate) fn open_rtcp(&mut self, data: &[u8]) -> Opened {
+        let Some(srtp) = self.srtp.as_mut() else {
+            return Opened::Plain;
+        };
+        // Shorter than header, SSRC and trailer: webrtc-rs would index past its end. The
+        // E flag must be set: the crate passes an unencrypted SRTCP packet through without
+        // checking its tag, and we never agree to unencrypted SRTCP.
+        if data.len() < 8 + SRTCP_TRAILER || data[data.len() - SRTCP_TRAILER] >> 7 == 0 {
+            self.stats.srtp_auth_failed += 1;
+            return Opened::Dropped;
+        }
+        match srtp.rx.decrypt_rtcp(data) {
+            Ok(plain) => Opened::Decrypted(plain),
+            Err(e) => {
+                self.count_srtp_error(&e);
+                Opened::Dropped
+            }
+        }
+    }
+
+    fn count_srtp_error(&mut self, e: &webrtc_srtp::Error) {
+        match e {
+            webrtc_srtp::Error::SrtpSsrcDuplicated(..)
+            | webrtc_srtp::Error::SrtcpSsrcDuplicated(..) => self.stats.srtp_replayed += 1,
+            _ => self.stats.srtp_auth_failed += 1,
+        }
+    }
+
+    /// Encrypt what we send on an SRTP leg; `None` (never plain text) if that fails.
+    fn seal_rtp(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        let Some(srtp) = self.srtp.as_mut() else {
+            return Some(packet);
+        };
+        let header = srtp_header(&packet)?;
+        srtp.tx
+            .encrypt_rtp_with_header(&packet, &header)
+            .ok()
+            .map(|b| b.to_vec())
+    }
+
     /// When the last RTP packet arrived.
     pub fn last_rx(&self) -> Option<Instant> {
         self.rx.last_rx
@@ -641,7 +799,7 @@ impl Leg {
         (seq, ts, h.marker || switched)
     }
 
-    /// Serialise one packet of ours.
+    /// Serialise (and on an SRTP leg, encrypt) one packet of ours.
     pub(crate) fn packet(
         &mut self,
         pt: u8,
@@ -649,7 +807,7 @@ impl Leg {
         ts: u32,
         marker: bool,
         payload: &[u8],
-    ) -> Vec<u8> {
+    ) -> Option<Vec<u8>> {
         let header = Header {
             version: 2,
             marker,
@@ -663,11 +821,13 @@ impl Leg {
         let n = header.marshal_to(&mut out).unwrap_or(12);
         out.truncate(n);
         out.extend_from_slice(payload);
+        let out = self.seal_rtp(out)?;
         self.count_out(out.len(), payload.len());
-        out
+        Some(out)
     }
 
-    /// Relay: the peer's datagram with our header fields written over it in place.
+    /// Relay: the peer's (decrypted) datagram with our header fields written over it in
+    /// place, encrypted again with our key on an SRTP leg.
     pub(crate) fn rewrite(
         &mut self,
         data: &[u8],
@@ -676,15 +836,16 @@ impl Leg {
         ts: u32,
         marker: bool,
         payload_len: usize,
-    ) -> Vec<u8> {
+    ) -> Option<Vec<u8>> {
         let mut out = data.to_vec();
         out[1] = (u8::from(marker) << 7) | (pt & 0x7f);
         out[2..4].copy_from_slice(&seq.to_be_bytes());
         out[4..8].copy_from_slice(&ts.to_be_bytes());
         out[8..12].copy_from_slice(&self.tx.ssrc.to_be_bytes());
+        let out = self.seal_rtp(out)?;
         self.stats.relayed += 1;
         self.count_out(out.len(), payload_len);
-        out
+        Some(out)
     }
 
     fn count_out(&mut self, len: usize, payload: usize) {
@@ -749,7 +910,10 @@ impl Leg {
                 profile_extensions: Bytes::new(),
             })
         };
-        let data = packet.marshal().ok()?.to_vec();
+        let mut data = packet.marshal().ok()?.to_vec();
+        if let Some(srtp) = self.srtp.as_mut() {
+            data = srtp.tx.encrypt_rtcp(&data).ok()?.to_vec();
+        }
         self.stats.rtcp_out += 1;
         Some((to, data))
     }

@@ -9,7 +9,7 @@
 use crate::codec::frame_samples;
 use crate::dtmf::{DtmfDetector, DtmfTrain};
 use crate::jitter::Pop;
-use crate::leg::{Inbound, Leg, LegError, LegMedia, LegOptions, LegStats};
+use crate::leg::{Inbound, Leg, LegError, LegMedia, LegOptions, LegStats, Opened};
 use crate::player::{Clip, Player};
 use crate::resample::Resampler;
 use std::collections::VecDeque;
@@ -61,6 +61,14 @@ pub enum MediaEvent {
     Quiet {
         leg: LegId,
         silent_ms: u64,
+    },
+    /// SRTP or SRTCP packets on this leg failed authentication or were replays, and were
+    /// dropped: told at the 1st, 10th, 100th… so a wrong key is heard of at once and a
+    /// flood of forgeries does not flood the log.
+    SrtpRejected {
+        leg: LegId,
+        auth_failed: u64,
+        replayed: u64,
     },
 }
 
@@ -344,6 +352,15 @@ impl Session {
         let Some(i) = self.index(id) else {
             return;
         };
+        let opened = self.legs[i].leg.open_rtp(data);
+        let data: &[u8] = match &opened {
+            Opened::Plain => data,
+            Opened::Decrypted(plain) => plain,
+            Opened::Dropped => {
+                self.srtp_dropped(i);
+                return;
+            }
+        };
         let (header, payload, dtmf) = {
             let s = &mut self.legs[i];
             match s.leg.receive(now, from, data) {
@@ -388,7 +405,9 @@ impl Session {
             return;
         };
         let (seq, ts, marker) = target.leg.stamp_relayed(now, &header);
-        let data = target.leg.rewrite(data, pt, seq, ts, marker, payload.len());
+        let Some(data) = target.leg.rewrite(data, pt, seq, ts, marker, payload.len()) else {
+            return;
+        };
         self.out.push_back(Output::Transmit(Transmit {
             leg: target.id,
             to,
@@ -398,8 +417,27 @@ impl Session {
     }
 
     pub fn handle_rtcp(&mut self, now: Instant, id: LegId, from: SocketAddr, data: &[u8]) {
-        if let Some(s) = self.slot(id) {
-            s.leg.receive_rtcp(now, from, data);
+        let Some(i) = self.index(id) else {
+            return;
+        };
+        let leg = &mut self.legs[i].leg;
+        match leg.open_rtcp(data) {
+            Opened::Plain => leg.receive_rtcp(now, from, data),
+            Opened::Decrypted(plain) => leg.receive_rtcp(now, from, &plain),
+            Opened::Dropped => self.srtp_dropped(i),
+        }
+    }
+
+    fn srtp_dropped(&mut self, i: usize) {
+        let s = &self.legs[i];
+        let (auth_failed, replayed) = (s.leg.stats.srtp_auth_failed, s.leg.stats.srtp_replayed);
+        let n = auth_failed + replayed;
+        if n > 0 && 10u64.pow(n.ilog10()) == n {
+            self.out.push_back(Output::Event(MediaEvent::SrtpRejected {
+                leg: s.id,
+                auth_failed,
+                replayed,
+            }));
         }
     }
 
@@ -638,13 +676,14 @@ impl Session {
         }
         let ticks = s.leg.frame_ticks();
         let (seq, ts, marker) = s.leg.stamp_generated(now, ticks);
-        let data = s.leg.packet(media.payload_type, seq, ts, marker, &payload);
-        self.out.push_back(Output::Transmit(Transmit {
-            leg: s.id,
-            to,
-            rtcp: false,
-            data,
-        }));
+        if let Some(data) = s.leg.packet(media.payload_type, seq, ts, marker, &payload) {
+            self.out.push_back(Output::Transmit(Transmit {
+                leg: s.id,
+                to,
+                rtcp: false,
+                data,
+            }));
+        }
     }
 
     /// Returns whether a telephone-event packet took this tick.
@@ -677,13 +716,14 @@ impl Session {
             Some((payload, marker)) => {
                 if let Some(to) = s.leg.destination().filter(|_| s.leg.sends()) {
                     let seq = s.leg.stamp_event(now);
-                    let data = s.leg.packet(pt, seq, ts, marker, &payload);
-                    self.out.push_back(Output::Transmit(Transmit {
-                        leg: s.id,
-                        to,
-                        rtcp: false,
-                        data,
-                    }));
+                    if let Some(data) = s.leg.packet(pt, seq, ts, marker, &payload) {
+                        self.out.push_back(Output::Transmit(Transmit {
+                            leg: s.id,
+                            to,
+                            rtcp: false,
+                            data,
+                        }));
+                    }
                 }
                 true
             }

@@ -10,13 +10,27 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use warmline_media::{JitterSettings, LegMedia, LegOptions, LegSetup, Output, Session};
 use warmline_signaling::mutate::{Mutator, executions, report};
-use warmline_signaling::{CodecName, Direction};
+use warmline_signaling::{CodecName, Direction, SrtpKey, SrtpParams, SrtpSuite};
+use webrtc_srtp::context::Context;
+use webrtc_srtp::protection_profile::ProtectionProfile;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 fn leg(s: &mut Session, now: Instant, id: u32, codec: CodecName, pt: u8, port: u16) {
+    leg_with(s, now, id, codec, pt, port, None);
+}
+
+fn leg_with(
+    s: &mut Session,
+    now: Instant,
+    id: u32,
+    codec: CodecName,
+    pt: u8,
+    port: u16,
+    srtp: Option<SrtpParams>,
+) {
     s.add_leg(
         id,
         LegSetup {
@@ -43,6 +57,7 @@ fn leg(s: &mut Session, now: Instant, id: u32, codec: CodecName, pt: u8, port: u
             dtmf: Some((101, 8000)),
             remote: Some(addr(port)),
             direction: Direction::SendRecv,
+            srtp,
         },
     )
     .unwrap();
@@ -145,4 +160,90 @@ fn rtp_and_rtcp_parsers_survive_mutated_packets() {
         assert!(st.rejected > 0 && st.packets_in > 0, "leg {id}: {st:?}");
     }
     report("rtp/rtcp/rfc4733", n);
+}
+
+/// The same mutations through SRTP legs: what the peer's key encrypted, then damaged, must
+/// be dropped and counted by the authentication check (or before it, when too short for
+/// one), and the undamaged packets still pass, relayed and transcoded.
+#[test]
+fn srtp_legs_survive_mutated_packets() {
+    let mut now = Instant::now();
+    let mut s = Session::new(now, Duration::from_secs(1_700_000_000));
+    let theirs = SrtpKey([0x42; 30]);
+    let keys = SrtpParams {
+        suite: SrtpSuite::AesCm128HmacSha1_80,
+        tag: 1,
+        local: SrtpKey([0x24; 30]),
+        remote: theirs,
+        savp: true,
+    };
+    leg_with(&mut s, now, 0, CodecName::Pcma, 8, 7000, Some(keys));
+    leg_with(&mut s, now, 1, CodecName::Pcmu, 0, 7002, Some(keys));
+    s.bridge(0, 1);
+    let mut peer = Context::new(
+        theirs.master_key(),
+        theirs.master_salt(),
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+    )
+    .unwrap();
+    let mut m = Mutator::new(0x5eed_0004);
+    let n = executions(20_000);
+    let mut seq: u16 = 0;
+    for i in 0..n {
+        let (is_rtcp, seed) = &seeds()[m.below(6)];
+        let id = m.below(2) as u32;
+        let from = addr(7000 + 2 * id as u16 + u16::from(*is_rtcp));
+        let mut plain = seed.clone();
+        if *is_rtcp {
+            let Ok(sealed) = peer.encrypt_rtcp(&plain) else {
+                continue;
+            };
+            let data = if i % 4 == 0 {
+                sealed.to_vec()
+            } else {
+                m.mutate(&sealed)
+            };
+            s.handle_rtcp(now, id, from, &data);
+        } else {
+            // A fresh sequence number each time, as a real sender's, so the good ones pass
+            // the replay window.
+            seq = seq.wrapping_add(1);
+            plain[2..4].copy_from_slice(&seq.to_be_bytes());
+            let Ok(sealed) = peer.encrypt_rtp(&plain) else {
+                continue;
+            };
+            let data = if i % 4 == 0 {
+                sealed.to_vec()
+            } else {
+                m.mutate(&sealed)
+            };
+            s.handle_rtp(now, id, from, &data);
+        }
+        if i % 8 == 0 {
+            now += Duration::from_millis(20);
+            while s.poll_timeout() <= now {
+                s.handle_tick(now);
+            }
+        }
+        while let Some(o) = s.poll_output() {
+            if let Output::Transmit(t) = o {
+                assert!(
+                    [addr(7000), addr(7001), addr(7002), addr(7003)].contains(&t.to),
+                    "sent to {}",
+                    t.to
+                );
+            }
+        }
+    }
+    for id in 0..2 {
+        let st = s.stats(id).unwrap();
+        assert!(
+            st.srtp_auth_failed > 0 && st.packets_in > 0,
+            "leg {id}: {st:?}"
+        );
+        assert_eq!(st.srtp, Some(SrtpSuite::AesCm128HmacSha1_80));
+    }
+    report("srtp/srtcp", n);
 }

@@ -11,7 +11,7 @@ use warmline_media::dtmf::EventPayload;
 use warmline_media::{
     Clip, JitterSettings, LegMedia, LegOptions, LegSetup, MediaEvent, Output, Session, Transmit,
 };
-use warmline_signaling::{CodecName, Direction};
+use warmline_signaling::{CodecName, Direction, SrtpKey, SrtpParams, SrtpSuite};
 use webrtc_util::marshal::{Marshal, Unmarshal};
 
 const CALLER: u32 = 0;
@@ -50,6 +50,7 @@ fn media(codec: CodecName, port: u16) -> LegMedia {
         dtmf: Some((101, 8000)),
         remote: Some(addr(port)),
         direction: Direction::SendRecv,
+        srtp: None,
     }
 }
 
@@ -982,4 +983,127 @@ fn a_late_tick_catches_up_instead_of_leaving_a_gap() {
         "no talk-spurt restart"
     );
     assert!(out.len() >= 13, "{} frames", out.len());
+}
+
+fn srtp_context(key: SrtpKey, suite: SrtpSuite) -> webrtc_srtp::context::Context {
+    let profile = match suite {
+        SrtpSuite::AesCm128HmacSha1_80 => {
+            webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80
+        }
+        SrtpSuite::AesCm128HmacSha1_32 => {
+            webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_32
+        }
+    };
+    webrtc_srtp::context::Context::new(key.master_key(), key.master_salt(), profile, None, None)
+        .unwrap()
+}
+
+/// A caller on SRTP bridged to an agent on plain RTP, same codec: the bridge decrypts,
+/// relays without transcoding, and encrypts what goes back with our key. A packet under
+/// a wrong key and a replayed one are dropped and counted; the call goes on.
+#[test]
+fn srtp_caller_bridged_to_a_plain_agent_both_ways() {
+    for suite in [
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+    ] {
+        let mut r = Run::new();
+        let (theirs, ours) = (SrtpKey([0x5a; 30]), SrtpKey([0xa5; 30]));
+        r.s.add_leg(CALLER, setup(1));
+        let mut m = media(CodecName::Pcmu, 7000);
+        m.srtp = Some(SrtpParams {
+            suite,
+            tag: 1,
+            local: ours,
+            remote: theirs,
+            savp: true,
+        });
+        r.s.configure(r.now, CALLER, m).unwrap();
+        r.leg(AGENT, setup(2), CodecName::Pcmu, 8000);
+        r.s.bridge(CALLER, AGENT);
+        let mut phone = srtp_context(theirs, suite);
+        let mut forger = srtp_context(SrtpKey([0x00; 30]), suite);
+        let mut sealed = Vec::new();
+        for k in 0..20u16 {
+            let voice = [k as u8; 160];
+            let p = phone
+                .encrypt_rtp(&packet(0, k, u32::from(k) * 160, 5, k == 0, &voice))
+                .unwrap();
+            r.rtp(CALLER, addr(7000), &p);
+            sealed.push(p);
+            r.rtp(
+                AGENT,
+                addr(8000),
+                &packet(0, k, u32::from(k) * 160, 6, k == 0, &[0x77; 160]),
+            );
+            r.run_ms(20);
+        }
+        // The agent got the caller's audio in the clear, byte for byte, relayed.
+        let to_agent = r.rtp_to(AGENT);
+        assert_eq!(to_agent.len(), 20, "{suite}");
+        for (k, p) in to_agent.iter().enumerate() {
+            assert_eq!(p.1, vec![k as u8; 160], "{suite}: packet {k}");
+        }
+        // What the caller got opens with our key, and nothing else: a tag per packet.
+        let tag = if suite == SrtpSuite::AesCm128HmacSha1_80 {
+            10
+        } else {
+            4
+        };
+        let mut caller_side = srtp_context(ours, suite);
+        let to_caller: Vec<&Transmit> = r
+            .sent
+            .iter()
+            .filter(|t| t.leg == CALLER && !t.rtcp)
+            .collect();
+        assert_eq!(to_caller.len(), 20);
+        for t in &to_caller {
+            assert_eq!(t.data.len(), 12 + 160 + tag);
+            assert_ne!(&t.data[12..172], &[0x77; 160][..], "sent in the clear");
+            let plain = caller_side.decrypt_rtp(&t.data).unwrap();
+            assert_eq!(&plain[12..], &[0x77; 160][..]);
+        }
+        // A forged packet (wrong key) and a replay of a real one: dropped, counted.
+        let forged = forger
+            .encrypt_rtp(&packet(0, 20, 3200, 5, false, &[9; 160]))
+            .unwrap();
+        r.rtp(CALLER, addr(7000), &forged);
+        r.rtp(CALLER, addr(7000), &sealed[5]);
+        let mut tampered = phone
+            .encrypt_rtp(&packet(0, 21, 3360, 5, false, &[9; 160]))
+            .unwrap()
+            .to_vec();
+        tampered[40] ^= 1;
+        r.rtp(CALLER, addr(7000), &tampered);
+        r.run_ms(20);
+        let st = r.s.stats(CALLER).unwrap();
+        assert_eq!(
+            (st.srtp_auth_failed, st.srtp_replayed),
+            (2, 1),
+            "{suite}: {st:?}"
+        );
+        assert_eq!(st.srtp, Some(suite));
+        assert_eq!(
+            r.rtp_to(AGENT).len(),
+            20,
+            "{suite}: nothing bad reached the agent"
+        );
+        // The call goes on: the next real packet is relayed.
+        let next = phone
+            .encrypt_rtp(&packet(0, 22, 3520, 5, false, &[22; 160]))
+            .unwrap();
+        r.rtp(CALLER, addr(7000), &next);
+        assert_eq!(r.rtp_to(AGENT).last().unwrap().1, vec![22; 160]);
+        // RTCP to the caller is SRTCP under our key.
+        r.run_ms(6000);
+        let rtcp: Vec<&Transmit> = r
+            .sent
+            .iter()
+            .filter(|t| t.leg == CALLER && t.rtcp)
+            .collect();
+        assert!(!rtcp.is_empty(), "{suite}: no RTCP");
+        for t in rtcp {
+            caller_side.decrypt_rtcp(&t.data).unwrap();
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! gateway must decide the same way every time, testably, without sockets — lives here:
 //!
 //! - [`sdp`]: SDP offer/answer for one audio stream (RFC 3264, hold per RFC 6337);
+//! - [`sdes`]: SRTP keys in SDP (RFC 4568 `a=crypto`) and the `[media] srtp` policy;
 //! - [`admission`]: whether a new INVITE may become a call (`allow_from`, `max_calls`, drain);
 //! - [`triage`]: a cheap structural check of every inbound datagram, so a malformed request
 //!   gets a `400`/`505`/`513` instead of vanishing inside the parser, and the stateless
@@ -24,12 +25,14 @@ pub mod extensions;
 pub mod mutate;
 pub mod pike;
 pub mod registration;
+pub mod sdes;
 pub mod sdp;
 pub mod session_timer;
 pub mod triage;
 
 pub use admission::{Admission, Verdict};
 pub use pike::{Pike, PikeSettings, PikeVerdict};
+pub use sdes::{SrtpKey, SrtpMode, SrtpParams, SrtpSuite};
 pub use sdp::{
     Codec, CodecName, Direction, LocalMedia, Negotiated, NegotiationError, SdpSession,
     TelephoneEvent,

@@ -7,6 +7,7 @@
 //! with media (`SendRecv` normally, `SendOnly` while we hold the peer and play hold audio);
 //! what we put in an SDP is that, narrowed by what the peer allows.
 
+use crate::sdes::{SrtpKey, SrtpMode, SrtpParams, SrtpSuite, crypto_line, parse_crypto};
 use sdp::description::media::MediaDescription;
 use sdp::description::session::SessionDescription;
 use serde::{Deserialize, Serialize};
@@ -143,6 +144,11 @@ pub struct LocalMedia {
     pub addr: IpAddr,
     pub port: u16,
     pub codecs: Vec<CodecName>,
+    /// Whether we offer and accept SRTP.
+    pub srtp: SrtpMode,
+    /// Our SRTP master key and salt for this session (the driver makes it at random); used
+    /// only when SRTP is negotiated.
+    pub srtp_key: SrtpKey,
 }
 
 /// The outcome of one offer/answer exchange: what the media plane must do.
@@ -156,6 +162,9 @@ pub struct Negotiated {
     pub direction: Direction,
     /// Packetisation time the peer asked for, in ms.
     pub ptime_ms: u32,
+    /// SRTP, when the stream is encrypted. Never serialised: it holds keys.
+    #[serde(skip)]
+    pub srtp: Option<SrtpParams>,
 }
 
 /// Why an offer or answer could not be used. Each maps to a SIP `Warning` code (RFC 3261 §20.43).
@@ -175,6 +184,10 @@ pub enum NegotiationError {
     /// privileged port. Answering it would let one INVITE point our audio at anyone.
     #[error("media address {0} is not a unicast address with a port above 1023")]
     Address(String),
+    /// An encrypted stream whose `a=crypto` lines we cannot use (RFC 4568 §7.1.2), or an
+    /// answer without one to our `RTP/SAVP` offer.
+    #[error("no usable a=crypto: {0}")]
+    Crypto(String),
 }
 
 impl NegotiationError {
@@ -186,6 +199,7 @@ impl NegotiationError {
             NegotiationError::Transport(_) => 302,
             NegotiationError::NoCommonCodec(_) => 305,
             NegotiationError::Address(_) => 301,
+            NegotiationError::Crypto(_) => 306,
         }
     }
 }
@@ -230,7 +244,7 @@ impl SdpSession {
             if chosen.is_some() || md.media_name.media != "audio" || md.media_name.port.value == 0 {
                 continue;
             }
-            match self.accept_offered(&sd, md, want) {
+            match self.accept_offered(&sd, md, want, false) {
                 Ok(n) => chosen = Some((index, n)),
                 Err(e) => {
                     if first_error == NegotiationError::NoAudio {
@@ -270,14 +284,24 @@ impl SdpSession {
             .collect();
         let te = self.local_telephone_events();
         pts.extend(te.iter().map(|t| t.payload_type.to_string()));
+        let proto = if self.local.srtp == SrtpMode::Required {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        };
         let _ = write!(
             media,
-            "m=audio {} RTP/AVP {}\r\n",
+            "m=audio {} {proto} {}\r\n",
             self.local.port,
             pts.join(" ")
         );
         for c in &self.local.codecs {
             write_rtpmap(&mut media, c.default_pt(), *c);
+        }
+        if self.local.srtp != SrtpMode::Off {
+            for suite in SrtpSuite::ALL {
+                media.push_str(&crypto_line(suite.offer_tag(), suite, &self.local.srtp_key));
+            }
         }
         for t in &te {
             let _ = write!(
@@ -315,23 +339,29 @@ impl SdpSession {
         if md.media_name.port.value == 0 {
             return Err(NegotiationError::Rejected);
         }
-        let mut n = self.accept_offered(&sd, md, want)?;
+        let mut n = self.accept_offered(&sd, md, want, true)?;
         // In an answer the peer's direction already accounts for ours; ours is its mirror.
         n.direction = stream_direction(&sd, md).reversed().narrowed_by(want);
         Ok(n)
     }
 
     /// Pick codec, telephone-event, remote address and direction from one offered m-line.
+    ///
+    /// `ours`: `md` answers an offer we made (its `a=crypto` must echo one of ours).
     fn accept_offered(
         &self,
         sd: &SessionDescription,
         md: &MediaDescription,
         want: Direction,
+        ours: bool,
     ) -> Result<Negotiated, NegotiationError> {
         let proto = md.media_name.protos.join("/");
-        if proto != "RTP/AVP" && proto != "RTP/AVPF" {
-            return Err(NegotiationError::Transport(proto));
-        }
+        let savp = match proto.as_str() {
+            "RTP/AVP" | "RTP/AVPF" => false,
+            "RTP/SAVP" | "RTP/SAVPF" => true,
+            _ => return Err(NegotiationError::Transport(proto)),
+        };
+        let srtp = self.negotiate_srtp(md, &proto, savp, ours)?;
         let mut codec: Option<Codec> = None;
         let mut events: Vec<TelephoneEvent> = Vec::new();
         for fmt in &md.media_name.formats {
@@ -407,7 +437,74 @@ impl SdpSession {
                 .flatten()
                 .and_then(|p| p.trim().parse().ok())
                 .unwrap_or(20),
+            srtp,
         })
+    }
+
+    /// SDES (RFC 4568) for one m-line under `[media] srtp`: the first `a=crypto` we can use
+    /// (in an answer to us, one echoing a tag we offered), or plain RTP where that is allowed.
+    fn negotiate_srtp(
+        &self,
+        md: &MediaDescription,
+        proto: &str,
+        savp: bool,
+        ours: bool,
+    ) -> Result<Option<SrtpParams>, NegotiationError> {
+        let mode = self.local.srtp;
+        if mode == SrtpMode::Off {
+            return if savp {
+                Err(NegotiationError::Transport(proto.to_string()))
+            } else {
+                Ok(None)
+            };
+        }
+        let mut why: Option<String> = None;
+        let mut chosen = None;
+        for value in md
+            .attributes
+            .iter()
+            .filter(|a| a.key == "crypto")
+            .filter_map(|a| a.value.as_deref())
+        {
+            match parse_crypto(value) {
+                Ok(c) if ours && c.tag != c.suite.offer_tag() => {
+                    why.get_or_insert(format!(
+                        "the answer's a=crypto tag {} with {} is not one we offered",
+                        c.tag, c.suite
+                    ));
+                }
+                Ok(c) => {
+                    chosen = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    why.get_or_insert(e.to_string());
+                }
+            }
+        }
+        match chosen {
+            Some(c) => Ok(Some(SrtpParams {
+                suite: c.suite,
+                tag: c.tag,
+                local: self.local.srtp_key,
+                remote: c.key,
+                savp,
+            })),
+            None if savp => {
+                Err(NegotiationError::Crypto(why.unwrap_or_else(|| {
+                    format!("{proto} without an a=crypto line")
+                })))
+            }
+            None if mode == SrtpMode::Required => match why {
+                Some(why) => Err(NegotiationError::Crypto(why)),
+                None => Err(NegotiationError::Transport(format!(
+                    "{proto} (plain RTP, and [media] srtp is required)"
+                ))),
+            },
+            // Best-effort SRTP we cannot use is plain RTP, as RFC 4568 §7.1.1's
+            // answerer that ignores the attribute would do.
+            None => Ok(None),
+        }
     }
 
     fn write_audio(&self, media: &mut String, n: &Negotiated, direction: Direction) {
@@ -415,8 +512,15 @@ impl SdpSession {
         if let Some(t) = n.telephone_event {
             let _ = write!(pts, " {}", t.payload_type);
         }
-        let _ = write!(media, "m=audio {} RTP/AVP {}\r\n", self.local.port, pts);
+        let proto = match n.srtp {
+            Some(p) if p.savp => "RTP/SAVP",
+            _ => "RTP/AVP",
+        };
+        let _ = write!(media, "m=audio {} {proto} {}\r\n", self.local.port, pts);
         write_rtpmap(media, n.codec.payload_type, n.codec.name);
+        if let Some(p) = n.srtp {
+            media.push_str(&crypto_line(p.tag, p.suite, &p.local));
+        }
         if let Some(t) = n.telephone_event {
             let _ = write!(
                 media,
@@ -557,6 +661,8 @@ mod tests {
                 addr: "192.0.2.10".parse().unwrap(),
                 port: 20000,
                 codecs: codecs.to_vec(),
+                srtp: SrtpMode::Off,
+                srtp_key: SrtpKey([7; 30]),
             },
             42,
         )
@@ -683,6 +789,198 @@ mod tests {
         let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/SAVP 0\r\n";
         let err = all().answer(offer, Direction::SendRecv).unwrap_err();
         assert_eq!(err.warn_code(), 302);
+    }
+
+    fn with_srtp(mode: SrtpMode) -> SdpSession {
+        let mut s = all();
+        s.local.srtp = mode;
+        s
+    }
+
+    const THEIR_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn crypto_offer(proto: &str, crypto: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 {proto} 0\r\n{crypto}"
+        )
+    }
+
+    #[test]
+    fn an_savp_offer_gets_srtp_with_our_key_under_its_tag() {
+        for mode in [SrtpMode::Optional, SrtpMode::Required] {
+            let offer = crypto_offer(
+                "RTP/SAVP",
+                &format!(
+                    "a=crypto:5 F8_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\na=crypto:9 AES_CM_128_HMAC_SHA1_32 inline:{THEIR_KEY}|2^31\r\n"
+                ),
+            );
+            let (sdp, n) = with_srtp(mode).answer(&offer, Direction::SendRecv).unwrap();
+            let p = n.srtp.expect("SRTP negotiated");
+            assert_eq!(
+                (p.suite, p.tag, p.savp),
+                (SrtpSuite::AesCm128HmacSha1_32, 9, true)
+            );
+            assert_eq!(p.local, SrtpKey([7; 30]));
+            assert_eq!(p.remote.0[..4], [0x59, 0x53, 0x5f, 0x5f]);
+            assert!(sdp.contains("m=audio 20000 RTP/SAVP 0\r\n"), "{sdp}");
+            let ours = format!(
+                "a=crypto:9 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n",
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH"
+            );
+            assert!(sdp.contains(&ours), "{sdp}");
+            assert_eq!(sdp.matches("a=crypto").count(), 1);
+        }
+    }
+
+    #[test]
+    fn best_effort_crypto_on_rtp_avp_is_taken_when_srtp_is_allowed() {
+        let offer = crypto_offer(
+            "RTP/AVP",
+            &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"),
+        );
+        let (sdp, n) = with_srtp(SrtpMode::Optional)
+            .answer(&offer, Direction::SendRecv)
+            .unwrap();
+        assert_eq!(
+            n.srtp.map(|p| (p.suite, p.savp)),
+            Some((SrtpSuite::AesCm128HmacSha1_80, false))
+        );
+        assert!(
+            sdp.contains("m=audio 20000 RTP/AVP 0\r\n") && sdp.contains("a=crypto:1 "),
+            "{sdp}"
+        );
+        // Off: the attribute is ignored, the answer is plain.
+        let (sdp, n) = with_srtp(SrtpMode::Off)
+            .answer(&offer, Direction::SendRecv)
+            .unwrap();
+        assert_eq!(n.srtp, None);
+        assert!(!sdp.contains("a=crypto"), "{sdp}");
+        // Unusable best-effort crypto under optional: plain RTP, not a refusal.
+        let bad = crypto_offer(
+            "RTP/AVP",
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\r\n",
+        );
+        let (_, n) = with_srtp(SrtpMode::Optional)
+            .answer(&bad, Direction::SendRecv)
+            .unwrap();
+        assert_eq!(n.srtp, None);
+    }
+
+    #[test]
+    fn unusable_or_missing_crypto_is_refused_with_the_reason() {
+        let cases = [
+            (
+                SrtpMode::Optional,
+                crypto_offer(
+                    "RTP/SAVP",
+                    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\r\n",
+                ),
+                306,
+                "key AAAA",
+            ),
+            (
+                SrtpMode::Optional,
+                crypto_offer("RTP/SAVP", "a=crypto:1 AES_CM_128_HMAC_SHA1_80\r\n"),
+                306,
+                "not <tag>",
+            ),
+            (
+                SrtpMode::Optional,
+                crypto_offer("RTP/SAVP", ""),
+                306,
+                "without an a=crypto",
+            ),
+            (
+                SrtpMode::Required,
+                crypto_offer("RTP/AVP", ""),
+                302,
+                "srtp is required",
+            ),
+            (
+                SrtpMode::Off,
+                crypto_offer(
+                    "RTP/SAVP",
+                    &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"),
+                ),
+                302,
+                "RTP/SAVP",
+            ),
+        ];
+        for (mode, offer, code, why) in cases {
+            let e = with_srtp(mode)
+                .answer(&offer, Direction::SendRecv)
+                .unwrap_err();
+            assert_eq!(e.warn_code(), code, "{mode:?} {offer}");
+            assert!(e.to_string().contains(why), "{mode:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn our_srtp_offers_and_the_answers_to_them() {
+        let answer = |proto: &str, crypto: &str| {
+            format!(
+                "v=0\r\no=b 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 {proto} 0\r\n{crypto}"
+            )
+        };
+        // Required: RTP/SAVP with both suites; a plain answer is refused.
+        let mut s = with_srtp(SrtpMode::Required);
+        let offer = s.initial_offer(Direction::SendRecv);
+        assert!(
+            offer.contains("m=audio 20000 RTP/SAVP 0 8 9 111 101 102\r\n"),
+            "{offer}"
+        );
+        assert!(
+            offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{offer}"
+        );
+        assert!(
+            offer.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"),
+            "{offer}"
+        );
+        let e = s
+            .accept_answer(&answer("RTP/AVP", ""), Direction::SendRecv)
+            .unwrap_err();
+        assert_eq!(e.warn_code(), 302);
+        let e = s
+            .accept_answer(&answer("RTP/SAVP", ""), Direction::SendRecv)
+            .unwrap_err();
+        assert_eq!(e.warn_code(), 306);
+        // A tag we never offered is not ours.
+        let wrong = answer(
+            "RTP/SAVP",
+            &format!("a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"),
+        );
+        let e = s.accept_answer(&wrong, Direction::SendRecv).unwrap_err();
+        assert!(e.to_string().contains("tag 7"), "{e}");
+        let good = answer(
+            "RTP/SAVP",
+            &format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{THEIR_KEY}\r\n"),
+        );
+        let n = s.accept_answer(&good, Direction::SendRecv).unwrap();
+        assert_eq!(
+            n.srtp.map(|p| (p.suite, p.tag, p.savp)),
+            Some((SrtpSuite::AesCm128HmacSha1_32, 2, true))
+        );
+        // A re-offer keeps the stream as it is: same profile, suite, tag and key.
+        let re = s.reoffer(&n, Direction::SendOnly);
+        assert!(
+            re.contains("RTP/SAVP 0\r\n")
+                && re.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:BwcH"),
+            "{re}"
+        );
+
+        // Optional: RTP/AVP carrying crypto; a plain answer is plain RTP.
+        let mut s = with_srtp(SrtpMode::Optional);
+        let offer = s.initial_offer(Direction::SendRecv);
+        assert!(
+            offer.contains("m=audio 20000 RTP/AVP ") && offer.contains("a=crypto:1 "),
+            "{offer}"
+        );
+        let n = s
+            .accept_answer(&answer("RTP/AVP", ""), Direction::SendRecv)
+            .unwrap();
+        assert_eq!(n.srtp, None);
+        assert!(!s.reoffer(&n, Direction::SendOnly).contains("a=crypto"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warmline_call::assistant::{Assistant, AssistantConfig};
 use warmline_call::{CallAction, CallConfig, CallEvent, Controller, RoutePlan};
-use warmline_signaling::{CodecName, LocalMedia};
+use warmline_signaling::{CodecName, LocalMedia, SrtpKey, SrtpMode};
 
 /// A controller on a virtual clock: events in, actions out, time moved by hand.
 pub struct Harness {
@@ -24,6 +24,8 @@ pub fn config(answer_after_ms: u64, seed: u64) -> CallConfig {
         caller_id: "sip:+15551230000@127.0.0.1".into(),
         ..CallConfig::new(LocalMedia {
             addr: "127.0.0.1".parse().unwrap(),
+            srtp: SrtpMode::Optional,
+            srtp_key: SrtpKey([1; 30]),
             port: 20000,
             codecs: vec![
                 CodecName::Pcmu,
