@@ -298,6 +298,14 @@ fn a_gateway_that_requires_srtp_refuses_plain_offers_and_takes_encrypted_ones() 
         good.contains("RTP/SAVP 0") && good.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
         "{good}"
     );
+    assert_eq!(
+        metric(
+            &gw,
+            "warmline_calls_total{outcome=\"call.rejected\",role=\"inbound\"}"
+        ),
+        Some(2.0),
+        "both refusals counted"
+    );
     assert!(
         gw.log().contains("INVITE rejected"),
         "the refusals are logged:\n{}",

@@ -414,7 +414,17 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
         // A refusal decided on the INVITE alone needs no dialog.
         if call.is_ended() {
             let first = call.poll_action();
-            while call.poll_action().is_some() {}
+            // The refusal's end is counted like any call's (e.g. `call.rejected` for an offer
+            // we cannot take: no common codec, unusable a=crypto).
+            while let Some((_, action)) = call.poll_action() {
+                if let CallAction::Ended { reason } = action {
+                    gw.planes
+                        .metrics
+                        .calls_total
+                        .with_label_values(&["inbound", reason.code()])
+                        .inc();
+                }
+            }
             if let Some((
                 _,
                 CallAction::Reject {
