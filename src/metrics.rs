@@ -130,6 +130,12 @@ fn buckets(list: &[f64]) -> Vec<f64> {
 }
 
 impl Metrics {
+    /// One call leg ended (`role` inbound/outbound, `code` its end code): wherever it ends,
+    /// even refused before it had a dialog.
+    pub fn call_ended(&self, role: &str, code: &str) {
+        self.calls_total.with_label_values(&[role, code]).inc();
+    }
+
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new_custom(Some("warmline".into()), None)?;
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {

@@ -17,20 +17,6 @@ fn bridge_to(agent: &Baresip) -> String {
     )
 }
 
-fn ended(gw: &Gw) {
-    let n = eventually(
-        Duration::from_secs(10),
-        || {
-            metric(
-                gw,
-                "warmline_calls_total{outcome=\"call.peer_bye\",role=\"inbound\"}",
-            )
-        },
-        |n| *n == Some(1.0),
-    );
-    assert_eq!(n, Some(1.0), "the caller's BYE ended the call");
-}
-
 /// RTP packets on the wire between warmline and `port`, each way: (to it, from it).
 fn flows(pkts: &[Rtp], gw: &Gw, port: u16) -> (Vec<Rtp>, Vec<Rtp>) {
     let ours = |p: u16| (gw.rtp.0..=gw.rtp.1).contains(&p);
@@ -115,7 +101,7 @@ fn an_srtp_caller_is_bridged_to_a_plain_agent_while_forgeries_are_dropped() {
         forger.send_to(&p, ("127.0.0.1", leg_port)).unwrap();
     }
     caller.wait_exit(Duration::from_secs(30));
-    ended(&gw);
+    wait_caller_bye(&gw);
     let pkts = cap.stop();
 
     // The caller's leg is SRTP both ways: every packet carries an authentication tag (its
@@ -221,7 +207,7 @@ fn a_plain_caller_is_bridged_to_an_srtp_agent() {
     let (caller_port, _, suite) = caller_leg(&gw);
     assert_eq!(suite, None, "the caller's leg is plain");
     caller.wait_exit(Duration::from_secs(30));
-    ended(&gw);
+    wait_caller_bye(&gw);
     let pkts = cap.stop();
     let (to_caller, _) = flows(&pkts, &gw, caller_port);
     assert!(

@@ -75,17 +75,7 @@ fn a_caller_over_tls_is_bridged_to_an_agent_over_tls() {
     // Both legs were SIP over TLS: the INVITE in came on the TLS listener (UDP's guard
     // counts its own datagrams elsewhere, and baresip was told transport=tls), the one out
     // went to the agent's TLS port, and each was counted by the stream observer.
-    let ended = eventually(
-        Duration::from_secs(10),
-        || {
-            metric(
-                &gw,
-                "warmline_calls_total{outcome=\"call.peer_bye\",role=\"inbound\"}",
-            )
-        },
-        |n| *n == Some(1.0),
-    );
-    assert_eq!(ended, Some(1.0), "the caller's BYE over TLS ended the call");
+    wait_caller_bye(&gw);
     let invites_in = metric(
         &gw,
         "warmline_sip_messages_total{direction=\"in\",kind=\"request\",name=\"INVITE\"}",

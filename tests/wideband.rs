@@ -33,17 +33,7 @@ fn a_g722_caller_is_heard_wideband_and_bridged_to_a_g711_agent() {
         7,
     );
     caller.wait_exit(Duration::from_secs(30));
-    let ended = eventually(
-        Duration::from_secs(10),
-        || {
-            metric(
-                &gw,
-                "warmline_calls_total{outcome=\"call.peer_bye\",role=\"inbound\"}",
-            )
-        },
-        |n| *n == Some(1.0),
-    );
-    assert_eq!(ended, Some(1.0), "the caller's BYE ended the call");
+    wait_caller_bye(&gw);
     let pkts = cap.stop();
 
     // On the wire: the caller's leg is payload type 9 both ways, and what warmline sends

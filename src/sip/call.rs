@@ -418,11 +418,7 @@ pub(super) async fn run_inbound(gw: Arc<Gateway>, mut tx: Transaction, slot: Opt
             // we cannot take: no common codec, unusable a=crypto).
             while let Some((_, action)) = call.poll_action() {
                 if let CallAction::Ended { reason } = action {
-                    gw.planes
-                        .metrics
-                        .calls_total
-                        .with_label_values(&["inbound", reason.code()])
-                        .inc();
+                    gw.planes.metrics.call_ended("inbound", reason.code());
                 }
             }
             if let Some((
@@ -1559,12 +1555,7 @@ impl CallTask {
                     Some(Role::Outbound) => "outbound",
                     _ => "inbound",
                 };
-                self.gw
-                    .planes
-                    .metrics
-                    .calls_total
-                    .with_label_values(&[role, reason.code()])
-                    .inc();
+                self.gw.planes.metrics.call_ended(role, reason.code());
                 self.close(leg);
             }
             CallAction::PostContext { packet } => match serde_json::to_string(&packet) {

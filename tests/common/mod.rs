@@ -363,6 +363,22 @@ pub fn eventually<T>(
     }
 }
 
+/// Waits (with a deadline) until the gateway has ended the inbound call on the caller's
+/// BYE, and fails if it has not.
+pub fn wait_caller_bye(gw: &Gw) {
+    let n = eventually(
+        Duration::from_secs(10),
+        || {
+            metric(
+                gw,
+                "warmline_calls_total{outcome=\"call.peer_bye\",role=\"inbound\"}",
+            )
+        },
+        |n| *n == Some(1.0),
+    );
+    assert_eq!(n, Some(1.0), "the caller's BYE ended the call");
+}
+
 pub fn wait_ok(mut child: Child, what: &str) {
     let status = child.wait().unwrap();
     if !status.success() {

@@ -710,15 +710,24 @@ impl Leg {
     }
 
     /// Encrypt what we send on an SRTP leg; `None` (never plain text) if that fails.
-    fn seal_rtp(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+    /// `header`: the packet's, when the caller built it (else parsed here).
+    fn seal_rtp(&mut self, packet: Vec<u8>, header: Option<&Header>) -> Option<Vec<u8>> {
         let Some(srtp) = self.srtp.as_mut() else {
             return Some(packet);
         };
-        let header = srtp_header(&packet)?;
+        let parsed;
+        let header = match header {
+            Some(h) => h,
+            None => {
+                parsed = srtp_header(&packet)?;
+                &parsed
+            }
+        };
+        // The cipher's output is a fresh Vec behind the Bytes: taken back without a copy.
         srtp.tx
-            .encrypt_rtp_with_header(&packet, &header)
+            .encrypt_rtp_with_header(&packet, header)
             .ok()
-            .map(|b| b.to_vec())
+            .map(Vec::from)
     }
 
     /// When the last RTP packet arrived.
@@ -821,7 +830,7 @@ impl Leg {
         let n = header.marshal_to(&mut out).unwrap_or(12);
         out.truncate(n);
         out.extend_from_slice(payload);
-        let out = self.seal_rtp(out)?;
+        let out = self.seal_rtp(out, Some(&header))?;
         self.count_out(out.len(), payload.len());
         Some(out)
     }
@@ -842,7 +851,7 @@ impl Leg {
         out[2..4].copy_from_slice(&seq.to_be_bytes());
         out[4..8].copy_from_slice(&ts.to_be_bytes());
         out[8..12].copy_from_slice(&self.tx.ssrc.to_be_bytes());
-        let out = self.seal_rtp(out)?;
+        let out = self.seal_rtp(out, None)?;
         self.stats.relayed += 1;
         self.count_out(out.len(), payload_len);
         Some(out)
@@ -912,7 +921,7 @@ impl Leg {
         };
         let mut data = packet.marshal().ok()?.to_vec();
         if let Some(srtp) = self.srtp.as_mut() {
-            data = srtp.tx.encrypt_rtcp(&data).ok()?.to_vec();
+            data = Vec::from(srtp.tx.encrypt_rtcp(&data).ok()?);
         }
         self.stats.rtcp_out += 1;
         Some((to, data))
