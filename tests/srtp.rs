@@ -77,9 +77,11 @@ fn an_srtp_caller_is_bridged_to_a_plain_agent_while_forgeries_are_dropped() {
     let agent = Baresip::agent(free_port(), None);
     let gw = Gw::start("", &bridge_to(&agent));
     let cap = Capture::start(gw.rtp);
-    let mut caller = Baresip::caller_srtp(
-        "srtp-mand",
+    let mut caller = Baresip::caller_with(
+        "PCMU",
+        Some("srtp-mand"),
         free_port(),
+        None,
         &format!("sip:warmline@{}", gw.sip_addr()),
         &media().join("tone.wav"),
         8,

@@ -24,8 +24,9 @@ fn a_g722_caller_is_heard_wideband_and_bridged_to_a_g711_agent() {
         ),
     );
     let cap = Capture::start(gw.rtp);
-    let mut caller = Baresip::caller_on(
+    let mut caller = Baresip::caller_with(
         "G722",
+        None,
         free_port(),
         None,
         &format!("sip:warmline@{}", gw.sip_addr()),

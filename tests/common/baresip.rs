@@ -55,35 +55,13 @@ impl Baresip {
         voice: &Path,
         quit_after: u32,
     ) -> Baresip {
-        Self::caller_on("PCMU", port, tls, uri, voice, quit_after)
+        Self::caller_with("PCMU", None, port, tls, uri, voice, quit_after)
     }
 
-    /// A caller as [`Baresip::caller`], offering only `codec` (`PCMU`, `G722`). On G.722
-    /// its voice is a 16 kHz WAV and what it hears is recorded at 16 kHz (baresip's aufile
-    /// takes only files at the source rate).
-    pub fn caller_on(
-        codec: &str,
-        port: u16,
-        tls: Option<&BaresipTls>,
-        uri: &str,
-        voice: &Path,
-        quit_after: u32,
-    ) -> Baresip {
-        Self::caller_full(codec, None, port, tls, uri, voice, quit_after)
-    }
-
-    /// A PCMU caller as [`Baresip::caller`], with `mediaenc` as in [`Baresip::agent_with`].
-    pub fn caller_srtp(
-        mediaenc: &str,
-        port: u16,
-        uri: &str,
-        voice: &Path,
-        quit_after: u32,
-    ) -> Baresip {
-        Self::caller_full("PCMU", Some(mediaenc), port, None, uri, voice, quit_after)
-    }
-
-    fn caller_full(
+    /// A caller as [`Baresip::caller`], offering only `codec` (`PCMU`, `G722`), with
+    /// `mediaenc` as in [`Baresip::agent_with`]. On G.722 its voice is a 16 kHz WAV and what
+    /// it hears is recorded at 16 kHz (baresip's aufile takes only files at the source rate).
+    pub fn caller_with(
         codec: &str,
         mediaenc: Option<&str>,
         port: u16,
