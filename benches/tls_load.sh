@@ -41,8 +41,9 @@ done
 
 steal_start
 # Kamailio's workers each open their own TLS connection; the handshake count below opens many.
-{ wl_config 5960 10000 20000 39999 "127.0.0.1:5969" "${LOG_LEVEL:-info}"; cat <<TOML; } |
-  sed 's|^listen = \[.*udp.*|listen = ["udp:127.0.0.1:5960", "tls:127.0.0.1:5962"]\ntcp_max_per_ip = 1024|' >"$work/wl.toml"
+# (The heredoc's body starts on the next line, so the pipe's reader must be on this one.)
+tls_listen='listen = ["udp:127.0.0.1:5960", "tls:127.0.0.1:5962"]\ntcp_max_per_ip = 1024'
+{ wl_config 5960 10000 20000 39999 "127.0.0.1:5969" "${LOG_LEVEL:-info}"; cat <<TOML; } | sed "s|^listen = \[.*udp.*|$tls_listen|" >"$work/wl.toml"
 [sip.tls]
 certificate = "$work/warmline.crt"
 key = "$work/warmline.key"
@@ -67,7 +68,7 @@ kamailio_to() { # DISPATCH_URI -> starts kamailio on udp:5990 (and tls:5991) in 
   kamailio -f "$root/deploy/kamailio/kamailio.cfg" -DD -E -m 256 -M 32 \
     -A "LISTEN=udp:127.0.0.1:5990" -A "DISPATCHER_LIST=\"$work/dispatcher.list\"" \
     -A WITH_TLS -A "LISTEN_TLS=tls:127.0.0.1:5991" -A "TLS_CONFIG=\"$work/tls.cfg\"" \
-    -Y "$work/kam" 2>"$work/kam.log" &
+    -Y "$work/kam" >"$work/kam.out" 2>"$work/kam.log" &
   kam=$!
   sleep 2
 }
