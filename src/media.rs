@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 use warmline_media::session::LegSetup;
@@ -254,8 +253,8 @@ impl MediaHandle {
 
 struct LegIo {
     id: LegId,
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    /// Its sockets: given back to the port pool as a spare when the leg goes.
+    io: RtpReservation,
     local_port: u16,
     events: mpsc::UnboundedSender<MediaEvent>,
     tap: Option<mpsc::Sender<Vec<i16>>>,
@@ -264,12 +263,6 @@ struct LegIo {
     recorder: Option<std::sync::mpsc::SyncSender<(u32, Vec<i16>)>>,
     record_dropped: u64,
     report: ReportSink,
-}
-
-/// The reservation's sockets are non-blocking already (`rtp_ports`): registering them
-/// with the reactor is all that is left.
-fn socket(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
-    UdpSocket::from_std(s)
 }
 
 thread_local! {
@@ -371,13 +364,6 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
                 await_peer,
             } = *new;
             let local_port = sockets.port();
-            let (rtp, rtcp) = match (socket(sockets.rtp), socket(sockets.rtcp)) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::error!(error = %e, "RTP socket unusable; leg has no media");
-                    return;
-                }
-            };
             session.add_leg(
                 id,
                 LegSetup {
@@ -404,8 +390,7 @@ fn apply(plane: &Arc<MediaPlane>, session: &mut Session, legs: &mut Vec<LegIo>, 
             legs.retain(|l| l.id != id);
             legs.push(LegIo {
                 id,
-                rtp,
-                rtcp,
+                io: sockets,
                 local_port,
                 events,
                 tap,
@@ -471,7 +456,10 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
                 let Some(l) = legs.iter().find(|l| l.id == t.leg) else {
                     continue;
                 };
-                let sock = if t.rtcp { &l.rtcp } else { &l.rtp };
+                let Some((rtp, rtcp)) = l.io.sockets() else {
+                    continue;
+                };
+                let sock = if t.rtcp { rtcp } else { rtp };
                 if sock.try_send_to(&t.data, t.to).is_err() {
                     plane.metrics.rtp_send_errors.inc();
                 } else {
@@ -530,8 +518,8 @@ fn flush(plane: &MediaPlane, session: &mut Session, legs: &mut [LegIo]) {
 /// the `WouldBlock` it meets).
 async fn readable(legs: &[LegIo]) {
     std::future::poll_fn(|cx| {
-        for l in legs {
-            for sock in [&l.rtp, &l.rtcp] {
+        for (rtp, rtcp) in legs.iter().filter_map(|l| l.io.sockets()) {
+            for sock in [rtp, rtcp] {
                 // An error (ICMP, on some systems) is the read's to meet and skip.
                 if sock.poll_recv_ready(cx).is_ready() {
                     return Poll::Ready(());
@@ -545,7 +533,10 @@ async fn readable(legs: &[LegIo]) {
 
 fn try_recv_any(legs: &[LegIo], buf: &mut [u8]) -> Option<(usize, bool, SocketAddr, usize)> {
     for (i, l) in legs.iter().enumerate() {
-        for (rtcp, sock) in [(false, &l.rtp), (true, &l.rtcp)] {
+        let Some((rtp, rtcp)) = l.io.sockets() else {
+            continue;
+        };
+        for (rtcp, sock) in [(false, rtp), (true, rtcp)] {
             if let Ok((n, from)) = sock.try_recv_from(buf) {
                 return Some((i, rtcp, from, n));
             }

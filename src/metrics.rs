@@ -48,6 +48,11 @@ pub struct Metrics {
     pub rtp_out: IntCounter,
     pub rtp_send_errors: IntCounter,
     pub rtp_timeouts: IntCounter,
+    /// RTP/RTCP socket pairs a call took from the spares of ended calls (`rtp_ports`), and
+    /// datagrams that reached them while spare and were thrown away.
+    pub rtp_pairs_reused: IntCounter,
+    pub rtp_spare_drained: IntCounter,
+    pub rtp_spare_pairs: IntGauge,
     /// RTP and RTCP dropped because they came from an address that may not speak for the
     /// party (counted when a leg ends).
     pub rtp_strangers: IntCounter,
@@ -201,6 +206,18 @@ impl Metrics {
             rtp_in: rtp_packets.with_label_values(&["in"]),
             rtp_out: rtp_packets.with_label_values(&["out"]),
             rtp_send_errors: counter("rtp_send_errors_total", "RTP datagrams the kernel refused")?,
+            rtp_pairs_reused: counter(
+                "rtp_pairs_reused_total",
+                "RTP/RTCP socket pairs taken from those of ended calls, not newly bound",
+            )?,
+            rtp_spare_drained: counter(
+                "rtp_spare_drained_total",
+                "Datagrams that reached a spare RTP/RTCP pair between calls, thrown away",
+            )?,
+            rtp_spare_pairs: IntGauge::new(
+                "rtp_spare_pairs",
+                "RTP/RTCP socket pairs of ended calls resting, bound, for the next calls",
+            )?,
             rtp_timeouts: counter(
                 "rtp_timeouts_total",
                 "Calls ended because no RTP came for rtp_timeout_s",
@@ -405,9 +422,12 @@ impl Metrics {
         r.register(Box::new(m.heap_resident.clone()))?;
         r.register(Box::new(m.speech_capacity.clone()))?;
         r.register(Box::new(m.speech_listening.clone()))?;
+        r.register(Box::new(m.rtp_spare_pairs.clone()))?;
         r.register(Box::new(speech_over))?;
         for c in [
             &m.rtp_send_errors,
+            &m.rtp_pairs_reused,
+            &m.rtp_spare_drained,
             &m.rtp_timeouts,
             &m.rtp_strangers,
             &m.srtp_auth_failed,
@@ -446,6 +466,18 @@ impl Metrics {
             (&self.sip_tcp_cut, s.cut),
             (&self.sip_tcp_accept_errors, s.accept_errors),
             (&self.sip_tls_handshake_failures, s.handshake_failures),
+        ] {
+            c.inc_by(now.saturating_sub(c.get()));
+        }
+    }
+
+    /// Brings the spare-pair series up to what the port pool has counted.
+    pub fn observe_ports(&self, s: crate::rtp_ports::PortStats) {
+        self.rtp_spare_pairs
+            .set(i64::try_from(s.spare).unwrap_or(i64::MAX));
+        for (c, now) in [
+            (&self.rtp_pairs_reused, s.reused),
+            (&self.rtp_spare_drained, s.drained),
         ] {
             c.inc_by(now.saturating_sub(c.get()));
         }

@@ -113,6 +113,94 @@ fn caller_hears_the_greeting_and_the_tap_and_recording_hear_the_caller() {
     );
 }
 
+/// A call's RTP/RTCP pair is not closed when it ends: it rests, still bound, and the next
+/// call after the rest gets it, with what reached it meanwhile thrown away. That call hears
+/// its own greeting from the first packet and its audio reaches the gateway.
+#[test]
+fn a_call_on_the_rested_ports_of_an_ended_one_hears_its_own_greeting() {
+    require_sipp();
+    let greeting = media().join("greeting.wav");
+    let gw = Gw::start_with(
+        "",
+        &format!("greeting = \"{}\"", greeting.display()),
+        "[[routes]]\nname = \"default\"\n",
+    );
+    let cap = Capture::start(gw.rtp);
+    let rtp_in = || metric(&gw, "warmline_rtp_packets_total{direction=\"in\"}").unwrap_or(0.0);
+    let mp1 = media_port();
+    wait_ok(
+        caller(&gw, "speech_pcmu.pcap", "0", 1500, mp1),
+        "first caller",
+    );
+    wait_caller_bye(&gw);
+    let resting = eventually(
+        Duration::from_secs(5),
+        || metric(&gw, "warmline_rtp_spare_pairs"),
+        |n| *n == Some(1.0),
+    );
+    assert_eq!(resting, Some(1.0), "the ended call's pair rests");
+    // A fresh gateway binds its range from the bottom: the first call had its first pair
+    // (checked on the capture below). Late packets of that call's peer reach it at rest.
+    let first = gw.rtp.0 + gw.rtp.0 % 2;
+    let late = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    late.send_to(
+        &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9],
+        ("127.0.0.1", first),
+    )
+    .unwrap();
+    late.send_to(&[0x80, 200, 0, 1, 0, 0, 0, 9], ("127.0.0.1", first + 1))
+        .unwrap();
+    // The rest is a time, not a condition to wait for (rtp_ports::QUARANTINE, 250 ms).
+    std::thread::sleep(Duration::from_millis(400));
+    let in_before = rtp_in();
+    let mp2 = media_port();
+    wait_ok(
+        caller(&gw, "speech_pcmu.pcap", "0", 1500, mp2),
+        "second caller",
+    );
+    let pkts = cap.stop();
+
+    let ours = |p: u16| (gw.rtp.0..=gw.rtp.1).contains(&p);
+    let (one, two) = (flow(&pkts, ours, mp1), flow(&pkts, ours, mp2));
+    assert!(
+        !one.is_empty() && !two.is_empty(),
+        "{} / {}",
+        one.len(),
+        two.len()
+    );
+    assert_eq!(
+        one[0].src, first,
+        "the first call had the range's first pair"
+    );
+    assert_eq!(two[0].src, first, "the second call got the rested pair");
+    assert_one_continuous_stream(&two, "second call's greeting");
+    let pcm: Vec<i16> = two.iter().flat_map(|p| ulaw(&p.payload)).collect();
+    let (c, lag) = best_corr(&pcm, &wav(&greeting), 160);
+    assert!(
+        c > 0.95,
+        "second caller hears the greeting: {c:.3} at lag {lag}"
+    );
+    assert_eq!(
+        lag, 0,
+        "from the first packet: nothing stale played or relayed"
+    );
+    assert_ne!(one[0].ssrc, two[0].ssrc, "a new call, a new SSRC");
+    // What the second caller sent reached warmline through the reused socket.
+    let sent = pkts.iter().filter(|p| p.src == mp2).count() as f64;
+    assert!(sent >= 50.0, "second caller sent {sent}");
+    let got = eventually(
+        Duration::from_secs(5),
+        || rtp_in() - in_before,
+        |n| *n >= sent - 5.0,
+    );
+    assert!(
+        got >= sent - 5.0,
+        "warmline counted {got} of the {sent} the second caller sent"
+    );
+    assert!(metric(&gw, "warmline_rtp_pairs_reused_total").unwrap_or(0.0) >= 1.0);
+    assert_eq!(metric(&gw, "warmline_rtp_spare_drained_total"), Some(2.0));
+}
+
 /// One call from a SIPp scenario with no audio of its own.
 fn one_call(gw: &Gw, scenario: &str) -> Child {
     call_scenario(gw, scenario, &["-m", "1", "-mp", &media_port().to_string()])
