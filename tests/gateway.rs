@@ -69,12 +69,19 @@ fn answer_carries_a_bound_rtp_port_from_the_range() {
         "port {port} in the answer is not bound by warmline"
     );
     wait_ok(child, "basic call");
-    // released when the call ends
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        UdpSocket::bind(("127.0.0.1", port)).is_ok(),
-        "RTP port leaked"
+    // Given back when the call ends: the pair rests as a spare for later calls (still
+    // bound, so no stranger takes the port meanwhile), not held by a call that is gone.
+    let spare = eventually(
+        Duration::from_secs(5),
+        || metric(&gw, "warmline_rtp_spare_pairs"),
+        |n| *n == Some(1.0),
     );
+    assert_eq!(
+        spare,
+        Some(1.0),
+        "the ended call's RTP pair is not back in the pool"
+    );
+    assert!(UdpSocket::bind(("127.0.0.1", port)).is_err());
 }
 
 #[test]
