@@ -208,7 +208,6 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     }
     gw.planes.metrics.observe_tcp(gw.tcp_stats());
     gw.planes.metrics.observe_ports(gw.ports().stats());
-    gw.planes.metrics.observe_log(crate::logwriter::dropped());
     gw.planes.metrics.observe_heap();
     if let Ok(depth) = gw.planes.store.read(|s| s.pending()).await {
         gw.planes.metrics.crm_outbox_depth.set(depth);

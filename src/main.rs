@@ -6,7 +6,6 @@ mod assistant;
 mod config;
 mod crm;
 mod http;
-mod logwriter;
 mod media;
 mod metrics;
 mod model;
@@ -113,7 +112,7 @@ fn main() -> ExitCode {
 }
 
 fn model_command(action: ModelAction) -> ExitCode {
-    let _log = init_logging("info", false);
+    init_logging("info");
     let _ = rustls::crypto::ring::default_provider().install_default();
     match action {
         ModelAction::List => {
@@ -186,9 +185,7 @@ fn load_for_run(explicit: Option<&Path>) -> Result<Config, config::ConfigError> 
     }
 }
 
-/// Logging to stderr; `run`'s log goes through [`logwriter`] (`gathered`), whose guard
-/// writes what is pending when dropped.
-fn init_logging(level: &str, gathered: bool) -> Option<logwriter::LogGuard> {
+fn init_logging(level: &str) {
     // rsipstack logs every datagram at info; keep it at warn unless asked for by name.
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
         if level.contains("rsipstack") {
@@ -197,23 +194,16 @@ fn init_logging(level: &str, gathered: bool) -> Option<logwriter::LogGuard> {
             format!("{level},rsipstack=warn")
         }
     });
-    let (writer, guard) = if gathered {
-        logwriter::start()
-    } else {
-        (logwriter::Gathered::Direct, None)
-    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(writer)
+        .with_writer(std::io::stderr)
         // Colour only on a terminal: log files and journald get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    guard
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {
-    // Declared first, dropped last: the runtime's own shutdown may still log.
-    let _log = init_logging(&cfg.log.level, true);
+    init_logging(&cfg.log.level);
     // reqwest is built without a TLS crypto provider of its own; one is chosen here, once.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -53,8 +53,6 @@ pub struct Metrics {
     pub rtp_pairs_reused: IntCounter,
     pub rtp_spare_drained: IntCounter,
     pub rtp_spare_pairs: IntGauge,
-    /// Log lines dropped because the log's writer was far behind (`logwriter`).
-    pub log_lines_dropped: IntCounter,
     /// RTP and RTCP dropped because they came from an address that may not speak for the
     /// party (counted when a leg ends).
     pub rtp_strangers: IntCounter,
@@ -215,10 +213,6 @@ impl Metrics {
             rtp_spare_drained: counter(
                 "rtp_spare_drained_total",
                 "Datagrams that reached a spare RTP/RTCP pair between calls, thrown away",
-            )?,
-            log_lines_dropped: counter(
-                "log_lines_dropped_total",
-                "Log lines dropped because the writer was 4 MiB behind (stderr blocked)",
             )?,
             rtp_spare_pairs: IntGauge::new(
                 "rtp_spare_pairs",
@@ -434,7 +428,6 @@ impl Metrics {
             &m.rtp_send_errors,
             &m.rtp_pairs_reused,
             &m.rtp_spare_drained,
-            &m.log_lines_dropped,
             &m.rtp_timeouts,
             &m.rtp_strangers,
             &m.srtp_auth_failed,
@@ -488,12 +481,6 @@ impl Metrics {
         ] {
             c.inc_by(now.saturating_sub(c.get()));
         }
-    }
-
-    /// Brings the dropped log lines up to what the log's writer has counted.
-    pub fn observe_log(&self, dropped: u64) {
-        self.log_lines_dropped
-            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
     }
 
     /// Reads jemalloc's statistics afresh (they are cached until the epoch moves). Zero

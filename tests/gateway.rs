@@ -191,12 +191,6 @@ fn sigterm_refuses_new_calls_then_byes_the_rest_and_exits() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status}");
-    // The log's last line, written on the way out by the log writer's guard.
-    let log = gw.log();
-    assert!(
-        log.lines().last().is_some_and(|l| l.contains("stopped")),
-        "{log}"
-    );
 }
 
 /// The binary's `command --config cfg`, run to its end.
