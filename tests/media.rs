@@ -198,7 +198,9 @@ fn a_call_on_the_rested_ports_of_an_ended_one_hears_its_own_greeting() {
         "warmline counted {got} of the {sent} the second caller sent"
     );
     assert!(metric(&gw, "warmline_rtp_pairs_reused_total").unwrap_or(0.0) >= 1.0);
-    assert_eq!(metric(&gw, "warmline_rtp_spare_drained_total"), Some(2.0));
+    // Ours, and whatever the first caller's SIPp sent after its BYE.
+    let drained = metric(&gw, "warmline_rtp_spare_drained_total").unwrap_or(0.0);
+    assert!(drained >= 2.0, "drained {drained}");
 }
 
 /// One call from a SIPp scenario with no audio of its own.
