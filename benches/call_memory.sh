@@ -20,6 +20,5 @@ path = "$work/wl.db"
 TOML
 _RJEM_MALLOC_CONF=tcache:false "$root/target/release/warmline" run --config "$work/wl.toml" >"$work/wl.log" 2>&1 &
 wl=$!
-for _ in $(seq 100); do grep -q "warmline ready" "$work/wl.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "warmline ready" "$work/wl.log" || { cat "$work/wl.log"; exit 1; }
+wl_wait_ready "$work/wl.log" "$wl"
 python3 "$root/benches/call_memory.py" 5980 5981 "$wl" "$n"

@@ -30,6 +30,5 @@ path = "$work/wl.db"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" >"$work/wl.log" 2>&1 &
 wl=$!
-for _ in $(seq 100); do grep -q "warmline ready" "$work/wl.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "warmline ready" "$work/wl.log" || { cat "$work/wl.log"; exit 1; }
+wl_wait_ready "$work/wl.log" "$wl"
 python3 "$root/benches/flood.py" 5970 "$wl" "$invites" "$rate" "$unacked" "$junk" 5971

@@ -18,3 +18,17 @@ listen = "$5"
 level = "$6"
 TOML
 }
+
+# wl_wait_ready LOG PID: waits until the gateway logs "warmline ready" (it listens only then).
+# A first run on a fresh machine provisions the speech model before that (minutes), and a load
+# step sent into a gateway still starting measures the start, not the gateway: so the deadline
+# is long (WL_READY_S, default 900 s), and a gateway that exits first fails the bench with its log.
+wl_wait_ready() {
+  local deadline=$((SECONDS + ${WL_READY_S:-900}))
+  until grep -q "warmline ready" "$1" 2>/dev/null; do
+    if ! kill -0 "$2" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "warmline did not become ready; its log:" >&2; cat "$1" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+}

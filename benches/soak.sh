@@ -38,8 +38,7 @@ path = "$work/wl.db"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-for _ in $(seq 50); do curl -sf http://127.0.0.1:5978/healthz >/dev/null && break; sleep 0.1; done
-curl -sf http://127.0.0.1:5978/healthz >/dev/null || { cat "$work/wl.log"; exit 1; }
+wl_wait_ready "$work/wl.log" "$wl"
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 active() { curl -sf http://127.0.0.1:5978/v1/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['active_calls'])"; }
 

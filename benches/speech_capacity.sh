@@ -52,8 +52,7 @@ TOML
   rm -f "$work/wl.db"*
   "$bin" run --config "$work/wl.toml" 2>"$work/wl.log" &
   wl=$!
-  for _ in $(seq 600); do grep -q "warmline ready" "$work/wl.log" && return 0; sleep 0.1; done
-  cat "$work/wl.log"; exit 1
+  wl_wait_ready "$work/wl.log" "$wl"
 }
 
 steal_start

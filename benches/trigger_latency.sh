@@ -10,6 +10,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/steal.sh
 . "$root/benches/steal.sh"
+# shellcheck source=benches/gateway.sh
+. "$root/benches/gateway.sh"
 n=${1:-20}; conc=${2:-4}
 work=$(mktemp -d)
 cleanup() { [ -n "${wl:-}" ] && kill "$wl" 2>/dev/null; rm -rf "$work"; }
@@ -41,7 +43,7 @@ name = "default"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-for _ in $(seq 100); do grep -q "SIP listening" "$work/wl.log" && break; sleep 0.1; done
+wl_wait_ready "$work/wl.log" "$wl"
 (cd "$work/caller" && timeout $((n * 5 + 60)) sipp 127.0.0.1:5990 -sf "$root/sipp-scenarios/uac_media.xml" \
    -key codec 0 -i 127.0.0.1 -p 5991 -mp 7100 -m "$n" -l "$conc" -r "$conc" -d 4000 -nostdin \
    -timeout $((n * 5 + 30))s >/dev/null 2>&1) || true
