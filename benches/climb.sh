@@ -31,10 +31,16 @@ step() {
   [ $((fail * 1000)) -le "$calls" ] && awk -v p="$p95" -v m="${MAX_P95_MS:-5}" 'BEGIN {exit !(p != "-" && p + 0 <= m + 0)}'
 }
 
-climb() { # TARGET LABEL PID -> echoes "best_rate p95"
+# climb TARGET LABEL PID -> echoes "best_rate p95". A step that is not clean is run once more
+# before the climb stops: on a shared host a second of stolen CPU fails one 5 s step of any
+# target (SIPp's own uas included) and would end its climb at a rate it holds; a rate the
+# target cannot hold fails both times. Every target gets the same second chance.
+climb() {
   local best=0 best_p95="-"
   for r in "${rates[@]}"; do
-    if step "$1" "$2" "$r" "${3:-}" >&2; then best=$r; best_p95=$(cat "$work/last_p95"); else break; fi
+    if step "$1" "$2" "$r" "${3:-}" >&2 || { echo "          (not clean: once more)" >&2; step "$1" "$2" "$r" "${3:-}" >&2; }; then
+      best=$r; best_p95=$(cat "$work/last_p95")
+    else break; fi
   done
   echo "$best $best_p95"
 }
