@@ -20,5 +20,5 @@ path = "$work/wl.db"
 TOML
 _RJEM_MALLOC_CONF=tcache:false "$root/target/release/warmline" run --config "$work/wl.toml" >"$work/wl.log" 2>&1 &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5980
 python3 "$root/benches/call_memory.py" 5980 5981 "$wl" "$n"

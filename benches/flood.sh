@@ -30,5 +30,5 @@ path = "$work/wl.db"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" >"$work/wl.log" 2>&1 &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5970
 python3 "$root/benches/flood.py" 5970 "$wl" "$invites" "$rate" "$unacked" "$junk" 5971

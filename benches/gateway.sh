@@ -19,15 +19,17 @@ level = "$6"
 TOML
 }
 
-# wl_wait_ready LOG PID: waits until the gateway logs "warmline ready" (it listens only then).
-# A first run on a fresh machine provisions the speech model before that (minutes), and a load
-# step sent into a gateway still starting measures the start, not the gateway: so the deadline
-# is long (WL_READY_S, default 900 s), and a gateway that exits first fails the bench with its log.
+# wl_wait_ready LOG PID PORT: waits until the gateway has bound its SIP PORT (UDP or TCP), which
+# it does only once it is ready: not the "warmline ready" log line, which a bench running at
+# [log] level = "warn" never sees. A first run on a fresh machine provisions the speech model
+# before that (minutes), and a load step sent into a gateway still starting measures the start,
+# not the gateway: so the deadline is long (WL_READY_S, default 900 s), and a gateway that
+# exits first fails the bench at once with its log.
 wl_wait_ready() {
   local deadline=$((SECONDS + ${WL_READY_S:-900}))
-  until grep -q "warmline ready" "$1" 2>/dev/null; do
+  until [ -n "$(ss -Hlntu "sport = :$3" 2>/dev/null)" ]; do
     if ! kill -0 "$2" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      echo "warmline did not become ready; its log:" >&2; cat "$1" >&2; exit 1
+      echo "warmline did not become ready (nothing bound on port $3); its log:" >&2; cat "$1" >&2; exit 1
     fi
     sleep 0.1
   done

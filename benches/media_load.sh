@@ -45,7 +45,7 @@ target = "sip:echo@127.0.0.1:5982"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5980
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 sipp_ticks() { local t=0; for p in $(pgrep -f "sipp.*-p 598[12]" || true); do t=$((t + $(ticks "$p"))); done; echo $t; }

@@ -34,7 +34,7 @@ TOML
 
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5960
 read -r wl_best wl_p95 < <(climb 127.0.0.1:5960 warmline "$wl")
 kill -KILL $wl; wait $wl 2>/dev/null || true
 

@@ -38,7 +38,7 @@ path = "$work/wl.db"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5975
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 active() { curl -sf http://127.0.0.1:5978/v1/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['active_calls'])"; }
 

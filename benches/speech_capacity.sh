@@ -52,7 +52,7 @@ TOML
   rm -f "$work/wl.db"*
   "$bin" run --config "$work/wl.toml" 2>"$work/wl.log" &
   wl=$!
-  wl_wait_ready "$work/wl.log" "$wl"
+  wl_wait_ready "$work/wl.log" "$wl" 5995
 }
 
 steal_start

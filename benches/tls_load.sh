@@ -60,7 +60,7 @@ profile() {
 
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5962
 
 kamailio_to() { # DISPATCH_URI -> starts kamailio on udp:5990 (and tls:5991) in the background
   echo "1 $1" >"$work/dispatcher.list"

@@ -53,7 +53,7 @@ cap=$!
 for _ in $(seq 100); do grep -q "Capturing on" "$work/tshark.log" && break; sleep 0.1; done
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5990
 steal_start
 rss() { awk '/VmRSS/ {print $2}' "/proc/$wl/status" 2>/dev/null || echo 0; }
 idle_kb=$(rss)

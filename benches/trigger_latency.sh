@@ -43,7 +43,7 @@ name = "default"
 TOML
 "$root/target/release/warmline" run --config "$work/wl.toml" 2>"$work/wl.log" &
 wl=$!
-wl_wait_ready "$work/wl.log" "$wl"
+wl_wait_ready "$work/wl.log" "$wl" 5990
 (cd "$work/caller" && timeout $((n * 5 + 60)) sipp 127.0.0.1:5990 -sf "$root/sipp-scenarios/uac_media.xml" \
    -key codec 0 -i 127.0.0.1 -p 5991 -mp 7100 -m "$n" -l "$conc" -r "$conc" -d 4000 -nostdin \
    -timeout $((n * 5 + 30))s >/dev/null 2>&1) || true

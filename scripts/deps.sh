@@ -37,6 +37,8 @@ install_deps() {
     ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || need+=(kamailio-tls-modules)
     # Certificates for benches/tls_load.sh (the tests make theirs with rcgen).
     command -v openssl >/dev/null || need+=(openssl)
+    # The benches wait for the gateway's SIP port to be bound (benches/gateway.sh).
+    command -v ss >/dev/null || need+=(iproute2)
   fi
   if [ ${#need[@]} -gt 0 ]; then
     local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
