@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SIP call-setup load: SIPp `uac` basic calls (INVITE/200/ACK/BYE, no media) against warmline,
-# stepping the rate up until a step is not clean twice running (benches/climb.sh): more than 0.1 % of calls failed, or the set-up
-# p95 passed MAX_P95_MS (default 5, issue 14's bound). Prints, per step: calls, failures,
+# stepping the rate up until a step is not clean twice running (benches/climb.sh): more than
+# 0.1 % of calls failed, or the set-up p95 passed MAX_P95_MS (default 5, issue 14's bound).
+# Prints, per step: calls, failures,
 # call-setup p50/p95 (INVITE sent -> 200 received, SIPp resolution 1 ms), warmline CPU, kernel UDP drops. Then the
 # same against SIPp's own `uas` (the generator's ceiling) and the ratio warmline / ceiling, and
 # against the SIP stack alone (`examples/bare_uas.rs`: rsipstack answering INVITE and BYE with
