@@ -3,7 +3,8 @@
 # the release binary: right-trigger %, false-escalation %, per category, the confusions
 # with what was heard, end of speech -> trigger p50/p95. Three calls at a time.
 #   benches/accuracy.sh [tiny.en-q8_0|tiny.en|base|fallback] [--subset ci] [--parallel N]
-# Needs root (SIPp's pcap play), sipp, espeak-ng, sox, python3. Loopback only.
+# Env: LOG_LEVEL (warmline's [log] level, default "info"; e.g. "info,warmline::speech=debug" logs each
+# phrase check). Needs root (SIPp's pcap play), sipp, espeak-ng, sox, python3. Loopback only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=benches/steal.sh

@@ -126,6 +126,7 @@ impl SpeechPlane {
                     prompt: vocabulary_prompt(&cfg.rules),
                     expected: warmline_policy::intent::request_utterances(),
                     expected_said: Some(|t| warmline_policy::intent::person_request(t).is_some()),
+                    spot: topic_spotting(&cfg.rules, DecodeOptions::default().spot),
                     ..DecodeOptions::default()
                 };
                 let r = WhisperRecognizer::load(model, opts)?;
@@ -370,6 +371,35 @@ fn vocabulary_prompt(rules: &[warmline_policy::Rule]) -> String {
         prompt.push('.');
     }
     prompt
+}
+
+/// What the recognizer looks for inside a turn ([`warmline_speech::Spotting`]): the
+/// phrases of the topics with an amount threshold, in the turns
+/// [`warmline_policy::UnheardTopics`] says a misheard word decides.
+fn topic_spotting(
+    rules: &[warmline_policy::Rule],
+    defaults: warmline_speech::Spotting,
+) -> warmline_speech::Spotting {
+    let topics = warmline_policy::UnheardTopics::from_rules(rules);
+    let phrases = topics.phrases();
+    if phrases.is_empty() {
+        return defaults;
+    }
+    warmline_speech::Spotting {
+        phrases,
+        wanted: Some(std::sync::Arc::new({
+            let topics = topics.clone();
+            move |heard: &str| topics.wanted(heard)
+        })),
+        decides: Some(std::sync::Arc::new(move |reading: &str| {
+            topics.decided(reading)
+        })),
+        // A dispute names its amount after what it is about ("overcharged by $2,000"):
+        // a phrase read into the words after the amount was, in the topics bench, the
+        // tail of a garbled turn ("$700, wrong charge.").
+        anchor: Some(warmline_policy::amount_word),
+        ..defaults
+    }
 }
 
 /// One caller's pipeline: the [`Listener`] decides; this task feeds it frames and the

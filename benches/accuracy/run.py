@@ -122,7 +122,7 @@ rtp_port_range = [42000, 42999]
 [http]
 listen = "127.0.0.1:0"
 [log]
-level = "info"
+level = "{os.environ.get('LOG_LEVEL', 'info')}"
 [store]
 path = "{work}/warmline.db"
 keep_transcripts = true

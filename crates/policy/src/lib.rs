@@ -678,6 +678,104 @@ pub fn amounts(text: &str) -> Vec<f64> {
     out
 }
 
+/// The topics that name an amount over a threshold, seen from the recogniser: a turn that
+/// names money above a topic's threshold without any of its phrases is one a misheard
+/// word decides ("I was overcharged by two thousand dollars" heard as "I want to return to
+/// $2,000"), worth searching for the phrases; any other turn is not, so no topic is read
+/// into a routine call.
+#[derive(Debug, Clone, Default)]
+pub struct UnheardTopics {
+    topics: Vec<(Vec<String>, f64)>,
+}
+
+impl UnheardTopics {
+    /// Each topic's phrases and the amount it must name more than.
+    pub fn new(topics: Vec<(Vec<String>, f64)>) -> Self {
+        Self {
+            topics: topics.into_iter().filter(|(p, _)| !p.is_empty()).collect(),
+        }
+    }
+
+    /// The `topic` rules with an `amount_over`.
+    pub fn from_rules(rules: &[Rule]) -> Self {
+        Self::new(
+            rules
+                .iter()
+                .filter_map(|r| match &r.kind {
+                    RuleKind::Topic {
+                        phrases,
+                        amount_over: Some(limit),
+                        ..
+                    } => Some((phrases.clone(), *limit)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// Every topic's phrases, each once.
+    pub fn phrases(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in self.topics.iter().flat_map(|(ps, _)| ps) {
+            if !out.iter().any(|x| x.eq_ignore_ascii_case(p)) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
+    /// The reading says one of a topic's phrases and names money above its threshold.
+    pub fn decided(&self, reading: &str) -> bool {
+        let money = money_amounts(reading);
+        let ws = text::words(reading);
+        self.topics.iter().any(|(ps, limit)| {
+            money.iter().any(|a| a > limit) && ps.iter().any(|p| !text::find(&ws, p).is_empty())
+        })
+    }
+
+    /// The turn names money above a topic's threshold and none of that topic's phrases.
+    pub fn wanted(&self, heard: &str) -> bool {
+        let money = money_amounts(heard);
+        if money.is_empty() {
+            return false;
+        }
+        let ws = text::words(heard);
+        self.topics.iter().any(|(ps, limit)| {
+            money.iter().any(|a| a > limit) && ps.iter().all(|p| text::find(&ws, p).is_empty())
+        })
+    }
+}
+
+/// Amounts a turn names as money: [`amounts`], when the turn says so with a currency sign
+/// or word ("$2,000", "six hundred dollars", "two grand"). "My account number is four five
+/// six seven" names none.
+pub fn money_amounts(text: &str) -> Vec<f64> {
+    const CURRENCY: &[&str] = &[
+        "dollar", "dollars", "bucks", "pound", "pounds", "euro", "euros", "grand", "quid",
+    ];
+    let sign = text.contains(['$', '£', '€']);
+    if sign
+        || text::words(text)
+            .iter()
+            .any(|w| CURRENCY.contains(&w.as_str()))
+    {
+        amounts(text)
+    } else {
+        Vec::new()
+    }
+}
+
+/// A word that says an amount or part of one: digits, a currency sign, a number word
+/// ("$1,500", "800", "eight", "hundred").
+pub fn amount_word(word: &str) -> bool {
+    let w = word.to_lowercase();
+    let core = w.trim_matches(|c: char| !c.is_alphanumeric());
+    w.chars()
+        .any(|c| c.is_ascii_digit() || matches!(c, '$' | '£' | '€'))
+        || small_number(core).is_some()
+        || matches!(core, "hundred" | "thousand" | "grand" | "million")
+}
+
 fn small_number(w: &str) -> Option<u64> {
     const UNITS: &[&str] = &[
         "zero",
@@ -730,7 +828,14 @@ fn number_words(ws: &[String]) -> Vec<f64> {
     };
     for (i, w) in ws.iter().enumerate() {
         let w = w.as_str();
-        if let Some(v) = small_number(w) {
+        // "6 hundred dollars": whisper writes some numbers half in digits.
+        let digits_before_scale = || {
+            ws.get(i + 1)
+                .is_some_and(|n| matches!(n.as_str(), "hundred" | "thousand" | "grand" | "million"))
+                .then(|| w.parse::<u64>().ok())
+                .flatten()
+        };
+        if let Some(v) = small_number(w).or_else(digits_before_scale) {
             current += v;
             any = true;
         } else if w == "hundred" && (any || ws.get(i.wrapping_sub(1)).is_some_and(|p| p == "a")) {

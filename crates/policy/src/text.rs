@@ -12,15 +12,46 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Positions where `phrase` (a word sequence) occurs in `ws`.
+/// Positions where `phrase` (a word sequence) occurs in `ws`. A word matches in any of its
+/// regular inflections ("overcharged", "overcharge", "overcharging"), and a phrase word
+/// also matches two heard words that spell it together: whisper writes "overcharged" as
+/// "over charge".
 pub fn find(ws: &[String], phrase: &str) -> Vec<usize> {
     let p = words(phrase);
-    if p.is_empty() || p.len() > ws.len() {
+    if p.is_empty() {
         return Vec::new();
     }
-    (0..=ws.len() - p.len())
-        .filter(|&i| ws[i..i + p.len()].iter().zip(&p).all(|(a, b)| a == b))
-        .collect()
+    (0..ws.len()).filter(|&i| matches_at(ws, i, &p)).collect()
+}
+
+fn matches_at(ws: &[String], at: usize, p: &[String]) -> bool {
+    let Some((first, rest)) = p.split_first() else {
+        return true;
+    };
+    let Some(w) = ws.get(at) else {
+        return false;
+    };
+    if same_word(w, first) && matches_at(ws, at + 1, rest) {
+        return true;
+    }
+    ws.get(at + 1)
+        .is_some_and(|next| same_word(&format!("{w}{next}"), first) && matches_at(ws, at + 2, rest))
+}
+
+/// The same word, or the same stem of five letters or more under a regular ending.
+fn same_word(a: &str, b: &str) -> bool {
+    a == b || stem(a).is_some_and(|s| Some(s) == stem(b))
+}
+
+/// A word without its regular ending ("-ing", "-ed", "-es", "-s", "-d", then a final
+/// "e"), when what is left has five letters or more; short words have none.
+fn stem(w: &str) -> Option<&str> {
+    let base = ["ing", "ed", "es", "s", "d"]
+        .iter()
+        .find_map(|end| w.strip_suffix(end).filter(|b| b.len() >= 5))
+        .unwrap_or(w);
+    let base = base.strip_suffix('e').unwrap_or(base);
+    (base.len() >= 5).then_some(base)
 }
 
 const NEGATIONS: &[&str] = &[

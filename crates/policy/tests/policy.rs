@@ -350,11 +350,22 @@ fn amounts_in_words_and_digits() {
         ("a thousand dollars", 1000.0),
         ("about 1,250.50 in fees", 1250.5),
         ("ninety nine dollars", 99.0),
+        ("a payment on 6 hundred dollars", 600.0),
+        ("2 thousand 5 hundred", 2500.0),
     ] {
         let got = amounts(text);
         assert!(got.contains(&want), "{text}: {got:?}");
     }
     assert!(amounts("I want to dispute a charge").is_empty());
+}
+
+#[test]
+fn money_is_an_amount_the_turn_calls_money() {
+    assert_eq!(money_amounts("I want to return to $2,000."), vec![2000.0]);
+    assert!(money_amounts("a payment of six hundred dollars").contains(&600.0));
+    assert!(money_amounts("it cost me two grand").contains(&2000.0));
+    assert!(money_amounts("My account number is four five six seven.").is_empty());
+    assert!(money_amounts("My order 4567 has not arrived").is_empty());
 }
 
 #[test]
@@ -370,4 +381,64 @@ fn trigger_kinds_keep_their_names_in_json_and_text() {
     for r in warmline_policy::default_rules() {
         assert_eq!(r.kind.kind().as_str(), r.kind.name());
     }
+}
+
+#[test]
+fn a_turn_with_money_over_a_topic_limit_and_none_of_its_words_is_searched() {
+    let t = UnheardTopics::new(vec![(
+        vec![
+            "dispute".into(),
+            "wrong charge".into(),
+            "overcharged".into(),
+        ],
+        500.0,
+    )]);
+    assert_eq!(t.phrases(), ["dispute", "wrong charge", "overcharged"]);
+    assert!(t.wanted("I want to return to $2,000."));
+    assert!(t.wanted("I'd like to be still to pay my $1,600."));
+    // Its words heard: the policy decides without a search.
+    assert!(!t.wanted("I want to dispute $2,000."));
+    // Under the limit, or no money named.
+    assert!(!t.wanted("I want to return twenty dollars."));
+    assert!(!t.wanted("My account number is four five six seven."));
+    assert!(!UnheardTopics::default().wanted("I want to return to $2,000."));
+    assert!(t.decided("I was overcharged by $2,000."));
+    assert!(!t.decided("I want to dispute the free payment,"));
+    assert!(!t.decided("My dispute is twenty dollars."));
+    for w in ["$2,000.", "800", "Eight", "hundred", "£9,000"] {
+        assert!(amount_word(w), "{w}");
+    }
+    for w in ["dispute", "charge", "a", "on"] {
+        assert!(!amount_word(w), "{w}");
+    }
+}
+
+#[test]
+fn a_compound_written_as_two_words_is_found() {
+    let ws = text::words("I was over charged by $2,000.");
+    assert_eq!(text::find(&ws, "overcharged"), vec![2]);
+    assert_eq!(text::find(&ws, "overcharged by"), vec![2]);
+    assert_eq!(text::find(&ws, "was over"), vec![1]);
+    assert!(text::find(&text::words("over the charge"), "overcharged").is_empty());
+}
+
+#[test]
+fn a_word_is_found_in_its_regular_inflections() {
+    for heard in [
+        "I was overcharged",
+        "you overcharge me",
+        "they keep overcharging me",
+        "I am over charge",
+    ] {
+        assert!(
+            !text::find(&text::words(heard), "overcharged").is_empty(),
+            "{heard}"
+        );
+    }
+    assert!(!text::find(&text::words("two wrong charges"), "wrong charge").is_empty());
+    assert!(!text::find(&text::words("I disputed it"), "dispute").is_empty());
+    // Short words keep their exact form; different words stay different.
+    assert!(text::find(&text::words("a red car"), "reds").is_empty());
+    assert!(text::find(&text::words("the manager"), "managed").is_empty());
+    assert!(text::find(&text::words("a distribute"), "dispute").is_empty());
 }

@@ -22,7 +22,7 @@ pub mod verify;
 pub use prosody::{ArousalScore, FrameAnalyzer, ProsodyScorer, UtteranceProsody};
 #[cfg(feature = "engines")]
 pub use recognizer::{
-    DecodeOptions, Recognized, Recognizer, RecognizerWorker, SphinxRecognizer, SttError,
+    DecodeOptions, Recognized, Recognizer, RecognizerWorker, SphinxRecognizer, Spotting, SttError,
     WhisperRecognizer,
 };
 pub use tts::{EspeakTts, Tts};

@@ -118,6 +118,54 @@ pub struct DecodeOptions {
     pub expect_max_ms: u64,
     /// Encoder frames (20 ms) of silence beyond the turn ([`AUDIO_CTX_MARGIN`]).
     pub audio_ctx_margin: i32,
+    /// Phrases looked for inside a turn heard without them ([`crate::verify::spot`]).
+    pub spot: Spotting,
+}
+
+/// A question about a transcript, shared by the workers.
+pub type TextTest = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Phrases a longer turn may hold that free decoding can miss, and which turns to look in:
+/// a billing-dispute topic's words ("dispute", "overcharged") in a turn whose amount was
+/// heard but whose topic was not ("I want to return to $2,000").
+#[derive(Clone, Default)]
+pub struct Spotting {
+    /// As a caller says them; each is tried at every word of the turn.
+    pub phrases: Vec<String>,
+    /// Whether the turn, as heard, is one a phrase would decide. None: never look.
+    pub wanted: Option<TextTest>,
+    /// Whether a reading found is one a phrase decides (the topic's words and its amount
+    /// both in it): any other is not taken, since it only trades what was heard for
+    /// something no likelier. None: every reading found.
+    pub decides: Option<TextTest>,
+    /// A word the phrases come before ("dispute a charge of $800": the amount): none is
+    /// tried at or after the first word it accepts. None: anywhere.
+    pub anchor: Option<fn(&str) -> bool>,
+    /// How much less likely than the free transcript (natural log) a reading with a
+    /// phrase may be and still be taken.
+    pub margin: f32,
+    /// Turns longer than this (ms) are not searched: the search costs a decoder step per
+    /// token of the turn and more.
+    pub max_ms: u64,
+}
+
+impl std::fmt::Debug for Spotting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spotting")
+            .field("phrases", &self.phrases)
+            .field("wanted", &self.wanted.is_some())
+            .field("decides", &self.decides.is_some())
+            .field("anchor", &self.anchor.is_some())
+            .field("margin", &self.margin)
+            .field("max_ms", &self.max_ms)
+            .finish()
+    }
+}
+
+impl Spotting {
+    fn wants(&self, text: &str) -> bool {
+        !self.phrases.is_empty() && self.wanted.as_ref().is_some_and(|w| w(text))
+    }
 }
 
 impl Default for DecodeOptions {
@@ -137,6 +185,11 @@ impl Default for DecodeOptions {
             expect_min_mean: EXPECT_MIN_MEAN,
             expect_max_ms: 3_000,
             audio_ctx_margin: AUDIO_CTX_MARGIN,
+            spot: Spotting {
+                margin: SPOT_MARGIN,
+                max_ms: 8_000,
+                ..Spotting::default()
+            },
         }
     }
 }
@@ -156,6 +209,10 @@ struct Expect {
     trie: PhraseTrie,
     /// Tokens that end an expected phrase: end of text, ".", "!", "?".
     ends: Vec<i32>,
+    /// The spotted phrases' tokens ([`Spotting`]), leading space included.
+    spot: Vec<Vec<i32>>,
+    /// Their texts, in the same order.
+    spot_texts: Vec<String>,
 }
 
 impl std::fmt::Debug for WhisperRecognizer {
@@ -210,6 +267,14 @@ impl WhisperRecognizer {
         for phrase in &opts.expected {
             tokenized.push((phrase.clone(), tokenize(&format!(" {phrase}"))?));
         }
+        let (mut spot, mut spot_texts) = (Vec::new(), Vec::new());
+        for phrase in &opts.spot.phrases {
+            let t = tokenize(&format!(" {phrase}"))?;
+            if !t.is_empty() {
+                spot.push(t);
+                spot_texts.push(phrase.clone());
+            }
+        }
         Ok(Self {
             ctx: Arc::new(ctx),
             opts: Arc::new(opts),
@@ -217,6 +282,8 @@ impl WhisperRecognizer {
                 prompt,
                 trie: PhraseTrie::new(tokenized),
                 ends,
+                spot,
+                spot_texts,
             }),
         })
     }
@@ -270,6 +337,15 @@ const EXPECT_BETTER_MIN_MEAN: f32 = -3.2;
 /// two), nearly all of it the projection onto the 51,864-token vocabulary. The requests
 /// bench needed at most 113 (p95 56).
 const EXPECT_BUDGET: usize = 128;
+/// A reading with a spotted phrase is taken when it is at most this much less likely than
+/// the free transcript (natural log), both whole transcripts of the same audio: 0, taken
+/// only when the model itself finds it at least as likely as what it heard. Chosen on
+/// `benches/topics.rs` (240 telephone-band clips, 12 voices): a turn naming money and no
+/// dispute scored a reading with a dispute in it 0.1 below its free transcript.
+pub const SPOT_MARGIN: f32 = 0.0;
+/// Decoder steps one search may take: the forced pass over the free tokens (one a token),
+/// then each reading tried.
+const SPOT_BUDGET: usize = 64;
 
 /// The whisper decoder one token at a time, on the audio the worker last encoded.
 struct Steps<'a> {
@@ -351,6 +427,25 @@ pub fn cut_repetition(text: &str) -> (String, bool) {
         }
     }
     (text.to_string(), false)
+}
+
+/// Whether a transcript says the same three words twice ("My rent in $1,500,000 a month.
+/// My rent in $1,"): the decoder going round, short of a loop [`cut_repetition`] cuts.
+/// Such a transcript is no yardstick for a reading with a phrase in it: the topics bench's
+/// one false reading was measured against one.
+pub fn says_twice(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .collect();
+    let grams: Vec<&[String]> = words.windows(3).collect();
+    grams
+        .iter()
+        .enumerate()
+        .any(|(i, g)| grams[i + 1..].contains(g))
 }
 
 /// whisper.cpp's abort callback: true once the job's stop flag is set. whisper.cpp asks
@@ -509,6 +604,14 @@ impl WhisperWorker {
             free_text: None,
             check: None,
         };
+        if !self.expect.spot.is_empty()
+            && (pcm.len() as u64) <= o.spot.max_ms * 16
+            && no_speech <= o.no_speech_thold
+            && o.spot.wants(&heard.text)
+            && !says_twice(&heard.text)
+        {
+            return self.check_spot(heard, &tokens, pcm.len(), stop);
+        }
         if self.expect.trie.is_empty()
             || (pcm.len() as u64) > o.expect_max_ms * 16
             || no_speech > o.no_speech_thold
@@ -517,6 +620,117 @@ impl WhisperWorker {
             return Ok(heard);
         }
         self.check_expected(heard, &tokens, pcm.len(), stop)
+    }
+
+    /// Look for the spotted phrases inside the turn ([`crate::verify::spot`]), and take the
+    /// likeliest reading that says one if it fits nearly as well as what was heard.
+    fn check_spot(
+        &mut self,
+        heard: Recognized,
+        tokens: &[i32],
+        samples: usize,
+        stop: Option<&AtomicBool>,
+    ) -> Result<Recognized, SttError> {
+        let o = &*self.opts;
+        let eot = self.ctx.token_eot();
+        // Where a word begins, up to the first the anchor accepts (a phrase is tried before
+        // it only).
+        let mut word_starts = vec![false; tokens.len()];
+        let mut word = Vec::new();
+        let mut start = 0;
+        for (i, t) in tokens
+            .iter()
+            .copied()
+            .enumerate()
+            .chain([(tokens.len(), eot)])
+        {
+            let piece = self.ctx.token_to_bytes(t).unwrap_or(&[]);
+            if i == tokens.len() || (i > 0 && piece.first() == Some(&b' ')) {
+                let w = String::from_utf8_lossy(&word);
+                if o.spot.anchor.as_ref().is_some_and(|a| a(w.trim())) {
+                    break;
+                }
+                word_starts[start] = true;
+                word.clear();
+                start = i;
+            }
+            word.extend_from_slice(piece);
+        }
+        let mut steps = Steps {
+            state: &mut self.state,
+            threads: o.threads.max(1),
+            stop,
+        };
+        let err = |e: whisper_rs::WhisperError| SttError::Whisper(e.to_string());
+        let primed = Primed::new(&mut steps, &self.expect.prompt).map_err(err)?;
+        let found = crate::verify::spot(
+            &mut steps,
+            &primed,
+            tokens,
+            &word_starts,
+            &self.expect.spot,
+            eot,
+            o.spot.margin,
+            SPOT_BUDGET,
+        )
+        .map_err(err)?;
+        let Some(best) = found.best else {
+            return Ok(Recognized {
+                check: Some(ExpectCheck {
+                    free_logprob: found.free_logprob,
+                    phrase: None,
+                    logprob: f32::NEG_INFINITY,
+                    mean: f32::NEG_INFINITY,
+                    taken: false,
+                    steps: found.stats.steps,
+                }),
+                ..heard
+            });
+        };
+        let mut bytes = Vec::new();
+        for &t in &best.tokens {
+            bytes.extend_from_slice(self.ctx.token_to_bytes(t).map_err(err)?);
+        }
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        let mean = best.logprob / (best.tokens.len() + 1) as f32;
+        // A reading that loops ("wrong charge, wrong charge, …") is the decoder stuck on
+        // the phrase, not hearing it.
+        if cut_repetition(&text).1 || o.spot.decides.as_ref().is_some_and(|d| !d(&text)) {
+            return Ok(Recognized {
+                check: Some(ExpectCheck {
+                    free_logprob: found.free_logprob,
+                    phrase: self.expect.spot_texts.get(best.phrase).cloned(),
+                    logprob: best.logprob,
+                    mean,
+                    taken: false,
+                    steps: found.stats.steps,
+                }),
+                ..heard
+            });
+        }
+        let end_ms = samples as u64 / 16;
+        Ok(Recognized {
+            words: text
+                .split_whitespace()
+                .map(|w| Word {
+                    text: w.to_string(),
+                    start_ms: 0,
+                    end_ms,
+                    probability: mean.exp(),
+                })
+                .collect(),
+            confidence: mean.exp(),
+            free_text: Some(heard.text),
+            check: Some(ExpectCheck {
+                free_logprob: found.free_logprob,
+                phrase: self.expect.spot_texts.get(best.phrase).cloned(),
+                logprob: best.logprob,
+                mean,
+                taken: true,
+                steps: found.stats.steps,
+            }),
+            text,
+        })
     }
 
     /// Score the expected phrases against the audio just encoded (see [`crate::verify`]),
@@ -741,6 +955,15 @@ mod tests {
         );
         assert_eq!(t, "I would like to check my standards on my order.");
         assert!(cut);
+    }
+
+    #[test]
+    fn a_transcript_going_round_says_three_words_twice() {
+        assert!(says_twice("My rent in $1,500,000 a month. My rent in $1,"));
+        assert!(!says_twice("I want to return to $2,000."));
+        assert!(!says_twice(
+            "I want to dispute the $3,000 fee, I want it back."
+        ));
     }
 
     #[test]

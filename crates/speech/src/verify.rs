@@ -276,6 +276,146 @@ impl Search<'_> {
     }
 }
 
+/// A reading of the turn that says one of the phrases ([`spot`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spotted {
+    pub phrase: usize,
+    /// The whole reading, end of text excluded: the free tokens before the phrase, the
+    /// phrase, and the decoder's own greedy continuation after it.
+    pub tokens: Vec<i32>,
+    pub logprob: f32,
+}
+
+/// What [`spot`] found: the free transcript's log-probability (end of text included), and
+/// the likeliest reading with a phrase in it that is at most `margin` less likely.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotResult {
+    pub free_logprob: f32,
+    pub best: Option<Spotted>,
+    pub stats: SearchStats,
+}
+
+/// Looks for a phrase inside a longer turn that free decoding heard without it: "I was
+/// overcharged by $2,000" heard as "I want to return to $2,000". The free tokens are
+/// teacher forced once, which gives, at each word, how likely each phrase's first token
+/// was there; from the likeliest of those starts the phrase is forced and the decoder
+/// goes on greedily to the end of text, so the rest of the reading realigns with the
+/// audio by itself. Readings are whole transcripts, compared with the free one on the
+/// same footing. Branch and bound as [`best_phrase`]: a reading whose running total falls
+/// below the best so far (or below `free - margin`) is abandoned.
+///
+/// `word_starts[i]`: `free[i]` begins a word (a phrase is only tried there). Text tokens
+/// are those below `eot`.
+#[allow(clippy::too_many_arguments)]
+pub fn spot<M: StepModel>(
+    model: &mut M,
+    primed: &Primed,
+    free: &[i32],
+    word_starts: &[bool],
+    phrases: &[Vec<i32>],
+    eot: i32,
+    margin: f32,
+    budget: usize,
+) -> Result<SpotResult, M::Error> {
+    let n = free.len();
+    let mut stats = SearchStats::default();
+    // Teacher force the free reading: the prefix log-probabilities, the phrases' starts.
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(0.0f32);
+    let mut starts: Vec<(f32, usize, usize)> = Vec::new();
+    let mut cur = primed.logits.clone();
+    let free_logprob = loop {
+        let i = prefix.len() - 1;
+        let lse = log_sum_exp(&cur);
+        if i == n {
+            break prefix[n] + logprob(&cur, lse, eot);
+        }
+        if word_starts.get(i).copied().unwrap_or(false) {
+            for (k, p) in phrases.iter().enumerate() {
+                if let Some(&first) = p.first() {
+                    starts.push((prefix[i] + logprob(&cur, lse, first), i, k));
+                }
+            }
+        }
+        prefix.push(prefix[i] + logprob(&cur, lse, free[i]));
+        stats.steps += 1;
+        cur.clear();
+        cur.extend_from_slice(model.step(free[i], primed.len + i)?);
+    };
+    let mut bound = free_logprob - margin;
+    let mut best = None;
+    starts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // The cache holds the free tokens at positions below `valid` (after the prompt).
+    let mut valid = n;
+    let cap = n + 8;
+    'start: for (score, i, k) in starts {
+        if score < bound {
+            break;
+        }
+        let phrase = &phrases[k];
+        for (j, &t) in free.iter().enumerate().take(i).skip(valid) {
+            if stats.steps >= budget {
+                stats.exhausted_budget = true;
+                break 'start;
+            }
+            stats.steps += 1;
+            model.step(t, primed.len + j)?;
+        }
+        // What follows is overwritten by this reading.
+        valid = i;
+        let mut tokens = free[..i].to_vec();
+        tokens.push(phrase[0]);
+        let mut acc = score;
+        loop {
+            if stats.steps >= budget {
+                stats.exhausted_budget = true;
+                break 'start;
+            }
+            stats.steps += 1;
+            let last = tokens[tokens.len() - 1];
+            let logits = model.step(last, primed.len + tokens.len() - 1)?;
+            let lse = log_sum_exp(logits);
+            let forced = tokens.len() - i;
+            if let Some(&t) = phrase.get(forced) {
+                acc += logprob(logits, lse, t);
+                if acc < bound {
+                    continue 'start;
+                }
+                tokens.push(t);
+                continue;
+            }
+            let end = logprob(logits, lse, eot);
+            let text = logits.get(..eot.max(0) as usize).unwrap_or(&[]);
+            let (next, lp) = text
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or((eot, f32::NEG_INFINITY), |(t, &l)| (t as i32, l - lse));
+            if end >= lp || tokens.len() >= cap {
+                if acc + end >= bound {
+                    bound = acc + end;
+                    best = Some(Spotted {
+                        phrase: k,
+                        tokens,
+                        logprob: acc + end,
+                    });
+                }
+                continue 'start;
+            }
+            acc += lp;
+            if acc < bound {
+                continue 'start;
+            }
+            tokens.push(next);
+        }
+    }
+    Ok(SpotResult {
+        free_logprob,
+        best,
+        stats,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,5 +512,63 @@ mod tests {
         let (_, stats) = best_phrase(&mut m, &t, &primed, &[EOT], f32::NEG_INFINITY, 1).unwrap();
         assert!(stats.exhausted_budget);
         assert!(stats.steps <= 1);
+    }
+
+    #[test]
+    fn a_phrase_the_audio_fits_better_replaces_what_was_heard() {
+        // Heard "a" (then end); "b" fits better as a whole reading.
+        let mut m = table();
+        let primed = Primed::new(&mut m, &[0]).unwrap();
+        let r = spot(&mut m, &primed, &[1], &[true], &[vec![2]], EOT, 0.0, 100).unwrap();
+        let best = r.best.unwrap();
+        assert_eq!(best.tokens, vec![2]);
+        let want = score(&mut m, &primed, &[2], EOT).unwrap();
+        assert!((best.logprob - want).abs() < 1e-4);
+        let free = score(&mut m, &primed, &[1], EOT).unwrap();
+        assert!((r.free_logprob - free).abs() < 1e-4);
+    }
+
+    #[test]
+    fn after_the_phrase_the_decoder_finishes_the_reading_greedily() {
+        // Heard "b"; forcing "a" is followed by the decoder's own "c", then the end.
+        let mut m = table();
+        let primed = Primed::new(&mut m, &[0]).unwrap();
+        let r = spot(&mut m, &primed, &[2], &[true], &[vec![1]], EOT, 5.0, 100).unwrap();
+        let best = r.best.unwrap();
+        assert_eq!(best.tokens, vec![1, 3]);
+        let want = score(&mut m, &primed, &[1, 3], EOT).unwrap();
+        assert!((best.logprob - want).abs() < 1e-4);
+    }
+
+    #[test]
+    fn an_unlikely_phrase_costs_only_the_forced_pass() {
+        let mut m = table();
+        let primed = Primed::new(&mut m, &[0]).unwrap();
+        m.steps = 0;
+        let r = spot(&mut m, &primed, &[1], &[true], &[vec![3]], EOT, 1.0, 100).unwrap();
+        assert_eq!(r.best, None);
+        assert_eq!(m.steps, 1);
+        assert_eq!(r.stats.steps, 1);
+    }
+
+    #[test]
+    fn phrases_are_tried_only_where_a_word_starts_and_the_budget_holds() {
+        let mut m = table();
+        let primed = Primed::new(&mut m, &[0]).unwrap();
+        let r = spot(&mut m, &primed, &[1], &[false], &[vec![2]], EOT, 9.0, 100).unwrap();
+        assert_eq!(r.best, None);
+        let r = spot(
+            &mut m,
+            &primed,
+            &[1, 3],
+            &[true, true],
+            &[vec![2]],
+            EOT,
+            9.0,
+            2,
+        )
+        .unwrap();
+        assert!(r.stats.exhausted_budget);
+        assert!(r.stats.steps <= 2);
     }
 }
