@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{VOICES, phone};
+use common::{VOICES, pct, phone};
 use std::io::Write;
 use std::time::Instant;
 use warmline_policy::intent::{RECOGNIZER_PROMPT, person_request, request_utterances};
@@ -71,14 +71,6 @@ fn env_f32(key: &str, default: f32) -> f32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn pct(a: &mut [f64], q: f64) -> f64 {
-    if a.is_empty() {
-        return f64::NAN;
-    }
-    a.sort_by(f64::total_cmp);
-    a[((a.len() - 1) as f64 * q).round() as usize]
 }
 
 fn main() {

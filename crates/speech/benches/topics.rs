@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{VOICES, phone};
+use common::{VOICES, pct, phone};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,14 +60,6 @@ fn topic_heard(heard: &str) -> bool {
     let ws = text::words(heard);
     text::match_in_context(&ws, &phrases(), &[], 6).is_some()
         && amounts(heard).iter().any(|a| *a > LIMIT)
-}
-
-fn pct(a: &mut [f64], q: f64) -> f64 {
-    if a.is_empty() {
-        return f64::NAN;
-    }
-    a.sort_by(f64::total_cmp);
-    a[((a.len() - 1) as f64 * q).round() as usize]
 }
 
 fn main() {

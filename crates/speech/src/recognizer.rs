@@ -695,42 +695,22 @@ impl WhisperWorker {
         let mean = best.logprob / (best.tokens.len() + 1) as f32;
         // A reading that loops ("wrong charge, wrong charge, …") is the decoder stuck on
         // the phrase, not hearing it.
-        if cut_repetition(&text).1 || o.spot.decides.as_ref().is_some_and(|d| !d(&text)) {
+        let taken = !cut_repetition(&text).1 && o.spot.decides.as_ref().is_none_or(|d| d(&text));
+        let check = ExpectCheck {
+            free_logprob: found.free_logprob,
+            phrase: self.expect.spot_texts.get(best.phrase).cloned(),
+            logprob: best.logprob,
+            mean,
+            taken,
+            steps: found.stats.steps,
+        };
+        if !taken {
             return Ok(Recognized {
-                check: Some(ExpectCheck {
-                    free_logprob: found.free_logprob,
-                    phrase: self.expect.spot_texts.get(best.phrase).cloned(),
-                    logprob: best.logprob,
-                    mean,
-                    taken: false,
-                    steps: found.stats.steps,
-                }),
+                check: Some(check),
                 ..heard
             });
         }
-        let end_ms = samples as u64 / 16;
-        Ok(Recognized {
-            words: text
-                .split_whitespace()
-                .map(|w| Word {
-                    text: w.to_string(),
-                    start_ms: 0,
-                    end_ms,
-                    probability: mean.exp(),
-                })
-                .collect(),
-            confidence: mean.exp(),
-            free_text: Some(heard.text),
-            check: Some(ExpectCheck {
-                free_logprob: found.free_logprob,
-                phrase: self.expect.spot_texts.get(best.phrase).cloned(),
-                logprob: best.logprob,
-                mean,
-                taken: true,
-                steps: found.stats.steps,
-            }),
-            text,
-        })
+        Ok(reading(heard, text, mean, samples, check))
     }
 
     /// Score the expected phrases against the audio just encoded (see [`crate::verify`]),
@@ -787,22 +767,34 @@ impl WhisperWorker {
                 ..heard
             });
         };
-        let end_ms = samples as u64 / 16;
-        Ok(Recognized {
-            words: phrase
-                .split_whitespace()
-                .map(|w| Word {
-                    text: w.to_string(),
-                    start_ms: 0,
-                    end_ms,
-                    probability: mean.exp(),
-                })
-                .collect(),
-            confidence: mean.exp(),
-            free_text: Some(heard.text),
-            check: Some(check),
-            text: phrase,
-        })
+        Ok(reading(heard, phrase, mean, samples, check))
+    }
+}
+
+/// A reading taken in place of what free decoding heard: its words span the turn, each as
+/// likely as the reading's mean token.
+fn reading(
+    heard: Recognized,
+    text: String,
+    mean: f32,
+    samples: usize,
+    check: ExpectCheck,
+) -> Recognized {
+    let end_ms = samples as u64 / 16;
+    Recognized {
+        words: text
+            .split_whitespace()
+            .map(|w| Word {
+                text: w.to_string(),
+                start_ms: 0,
+                end_ms,
+                probability: mean.exp(),
+            })
+            .collect(),
+        confidence: mean.exp(),
+        free_text: Some(heard.text),
+        check: Some(check),
+        text,
     }
 }
 

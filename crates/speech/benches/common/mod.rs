@@ -63,3 +63,12 @@ pub fn models() -> Vec<PathBuf> {
     );
     models
 }
+
+/// The `q` quantile (0..1) of `a`, sorting it; NaN when empty.
+pub fn pct(a: &mut [f64], q: f64) -> f64 {
+    if a.is_empty() {
+        return f64::NAN;
+    }
+    a.sort_by(f64::total_cmp);
+    a[((a.len() - 1) as f64 * q).round() as usize]
+}
