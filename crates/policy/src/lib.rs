@@ -614,16 +614,12 @@ impl Policy {
                     text, confidence, ..
                 },
             ) => {
-                let ws = text::words(text);
-                let Some((p, _)) = text::match_in_context(&ws, phrases, exclude, 6) else {
+                let Some((p, amount)) = topic_said(text, phrases, exclude, *amount_over) else {
                     return (None, false);
                 };
                 let mut ev = vec![format!("topic {topic}: said \"{p}\"")];
-                if let Some(limit) = amount_over {
-                    match amounts(text).into_iter().find(|a| a > limit) {
-                        Some(a) => ev.push(format!("amount {a} > {limit}")),
-                        None => return (None, false),
-                    }
+                if let (Some(a), Some(limit)) = (amount, amount_over) {
+                    ev.push(format!("amount {a} > {limit}"));
                 }
                 ev.push(format!("turn: \"{text}\""));
                 (Some((ev, *confidence)), false)
@@ -685,38 +681,42 @@ pub fn amounts(text: &str) -> Vec<f64> {
 /// into a routine call.
 #[derive(Debug, Clone, Default)]
 pub struct UnheardTopics {
-    topics: Vec<(Vec<String>, f64)>,
+    /// Each topic's phrases, exclusions and amount.
+    topics: Vec<(Vec<String>, Vec<String>, f64)>,
 }
 
 impl UnheardTopics {
     /// Each topic's phrases and the amount it must name more than.
     pub fn new(topics: Vec<(Vec<String>, f64)>) -> Self {
+        Self::with_exclusions(topics.into_iter().map(|(p, l)| (p, Vec::new(), l)))
+    }
+
+    fn with_exclusions(topics: impl IntoIterator<Item = (Vec<String>, Vec<String>, f64)>) -> Self {
         Self {
-            topics: topics.into_iter().filter(|(p, _)| !p.is_empty()).collect(),
+            topics: topics
+                .into_iter()
+                .filter(|(p, _, _)| !p.is_empty())
+                .collect(),
         }
     }
 
     /// The `topic` rules with an `amount_over`.
     pub fn from_rules(rules: &[Rule]) -> Self {
-        Self::new(
-            rules
-                .iter()
-                .filter_map(|r| match &r.kind {
-                    RuleKind::Topic {
-                        phrases,
-                        amount_over: Some(limit),
-                        ..
-                    } => Some((phrases.clone(), *limit)),
-                    _ => None,
-                })
-                .collect(),
-        )
+        Self::with_exclusions(rules.iter().filter_map(|r| match &r.kind {
+            RuleKind::Topic {
+                phrases,
+                exclude,
+                amount_over: Some(limit),
+                ..
+            } => Some((phrases.clone(), exclude.clone(), *limit)),
+            _ => None,
+        }))
     }
 
     /// Every topic's phrases, each once.
     pub fn phrases(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for p in self.topics.iter().flat_map(|(ps, _)| ps) {
+        for p in self.topics.iter().flat_map(|(ps, _, _)| ps) {
             if !out.iter().any(|x| x.eq_ignore_ascii_case(p)) {
                 out.push(p.clone());
             }
@@ -724,13 +724,11 @@ impl UnheardTopics {
         out
     }
 
-    /// The reading says one of a topic's phrases and names money above its threshold.
+    /// The reading fires one of the topics, as its rule reads a turn ([`topic_said`]).
     pub fn decided(&self, reading: &str) -> bool {
-        let money = money_amounts(reading);
-        let ws = text::words(reading);
-        self.topics.iter().any(|(ps, limit)| {
-            money.iter().any(|a| a > limit) && ps.iter().any(|p| !text::find(&ws, p).is_empty())
-        })
+        self.topics
+            .iter()
+            .any(|(ps, ex, limit)| topic_said(reading, ps, ex, Some(*limit)).is_some())
     }
 
     /// The turn names money above a topic's threshold and none of that topic's phrases.
@@ -740,9 +738,27 @@ impl UnheardTopics {
             return false;
         }
         let ws = text::words(heard);
-        self.topics.iter().any(|(ps, limit)| {
+        self.topics.iter().any(|(ps, _, limit)| {
             money.iter().any(|a| a > limit) && ps.iter().all(|p| text::find(&ws, p).is_empty())
         })
+    }
+}
+
+/// How a `topic` rule reads a turn: one of its phrases said in context (not negated, no
+/// exclusion near), and with `amount_over`, an amount above it. The phrase and the amount.
+fn topic_said(
+    turn: &str,
+    phrases: &[String],
+    exclude: &[String],
+    amount_over: Option<f64>,
+) -> Option<(String, Option<f64>)> {
+    let (p, _) = text::match_in_context(&text::words(turn), phrases, exclude, 6)?;
+    match amount_over {
+        None => Some((p, None)),
+        Some(limit) => amounts(turn)
+            .into_iter()
+            .find(|a| *a > limit)
+            .map(|a| (p, Some(a))),
     }
 }
 
