@@ -160,8 +160,11 @@ def run_call(case, sip, media_dir, slot):
            "-mp", str(16000 + 8 * slot), "-m", "1", "-d", str(dur), "-nostdin",
            "-cid_str", case["id"] + "-%u@%s", "-timeout", f"{dur // 1000 + 30}s",
            "-timeout_error"]
-    r = subprocess.run(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=dur / 1000 + 60)
+    # SIPp's own complaints (a port it could not bind, a refusal) are kept beside the
+    # call's audio, for the report of a call that was never answered.
+    with open(os.path.join(d, "sipp.err"), "w") as err:
+        r = subprocess.run(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=err,
+                           timeout=dur / 1000 + 60)
     return r.returncode
 
 
@@ -278,7 +281,13 @@ def main():
         false = sum(r["got"] != "none" for r in shouldnt) / max(1, len(shouldnt))
         unanswered = [r["id"] for r in results if not r["answered"]]
         if unanswered:
-            sys.exit(f"FAIL: calls with no audit trail (not answered?): {unanswered}")
+            first = next(r for r in results if not r["answered"])
+            why = open(os.path.join(media, first["id"], "sipp.err"), errors="replace").read()
+            with open(os.path.join(work, "warmline.log"), errors="replace") as f:
+                said = [l for l in f if " WARN " in l or " ERROR " in l][-10:]
+            sys.exit(f"FAIL: calls with no audit trail (not answered?): {unanswered}\n"
+                     f"SIPp exit code of {first['id']}: {first['sipp']}; its stderr:\n"
+                     f"{why[-2000:]}\nwarmline's last warnings:\n{''.join(said)}")
         if right < args.min_right or false > args.max_false:
             sys.exit(f"FAIL: right trigger {right:.1%} (need >= {args.min_right:.0%}), "
                      f"false escalation {false:.1%} (need <= {args.max_false:.0%})")
