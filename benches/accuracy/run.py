@@ -15,6 +15,7 @@ sipp, espeak-ng, sox. Loopback only; every SIPp run is bounded by -m 1 and a tim
 """
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -101,7 +102,29 @@ def http_get(port, path, timeout=5):
         return r.status, r.read().decode()
 
 
-def start_gateway(args, work):
+# Port blocks for the gateway's RTP range and SIPp's media ports, below the kernel's
+# ephemeral range (32768+) and the test harness's gateways (20000-31999). The range must be
+# named in warmline's config, so it cannot come from a socket the kernel gives; instead a
+# run holds an exclusive lock on its block for as long as it lasts, and two runs at once (a
+# suite and a developer's bench) take different blocks rather than each refusing the
+# other's calls.
+PORT_BLOCKS = [(10000 + 1000 * k, 10999 + 1000 * k) for k in range(6)]
+
+
+def hold_port_block():
+    """An exclusive lock on a free block, held until this process exits."""
+    for lo, hi in PORT_BLOCKS:
+        f = open(os.path.join(tempfile.gettempdir(), f"warmline-ports-{lo}.lock"), "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        return f, (lo, hi)
+    sys.exit(f"every port block {PORT_BLOCKS[0][0]}-{PORT_BLOCKS[-1][1]} is held by another run")
+
+
+def start_gateway(args, work, rtp):
     """warmline on ports the kernel gives it (port 0), read back from its log: nothing is
     picked here and hoped to be free by the time warmline binds it."""
     speech = (
@@ -118,7 +141,7 @@ def start_gateway(args, work):
 listen = ["udp:127.0.0.1:0"]
 max_calls = 500
 [media]
-rtp_port_range = [42000, 42999]
+rtp_port_range = [{rtp[0]}, {rtp[1]}]
 [http]
 listen = "127.0.0.1:0"
 [log]
@@ -152,12 +175,12 @@ keep_transcripts = true
     sys.exit("warmline would not start; see " + log_path)
 
 
-def run_call(case, sip, media_dir, slot):
+def run_call(case, sip, media_dir, slot, media_base):
     d = os.path.join(media_dir, case["id"])
     dur = int(open(os.path.join(d, "duration_ms")).read())
     cmd = ["sipp", f"127.0.0.1:{sip}", "-sf", SCENARIO, "-key", "codec", "0",
            "-key", "caller", case["caller"], "-i", "127.0.0.1",
-           "-mp", str(16000 + 8 * slot), "-m", "1", "-d", str(dur), "-nostdin",
+           "-mp", str(media_base + 8 * slot), "-m", "1", "-d", str(dur), "-nostdin",
            "-cid_str", case["id"] + "-%u@%s", "-timeout", f"{dur // 1000 + 30}s",
            "-timeout_error"]
     # SIPp's own complaints (a port it could not bind, a refusal) are kept beside the
@@ -223,7 +246,11 @@ def main():
     subprocess.run([sys.executable, os.path.join(HERE, "cases.py"), "render", media,
                     "--subset", args.subset, "--tail-s", str(args.tail_s)], check=True)
     sys.stderr.write(f"rendered {len(cases)} calls in {time.time() - t0:.0f} s\n")
-    gw, sip, http = start_gateway(args, work)
+    _held, (lo, hi) = hold_port_block()
+    # The gateway's RTP in the block's first 800 ports, SIPp's media ports above them.
+    if args.parallel * 8 > hi - lo - 800:
+        sys.exit(f"--parallel {args.parallel}: more SIPp media ports than a block holds")
+    gw, sip, http = start_gateway(args, work, (lo, lo + 799))
     speech = []
     try:
         slots = list(range(args.parallel))
@@ -233,7 +260,7 @@ def main():
             with lock:
                 slot = slots.pop()
             try:
-                return run_call(case, sip, media, slot)
+                return run_call(case, sip, media, slot, lo + 800)
             finally:
                 with lock:
                     slots.append(slot)

@@ -109,10 +109,14 @@ impl Baresip {
                 )
             })
             .unwrap_or_default();
+        // baresip draws its RTP ports from 1024-49152 unless told: one drawn inside a
+        // gateway's range (20000-31999 here) reads, in a capture of that range, as the
+        // gateway's own port, and a test once failed to find the agent's RTP for it. Below
+        // the gateways' ranges and above the accuracy runner's blocks (10000-15999).
         std::fs::write(
             dir.path().join("config"),
             format!(
-                "poll_method epoll\nsip_listen 127.0.0.1:{port}\n{tls_lines}\
+                "poll_method epoll\nsip_listen 127.0.0.1:{port}\nrtp_ports 16000-19999\n{tls_lines}\
                  audio_player aubridge,nil\naudio_source aufile,{}\naudio_alert aubridge,nil\n\
                  module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule srtp.so\n\
                  module aufile.so\n\
