@@ -21,7 +21,7 @@ fn every_sipp_scenario_passes_through_run_sh() {
         .env("WARMLINE_RINGS", "1")
         .env("LOAD_CALLS", "100")
         .env("LOAD_RATE", "50")
-        .env("SIPP_BASE_PORT", free_port().saturating_sub(20).to_string())
+        .env("SIPP_BASE_PORT", free_ports(32).to_string())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -16,13 +16,34 @@ use std::time::{Duration, Instant};
 
 pub static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
 
+/// A port for a peer that must be told its port before it binds it (baresip, Kamailio, a
+/// SIPp run): one not bound now on UDP or TCP, from below the kernel's ephemeral range
+/// (32768+), so that no socket anywhere is given it at random between this pick and the
+/// peer's bind; each test process has its own share of the range, and hands each port
+/// out once, with its odd neighbour to spare (baresip listens for TLS one port up).
 pub fn free_port() -> u16 {
-    // Both UDP and TCP must be free on the SIP port.
+    free_ports(2)
+}
+
+/// The first of `n` consecutive ports, each free as [`free_port`]'s is.
+pub fn free_ports(n: u16) -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // 2000-4799: under the accuracy runner's blocks (10000+), the gateways' RTP ranges
+    // (20000+) and the benches' fixed ports (5900+).
+    const SHARE: u16 = 700;
+    let base = 2000 + (std::process::id() % 4) as u16 * SHARE;
     loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let first = NEXT.fetch_add(n, Ordering::Relaxed);
+        assert!(
+            first + n <= SHARE,
+            "this test process has handed out all {SHARE} of its ports"
+        );
+        let free = (base + first..base + first + n).all(|port| {
+            UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        if free {
+            return base + first;
         }
     }
 }
