@@ -73,7 +73,12 @@ fn escalations_fire_for_the_right_reason_on_calls_that_sound_like_people() {
         std::fs::read_to_string(work.path().join("warmline.log"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("caller turn") || l.contains("escalation trigger"))
+            // A gateway that would not start says why on a line of its own ("error: …").
+            .filter(|l| l.contains("caller turn")
+                || l.contains("escalation trigger")
+                || l.starts_with("error")
+                || l.contains(" ERROR ")
+                || l.contains(" WARN "))
             .collect::<Vec<_>>()
             .join("\n")
     );

@@ -139,7 +139,7 @@ def start_gateway(args, work, rtp):
     with open(cfg, "w") as f:
         f.write(f"""[sip]
 listen = ["udp:127.0.0.1:0"]
-max_calls = 500
+max_calls = 300
 [media]
 rtp_port_range = [{rtp[0]}, {rtp[1]}]
 [http]
