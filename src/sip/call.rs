@@ -179,21 +179,12 @@ fn header_value(s: &str, max: usize) -> String {
     }
 }
 
-/// What wakes a call's task about one leg.
-#[derive(Debug)]
-enum Input {
-    Dialog(Box<DialogState>),
-    /// The leg's dialog state channel closed.
-    DialogGone,
-    /// A local command, or the result of something the leg started (a re-INVITE's answer,
-    /// the INVITE's final response, the brain's reply, a prompt that could not play).
-    Event(CallEvent),
-}
-
-/// A call task's inbox. Its messages travel boxed (rsipstack's patch 6 wrapper): a tokio
-/// channel's first block holds 32 messages inline, 1.6 KB for the life of every call that
-/// gets a handful.
-type Inbox = boxed::UnboundedSender<(Leg, Input)>;
+/// A call task's inbox: a leg's local commands and the results of what the leg started (a
+/// re-INVITE's answer, the INVITE's final response, the brain's reply, a prompt that could
+/// not play). Its dialog's states come on the leg's own channel ([`next_state`]). Messages
+/// travel boxed (rsipstack's patch 6 wrapper): a tokio channel's first block holds 32
+/// messages inline, 1.6 KB for the life of every call that gets a handful.
+type Inbox = boxed::UnboundedSender<(Leg, CallEvent)>;
 
 /// Where a leg's events go (local commands, results of what the leg started): straight into
 /// its call's inbox, tagged with the leg. A channel and a forwarding task per leg did the
@@ -210,22 +201,29 @@ pub struct CallEnded;
 
 impl LegEvents {
     pub fn send(&self, event: CallEvent) -> Result<(), CallEnded> {
-        self.inbox
-            .send((self.leg, Input::Event(event)))
-            .map_err(|_| CallEnded)
+        self.inbox.send((self.leg, event)).map_err(|_| CallEnded)
     }
 }
 
-fn forward_states(inbox: &Inbox, leg: Leg, mut states: DialogStateReceiver) {
-    let inbox = inbox.clone();
-    tokio::spawn(async move {
-        while let Some(s) = states.recv().await {
-            if inbox.send((leg, Input::Dialog(Box::new(s)))).is_err() {
-                return;
+/// The next dialog state of any of the call's legs, `None` once a leg's channel has closed
+/// (that leg's receiver is then dropped from `states`). The call's task reads the channels
+/// itself: a forwarding task per leg cost a spawn, and a second hop and wake-up for every
+/// state, on every call set-up (issue 14).
+fn next_state(
+    states: &mut Vec<(Leg, DialogStateReceiver)>,
+) -> impl std::future::Future<Output = (Leg, Option<DialogState>)> + '_ {
+    std::future::poll_fn(move |cx| {
+        for i in 0..states.len() {
+            if let std::task::Poll::Ready(s) = states[i].1.poll_recv(cx) {
+                let leg = states[i].0;
+                if s.is_none() {
+                    states.swap_remove(i);
+                }
+                return std::task::Poll::Ready((leg, s));
             }
         }
-        let _ = inbox.send((leg, Input::DialogGone));
-    });
+        std::task::Poll::Pending
+    })
 }
 
 /// A 503's headers: when to try again, and why (RFC 3261 §20.33, §20.43).
@@ -722,7 +720,9 @@ struct CallTask {
     call: Call,
     legs: HashMap<Leg, LegIo>,
     inbox_tx: Inbox,
-    inbox: boxed::UnboundedReceiver<(Leg, Input)>,
+    inbox: boxed::UnboundedReceiver<(Leg, CallEvent)>,
+    /// Each open leg's dialog states, until its channel closes.
+    states: Vec<(Leg, DialogStateReceiver)>,
     media: MediaHandle,
     media_tx: mpsc::UnboundedSender<MediaEvent>,
     media_events: mpsc::UnboundedReceiver<MediaEvent>,
@@ -747,6 +747,7 @@ impl CallTask {
             legs: HashMap::new(),
             inbox_tx,
             inbox,
+            states: Vec::new(),
             media,
             media_tx,
             media_events,
@@ -766,7 +767,7 @@ impl CallTask {
             inbox: self.inbox_tx.clone(),
             leg,
         };
-        forward_states(&self.inbox_tx, leg, o.states);
+        self.states.push((leg, o.states));
         if let Some(invite) = o.invite {
             report_invite_result(invite, events.clone());
         }
@@ -985,6 +986,16 @@ impl CallTask {
             }
             tokio::select! {
                 Some((leg, input)) = self.inbox.recv() => self.on_input(leg, input),
+                (leg, state) = next_state(&mut self.states) => match state {
+                    Some(state) => self.on_dialog_state(leg, state),
+                    None => self.call.handle(
+                        Instant::now(),
+                        leg,
+                        CallEvent::DialogFailed {
+                            reason: "dialog gone".into(),
+                        },
+                    ),
+                },
                 Some(ev) = self.media_events.recv() => self.on_media_event(ev),
                 Some(ev) = self.speech_events.recv() => self.on_speech(ev),
                 // A timer that has fired is ready at every poll until it is moved: it is
@@ -1078,19 +1089,8 @@ impl CallTask {
         self.gw.unregister(&io.call_id);
     }
 
-    fn on_input(&mut self, leg: Leg, input: Input) {
-        let now = Instant::now();
-        match input {
-            Input::Dialog(state) => self.on_dialog_state(leg, *state),
-            Input::DialogGone => self.call.handle(
-                now,
-                leg,
-                CallEvent::DialogFailed {
-                    reason: "dialog gone".into(),
-                },
-            ),
-            Input::Event(ev) => self.call.handle(now, leg, ev),
-        }
+    fn on_input(&mut self, leg: Leg, event: CallEvent) {
+        self.call.handle(Instant::now(), leg, event);
     }
 
     fn on_speech(&mut self, ev: PipelineEvent) {
