@@ -271,13 +271,30 @@ mod tests {
         s.local_addr().unwrap()
     }
 
+    /// A block of `len` ports, its first even, that nothing holds now: each test its own,
+    /// from 4800-5899. That is under the kernel's ephemeral range and outside the ports the
+    /// integration tests (2000-4799, 10000 up) and the benches (5900 up) take: a fixed block
+    /// at 41000 failed these tests while a soak's gateway held 40000-50999.
+    fn free_block(len: u16) -> u16 {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        static NEXT: AtomicU16 = AtomicU16::new(4800);
+        loop {
+            let lo = NEXT.fetch_add(len.next_multiple_of(2), Ordering::Relaxed);
+            assert!(lo + len <= 5900, "no free block of {len} ports left");
+            if (lo..lo + len).all(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+                return lo;
+            }
+        }
+    }
+
     #[tokio::test]
     async fn reserves_even_ports_inside_the_range_and_skips_busy_ones() {
-        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (41001, 41010));
+        let lo = free_block(12);
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (lo + 1, lo + 10));
         let a = pool.reserve().unwrap();
         let b = pool.reserve().unwrap();
         assert_eq!(a.port() % 2, 0);
-        assert!((41002..=41010).contains(&a.port()));
+        assert!((lo + 2..=lo + 10).contains(&a.port()));
         assert_ne!(a.port(), b.port());
         let (rtp, rtcp) = a.sockets().unwrap();
         assert_eq!(addr_of(rtp).port(), a.port());
@@ -292,13 +309,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_pair_of_the_range_is_used() {
-        // [41200, 41207]: 41200/1, 41202/3, 41204/5 and 41206/7.
-        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (41200, 41207));
+        // [lo, lo + 7]: four pairs, the last lo + 6 / lo + 7.
+        let lo = free_block(8);
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (lo, lo + 7));
         assert_eq!(pool.pairs(), 4);
         let held: Vec<_> = std::iter::from_fn(|| pool.reserve().ok()).take(5).collect();
         let mut ports: Vec<u16> = held.iter().map(RtpReservation::port).collect();
         ports.sort_unstable();
-        assert_eq!(ports, [41200, 41202, 41204, 41206]);
+        assert_eq!(ports, [lo, lo + 2, lo + 4, lo + 6]);
         // An odd start loses its first port, not a pair past the end.
         assert_eq!(
             PortPool::new("127.0.0.1".parse().unwrap(), (41301, 41306)).pairs(),
@@ -308,7 +326,8 @@ mod tests {
 
     #[tokio::test]
     async fn exhaustion_is_an_error_not_a_panic() {
-        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (41100, 41103));
+        let lo = free_block(4);
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), (lo, lo + 3));
         let held: Vec<_> = std::iter::from_fn(|| pool.reserve().ok())
             .take(10)
             .collect();
@@ -321,7 +340,8 @@ mod tests {
     #[tokio::test]
     async fn a_freed_pair_rests_then_returns_drained() {
         let ip = "127.0.0.1".parse().unwrap();
-        let pool = PortPool::with_quarantine(ip, (41400, 41419), Duration::from_millis(200));
+        let lo = free_block(20);
+        let pool = PortPool::with_quarantine(ip, (lo, lo + 19), Duration::from_millis(200));
         let a = pool.reserve().unwrap();
         let port = a.port();
         let (rtp, rtcp) = (
@@ -361,7 +381,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_range_takes_a_resting_spare() {
         let ip = "127.0.0.1".parse().unwrap();
-        let pool = PortPool::with_quarantine(ip, (41500, 41507), Duration::from_secs(3600));
+        let lo = free_block(8);
+        let pool = PortPool::with_quarantine(ip, (lo, lo + 7), Duration::from_secs(3600));
         let mut held: Vec<_> = std::iter::from_fn(|| pool.reserve().ok()).take(4).collect();
         assert!(pool.reserve().is_err());
         let freed = held.pop().unwrap();
