@@ -24,12 +24,14 @@ TOML
 # [log] level = "warn" never sees. A first run on a fresh machine provisions the speech model
 # before that (minutes), and a load step sent into a gateway still starting measures the start,
 # not the gateway: so the deadline is long (WL_READY_S, default 900 s), and a gateway that
-# exits first fails the bench at once with its log.
+# exits first fails the bench at once with its log. The port must be bound by PID itself: a
+# gateway left over from another run, still draining on the port, once answered a whole
+# bench while the bench's own gateway had exited on the taken port.
 wl_wait_ready() {
   local deadline=$((SECONDS + ${WL_READY_S:-900}))
-  until [ -n "$(ss -Hlntu "sport = :$3" 2>/dev/null)" ]; do
+  until [[ "$(ss -Hlntup "sport = :$3" 2>/dev/null)" == *"pid=$2,"* ]]; do
     if ! kill -0 "$2" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      echo "warmline did not become ready (nothing bound on port $3); its log:" >&2; cat "$1" >&2; exit 1
+      echo "warmline did not become ready (it has not bound port $3); its log:" >&2; cat "$1" >&2; exit 1
     fi
     sleep 0.1
   done
