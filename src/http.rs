@@ -209,6 +209,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     gw.planes.metrics.observe_tcp(gw.tcp_stats());
     gw.planes.metrics.observe_ports(gw.ports().stats());
     gw.planes.metrics.observe_heap();
+    gw.planes.metrics.observe_log(crate::logging::dropped());
     if let Ok(depth) = gw.planes.store.read(|s| s.pending()).await {
         gw.planes.metrics.crm_outbox_depth.set(depth);
     }

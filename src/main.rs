@@ -6,6 +6,7 @@ mod assistant;
 mod config;
 mod crm;
 mod http;
+mod logging;
 mod media;
 mod metrics;
 mod model;
@@ -112,7 +113,7 @@ fn main() -> ExitCode {
 }
 
 fn model_command(action: ModelAction) -> ExitCode {
-    init_logging("info");
+    let _log = logging::init("info");
     let _ = rustls::crypto::ring::default_provider().install_default();
     match action {
         ModelAction::List => {
@@ -185,25 +186,8 @@ fn load_for_run(explicit: Option<&Path>) -> Result<Config, config::ConfigError> 
     }
 }
 
-fn init_logging(level: &str) {
-    // rsipstack logs every datagram at info; keep it at warn unless asked for by name.
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        if level.contains("rsipstack") {
-            level.to_string()
-        } else {
-            format!("{level},rsipstack=warn")
-        }
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: log files and journald get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn run(cfg: Config) -> anyhow::Result<()> {
-    init_logging(&cfg.log.level);
+    let _log = logging::init(&cfg.log.level);
     // reqwest is built without a TLS crypto provider of its own; one is chosen here, once.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()

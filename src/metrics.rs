@@ -94,6 +94,9 @@ pub struct Metrics {
     /// expired certificates, a client without one under `client_ca`, plain text on a TLS
     /// port); the connection is closed, other calls go on.
     pub sip_tls_handshake_failures: IntCounter,
+    /// Log lines dropped because the log's writer fell behind (`crate::logging`); copied
+    /// here at scrape time (`observe_log`).
+    pub log_lines_dropped: IntCounter,
     /// The heap as jemalloc sees it (`observe_heap`): bytes the program holds, and bytes
     /// of the allocator's pages still resident. Resident well above allocated after a
     /// burst is memory freed but not yet given back; allocated above its baseline is state
@@ -202,6 +205,10 @@ impl Metrics {
             sip_tls_handshake_failures: counter(
                 "sip_tls_handshake_failures_total",
                 "TLS handshakes on SIP TLS listeners that failed or did not finish in time",
+            )?,
+            log_lines_dropped: counter(
+                "log_lines_dropped_total",
+                "Log lines dropped because the log writer's queue was full",
             )?,
             rtp_in: rtp_packets.with_label_values(&["in"]),
             rtp_out: rtp_packets.with_label_values(&["out"]),
@@ -450,6 +457,7 @@ impl Metrics {
             &m.sip_rate_limited,
             &m.sip_tcp_accept_errors,
             &m.sip_tls_handshake_failures,
+            &m.log_lines_dropped,
         ] {
             r.register(Box::new(c.clone()))?;
         }
@@ -469,6 +477,12 @@ impl Metrics {
         ] {
             c.inc_by(now.saturating_sub(c.get()));
         }
+    }
+
+    /// Brings the log-drop count up to what the log's writer has counted.
+    pub fn observe_log(&self, dropped: u64) {
+        let c = &self.log_lines_dropped;
+        c.inc_by(dropped.saturating_sub(c.get()));
     }
 
     /// Brings the spare-pair series up to what the port pool has counted.
