@@ -581,7 +581,7 @@ fn a_call_left_live_by_a_killed_gateway_ends_in_its_trail_at_the_next_start() {
         |(_, body)| body.contains("call.gateway_restart"),
     );
     assert!(trail.contains("call.gateway_restart"), "{trail}");
-    assert!(again.log().contains("calls the last run left live"));
+    assert!(again.logged("calls the last run left live"));
 }
 
 /// A flood of INVITEs at a full gateway is refused at the socket, statelessly: none becomes
@@ -781,7 +781,7 @@ fn a_source_over_its_request_rate_is_ignored_for_a_while() {
     let stats = http_req(gw.http, "GET", "/v1/stats", "").1;
     let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert!(v["rate_limited"].as_u64().unwrap_or(0) >= 700, "{stats}");
-    assert!(gw.log().contains("over its request rate"));
+    assert!(gw.logged("over its request rate"));
     // After the ban, the source is served again.
     let again = eventually(
         Duration::from_secs(10),

@@ -137,7 +137,11 @@ fn a_refused_password_fails_with_the_reason_and_backs_off() {
         metric(&gw, &format!("warmline_sip_registered{{aor=\"{AOR}\"}}")),
         Some(0.0)
     );
-    let log = gw.log();
+    let log = eventually(
+        Duration::from_secs(10),
+        || gw.log(),
+        |l| l.contains("registration failed"),
+    );
     let failed = log
         .lines()
         .find(|l| l.contains("registration failed"))
@@ -200,6 +204,6 @@ fn an_unreachable_tcp_registrar_fails_at_once_with_the_reason() {
         "{ready}"
     );
     assert_eq!(outcomes(&gw, "no_response"), 1.0);
-    assert!(gw.log().contains("registration failed"), "{}", gw.log());
+    assert!(gw.logged("registration failed"), "{}", gw.log());
     drop(held);
 }

@@ -145,7 +145,7 @@ fn the_call_id(gw: &Gw) -> String {
 
 /// The Call-ID of the call span of the first log line containing `what`.
 fn call_id_logged_with(gw: &Gw, what: &str) -> String {
-    let log = gw.log();
+    let log = eventually(Duration::from_secs(10), || gw.log(), |l| l.contains(what));
     let line = log
         .lines()
         .find(|l| l.contains(what))
@@ -902,7 +902,7 @@ fn an_agent_who_presses_2_passes_the_call_on_and_the_next_who_presses_1_takes_it
         (17_000..24_000).contains(&waited),
         "bridged {waited} ms after the second agent answered (the key comes at 18 s)"
     );
-    assert!(gw.log().contains("Press 1 to take the call"));
+    assert!(gw.logged("Press 1 to take the call"));
 }
 
 #[test]

@@ -218,6 +218,17 @@ impl Gw {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("warmline.log")).unwrap_or_default()
     }
+
+    /// Whether the log says `needle`, waiting for it up to 10 s: the gateway writes its log
+    /// from a thread of its own, up to 10 ms after the line was logged.
+    pub fn logged(&self, needle: &str) -> bool {
+        eventually(
+            Duration::from_secs(10),
+            || self.log(),
+            |l| l.contains(needle),
+        )
+        .contains(needle)
+    }
 }
 
 impl Drop for Gw {
