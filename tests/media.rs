@@ -362,11 +362,7 @@ fn silence_ends_the_call_with_bye_but_hold_does_not() {
         "BYE after {took:?}"
     );
     wait_ok(held, "silent caller on hold keeps its call");
-    let log = eventually(
-        Duration::from_secs(10),
-        || gw.log(),
-        |l| l.contains("call.rtp_timeout"),
-    );
+    let log = gw.log_with("call.rtp_timeout");
     assert_eq!(log.matches("media.rtp_timeout").count(), 1, "{log}");
     assert!(log.contains("call.rtp_timeout"));
 }

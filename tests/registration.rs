@@ -137,11 +137,7 @@ fn a_refused_password_fails_with_the_reason_and_backs_off() {
         metric(&gw, &format!("warmline_sip_registered{{aor=\"{AOR}\"}}")),
         Some(0.0)
     );
-    let log = eventually(
-        Duration::from_secs(10),
-        || gw.log(),
-        |l| l.contains("registration failed"),
-    );
+    let log = gw.log_with("registration failed");
     let failed = log
         .lines()
         .find(|l| l.contains("registration failed"))

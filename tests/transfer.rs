@@ -145,7 +145,7 @@ fn the_call_id(gw: &Gw) -> String {
 
 /// The Call-ID of the call span of the first log line containing `what`.
 fn call_id_logged_with(gw: &Gw, what: &str) -> String {
-    let log = eventually(Duration::from_secs(10), || gw.log(), |l| l.contains(what));
+    let log = gw.log_with(what);
     let line = log
         .lines()
         .find(|l| l.contains(what))

@@ -219,15 +219,19 @@ impl Gw {
         std::fs::read_to_string(self._dir.path().join("warmline.log")).unwrap_or_default()
     }
 
-    /// Whether the log says `needle`, waiting for it up to 10 s: the gateway writes its log
+    /// The log once it says `needle`, or as it is after 10 s: the gateway writes its log
     /// from a thread of its own, up to 10 ms after the line was logged.
-    pub fn logged(&self, needle: &str) -> bool {
+    pub fn log_with(&self, needle: &str) -> String {
         eventually(
             Duration::from_secs(10),
             || self.log(),
             |l| l.contains(needle),
         )
-        .contains(needle)
+    }
+
+    /// Whether the log says `needle`, waiting for it as [`Gw::log_with`] does.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log_with(needle).contains(needle)
     }
 }
 
